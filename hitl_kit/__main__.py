@@ -1,0 +1,78 @@
+"""Command line: ``python -m hitl_kit check [NOTEBOOK]``, ``hint``, ``solution``, ``env``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def _drill_for(target: str):
+    from hitl_kit.checks import get_drill
+    from hitl_kit.selfcheck import drill_key_of
+
+    return get_drill(drill_key_of(Path(target)) if target.endswith(".ipynb") else target)
+
+
+def cmd_check(path: str | None) -> int:
+    from hitl_kit.selfcheck import CORRECT, check_notebook
+
+    if path:
+        report = check_notebook(path)
+        print(report)
+        return 0 if report.status == CORRECT else 1
+    from hitl_kit.progress import progress_table
+
+    table, all_correct = progress_table()
+    print(table)
+    return 0 if all_correct else 1
+
+
+def cmd_hint(target: str) -> int:
+    from hitl_kit.selfcheck import check_notebook
+
+    drill = _drill_for(target)
+    print(check_notebook(target if target.endswith(".ipynb") else drill.drill_path).hints())
+    return 0
+
+
+def cmd_solution(target: str) -> int:
+    drill = _drill_for(target)
+    print(f"# {drill.title}: the solved cells of solutions/{drill.notebook}")
+    drill.solution()
+    return 0
+
+
+def cmd_env() -> int:
+    from hitl_kit.environment import describe
+
+    print(describe())
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m hitl_kit", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    check = sub.add_parser("check", help="check a drill notebook, or show progress on all drills")
+    check.add_argument("notebook", nargs="?", help="a drill notebook (.ipynb); none: all drills")
+    for name, text in (("hint", "hints for the checks that do not pass yet"),
+                       ("solution", "print a drill's solved cells")):
+        p = sub.add_parser(name, help=text)
+        p.add_argument("drill", help="a drill notebook path or a drill key such as drill1")
+    sub.add_parser("env", help="offline or OpenAI mode, and the versions installed")
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "check":
+            return cmd_check(args.notebook)
+        if args.command == "hint":
+            return cmd_hint(args.drill)
+        if args.command == "solution":
+            return cmd_solution(args.drill)
+        return cmd_env()
+    except (FileNotFoundError, ValueError, KeyError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,29 @@
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def root() -> Path:
+    return ROOT
+
+
+def committed_copy(path: Path, tmp_path: Path) -> Path:
+    """The file as committed at HEAD (a learner's edits in drills/ must not change what the suite
+    sees as 'pristine'); the working copy when this is not a git checkout or the file is new."""
+    rel = path.relative_to(ROOT).as_posix()
+    shown = subprocess.run(["git", "show", f"HEAD:{rel}"], cwd=ROOT, capture_output=True)
+    if shown.returncode != 0:
+        return path
+    copy = tmp_path / path.name
+    copy.write_bytes(shown.stdout)
+    return copy
+
+
+def run_cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "hitl_kit", *args], cwd=ROOT, text=True,
+                          capture_output=True, env=env, timeout=60)

@@ -1,0 +1,206 @@
+"""The drills' self-checks: solutions pass, pristine stubs don't (as rustlings proves its
+exercises), and the messages name what is wrong."""
+
+import json
+
+import pytest
+
+from hitl_kit.checks import all_drills, get_drill
+from hitl_kit.selfcheck import (
+    CORRECT,
+    FAIL,
+    INCORRECT,
+    NOT_ATTEMPTED,
+    PASS,
+    check_notebook,
+    drill_key_of,
+    run_notebook_cells,
+)
+
+from .conftest import committed_copy, run_cli
+
+DRILLS = all_drills()
+SOLUTION_1 = get_drill("drill1").solution_path
+
+
+@pytest.mark.parametrize("drill", DRILLS, ids=lambda d: d.key)
+def test_every_solution_passes_every_check(drill):
+    report = check_notebook(drill.solution_path)
+    assert report.status == CORRECT, str(report)
+
+
+@pytest.mark.parametrize("drill", DRILLS, ids=lambda d: d.key)
+def test_every_pristine_drill_is_not_attempted(drill, tmp_path):
+    report = check_notebook(committed_copy(drill.drill_path, tmp_path))
+    assert report.status == NOT_ATTEMPTED, str(report)
+    assert all(r.status == NOT_ATTEMPTED for r in report.results), str(report)
+
+
+@pytest.mark.parametrize("drill", DRILLS, ids=lambda d: d.key)
+def test_drill_and_solution_notebooks_name_their_drill(drill):
+    assert drill_key_of(drill.drill_path) == drill_key_of(drill.solution_path) == drill.key
+
+
+def with_cell_replaced(src_path, tmp_path, old, new):
+    notebook = json.loads(src_path.read_text())
+    hits = 0
+    for cell in notebook["cells"]:
+        source = "".join(cell["source"])
+        if old in source:
+            cell["source"] = source.replace(old, new)
+            hits += 1
+    assert hits == 1, f"expected {old!r} in exactly one cell"
+    out = tmp_path / src_path.name
+    out.write_text(json.dumps(notebook))
+    return out
+
+
+def test_one_wrong_row_fails_with_a_message_naming_it(tmp_path):
+    wrong = with_cell_replaced(SOLUTION_1, tmp_path,
+                               '"send_reply": ("irreversible_low", "soft_gate")',
+                               '"send_reply": ("fully_reversible", "auto_execute")')
+    report = check_notebook(wrong)
+    assert report.status == INCORRECT
+    failed = [r for r in report.results if r.status == FAIL]
+    assert [r.check.name for r in failed] == ["sending and permanent deletion wait for a human"]
+    assert "send_reply: auto_execute" in failed[0].message
+    assert "send_reply" in str(report) and "hint:" in str(report)
+
+
+def test_over_gating_a_read_fails(tmp_path):
+    wrong = with_cell_replaced(SOLUTION_1, tmp_path,
+                               '"read_inbox": ("fully_reversible", "auto_execute")',
+                               '"read_inbox": ("irreversible_high", "hard_gate")')
+    failed = [r for r in check_notebook(wrong).results if r.status == FAIL]
+    assert [r.check.name for r in failed] == [
+        "reads, searches, drafts and archiving run without a human"]
+    assert "read_inbox: hard_gate" in failed[0].message
+
+
+def test_policy_that_contradicts_its_class_fails(tmp_path):
+    wrong = with_cell_replaced(SOLUTION_1, tmp_path,
+                               '"set_rule": ("partially_reversible", "auto_with_logging")',
+                               '"set_rule": ("partially_reversible", "hard_gate")')
+    failed = [r for r in check_notebook(wrong).results if r.status == FAIL]
+    assert [r.check.name for r in failed] == ["each policy follows from its class"]
+    assert "set_rule: class partially_reversible calls for auto_with_logging" in failed[0].message
+
+
+def test_a_lookup_that_fails_open_is_caught(tmp_path):
+    wrong = with_cell_replaced(SOLUTION_1, tmp_path, '(None, "hard_gate")',
+                               '(None, "auto_execute")')
+    failed = [r for r in check_notebook(wrong).results if r.status == FAIL]
+    assert [r.check.name for r in failed] == ["policy_for fails closed for an unknown action"]
+    assert "fail closed" in failed[0].message
+
+
+def test_a_lookup_that_raises_for_unknown_actions_is_caught(tmp_path):
+    wrong = with_cell_replaced(SOLUTION_1, tmp_path,
+                               'EMAIL_TABLE.get(action, (None, "hard_gate"))',
+                               "EMAIL_TABLE[action]")
+    failed = [r for r in check_notebook(wrong).results if r.status == FAIL]
+    assert [r.check.name for r in failed] == ["policy_for fails closed for an unknown action"]
+    assert "KeyError" in failed[0].message
+
+
+def test_a_missing_action_and_a_misspelt_class_are_named(tmp_path):
+    wrong = with_cell_replaced(SOLUTION_1, tmp_path,
+                               '"search_mail": ("fully_reversible", "auto_execute"),', "")
+    wrong = with_cell_replaced(wrong, tmp_path, '"add_contact": ("partially_reversible"',
+                               '"add_contact": ("partly_reversible"')
+    message = next(r.message for r in check_notebook(wrong).results if r.status == FAIL)
+    assert "search_mail: missing" in message and "add_contact: class 'partly_reversible'" in message
+
+
+def test_half_done_is_incorrect_not_not_attempted(tmp_path):
+    drill = get_drill("drill1")
+    half = with_cell_replaced(committed_copy(drill.drill_path, tmp_path), tmp_path,
+                              '"read_inbox": (TODO, TODO)',
+                              '"read_inbox": ("fully_reversible", "auto_execute")')
+    report = check_notebook(half)
+    assert report.status == INCORRECT
+    assert {r.status for r in report.results} >= {FAIL, NOT_ATTEMPTED}
+
+
+def test_a_cell_error_is_reported_with_its_cell(tmp_path):
+    broken = with_cell_replaced(SOLUTION_1, tmp_path, "def policy_for(action: str) -> str:",
+                                "def policy_for(action: str) -> str\n")
+    report = check_notebook(broken)
+    assert report.status == INCORRECT
+    assert any("SyntaxError" in e and "cell" in e for e in report.cell_errors)
+
+
+def test_check_in_a_notebook_reads_the_callers_globals():
+    namespace, errors = run_notebook_cells(SOLUTION_1)
+    assert errors == []
+    assert get_drill("drill1").check(namespace).status == CORRECT
+    exec("from hitl_kit.checks import drill1\nreport = drill1.check()", namespace)
+    assert namespace["report"].status == CORRECT
+
+
+def test_hint_lists_only_what_still_fails(tmp_path, capsys):
+    drill = get_drill("drill1")
+    namespace, _ = run_notebook_cells(SOLUTION_1)
+    namespace["policy_for"] = lambda action: "auto_execute"
+    drill.hint(namespace)
+    out = capsys.readouterr().out
+    assert out.count("\n- ") == 0 and out.startswith("- policy_for fails closed")
+
+
+# -- the same checks from the shell ---------------------------------------------------------------
+
+def test_cli_check_solution_exits_zero():
+    result = run_cli("check", str(SOLUTION_1))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "CORRECT (5/5 checks pass)" in result.stdout
+
+
+def test_cli_check_pristine_drill_exits_nonzero_not_attempted(tmp_path):
+    result = run_cli("check", str(committed_copy(get_drill("drill1").drill_path, tmp_path)))
+    assert result.returncode == 1
+    assert "NOT ATTEMPTED" in result.stdout
+
+
+def test_cli_check_wrong_row_exits_nonzero_naming_it(tmp_path):
+    wrong = with_cell_replaced(SOLUTION_1, tmp_path,
+                               '"delete_thread": ("irreversible_high", "hard_gate")',
+                               '"delete_thread": ("partially_reversible", "auto_with_logging")')
+    result = run_cli("check", str(wrong))
+    assert result.returncode == 1
+    assert "INCORRECT" in result.stdout and "delete_thread: auto_with_logging" in result.stdout
+
+
+def test_cli_messages_match_the_notebook_report():
+    result = run_cli("check", str(SOLUTION_1))
+    assert result.stdout.strip() == str(check_notebook(SOLUTION_1))
+
+
+def test_cli_progress_table_lists_every_drill():
+    result = run_cli("check")
+    for drill in DRILLS:
+        assert drill.title in result.stdout and f"drills/{drill.notebook}" in result.stdout
+    statuses = [check_notebook(d.drill_path).status for d in DRILLS]
+    assert result.returncode == (0 if set(statuses) == {CORRECT} else 1)
+
+
+def test_cli_bad_path_is_a_clear_error(tmp_path):
+    result = run_cli("check", str(tmp_path / "nope.ipynb"))
+    assert result.returncode == 2 and "no notebook at" in result.stderr
+    not_a_drill = tmp_path / "plain.ipynb"
+    not_a_drill.write_text(json.dumps({"cells": [], "metadata": {}}))
+    result = run_cli("check", str(not_a_drill))
+    assert result.returncode == 2 and "not a drill notebook" in result.stderr
+
+
+def test_cli_solution_and_hint():
+    solution = run_cli("solution", "drill1")
+    assert solution.returncode == 0 and "EMAIL_TABLE = {" in solution.stdout
+    hint = run_cli("hint", str(SOLUTION_1))
+    assert hint.returncode == 0 and "dict.get" in hint.stdout
+    unknown = run_cli("hint", "drill99")
+    assert unknown.returncode == 2 and "no drill 'drill99'" in unknown.stderr
+
+
+def test_report_passes_count_matches_results():
+    report = check_notebook(SOLUTION_1)
+    assert report.passed == sum(r.status == PASS for r in report.results) == len(report.results)
