@@ -1,0 +1,643 @@
+"""Tests for hitl_kit.audit: guards, hash chain, tampering, concurrency, redaction, pandas."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+import subprocess
+import sys
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import closing
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+
+from hitl_kit.audit import (
+    DECISIONS,
+    GENESIS_HASH,
+    AuditConflictError,
+    AuditSchemaError,
+    AuditTrail,
+    approval_latency,
+    between,
+    by_action,
+    by_approver,
+    by_decision,
+    compute_row_hash,
+    open_readonly,
+    plot_decisions,
+    plot_latency,
+    read_head,
+    read_trail,
+    rejected_high_impact,
+    verify_file,
+)
+
+T0 = datetime(2026, 11, 26, 21, 30, tzinfo=UTC)
+
+
+def proposal(n: int, **changes) -> dict:
+    entry = {
+        "event_key": f"thread-1:call-{n}:proposed",
+        "session_id": "thread-1",
+        "action_type": "send_email",
+        "parameters": {"to": "ana@example.com", "n": n},
+        "reversibility_class": "irreversible_low",
+        "event": "proposed",
+        "proposed_at": T0 + timedelta(minutes=n),
+    }
+    return {**entry, **changes}
+
+
+def resolution(n: int, **changes) -> dict:
+    entry = {
+        **proposal(n),
+        "event_key": f"thread-1:call-{n}:resolved",
+        "event": "resolved",
+        "approver_id": "alice",
+        "decision": "approved",
+        "outcome": "success",
+        "executed_at": T0 + timedelta(minutes=n, seconds=30),
+    }
+    return {**entry, **changes}
+
+
+@pytest.fixture
+def db_path(tmp_path):
+    return tmp_path / "audit.db"
+
+
+@pytest.fixture
+def trail(db_path, tmp_path):
+    # durable=False skips an fsync per append; test_durable_by_default_fast_on_request tests it.
+    with AuditTrail(db_path, head_path=tmp_path / "audit.head.json", durable=False) as audit_trail:
+        yield audit_trail
+
+
+@pytest.fixture
+def five_rows(trail):
+    for n in range(1, 6):
+        trail.append(proposal(n))
+    return trail
+
+
+def raw_connection(path, *, drop_triggers=False) -> sqlite3.Connection:
+    """A plain connection without the trail's guards, as a tamperer would use."""
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.row_factory = sqlite3.Row
+    if drop_triggers:
+        conn.execute("DROP TRIGGER audit_log_no_update")
+        conn.execute("DROP TRIGGER audit_log_no_delete")
+    return conn
+
+
+def insert_row(conn: sqlite3.Connection, row: dict, verb: str = "INSERT") -> None:
+    conn.execute(
+        f"{verb} INTO audit_log ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
+        list(row.values()),
+    )
+
+
+def count_rows(path) -> int:
+    with closing(open_readonly(path)) as conn:
+        return conn.execute("SELECT count(*) FROM audit_log").fetchone()[0]
+
+
+# --- writing -------------------------------------------------------------------------------------
+
+
+def test_append_links_rows_into_a_chain(trail):
+    first = trail.append(proposal(1))
+    second = trail.append(resolution(1))
+
+    assert (first["seq"], second["seq"]) == (1, 2)
+    assert first["prev_hash"] == GENESIS_HASH
+    assert second["prev_hash"] == first["row_hash"]
+    assert first["row_hash"] == compute_row_hash(first)
+    assert first["parameters"] == '{"n":1,"to":"ana@example.com"}'
+    assert first["decision"] is None and first["approver_id"] is None
+    assert second["proposed_at"] == first["proposed_at"] == "2026-11-26T21:31:00.000000+00:00"
+    assert trail.rows() == [first, second]
+    assert trail.head() == (2, second["row_hash"])
+    assert read_head(trail.head_path) == trail.head()
+
+
+@pytest.mark.parametrize(
+    "proposed_at",
+    [
+        datetime(2026, 11, 26, 23, 30, tzinfo=timezone(timedelta(hours=2))),
+        "2026-11-26T23:30:00+02:00",
+        "2026-11-26T21:30:00Z",
+    ],
+)
+def test_timestamps_are_stored_as_utc(trail, proposed_at):
+    row = trail.append(proposal(1, proposed_at=proposed_at))
+
+    assert row["proposed_at"] == "2026-11-26T21:30:00.000000+00:00"
+    recorded = datetime.fromisoformat(row["recorded_at"])
+    assert recorded.utcoffset() == timedelta(0)
+    assert abs(datetime.now(UTC) - recorded) < timedelta(minutes=1)
+
+
+@pytest.mark.parametrize(
+    "entry, message",
+    [
+        ({k: v for k, v in proposal(1).items() if k != "event_key"}, "event_key"),
+        ({k: v for k, v in proposal(1).items() if k != "proposed_at"}, "proposed_at"),
+        (proposal(1, reversibility_class="kinda_reversible"), "reversibility_class"),
+        (proposal(1, event="cancelled"), "event"),
+        (proposal(1, proposed_at=datetime(2026, 11, 26, 21, 30)), "no timezone"),
+        (proposal(1, proposed_at="2026-11-26 21:30"), "no timezone"),
+        (proposal(1, parameters={"when": {1, 2}}), "JSON-serialisable"),
+        (proposal(1, parameters=["to", "ana"]), "dict of tool arguments"),
+        (proposal(1, aprover_id="alice"), "unknown field"),
+        (proposal(1, decision="approved"), "'proposed' row must not have"),
+        (resolution(1, approver_id=None), "approver_id is required"),
+        (resolution(1, decision="maybe"), "decision"),
+        (resolution(1, decision="rejected"), "outcome must be 'not_executed'"),
+        (resolution(1, decision="timed-out", outcome="not_executed"), "'system'"),
+        (resolution(1, approver_id="auto"), "'auto'"),
+        (resolution(1, executed_at=None), "executed_at"),
+    ],
+)
+def test_bad_input_raises_and_writes_nothing(five_rows, db_path, entry, message):
+    head_before = five_rows.head()
+
+    with pytest.raises(ValueError, match=message):
+        five_rows.append(entry)
+
+    assert count_rows(db_path) == 5
+    assert five_rows.head() == head_before
+    assert five_rows.verify().ok
+
+
+def test_durable_by_default_fast_on_request(db_path, tmp_path):
+    with AuditTrail(db_path, head_path=tmp_path / "head.json") as trail:
+        row = trail.append(proposal(1))
+        assert trail.connection.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+        assert trail.connection.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert read_head(tmp_path / "head.json") == (1, row["row_hash"])
+    with AuditTrail(db_path, durable=False) as trail:
+        assert trail.connection.execute("PRAGMA synchronous").fetchone()[0] == 1  # NORMAL
+
+
+def test_memory_database_is_refused():
+    with pytest.raises(ValueError, match="file path"):
+        AuditTrail(":memory:")
+
+
+# --- idempotency ---------------------------------------------------------------------------------
+
+
+def test_same_event_key_twice_writes_one_row(trail, db_path):
+    first = trail.append(proposal(1))
+    again = trail.append(proposal(1))
+
+    assert again == first
+    assert count_rows(db_path) == 1
+
+
+def test_same_event_key_from_many_threads_writes_one_row(trail, db_path):
+    returned = []
+    threads = [
+        threading.Thread(target=lambda: returned.append(trail.append(proposal(1))))
+        for _ in range(8)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert count_rows(db_path) == 1
+    assert len(returned) == 8 and all(row == returned[0] for row in returned)
+
+
+def test_same_event_key_with_different_content_raises(trail, db_path):
+    trail.append(proposal(1))
+
+    with pytest.raises(AuditConflictError, match="different parameters"):
+        trail.append(proposal(1, parameters={"to": "eve@example.com"}))
+    assert count_rows(db_path) == 1
+
+
+# --- guards: CHECKs, triggers, authorizer, schema check, read-only readers ------------------------
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"reversibility_class": "bogus"},
+        {"event": "cancelled"},
+        {"decision": "approved"},  # a proposed row with a decision
+        {"event": "resolved"},  # a resolved row without decision, outcome, approver
+        {"proposed_at": "2026-11-26 21:30"},  # not UTC ISO text
+        {"parameters": "not json"},
+    ],
+)
+def test_check_constraints_reject_bad_rows(five_rows, db_path, changes):
+    row = {**five_rows.rows()[-1], "seq": 6, "event_key": "forged", **changes}
+    with (
+        closing(raw_connection(db_path)) as conn,
+        pytest.raises(sqlite3.IntegrityError, match="CHECK"),
+    ):
+        insert_row(conn, row)
+    assert count_rows(db_path) == 5
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "UPDATE audit_log SET reason = 'edited'",
+        "DELETE FROM audit_log WHERE seq = 3",
+        "DROP TRIGGER audit_log_no_update",
+        "DROP TABLE audit_log",
+        "ALTER TABLE audit_log ADD COLUMN note TEXT",
+        "CREATE TRIGGER sneaky AFTER INSERT ON audit_log BEGIN SELECT 1; END",
+        "PRAGMA writable_schema = 1",
+        "PRAGMA ignore_check_constraints = 1",
+        "PRAGMA journal_mode = DELETE",
+    ],
+)
+def test_trail_connection_refuses_changes_to_history(five_rows, db_path, sql):
+    with pytest.raises(sqlite3.DatabaseError, match="not authorized"):
+        five_rows.connection.execute(sql)
+
+    assert five_rows.connection.execute("SELECT count(*) FROM audit_log").fetchone()[0] == 5
+    assert five_rows.verify().ok
+
+
+def test_insert_or_replace_on_trail_connection_hits_the_delete_trigger(five_rows):
+    replacement = {**five_rows.rows()[2], "reason": "replaced"}
+    with pytest.raises(sqlite3.IntegrityError, match="append-only"):
+        insert_row(five_rows.connection, replacement, verb="INSERT OR REPLACE")
+    assert five_rows.verify().ok
+
+
+@pytest.mark.parametrize(
+    "sql, message",
+    [
+        ("UPDATE audit_log SET reason = 'edited' WHERE seq = 2", "rows cannot be updated"),
+        ("DELETE FROM audit_log WHERE seq = 2", "rows cannot be deleted"),
+    ],
+)
+def test_triggers_refuse_changes_from_any_connection(five_rows, db_path, sql, message):
+    with (
+        closing(raw_connection(db_path)) as conn,
+        pytest.raises(sqlite3.IntegrityError, match=message),
+    ):
+        conn.execute(sql)
+    assert five_rows.verify().ok
+
+
+def test_opening_a_database_with_a_dropped_trigger_raises(five_rows, db_path):
+    five_rows.close()
+    with closing(raw_connection(db_path)) as conn:
+        conn.execute("DROP TRIGGER audit_log_no_delete")
+
+    with pytest.raises(AuditSchemaError, match="audit_log_no_delete is missing"):
+        AuditTrail(db_path)
+    assert verify_file(db_path).ok  # the rows themselves can still be checked
+
+
+def test_opening_a_database_with_another_audit_table_raises(db_path):
+    with closing(raw_connection(db_path)) as conn:
+        conn.execute("CREATE TABLE audit_log (seq INTEGER PRIMARY KEY, what TEXT)")
+
+    with pytest.raises(AuditSchemaError, match="audit_log is not the expected definition"):
+        AuditTrail(db_path)
+
+
+def test_opening_a_database_with_an_extra_trigger_raises(five_rows, db_path):
+    five_rows.close()
+    with closing(raw_connection(db_path)) as conn:
+        conn.execute("CREATE TRIGGER sneaky AFTER INSERT ON audit_log BEGIN SELECT 1; END")
+
+    with pytest.raises(AuditSchemaError, match="unexpected trigger.*sneaky"):
+        AuditTrail(db_path)
+
+
+def test_readonly_connection_reads_but_cannot_write(five_rows, db_path):
+    with closing(open_readonly(db_path)) as conn:
+        assert conn.execute("SELECT count(*) FROM audit_log").fetchone()[0] == 5
+        with pytest.raises(sqlite3.OperationalError, match="readonly"):
+            conn.execute("INSERT INTO audit_log (seq) VALUES (99)")
+
+
+def test_importing_the_module_does_not_import_pandas():
+    code = "import sys, hitl_kit.audit; print('pandas' in sys.modules)"
+    repo = Path(__file__).resolve().parents[1]
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=repo)
+    assert result.stdout.strip() == "False", result.stderr
+
+
+# --- tamper detection ----------------------------------------------------------------------------
+
+
+def edit_row_3(conn):
+    conn.execute('UPDATE audit_log SET parameters = \'{"to":"eve@example.com"}\' WHERE seq = 3')
+
+
+def edit_row_3_and_rehash_it(conn):
+    row = dict(conn.execute("SELECT * FROM audit_log WHERE seq = 3").fetchone())
+    row["reason"] = "nothing to see"
+    conn.execute(
+        "UPDATE audit_log SET reason = ?, row_hash = ? WHERE seq = 3",
+        (row["reason"], compute_row_hash(row)),
+    )
+
+
+def delete_row_3(conn):
+    conn.execute("DELETE FROM audit_log WHERE seq = 3")
+
+
+def swap_rows_2_and_4(conn):
+    conn.execute("UPDATE audit_log SET seq = -2 WHERE seq = 2")
+    conn.execute("UPDATE audit_log SET seq = 2 WHERE seq = 4")
+    conn.execute("UPDATE audit_log SET seq = 4 WHERE seq = -2")
+
+
+def forge_row_6_with_a_made_up_hash(conn):
+    last = dict(conn.execute("SELECT * FROM audit_log WHERE seq = 5").fetchone())
+    fake_hash = hashlib.sha256(b"looks legit").hexdigest()
+    insert_row(conn, {**last, "seq": 6, "event_key": "forged", "prev_hash": last["row_hash"],
+                      "row_hash": fake_hash})  # fmt: skip
+
+
+def replace_row_3(conn):
+    # INSERT OR REPLACE deletes without firing the delete trigger on a plain connection.
+    row = dict(conn.execute("SELECT * FROM audit_log WHERE seq = 3").fetchone())
+    insert_row(conn, {**row, "reason": "replaced"}, verb="INSERT OR REPLACE")
+
+
+def sneak_in_a_bad_decision_with_checks_off(conn):
+    conn.execute("PRAGMA ignore_check_constraints = 1")
+    last = dict(conn.execute("SELECT * FROM audit_log WHERE seq = 5").fetchone())
+    row = {**last, "seq": 6, "event_key": "sneaky", "event": "resolved", "approver_id": "mallory",
+           "decision": "maybe", "outcome": "success", "prev_hash": last["row_hash"]}  # fmt: skip
+    insert_row(conn, {**row, "row_hash": compute_row_hash(row)})
+
+
+@pytest.mark.parametrize(
+    "tamper, first_bad_seq",
+    [
+        (edit_row_3, 3),
+        (edit_row_3_and_rehash_it, 4),  # a rehashed edit breaks the next link
+        (delete_row_3, 3),
+        (swap_rows_2_and_4, 2),
+        (forge_row_6_with_a_made_up_hash, 6),
+        (replace_row_3, 3),
+        (sneak_in_a_bad_decision_with_checks_off, 6),
+    ],
+)
+def test_verify_finds_the_first_tampered_row(five_rows, db_path, tamper, first_bad_seq):
+    assert five_rows.verify().ok
+    with closing(raw_connection(db_path, drop_triggers=tamper is not replace_row_3)) as conn:
+        tamper(conn)
+
+    result = five_rows.verify()
+    assert not result.ok
+    assert result.first_bad_seq == first_bad_seq, result.problem
+    assert result.rows_checked == first_bad_seq - 1
+    assert f"row {first_bad_seq}" in result.problem
+    assert verify_file(db_path).first_bad_seq == first_bad_seq  # no head needed for these
+
+
+def test_truncated_tail_is_found_only_against_the_head(five_rows, db_path):
+    saved_head = five_rows.head()
+    with closing(raw_connection(db_path, drop_triggers=True)) as conn:
+        conn.execute("DELETE FROM audit_log WHERE seq >= 4")
+
+    assert verify_file(db_path).ok  # the chain alone looks fine
+    for result in (verify_file(db_path, head=saved_head), five_rows.verify()):
+        assert not result.ok
+        assert result.first_bad_seq == 4
+        assert "rows 4..5 were removed" in result.problem
+
+
+def test_row_forged_with_a_correct_hash_is_found_only_against_the_head(five_rows, db_path):
+    saved_head = five_rows.head()
+    with closing(raw_connection(db_path)) as conn:
+        last = dict(conn.execute("SELECT * FROM audit_log WHERE seq = 5").fetchone())
+        row = {**last, "seq": 6, "event_key": "forged", "prev_hash": last["row_hash"]}
+        insert_row(conn, {**row, "row_hash": compute_row_hash(row)})
+
+    assert verify_file(db_path).ok
+    result = verify_file(db_path, head=saved_head)
+    assert (result.ok, result.first_bad_seq) == (False, 6)
+
+
+def test_rewritten_chain_is_found_against_the_head(five_rows, db_path):
+    saved_head = five_rows.head()
+    with closing(raw_connection(db_path, drop_triggers=True)) as conn:
+        prev_hash = GENESIS_HASH
+        for row in [dict(r) for r in conn.execute("SELECT * FROM audit_log ORDER BY seq")]:
+            row.update(reason="rewritten", prev_hash=prev_hash)
+            row["row_hash"] = prev_hash = compute_row_hash(row)
+            conn.execute(
+                "UPDATE audit_log SET reason = ?, prev_hash = ?, row_hash = ? WHERE seq = ?",
+                (row["reason"], row["prev_hash"], row["row_hash"], row["seq"]),
+            )
+
+    assert verify_file(db_path).ok
+    result = verify_file(db_path, head=saved_head)
+    assert (result.ok, result.first_bad_seq) == (False, 5)
+
+
+# --- concurrency ---------------------------------------------------------------------------------
+
+
+def append_from_threads(trails: list[AuditTrail], threads: int, per_thread: int) -> list:
+    errors = []
+    start = threading.Barrier(threads)
+
+    def work(worker: int):
+        trail = trails[worker % len(trails)]
+        start.wait()
+        try:
+            for i in range(per_thread):
+                trail.append(proposal(i, event_key=f"worker-{worker}:call-{i}:proposed"))
+        except Exception as exc:  # collected so the main thread can fail the test
+            errors.append(exc)
+
+    workers = [threading.Thread(target=work, args=(w,)) for w in range(threads)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    return errors
+
+
+def test_threads_on_one_trail_keep_one_chain(trail):
+    assert append_from_threads([trail], threads=8, per_thread=50) == []
+
+    rows = trail.rows()
+    assert [row["seq"] for row in rows] == list(range(1, 401))
+    assert len({row["event_key"] for row in rows}) == 400
+    assert trail.verify() == trail.verify(head=trail.head())
+    assert trail.verify().ok and trail.verify().rows_checked == 400
+
+
+def test_several_trails_on_one_file_keep_one_chain(db_path, tmp_path):
+    head_path = tmp_path / "audit.head.json"
+    with ThreadPoolExecutor(4) as pool:  # opened at once: exactly one of them creates the schema
+        trails = list(
+            pool.map(lambda _: AuditTrail(db_path, head_path=head_path, durable=False), range(4))
+        )
+    try:
+        assert append_from_threads(trails, threads=8, per_thread=50) == []
+        result = trails[0].verify()
+        assert result.ok, result.problem
+        assert result.rows_checked == 400
+        assert [row["seq"] for row in trails[1].rows()] == list(range(1, 401))
+        assert read_head(head_path) == trails[2].head()
+    finally:
+        for trail in trails:
+            trail.close()
+
+
+# --- secrets and control characters --------------------------------------------------------------
+
+
+def short_hash(secret: str) -> str:
+    return f"[REDACTED sha256:{hashlib.sha256(secret.encode()).hexdigest()[:12]}]"
+
+
+def test_secrets_are_redacted_with_a_matching_hash(trail, db_path):
+    parameters = {
+        "password": "hunter2",
+        "api_key": "sk-live-123",
+        "Authorization": "Bearer abc.def",
+        "dsn": "host=db user=app",
+        "X-Api-Token": "tok-999",
+        "database": "postgres://app:s3cr3t@db.internal/prod",
+        "nested": {"headers": [{"client_secret": "shh"}], "page": 2},
+        "to": "ana@example.com",
+    }
+    row = trail.append(proposal(1, parameters=parameters))
+
+    stored = json.loads(row["parameters"])
+    assert stored["password"] == short_hash("hunter2")
+    assert stored["api_key"] == short_hash("sk-live-123")
+    assert stored["Authorization"] == short_hash("Bearer abc.def")
+    assert stored["dsn"] == short_hash("host=db user=app")
+    assert stored["X-Api-Token"] == short_hash("tok-999")
+    assert stored["database"] == short_hash("postgres://app:s3cr3t@db.internal/prod")
+    assert stored["nested"] == {"headers": [{"client_secret": short_hash("shh")}], "page": 2}
+    assert stored["to"] == "ana@example.com"
+    trail.close()  # checkpoint the WAL so every byte is in the file we read
+    on_disk = db_path.read_bytes()
+    for secret in (b"hunter2", b"sk-live-123", b"abc.def", b"tok-999", b"s3cr3t", b"shh"):
+        assert secret not in on_disk
+
+
+def test_control_characters_cannot_forge_log_lines(trail):
+    row = trail.append(
+        resolution(
+            1,
+            reason="fine\nseq=99 decision=approved approver=admin\r",
+            approver_id="alice\n",
+            session_id="thread-1\x1b[2K",
+            parameters={"body": "line 1\nline 2", "sub\nject": "hi"},
+        )
+    )
+
+    assert row["reason"] == "fine\\nseq=99 decision=approved approver=admin\\r"
+    assert row["approver_id"] == "alice\\n"
+    assert row["session_id"] == "thread-1\\u001b[2K"
+    assert json.loads(row["parameters"]) == {"body": "line 1\\nline 2", "sub\\nject": "hi"}
+    printed = "\n".join(" ".join(str(value) for value in r.values()) for r in trail.rows())
+    assert len(printed.splitlines()) == 1
+
+
+# --- pandas and plots ----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def sample_trail_path(trail, db_path):
+    """Four actions: approved (30 s), rejected (120 s), auto-approved (1 s), timed out (300 s)."""
+    at = {n: T0 + timedelta(minutes=n) for n in (0, 1, 5, 10)}
+    trail.append(proposal(0, recorded_at=at[0], proposed_at=at[0]))
+    trail.append(resolution(0, proposed_at=at[0], executed_at=at[0] + timedelta(seconds=30),
+                            recorded_at=at[0] + timedelta(seconds=31)))  # fmt: skip
+    trail.append(proposal(1, recorded_at=at[1], proposed_at=at[1], action_type="drop_table",
+                          reversibility_class="irreversible_high"))  # fmt: skip
+    trail.append(resolution(1, recorded_at=at[1] + timedelta(seconds=120), proposed_at=at[1],
+                            action_type="drop_table", reversibility_class="irreversible_high",
+                            approver_id="bob", decision="rejected", outcome="not_executed",
+                            executed_at=None))  # fmt: skip
+    trail.append(proposal(5, recorded_at=at[5], proposed_at=at[5], action_type="read_file",
+                          reversibility_class="fully_reversible"))  # fmt: skip
+    trail.append(resolution(5, recorded_at=at[5] + timedelta(seconds=2), proposed_at=at[5],
+                            action_type="read_file", reversibility_class="fully_reversible",
+                            approver_id="auto", decision="auto-approved",
+                            executed_at=at[5] + timedelta(seconds=1)))  # fmt: skip
+    trail.append(proposal(10, recorded_at=at[10], proposed_at=at[10]))
+    trail.append(resolution(10, recorded_at=at[10] + timedelta(seconds=300), proposed_at=at[10],
+                            approver_id="system", decision="timed-out", outcome="not_executed",
+                            executed_at=None))  # fmt: skip
+    return db_path
+
+
+def seqs(df) -> list[int]:
+    return df["seq"].tolist()
+
+
+def test_read_trail_gives_utc_datetimes_and_parsed_parameters(sample_trail_path):
+    import pandas as pd
+
+    df = read_trail(sample_trail_path)
+
+    assert seqs(df) == list(range(1, 9))
+    for column in ("recorded_at", "proposed_at", "executed_at"):
+        assert isinstance(df[column].dtype, pd.DatetimeTZDtype)
+        assert str(df[column].dt.tz) == "UTC"
+    assert df.loc[0, "proposed_at"] == pd.Timestamp(T0)
+    assert df.loc[0, "parameters"] == {"to": "ana@example.com", "n": 0}
+    assert df["executed_at"].isna().tolist() == [True, False, True, True, True, False, True, True]
+
+
+def test_auditor_queries_return_the_right_rows(sample_trail_path):
+    df = read_trail(sample_trail_path)
+
+    # recorded at 60 s, 180 s, 300 s, 302 s; the row at exactly 600 s is excluded
+    assert seqs(between(df, T0 + timedelta(minutes=1), T0 + timedelta(minutes=10))) == [3, 4, 5, 6]
+    assert seqs(between(df, "2026-11-26T21:30:00+00:00", "2026-11-26T21:30:31+00:00")) == [1]
+    assert seqs(by_action(df, "drop_table")) == [3, 4]
+    assert seqs(by_approver(df, "bob")) == [4]
+    assert seqs(by_approver(df, "system")) == [8]
+    assert seqs(by_decision(df, "auto-approved")) == [6]
+    assert seqs(rejected_high_impact(df)) == [4]
+    with pytest.raises(ValueError, match="decision"):
+        by_decision(df, "approve")
+    with pytest.raises(ValueError, match="no timezone"):
+        between(df, datetime(2026, 11, 26), T0)
+
+
+def test_approval_latency_in_seconds(sample_trail_path):
+    latency = approval_latency(read_trail(sample_trail_path))
+
+    assert seqs(latency) == [2, 4, 6, 8]
+    assert latency["latency_seconds"].tolist() == [30.0, 120.0, 1.0, 300.0]
+
+
+def test_plots_return_axes_with_the_data(sample_trail_path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    df = read_trail(sample_trail_path)
+    try:
+        ax = plot_decisions(df)
+        assert isinstance(ax, plt.Axes)
+        assert [tick.get_text() for tick in ax.get_xticklabels()] == list(DECISIONS)
+        assert [bar.get_height() for bar in ax.patches] == [1, 1, 1, 1]
+
+        _, own_ax = plt.subplots()
+        assert plot_latency(df, ax=own_ax) is own_ax
+        assert sum(bar.get_height() for bar in own_ax.patches) == 4
+    finally:
+        plt.close("all")
