@@ -1,4 +1,4 @@
-"""Command line: ``python -m hitl_kit check [NOTEBOOK]``, ``hint``, ``solution``, ``env``."""
+"""Command line: ``python -m hitl_kit check [NOTEBOOK]``, ``hint``, ``solution``, ``run``, ``env``."""
 
 from __future__ import annotations
 
@@ -43,6 +43,21 @@ def cmd_solution(target: str) -> int:
     return 0
 
 
+def cmd_run(task: str, approver: str, world_path: str) -> int:
+    import uuid
+
+    from hitl_kit.approval import ApprovalAgent
+    from hitl_kit.llm import get_chat_model
+    from hitl_kit.terminal import approve_in_terminal
+    from hitl_kit.world import World
+
+    world = World(world_path)
+    agent = ApprovalAgent(get_chat_model(), world.tools(), world=world)
+    outcome = agent.start(task, thread_id=f"cli-{uuid.uuid4()}")
+    outcome = approve_in_terminal(agent, outcome, approver)
+    return 1 if outcome.paused else 0
+
+
 def cmd_env() -> int:
     from hitl_kit.environment import describe
 
@@ -60,6 +75,10 @@ def main(argv: list[str] | None = None) -> int:
         p = sub.add_parser(name, help=text)
         p.add_argument("drill", help="a drill notebook path or a drill key such as drill1")
     sub.add_parser("env", help="offline or OpenAI mode, and the versions installed")
+    run = sub.add_parser("run", help="run a task on the demo world, approving in the terminal")
+    run.add_argument("task", help='e.g. "delete the test customer record"')
+    run.add_argument("--approver", default="cli-user", help="your name in the decisions")
+    run.add_argument("--world", default="demo_world.db", help="SQLite file of the demo world")
     args = parser.parse_args(argv)
     try:
         if args.command == "check":
@@ -68,6 +87,8 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_hint(args.drill)
         if args.command == "solution":
             return cmd_solution(args.drill)
+        if args.command == "run":
+            return cmd_run(args.task, args.approver, args.world)
         return cmd_env()
     except (FileNotFoundError, ValueError, KeyError) as exc:
         print(f"error: {exc}", file=sys.stderr)

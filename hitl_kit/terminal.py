@@ -1,0 +1,51 @@
+"""The synchronous pattern for developer tools: approve in the terminal with ``input()``.
+
+Blocking is fine here: a terminal has nothing else to do while the developer reads. (In a
+notebook it is not: see ``hitl_kit.cards``.)
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+
+from hitl_kit.approval import ApprovalAgent, ApprovalError, Outcome, payload_rows
+
+CHOICES = {"a": "approve", "r": "reject", "e": "edit"}
+
+
+def approve_in_terminal(agent: ApprovalAgent, outcome: Outcome, approver: str,
+                        ask: Callable[[str], str] = input,
+                        say: Callable[[str], None] = print) -> Outcome:
+    """Ask about each pending approval until the thread finishes.
+
+    End of input (Ctrl-D, a closed pipe) leaves the approval pending: no answer is not a yes.
+    """
+    while outcome.paused:
+        pending = outcome.pending[0]
+        say("")
+        for label, text in payload_rows(pending.payload):
+            say(f"{label:>20}: {text}")
+        try:
+            choice = ask("approve, reject or edit? [a/r/e] ").strip().lower()[:1]
+            if choice not in CHOICES:
+                say("please answer a, r or e")
+                continue
+            decision = {"kind": CHOICES[choice], "approver": approver}
+            if choice == "r":
+                decision["reason"] = ask("reason (sent to the agent): ")
+            if choice == "e":
+                try:
+                    decision["args"] = json.loads(ask("new arguments as JSON: "))
+                except json.JSONDecodeError as exc:
+                    say(f"not JSON ({exc}); nothing was sent")
+                    continue
+        except EOFError:
+            say("no answer: the approval stays pending and nothing runs")
+            return outcome
+        try:
+            outcome = agent.resume(outcome.thread_id, {pending.interrupt_id: decision})
+        except ApprovalError as exc:
+            say(f"refused, nothing ran: {exc}")
+    say(outcome.answer or "")
+    return outcome
