@@ -22,6 +22,7 @@ import json
 import operator
 import sqlite3
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Annotated, Any, TypedDict
 
 from langchain_core.messages import AIMessage, AnyMessage, HumanMessage, ToolMessage
@@ -110,30 +111,45 @@ def validate_args(tool, args: dict) -> dict:
 
 # -- the graph ------------------------------------------------------------------------------------
 
+def _merge(old: dict, new: dict) -> dict:
+    return {**old, **new}
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat()
+
+
 class AgentState(TypedDict, total=False):
     task: str
     messages: Annotated[list[AnyMessage], add_messages]
     decisions: Annotated[list[dict], operator.add]  # one per gated or auto call, all turns
     turns: int
     answer: str
+    proposed_at: Annotated[dict[str, str], _merge]  # tool_call_id -> when the model proposed it
 
 
 def build_graph(model, tools: list, policy: ActionPolicy | None = None, world=None,
-                checkpointer=None):
+                checkpointer=None, audit=None):
     """Compile the plan -> gate -> execute -> report graph.
 
     ``model`` is a chat model (see ``hitl_kit.llm``); ``world`` (optional) lets the gate show the
-    current contents of the record a call would touch.
+    current contents of the record a call would touch; ``audit`` (an ``AuditTrail``, optional)
+    gets a row when each call is proposed and another when it is resolved.
     """
     policy = policy or ActionPolicy.from_tools(tools)
     by_name = {t.name: t for t in tools}
     bound = model.bind_tools(tools)
 
-    def plan(state: AgentState) -> dict:
+    def plan(state: AgentState, config) -> dict:
         messages = state.get("messages") or [HumanMessage(state["task"])]
         reply = bound.invoke(messages)
         new = [reply] if state.get("messages") else [messages[0], reply]
-        return {"messages": new, "turns": state.get("turns", 0) + 1}
+        proposed_at = {call["id"]: _now() for call in reply.tool_calls}
+        if audit is not None:
+            for call in reply.tool_calls:
+                audit.append(_audit_entry(config, call, policy.classify(call["name"]),
+                                          proposed_at[call["id"]]))
+        return {"messages": new, "turns": state.get("turns", 0) + 1, "proposed_at": proposed_at}
 
     def route_after_plan(state: AgentState):
         last = state["messages"][-1]
@@ -164,14 +180,18 @@ def build_graph(model, tools: list, policy: ActionPolicy | None = None, world=No
             record = _record(call, ruling, verdict, decision.approver, decision.reason)
             return {"decisions": [{**record, "edited_by": edited_by}]}
 
-    def execute(state: AgentState) -> dict:
+    def execute(state: AgentState, config) -> dict:
         last = next(m for m in reversed(state["messages"]) if isinstance(m, AIMessage))
         ids = {c["id"] for c in last.tool_calls}
         results = []
         for record in state["decisions"]:
             if record["tool_call_id"] not in ids:
                 continue
-            results.append(_run(record, by_name))
+            message = _run(record, by_name)
+            results.append(message)
+            if audit is not None:
+                audit.append(_resolution_entry(config, record, message,
+                                               state["proposed_at"][record["tool_call_id"]]))
         return {"messages": results}
 
     def report(state: AgentState) -> dict:
@@ -216,6 +236,45 @@ def _record(call: dict, ruling, decision: str, approver: str, reason: str = "") 
             "reversibility": ruling.reversibility.value if ruling.reversibility else "unclassified",
             "policy": ruling.policy.value, "decision": decision, "approver": approver,
             "reason": reason}
+
+
+def _audit_entry(config: dict, call: dict, ruling, proposed_at: str) -> dict:
+    thread_id = config["configurable"]["thread_id"]
+    return {
+        "event_key": f"{thread_id}:{call['id']}:proposed",
+        "session_id": thread_id,
+        "action_type": call["name"],
+        "parameters": call["args"],
+        "reversibility_class": ruling.reversibility.value if ruling.reversibility
+        else "unclassified",
+        "event": "proposed",
+        "proposed_at": proposed_at,
+    }
+
+
+def _resolution_entry(config: dict, record: dict, message: ToolMessage, proposed_at: str) -> dict:
+    thread_id = config["configurable"]["thread_id"]
+    if record["decision"] == "rejected":
+        outcome, executed_at = "not_executed", None
+    else:
+        outcome, executed_at = ("error" if message.status == "error" else "success"), _now()
+    reason = record["reason"] or None
+    if record.get("edited_by"):
+        reason = f"arguments edited by {record['edited_by']}" + (f"; {reason}" if reason else "")
+    return {
+        "event_key": f"{thread_id}:{record['tool_call_id']}:resolved",
+        "session_id": thread_id,
+        "action_type": record["tool"],
+        "parameters": record["args"],
+        "reversibility_class": record["reversibility"],
+        "event": "resolved",
+        "approver_id": record["approver"],
+        "decision": record["decision"],
+        "outcome": outcome,
+        "reason": reason,
+        "proposed_at": proposed_at,
+        "executed_at": executed_at,
+    }
 
 
 def _run(record: dict, by_name: dict) -> ToolMessage:
@@ -267,9 +326,10 @@ class ApprovalAgent:
     """The approval graph plus guards, keyed by thread id."""
 
     def __init__(self, model, tools: list, policy: ActionPolicy | None = None, world=None,
-                 checkpointer=None):
+                 checkpointer=None, audit=None):
         self.tools = {t.name: t for t in tools}
-        self.graph = build_graph(model, tools, policy, world, checkpointer)
+        self.audit = audit
+        self.graph = build_graph(model, tools, policy, world, checkpointer, audit)
 
     def _config(self, thread_id: str) -> dict:
         return {"configurable": {"thread_id": thread_id}}

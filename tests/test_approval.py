@@ -239,3 +239,30 @@ def test_durable_checkpointer_works_in_process(tmp_path, world):
     assert agent.start("delete customer 4", "t").paused
     assert not agent.resume("t", APPROVE).paused
     assert world.calls["delete_customer"] == 1
+
+
+def test_every_proposed_action_is_audited_at_proposal_and_resolution(tmp_path, world):
+    from hitl_kit.audit import AuditTrail
+
+    trail = AuditTrail(tmp_path / "audit.db", durable=False)
+    agent = ApprovalAgent(OfflineChatModel(), world.tools(), world=world, audit=trail)
+    agent.start("Delete the test customer record", "t")
+    rows = trail.rows()
+    assert [(r["action_type"], r["event"]) for r in rows] == [
+        ("find_customers", "proposed"), ("find_customers", "resolved"),
+        ("delete_customer", "proposed")]
+    assert rows[1]["decision"] == "auto-approved" and rows[1]["approver_id"] == "auto"
+    agent.resume("t", {"kind": "approve", "approver": "ana"})
+    agent.start("delete customer 1", "t2")
+    agent.resume("t2", {"kind": "reject", "approver": "bo", "reason": "key account"})
+    rows = trail.rows()
+    resolved = [r for r in rows if r["event"] == "resolved"]
+    assert [(r["action_type"], r["decision"], r["approver_id"], r["outcome"]) for r in resolved] == [
+        ("find_customers", "auto-approved", "auto", "success"),
+        ("delete_customer", "approved", "ana", "success"),
+        ("delete_customer", "rejected", "bo", "not_executed")]
+    assert resolved[2]["reason"] == "key account" and resolved[2]["executed_at"] is None
+    delete = [r for r in rows if r["action_type"] == "delete_customer"]
+    assert delete[0]["proposed_at"] == delete[1]["proposed_at"] < delete[1]["executed_at"]
+    assert json.loads(delete[1]["parameters"]) == {"customer_id": 3}
+    assert trail.verify().ok and len(rows) == 6  # no duplicates though the gate re-ran
