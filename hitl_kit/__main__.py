@@ -1,4 +1,5 @@
-"""Command line: ``python -m hitl_kit check [NOTEBOOK]``, ``hint``, ``solution``, ``run``, ``env``."""
+"""Command line: ``python -m hitl_kit check [NOTEBOOK]``, ``hint``, ``solution``, ``run``,
+``env``."""
 
 from __future__ import annotations
 

@@ -257,7 +257,8 @@ def test_every_proposed_action_is_audited_at_proposal_and_resolution(tmp_path, w
     agent.resume("t2", {"kind": "reject", "approver": "bo", "reason": "key account"})
     rows = trail.rows()
     resolved = [r for r in rows if r["event"] == "resolved"]
-    assert [(r["action_type"], r["decision"], r["approver_id"], r["outcome"]) for r in resolved] == [
+    summary = [(r["action_type"], r["decision"], r["approver_id"], r["outcome"]) for r in resolved]
+    assert summary == [
         ("find_customers", "auto-approved", "auto", "success"),
         ("delete_customer", "approved", "ana", "success"),
         ("delete_customer", "rejected", "bo", "not_executed")]
