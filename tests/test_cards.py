@@ -1,0 +1,119 @@
+"""Approval cards: readable, escaped, resumed from the button callback, decided once."""
+
+import pytest
+
+from hitl_kit.approval import ApprovalAgent
+from hitl_kit.cards import ApprovalBoard, ApprovalCard
+from hitl_kit.llm import OfflineChatModel
+from hitl_kit.world import World
+
+XSS = '<img src=x onerror="alert(1)">'
+
+
+@pytest.fixture
+def world():
+    return World()
+
+
+@pytest.fixture
+def agent(world):
+    return ApprovalAgent(OfflineChatModel(), world.tools(), world=world)
+
+
+def paused_card(agent, task="Delete the test customer record", thread="t", approver="ana"):
+    outcome = agent.start(task, thread)
+    assert outcome.paused
+    return ApprovalCard(agent, thread, outcome.pending[0], approver=approver)
+
+
+def test_card_shows_the_context_and_risk(agent):
+    card = paused_card(agent)
+    assert "HIGH RISK" in card.header.value and "delete_customer" in card.header.value
+    for text in ("Delete the test customer record", "Test Customer", "irreversible_high",
+                 "if you approve", "if you reject"):
+        assert text in card.details.value
+
+
+def test_approve_click_resumes_executes_and_locks_the_card(agent, world):
+    card = paused_card(agent)
+    card.approve.click()
+    assert [c["id"] for c in world.rows("customers")] == [1, 2, 4]
+    assert all(b.disabled for b in (card.approve, card.reject, card.edit))
+    assert "Approved by ana" in card.status.value and "delete_customer" in card.status.value
+
+
+def test_second_click_is_refused_and_runs_nothing_more(agent, world):
+    card = paused_card(agent, task="delete customer 4")
+    card.approve.click()
+    card.approve.click()
+    card.reject.click()
+    assert [c["id"] for c in world.rows("customers")] == [1, 2, 3]
+    assert "already decided" in card.status.value
+    assert agent.outcome("t").decisions[-1]["decision"] == "approved"
+
+
+def test_reject_click_runs_nothing_and_sends_the_reason(agent, world):
+    card = paused_card(agent)
+    card.reason.value = "QA still needs it"
+    card.reject.click()
+    assert len(world.rows("customers")) == 4
+    assert "Rejected by ana" in card.status.value and "QA still needs it" in card.status.value
+
+
+def test_edit_shows_a_new_card_for_the_edited_call(agent, world):
+    card = paused_card(agent)
+    card.edited_args.value = '{"customer_id": 4}'
+    card.edit.click()
+    assert len(card.next_cards) == 1
+    follow_up = card.next_cards[0]
+    assert "Alan Turing" in follow_up.details.value
+    follow_up.approve.click()
+    assert [c["id"] for c in world.rows("customers")] == [1, 2, 3]
+
+
+@pytest.mark.parametrize(("args", "message"), [("{not json", "not JSON"),
+                                               ('{"customer_id": "x"}', "invalid")])
+def test_bad_edit_is_refused_and_the_card_stays_open(agent, world, args, message):
+    card = paused_card(agent)
+    card.edited_args.value = args
+    card.edit.click()
+    assert message in card.status.value
+    assert not card.approve.disabled and len(world.rows("customers")) == 4
+    card.approve.click()
+    assert len(world.rows("customers")) == 3
+
+
+def test_missing_approver_is_refused(agent, world):
+    card = paused_card(agent, approver="")
+    card.approve.click()
+    assert "approver" in card.status.value and len(world.rows("customers")) == 4
+
+
+def test_payload_html_renders_as_text(agent):
+    card = paused_card(agent, task=f'send a reply to thread 3 saying "{XSS}"')
+    html_shown = card.header.value + card.details.value
+    assert "<img" not in html_shown
+    assert "&lt;img src=x onerror=&quot;alert(1)&quot;&gt;" in html_shown
+
+
+def test_outcome_text_is_escaped_too(agent):
+    card = paused_card(agent, task=f'send a reply to thread 3 saying "{XSS}"')
+    card.approve.click()
+    assert "<img" not in card.status.value and "&lt;img" in card.status.value
+
+
+def test_board_gives_one_card_per_pending_approval(agent, world):
+    outcome = agent.start('delete thread 2; send a reply to thread 3 saying "ok"', "t")
+    board = ApprovalBoard(agent, outcome)
+    assert len(board.cards) == 2
+    board.cards[1].approve.click()
+    assert "1 approval(s) now pending" in board.cards[1].status.value
+    assert board.cards[1].next_cards == []  # the other one already has its own card
+    board.cards[0].reject.click()
+    assert world.count("outbox") == 1 and world.count("threads") == 4
+    assert "send_reply" in board.cards[0].status.value
+
+
+def test_board_without_pending_shows_the_answer(agent):
+    board = ApprovalBoard(agent, agent.start("read the inbox", "t"))
+    assert board.cards == [] and "Nothing to approve" in board.children[0].value
