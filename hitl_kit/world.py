@@ -2,15 +2,18 @@
 
 Everything lives in one SQLite database (in memory unless you give a path), so a learner can look
 at what an action really did: ``world.rows("customers")``. ``world.tools()`` gives the LangChain
-tools an agent can call; each carries its reversibility class in ``tool.metadata``.
+tools an agent can call; each carries its reversibility class in ``tool.metadata``, and
+``world.calls`` counts how often each tool ran.
 ``world.target_of(tool, args)`` reads, without side effects, the record a call would touch, so an
 approver sees what they are approving.
 """
 
 from __future__ import annotations
 
+import functools
 import sqlite3
 import threading
+from collections import Counter
 from datetime import UTC, datetime
 from typing import Literal
 
@@ -61,6 +64,7 @@ class World:
         self._db = sqlite3.connect(path, check_same_thread=False)
         self._db.row_factory = sqlite3.Row
         self._lock = threading.RLock()
+        self.calls: Counter[str] = Counter()  # how often each tool was called
         if not self._db.execute("SELECT name FROM sqlite_master WHERE name='customers'").fetchone():
             self._create()
 
@@ -283,13 +287,25 @@ class World:
             raise ValueError(f"no such tools: {sorted(unknown)}")
         return [
             StructuredTool.from_function(
-                getattr(self, name),
+                self._counted(name),
                 name=name,
                 description=" ".join(getattr(self, name).__doc__.split()),
                 metadata={"reversibility": klass},
             )
             for name, klass in chosen
         ]
+
+    def _counted(self, name: str):
+        """The action, counting each call in ``self.calls`` (so a test can say "ran once")."""
+        method = getattr(self, name)
+
+        @functools.wraps(method)
+        def run(*args, **kwargs):
+            with self._lock:
+                self.calls[name] += 1
+            return method(*args, **kwargs)
+
+        return run
 
     def close(self) -> None:
         self._db.close()

@@ -16,28 +16,9 @@ from hitl_kit.world import World
 APPROVE = {"kind": "approve", "approver": "ana"}
 
 
-class CountingWorld(World):
-    """The demo world whose tools count every call (reads included)."""
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.calls = Counter()
-
-    def tools(self, names=None):
-        return [self._counted(t) for t in super().tools(names)]
-
-    def _counted(self, tool):
-        def run(**kwargs):
-            self.calls[tool.name] += 1
-            return tool.func(**kwargs)
-
-        return StructuredTool.from_function(run, name=tool.name, description=tool.description,
-                                            args_schema=tool.args_schema, metadata=tool.metadata)
-
-
 @pytest.fixture
 def world():
-    return CountingWorld()
+    return World()
 
 
 @pytest.fixture

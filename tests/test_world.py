@@ -99,3 +99,12 @@ def test_a_file_backed_world_keeps_its_state(tmp_path):
     first.delete_customer(3)
     first.close()
     assert [c["id"] for c in World(path).rows("customers")] == [1, 2, 4]
+
+
+def test_calls_count_each_tool_run_and_nothing_else(world):
+    tools = {t.name: t for t in world.tools()}
+    tools["read_customer"].invoke({"customer_id": 1})
+    tools["delete_customer"].invoke({"customer_id": 4})
+    world.read_customer(2)  # a direct method call is not a tool run
+    world.target_of("delete_customer", {"customer_id": 1})
+    assert world.calls == {"read_customer": 1, "delete_customer": 1}
