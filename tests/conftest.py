@@ -1,3 +1,4 @@
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -27,3 +28,18 @@ def committed_copy(path: Path, tmp_path: Path) -> Path:
 def run_cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "hitl_kit", *args], cwd=ROOT, text=True,
                           capture_output=True, env=env, timeout=60)
+
+
+def with_cell_replaced(src_path, tmp_path, old, new):
+    """A copy of a notebook with `old` replaced by `new` in the one cell that holds it."""
+    notebook = json.loads(src_path.read_text())
+    hits = 0
+    for cell in notebook["cells"]:
+        source = "".join(cell["source"])
+        if old in source:
+            cell["source"] = source.replace(old, new)
+            hits += 1
+    assert hits == 1, f"expected {old!r} in exactly one cell"
+    out = tmp_path / src_path.name
+    out.write_text(json.dumps(notebook))
+    return out

@@ -17,7 +17,7 @@ from hitl_kit.selfcheck import (
     run_notebook_cells,
 )
 
-from .conftest import committed_copy, run_cli
+from .conftest import committed_copy, run_cli, with_cell_replaced
 
 DRILLS = all_drills()
 SOLUTION_1 = get_drill("drill1").solution_path
@@ -39,20 +39,6 @@ def test_every_pristine_drill_is_not_attempted(drill, tmp_path):
 @pytest.mark.parametrize("drill", DRILLS, ids=lambda d: d.key)
 def test_drill_and_solution_notebooks_name_their_drill(drill):
     assert drill_key_of(drill.drill_path) == drill_key_of(drill.solution_path) == drill.key
-
-
-def with_cell_replaced(src_path, tmp_path, old, new):
-    notebook = json.loads(src_path.read_text())
-    hits = 0
-    for cell in notebook["cells"]:
-        source = "".join(cell["source"])
-        if old in source:
-            cell["source"] = source.replace(old, new)
-            hits += 1
-    assert hits == 1, f"expected {old!r} in exactly one cell"
-    out = tmp_path / src_path.name
-    out.write_text(json.dumps(notebook))
-    return out
 
 
 def test_one_wrong_row_fails_with_a_message_naming_it(tmp_path):

@@ -7,7 +7,10 @@ import importlib
 
 from hitl_kit.selfcheck import Drill
 
-DRILL_MODULES = {"drill1": "hitl_kit.checks.d01_classify"}
+DRILL_MODULES = {
+    "drill1": "hitl_kit.checks.d01_classify",
+    "drill2": "hitl_kit.checks.d02_gate",
+}
 
 
 def get_drill(key: str) -> Drill:
