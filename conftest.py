@@ -1,8 +1,12 @@
 """Settings for the whole test run, notebooks included (nbval's kernels inherit them)."""
 
 import os
+import tempfile
 
 # Nobody is there to click: notebooks press their own buttons with Button.click().
 os.environ["HITL_KIT_UNATTENDED"] = "1"
+# The suite keeps its own progress file: the learner's stays as the learner left it.
+os.environ["HITL_KIT_PROGRESS"] = os.path.join(tempfile.mkdtemp(prefix="hitl-progress-"),
+                                               "progress.json")
 # The suite never talks to OpenAI, even on a machine where a key is set.
 os.environ.pop("OPENAI_API_KEY", None)

@@ -113,7 +113,9 @@ class Drill:
         """Run every check against ``namespace`` (default: the caller's globals)."""
         if namespace is None:
             namespace = inspect.currentframe().f_back.f_globals
-        return self.run(namespace)
+        report = self.run(namespace)
+        _record(report, Path.cwd())  # a kernel's working directory is its notebook's folder
+        return report
 
     def run(self, namespace: dict, cell_errors: list[str] | None = None) -> Report:
         results = []
@@ -214,4 +216,17 @@ def check_notebook(path: str | Path) -> Report:
     path = Path(path)
     drill = get_drill(drill_key_of(path))
     namespace, errors = run_notebook_cells(path)
-    return drill.run(namespace, errors)
+    report = drill.run(namespace, errors)
+    _record(report, path.parent)
+    return report
+
+
+def _record(report: Report, where: Path) -> None:
+    """Save the result in the learner's progress file (not for notebooks in solutions/)."""
+    from hitl_kit.progress import Progress, records_progress
+
+    if records_progress(where):
+        try:
+            Progress().record(report)
+        except OSError as exc:  # progress is a convenience: never let it break a check
+            print(f"(progress not saved: {exc})")
