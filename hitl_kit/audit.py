@@ -13,7 +13,7 @@ Three layers stop or reveal tampering:
    the first row that was edited, deleted, swapped or forged, even by someone who bypassed 1 and 2.
    Deleting the newest rows is only caught against a head ``(seq, row_hash)`` kept elsewhere.
 
-Readers use ``open_readonly`` or ``read_trail`` (pandas). Usage::
+Readers use ``open_readonly``; ``hitl_kit.audit_queries`` reads the trail into pandas. Usage::
 
     with AuditTrail("audit.db", head_path="audit.head.json") as trail:
         trail.append({"event_key": "t1:call_1:proposed", "session_id": "t1",
@@ -58,6 +58,7 @@ COLUMNS = (
     "reversibility_class", "event", "approver_id", "decision", "outcome", "reason",
     "proposed_at", "executed_at", "prev_hash", "row_hash",
 )  # fmt: skip
+SELECT_ROWS_SQL = f"SELECT {', '.join(COLUMNS)} FROM audit_log ORDER BY seq"
 TIMESTAMP_FIELDS = ("recorded_at", "proposed_at", "executed_at")
 TEXT_FIELDS = (
     "event_key", "session_id", "action_type", "reversibility_class", "event",
@@ -223,7 +224,7 @@ def _utc_now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="microseconds")
 
 
-def _to_utc_iso(field: str, value) -> str | None:
+def to_utc_iso(field: str, value) -> str | None:
     """Tz-aware datetime or ISO 8601 string with offset -> fixed-width UTC ISO text."""
     if value is None:
         return None
@@ -324,7 +325,7 @@ def _normalize(entry: Mapping) -> dict:
             raise ValueError(f"{field} must be a string, not {type(value).__name__}")
         row[field] = None if value is None else _escape_controls(value)
     for field in TIMESTAMP_FIELDS:
-        row[field] = _to_utc_iso(field, entry.get(field))
+        row[field] = to_utc_iso(field, entry.get(field))
     row["parameters"] = _parameters_json(entry.get("parameters", {}))
     _check_rules({**row, "recorded_at": row["recorded_at"] or _utc_now_iso()})
     return row
@@ -498,9 +499,7 @@ class AuditTrail:
                 if existing is not None:
                     self._conn.execute("ROLLBACK")
                     return _same_or_conflict(dict(existing), row)
-                last = self._conn.execute(
-                    "SELECT seq, row_hash FROM audit_log ORDER BY seq DESC LIMIT 1"
-                ).fetchone()
+                last = _last_link(self._conn)
                 seq, prev_hash = (last[0] + 1, last[1]) if last else (1, GENESIS_HASH)
                 row.update(seq=seq, prev_hash=prev_hash)
                 row["recorded_at"] = row["recorded_at"] or _utc_now_iso()
@@ -537,10 +536,7 @@ class AuditTrail:
     def head(self) -> tuple[int, str] | None:
         """(seq, row_hash) of the newest row, or None for an empty trail."""
         with self._lock:
-            last = self._conn.execute(
-                "SELECT seq, row_hash FROM audit_log ORDER BY seq DESC LIMIT 1"
-            ).fetchone()
-        return None if last is None else (last[0], last[1])
+            return _last_link(self._conn)
 
     def rows(self) -> list[dict]:
         """All rows in seq order, as stored (parameters is JSON text)."""
@@ -572,7 +568,12 @@ def _same_or_conflict(existing: dict, row: dict) -> dict:
 
 
 def _select_rows(conn: sqlite3.Connection) -> list:
-    return conn.execute(f"SELECT {', '.join(COLUMNS)} FROM audit_log ORDER BY seq").fetchall()
+    return conn.execute(SELECT_ROWS_SQL).fetchall()
+
+
+def _last_link(conn: sqlite3.Connection) -> tuple[int, str] | None:
+    last = conn.execute("SELECT seq, row_hash FROM audit_log ORDER BY seq DESC LIMIT 1").fetchone()
+    return None if last is None else (last[0], last[1])
 
 
 def _verify_rows(rows, head: tuple[int, str] | None) -> VerifyResult:
@@ -639,82 +640,3 @@ def verify_file(path: str | os.PathLike, head: tuple[int, str] | None = None) ->
     with closing(open_readonly(path)) as conn:
         conn.row_factory = sqlite3.Row
         return _verify_rows(_select_rows(conn), head)
-
-
-def read_trail(path: str | os.PathLike):
-    """The trail as a pandas DataFrame: timestamps tz-aware UTC, parameters parsed to dicts."""
-    import pandas as pd
-
-    with closing(open_readonly(path)) as conn:
-        df = pd.read_sql_query(f"SELECT {', '.join(COLUMNS)} FROM audit_log ORDER BY seq", conn)
-    for field in TIMESTAMP_FIELDS:
-        df[field] = pd.to_datetime(df[field], utc=True, format="ISO8601")
-    df["parameters"] = df["parameters"].map(json.loads)
-    return df
-
-
-# --- one-call auditor queries on read_trail()'s DataFrame ----------------------------------------
-
-
-def between(df, start, end):
-    """Rows recorded from start (included) to end (excluded); both need a timezone."""
-    import pandas as pd
-
-    start = pd.Timestamp(_to_utc_iso("start", start))
-    end = pd.Timestamp(_to_utc_iso("end", end))
-    return df[(df["recorded_at"] >= start) & (df["recorded_at"] < end)]
-
-
-def by_action(df, action_type: str):
-    """Rows for one tool."""
-    return df[df["action_type"] == action_type]
-
-
-def by_approver(df, approver_id: str):
-    """Rows decided by one approver ('auto' and 'system' included)."""
-    return df[df["approver_id"] == approver_id]
-
-
-def by_decision(df, decision: str):
-    """Resolved rows with one decision."""
-    if decision not in DECISIONS:
-        raise ValueError(f"decision is {decision!r}; use one of {', '.join(DECISIONS)}")
-    return df[df["decision"] == decision]
-
-
-def rejected_high_impact(df):
-    """Irreversible, high-impact actions that a person rejected."""
-    return df[(df["decision"] == "rejected") & (df["reversibility_class"] == "irreversible_high")]
-
-
-def approval_latency(df):
-    """Resolved rows with ``latency_seconds``: from proposal to execution, or to the resolution
-    being recorded when the action did not run."""
-    resolved = df[df["event"] == "resolved"].copy()
-    finished_at = resolved["executed_at"].fillna(resolved["recorded_at"])
-    resolved["latency_seconds"] = (finished_at - resolved["proposed_at"]).dt.total_seconds()
-    return resolved
-
-
-def _new_axes():
-    import matplotlib.pyplot as plt
-
-    return plt.subplots()[1]
-
-
-def plot_decisions(df, ax=None):
-    """Bar chart: how many actions got each decision. Returns the Axes."""
-    ax = _new_axes() if ax is None else ax
-    decisions = df.loc[df["event"] == "resolved", "decision"]
-    counts = decisions.value_counts().reindex(DECISIONS, fill_value=0)
-    ax.bar(list(counts.index), list(counts.values))
-    ax.set(title="Decisions", xlabel="decision", ylabel="actions")
-    return ax
-
-
-def plot_latency(df, ax=None):
-    """Histogram of approval_latency in seconds. Returns the Axes."""
-    ax = _new_axes() if ax is None else ax
-    ax.hist(approval_latency(df)["latency_seconds"].dropna())
-    ax.set(title="Proposal to execution", xlabel="seconds", ylabel="actions")
-    return ax

@@ -10,6 +10,7 @@ from hitl_kit.selfcheck import Drill
 DRILL_MODULES = {
     "drill1": "hitl_kit.checks.d01_classify",
     "drill2": "hitl_kit.checks.d02_gate",
+    "drill3": "hitl_kit.checks.d03_audit",
 }
 
 
