@@ -1,0 +1,235 @@
+"""Benchmarks: each figure is a ratio against a baseline measured in the same process and run
+(medians over repeated rounds), or a count. Nothing here asserts; it prints a table.
+
+    .venv/bin/python benchmarks/run.py            # print the table
+    .venv/bin/python benchmarks/run.py --write    # also record it in benchmarks/RESULTS.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "benchmarks" / "RESULTS.md"
+
+
+def median_seconds(work: Callable[[int], None], count: int, rounds: int) -> float:
+    """Median over ``rounds`` of the time per item for ``count`` items."""
+    work(-1)  # warm up
+    samples = []
+    for r in range(rounds):
+        start = time.perf_counter()
+        for i in range(count):
+            work(r * count + i)
+        samples.append((time.perf_counter() - start) / count)
+    return statistics.median(samples)
+
+
+# -- gated approve cycle ------------------------------------------------------------------------
+
+def bare_graph():
+    from typing import TypedDict
+
+    from langgraph.checkpoint.memory import InMemorySaver
+    from langgraph.graph import END, START, StateGraph
+    from langgraph.types import Command, interrupt
+
+    class State(TypedDict, total=False):
+        decision: str
+
+    def ask(state):
+        return {"decision": interrupt("approve?")}
+
+    def act(state):
+        return {}
+
+    builder = StateGraph(State)
+    builder.add_node("ask", ask)
+    builder.add_node("act", act)
+    builder.add_edge(START, "ask")
+    builder.add_edge("ask", "act")
+    builder.add_edge("act", END)
+    graph = builder.compile(checkpointer=InMemorySaver())
+
+    def cycle(i):
+        config = {"configurable": {"thread_id": f"bare-{i}"}}
+        graph.invoke({}, config)
+        graph.invoke(Command(resume="approved"), config)
+
+    return cycle
+
+
+def kit_cycle(workdir: Path):
+    from hitl_kit.approval import ApprovalAgent
+    from hitl_kit.audit import AuditTrail
+    from hitl_kit.llm import OfflineChatModel
+    from hitl_kit.world import World
+
+    world = World()
+    trail = AuditTrail(workdir / "cycle-audit.db")
+    agent = ApprovalAgent(OfflineChatModel(), world.tools(), world=world, audit=trail)
+
+    def cycle(i):
+        thread = f"kit-{i}"
+        agent.start('send a reply to thread 3 saying "hi"', thread)  # plan, classify, pause
+        agent.resume(thread, {"kind": "approve", "approver": "ana"})  # resume, execute, audit
+
+    return cycle
+
+
+def bench_gated_cycle(workdir: Path, rounds: int) -> dict:
+    bare = median_seconds(bare_graph(), 50, rounds)
+    kit = median_seconds(kit_cycle(workdir), 50, rounds)
+    return {"figure": "gated approve cycle (plan, classify, pause, resume, execute, audit)",
+            "baseline": f"bare 2-node graph, MemorySaver: {bare * 1e3:.2f} ms",
+            "measured": f"{kit * 1e3:.2f} ms", "value": f"{kit / bare:.2f}x",
+            "target": "<= 1.25x", "met": kit / bare <= 1.25}
+
+
+# -- audit append -------------------------------------------------------------------------------
+
+def audit_entry(i: int) -> dict:
+    now = datetime.now(UTC)
+    return {"event_key": f"bench:{i}", "session_id": "bench", "action_type": "send_reply",
+            "parameters": {"thread_id": 3, "body": "hello"}, "event": "proposed",
+            "reversibility_class": "irreversible_low", "proposed_at": now}
+
+
+def bench_audit_append(workdir: Path, rounds: int) -> dict:
+    from hitl_kit.audit import AuditTrail
+
+    trail = AuditTrail(workdir / "append.db")  # durable: WAL, synchronous=FULL
+    raw = sqlite3.connect(workdir / "raw.db", isolation_level=None)
+    raw.execute("PRAGMA journal_mode=WAL")
+    raw.execute("PRAGMA synchronous=FULL")
+    raw.execute("CREATE TABLE log (seq INTEGER PRIMARY KEY, event_key TEXT UNIQUE, body TEXT)")
+    row = str(audit_entry(0))
+
+    def raw_insert(i):
+        raw.execute("BEGIN")
+        raw.execute("INSERT INTO log (event_key, body) VALUES (?, ?)", (f"raw:{i}", row))
+        raw.execute("COMMIT")
+
+    offset = [0]
+
+    def kit_append(i):
+        offset[0] += 1
+        trail.append(audit_entry(offset[0]))
+
+    raw_s = median_seconds(raw_insert, 200, rounds)
+    kit_s = median_seconds(kit_append, 200, rounds)
+    return {"figure": "audit append, one row per commit, hash chain, synchronous=FULL",
+            "baseline": f"raw INSERT + commit: {1 / raw_s:,.0f} rows/s",
+            "measured": f"{1 / kit_s:,.0f} rows/s", "value": f"{raw_s / kit_s:.2f}x the raw rate",
+            "target": ">= 0.8x", "met": raw_s / kit_s >= 0.8}
+
+
+# -- verify -------------------------------------------------------------------------------------
+
+def bench_verify(workdir: Path, rounds: int) -> dict:
+    from hitl_kit.audit import SELECT_ROWS_SQL, AuditTrail, verify_file
+
+    path = workdir / "verify.db"
+    trail = AuditTrail(path, durable=False)
+    for i in range(100_000):
+        trail.append(audit_entry(i))
+    trail.close()
+
+    def plain_select(_):
+        with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
+            rows = db.execute(SELECT_ROWS_SQL).fetchall()
+        assert len(rows) == 100_000
+
+    def verify(_):
+        assert verify_file(path).ok
+
+    select_s = median_seconds(plain_select, 1, rounds)
+    verify_s = median_seconds(verify, 1, rounds)
+    ratio = verify_s / select_s
+    return {"figure": "verify the chain of 100,000 rows",
+            "baseline": f"plain SELECT of the rows: {select_s * 1e3:.0f} ms",
+            "measured": f"{verify_s * 1e3:.0f} ms", "value": f"{ratio:.2f}x",
+            "target": "<= 5x and < 1 s", "met": ratio <= 5 and verify_s < 1}
+
+
+# -- imports and the shell self-check ------------------------------------------------------------
+
+def process_seconds(args: list[str], rounds: int) -> float:
+    samples = []
+    for _ in range(rounds):
+        start = time.perf_counter()
+        subprocess.run([sys.executable, *args], check=True, capture_output=True, cwd=ROOT)
+        samples.append(time.perf_counter() - start)
+    return statistics.median(samples)
+
+
+def bench_import(rounds: int) -> list[dict]:
+    interpreter = process_seconds(["-c", "pass"], rounds)
+    langgraph = process_seconds(["-c", "import langgraph.graph"], rounds) - interpreter
+    rows = []
+    for module in ("hitl_kit", "hitl_kit.approval"):
+        took = process_seconds(["-c", f"import {module}"], rounds) - interpreter
+        rows.append({"figure": f"import {module} (interpreter start-up subtracted)",
+                     "baseline": f"import langgraph.graph: {langgraph * 1e3:.0f} ms",
+                     "measured": f"{took * 1e3:.0f} ms", "value": f"{took / langgraph:.2f}x",
+                     "target": "<= 1.3x", "met": took / langgraph <= 1.3})
+    return rows
+
+
+def bench_selfcheck(rounds: int) -> list[dict]:
+    from hitl_kit.checks import all_drills
+
+    rows = []
+    for drill in all_drills():
+        took = process_seconds(["-m", "hitl_kit", "check", str(drill.solution_path)], rounds)
+        rows.append({"figure": f"self-check of {drill.key} from the shell (solution, whole "
+                               "process)", "baseline": "-", "measured": f"{took:.2f} s",
+                     "value": f"{took:.2f} s", "target": "<= 5 s", "met": took <= 5})
+    return rows
+
+
+# -- the table ----------------------------------------------------------------------------------
+
+def machine() -> str:
+    return (f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
+            f"SQLite {sqlite3.sqlite_version}, {platform.system()} {platform.release()}")
+
+
+def table(rows: list[dict]) -> str:
+    lines = ["| figure | baseline (same run) | measured | ratio / value | target | met |",
+             "|---|---|---|---|---|---|"]
+    lines += [f"| {r['figure']} | {r['baseline']} | {r['measured']} | {r['value']} | "
+              f"{r['target']} | {'yes' if r['met'] else '**no**'} |" for r in rows]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=5, help="repeats; the median is reported")
+    parser.add_argument("--write", action="store_true", help="record the table in RESULTS.md")
+    args = parser.parse_args()
+    workdir = Path(tempfile.mkdtemp(prefix="hitl-bench-"))
+    rows = [bench_gated_cycle(workdir, args.rounds), bench_audit_append(workdir, args.rounds),
+            bench_verify(workdir, args.rounds), *bench_import(args.rounds),
+            *bench_selfcheck(max(1, args.rounds // 2))]
+    report = (f"Run {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {machine()}; medians of "
+              f"{args.rounds} rounds.\n\n{table(rows)}\n")
+    print(report)
+    if args.write:
+        RESULTS.write_text("# Latest benchmark table\n\nProduced by `.venv/bin/python "
+                           "benchmarks/run.py --write`.\n\n" + report)
+
+
+if __name__ == "__main__":
+    main()
