@@ -43,3 +43,19 @@ def with_cell_replaced(src_path, tmp_path, old, new):
     out = tmp_path / src_path.name
     out.write_text(json.dumps(notebook))
     return out
+
+
+FAULT_COUNTS: dict[str, int] = {}
+
+
+@pytest.fixture(scope="session")
+def fault_counts() -> dict[str, int]:
+    """Counts the fault suite reports at the end of the run."""
+    return FAULT_COUNTS
+
+
+def pytest_terminal_summary(terminalreporter):
+    if FAULT_COUNTS:
+        terminalreporter.section("fault suite counts")
+        for name, count in FAULT_COUNTS.items():
+            terminalreporter.write_line(f"{count:>6}  {name}")

@@ -1,0 +1,240 @@
+"""The fault suite: a killed process, tampering deep in a long trail, and malformed input of every
+shape. Counts are printed at the end of the run (see ``fault_counts``)."""
+
+import hashlib
+import json
+import shutil
+import signal
+import subprocess
+import sys
+from contextlib import closing
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from hitl_kit.approval import ApprovalAgent, ApprovalError, parse_decision
+from hitl_kit.audit import AuditTrail, verify_file
+from hitl_kit.llm import OfflineChatModel
+from hitl_kit.policy import ActionPolicy, PolicyTableError
+from hitl_kit.world import World
+
+from .conftest import ROOT
+from .test_audit import insert_row, proposal, raw_connection, resolution
+
+# -- a process killed while an approval is pending -------------------------------------------------
+
+AGENT = """
+import json, sys, time
+from hitl_kit.approval import ApprovalAgent, durable_checkpointer
+from hitl_kit.audit import AuditTrail
+from hitl_kit.llm import OfflineChatModel
+from hitl_kit.world import World
+
+step, folder = sys.argv[1:3]
+world = World(folder + "/world.db")
+agent = ApprovalAgent(OfflineChatModel(), world.tools(), world=world,
+                      checkpointer=durable_checkpointer(folder + "/checkpoints.db"),
+                      audit=AuditTrail(folder + "/audit.db", head_path=folder + "/audit.head"))
+if step == "start":
+    outcome = agent.start("Delete the test customer record", "killed-1")
+    print(json.dumps({"paused": outcome.paused}), flush=True)
+    time.sleep(600)  # pending; the test kills us here
+else:
+    pending = agent.pending("killed-1")
+    outcome = agent.resume("killed-1", {"kind": "approve", "approver": "ana"})
+    print(json.dumps({"found": [p.payload["tool"] for p in pending], "paused": outcome.paused,
+                      "delete_runs": world.calls["delete_customer"]}))
+"""
+
+
+def test_sigkill_while_pending_then_resume_exactly_once(tmp_path, fault_counts):
+    starter = subprocess.Popen([sys.executable, "-c", AGENT, "start", str(tmp_path)],
+                               stdout=subprocess.PIPE, text=True, cwd=ROOT)
+    try:
+        assert json.loads(starter.stdout.readline()) == {"paused": True}
+    finally:
+        starter.send_signal(signal.SIGKILL)
+        starter.wait(timeout=30)
+    assert starter.returncode == -signal.SIGKILL
+
+    resumed = subprocess.run([sys.executable, "-c", AGENT, "resume", str(tmp_path)],
+                             capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert resumed.returncode == 0, resumed.stderr
+    assert json.loads(resumed.stdout) == {"found": ["delete_customer"], "paused": False,
+                                          "delete_runs": 1}
+    world = World(str(tmp_path / "world.db"))
+    assert [c["id"] for c in world.rows("customers")] == [1, 2, 4]
+
+    head = json.loads((tmp_path / "audit.head").read_text())
+    assert verify_file(tmp_path / "audit.db", head=(head["seq"], head["row_hash"])).ok
+    trail = AuditTrail(tmp_path / "audit.db")
+    keys = [r["event_key"] for r in trail.rows()]
+    assert len(keys) == len(set(keys)) == 4  # find + delete, each proposed and resolved once
+    assert [(r["action_type"], r["event"], r["decision"]) for r in trail.rows()] == [
+        ("find_customers", "proposed", None), ("find_customers", "resolved", "auto-approved"),
+        ("delete_customer", "proposed", None), ("delete_customer", "resolved", "approved")]
+    fault_counts["SIGKILL while pending: executions after resume"] = 1
+
+
+# -- the tamper matrix on a 10,000-row trail ------------------------------------------------------
+
+ROWS = 10_000
+
+
+@pytest.fixture(scope="module")
+def long_trail(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("long-trail")
+    trail = AuditTrail(folder / "audit.db", durable=False)
+    for n in range(ROWS // 2):
+        trail.append(proposal(n))
+        trail.append(resolution(n))
+    head = trail.head()
+    trail.close()
+    assert head[0] == ROWS
+    return folder / "audit.db", head
+
+
+def edit(conn, seq):
+    conn.execute("UPDATE audit_log SET session_id = 'someone-else' WHERE seq = ?", (seq,))
+
+
+def delete(conn, seq):
+    conn.execute("DELETE FROM audit_log WHERE seq = ?", (seq,))
+
+
+def swap(conn, seq):
+    conn.execute("UPDATE audit_log SET seq = -1 WHERE seq = ?", (seq,))
+    conn.execute("UPDATE audit_log SET seq = ? WHERE seq = ?", (seq, seq + 2))
+    conn.execute("UPDATE audit_log SET seq = ? WHERE seq = -1", (seq + 2,))
+
+
+def forge(conn, seq):
+    """Put a made-up row where row ``seq`` was, linked to its predecessor."""
+    before = dict(conn.execute("SELECT * FROM audit_log WHERE seq = ?", (seq - 1,)).fetchone())
+    conn.execute("DELETE FROM audit_log WHERE seq = ?", (seq,))
+    insert_row(conn, {**before, "seq": seq, "event_key": "forged", "prev_hash": before["row_hash"],
+                      "row_hash": hashlib.sha256(b"forged").hexdigest()})
+
+
+def truncate(conn, seq):
+    conn.execute("DELETE FROM audit_log WHERE seq >= ?", (seq,))
+
+
+@pytest.mark.parametrize("tamper", [edit, delete, swap, forge, truncate])
+def test_tamper_matrix_on_ten_thousand_rows(long_trail, tmp_path, tamper, fault_counts):
+    source, head = long_trail
+    target_seq = 7_321
+    copy = tmp_path / "copy.db"
+    shutil.copy(source, copy)
+    with closing(raw_connection(copy, drop_triggers=True)) as conn:
+        tamper(conn, target_seq)
+    result = verify_file(copy, head=head)
+    assert not result.ok
+    assert result.first_bad_seq == target_seq, result.problem
+    fault_counts[f"tamper on {ROWS:,} rows detected at the right row: {tamper.__name__}"] = 1
+
+
+def test_untouched_long_trail_verifies(long_trail):
+    source, head = long_trail
+    assert verify_file(source, head=head).ok
+
+
+# -- malformed input never executes anything -----------------------------------------------------
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner,
+                                                                 max_size=3),
+    max_leaves=6)
+
+
+@pytest.fixture(scope="module")
+def paused():
+    """One agent with a delete pending; every malformed decision is thrown at it."""
+    world = World()
+    agent = ApprovalAgent(OfflineChatModel(), world.tools(), world=world)
+    outcome = agent.start("delete customer 4", "hypothesis")
+    return world, agent, outcome.pending[0]
+
+
+def is_valid_decision(value) -> bool:
+    try:
+        parse_decision(value)
+    except ApprovalError:
+        return False
+    return True
+
+
+@settings(max_examples=300, deadline=None)
+@given(decision=json_values | st.fixed_dictionaries(
+    {"kind": st.sampled_from(["approve", "reject", "edit", "APPROVE", "", "yes"]),
+     "approver": st.one_of(st.none(), st.just(""), st.just("   "), st.integers()),
+     "args": json_values}))
+def test_malformed_decisions_are_refused_and_execute_nothing(paused, decision, fault_counts):
+    world, agent, pending = paused
+    with pytest.raises(ApprovalError) as refused:
+        agent.resume("hypothesis", {pending.interrupt_id: decision})
+    assert len(str(refused.value)) > 15  # says what is wrong
+    assert world.calls["delete_customer"] == 0
+    assert [p.interrupt_id for p in agent.pending("hypothesis")] == [pending.interrupt_id]
+    fault_counts["malformed decisions refused, nothing executed"] = \
+        fault_counts.get("malformed decisions refused, nothing executed", 0) + 1
+
+
+@settings(max_examples=200, deadline=None)
+@given(args=st.dictionaries(st.text(max_size=12), json_values, max_size=4))
+def test_edits_with_malformed_arguments_are_refused(paused, args, fault_counts):
+    world, agent, pending = paused
+    if set(args) == {"customer_id"} and type(args["customer_id"]) is int:
+        return  # a well-formed edit: not this test's business
+    with pytest.raises(ApprovalError, match="delete_customer|argument"):
+        agent.resume("hypothesis", {pending.interrupt_id: {"kind": "edit", "approver": "ana",
+                                                          "args": args}})
+    assert world.calls["delete_customer"] == 0
+    fault_counts["malformed edit arguments refused"] = \
+        fault_counts.get("malformed edit arguments refused", 0) + 1
+
+
+CLASSES = ["fully_reversible", "partially_reversible", "irreversible_low", "irreversible_high"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(rows=st.lists(st.tuples(st.text(max_size=6), st.sampled_from(CLASSES) | st.text(max_size=6)),
+                     max_size=6),
+       policies=st.dictionaries(st.sampled_from(CLASSES) | st.text(max_size=6),
+                                st.sampled_from(["auto_execute", "auto_with_logging", "soft_gate",
+                                                 "hard_gate"]) | st.text(max_size=6),
+                                max_size=5))
+def test_classification_tables_load_only_when_well_formed(rows, policies, fault_counts):
+    names = [name for name, _ in rows]
+    well_formed = (all(name.strip() for name in names) and len(set(names)) == len(names)
+                   and all(klass in CLASSES for _, klass in rows)
+                   and set(policies) == set(CLASSES)
+                   and all(p in ("auto_execute", "auto_with_logging", "soft_gate", "hard_gate")
+                           for p in policies.values()))
+    try:
+        table = ActionPolicy(rows, policies)
+    except PolicyTableError as error:
+        assert not well_formed, f"refused a good table: {error}"
+        assert len(str(error)) > 15
+        fault_counts["malformed classification tables refused at load"] = \
+            fault_counts.get("malformed classification tables refused at load", 0) + 1
+        return
+    assert well_formed, "accepted a malformed table"
+    assert table.classify("never_listed_" + "x" * 7).policy == "hard_gate"
+
+
+POLICIES = ["auto_execute", "auto_with_logging", "soft_gate", "hard_gate"]
+
+
+@settings(max_examples=100, deadline=None)
+@given(names=st.lists(st.text(min_size=1, max_size=8).filter(str.strip), unique=True, max_size=6),
+       data=st.data())
+def test_well_formed_tables_load_and_fail_closed(names, data):
+    rows = [(name, data.draw(st.sampled_from(CLASSES))) for name in names]
+    policies = {klass: data.draw(st.sampled_from(POLICIES)) for klass in CLASSES}
+    table = ActionPolicy(rows, policies)
+    for name, klass in rows:
+        assert table.classify(name).policy == policies[klass]
+    assert table.classify("\x00not-in-the-table").policy == "hard_gate"
