@@ -142,11 +142,16 @@ class VerifyResult:
 # --- hashing -------------------------------------------------------------------------------------
 
 
+# Built once: json.dumps() with options builds a new encoder per call, which verify() would pay
+# for on every row.
+_CANONICAL = json.JSONEncoder(
+    sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+)
+
+
 def canonical_json(value) -> str:
     """One fixed JSON text per value: sorted keys, no spaces, real UTF-8 characters."""
-    return json.dumps(
-        value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
-    )
+    return _CANONICAL.encode(value)
 
 
 def compute_row_hash(row: Mapping) -> str:
@@ -254,18 +259,20 @@ def _check_choice(row: Mapping, field: str, allowed: tuple[str, ...]) -> None:
         raise ValueError(f"{field} is {row[field]!r}; use one of {', '.join(allowed)}")
 
 
-def _check_rules(row: Mapping) -> None:
+def _check_rules(row: Mapping, parameters_checked: bool = False) -> None:
     """Raise ValueError if a row breaks a rule. Mirrors the table's CHECKs: verify() re-runs it
-    on stored rows because ``PRAGMA ignore_check_constraints=1`` lets bad rows past SQLite."""
+    on stored rows because ``PRAGMA ignore_check_constraints=1`` lets bad rows past SQLite.
+    ``parameters_checked``: the caller already knows parameters is valid JSON."""
     _check_choice(row, "reversibility_class", REVERSIBILITY_CLASSES)
     _check_choice(row, "event", EVENTS)
     for field in TIMESTAMP_FIELDS:
         if row[field] is not None and not _UTC_ISO.fullmatch(row[field]):
             raise ValueError(f"{field} is {row[field]!r}, not UTC ISO 8601 text")
-    try:
-        json.loads(row["parameters"])
-    except (TypeError, ValueError):
-        raise ValueError("parameters is not valid JSON text") from None
+    if not parameters_checked:
+        try:
+            json.loads(row["parameters"])
+        except (TypeError, ValueError):
+            raise ValueError("parameters is not valid JSON text") from None
     if row["event"] == "proposed":
         filled = [field for field in RESOLUTION_FIELDS if row[field] is not None]
         if filled:
@@ -326,8 +333,9 @@ def _normalize(entry: Mapping) -> dict:
         row[field] = None if value is None else _escape_controls(value)
     for field in TIMESTAMP_FIELDS:
         row[field] = to_utc_iso(field, entry.get(field))
-    row["parameters"] = _parameters_json(entry.get("parameters", {}))
-    _check_rules({**row, "recorded_at": row["recorded_at"] or _utc_now_iso()})
+    row["parameters"] = _parameters_json(entry.get("parameters", {}))  # valid JSON by making
+    _check_rules({**row, "recorded_at": row["recorded_at"] or _utc_now_iso()},
+                 parameters_checked=True)
     return row
 
 
@@ -529,7 +537,7 @@ class AuditTrail:
             try:
                 if head is None and self.head_path is not None:
                     head = read_head(self.head_path)
-                return _verify_rows(_select_rows(self._conn), head)
+                return _verify_rows(_select_rows(self._conn), head, _rows_with_bad_json(self._conn))
             finally:
                 self._conn.execute("COMMIT")
 
@@ -571,12 +579,18 @@ def _select_rows(conn: sqlite3.Connection) -> list:
     return conn.execute(SELECT_ROWS_SQL).fetchall()
 
 
+def _rows_with_bad_json(conn: sqlite3.Connection) -> set[int]:
+    """Rows whose parameters are not JSON (SQLite checks them far faster than json.loads)."""
+    return {seq for (seq,) in conn.execute(
+        "SELECT seq FROM audit_log WHERE NOT json_valid(parameters)")}
+
+
 def _last_link(conn: sqlite3.Connection) -> tuple[int, str] | None:
     last = conn.execute("SELECT seq, row_hash FROM audit_log ORDER BY seq DESC LIMIT 1").fetchone()
     return None if last is None else (last[0], last[1])
 
 
-def _verify_rows(rows, head: tuple[int, str] | None) -> VerifyResult:
+def _verify_rows(rows, head: tuple[int, str] | None, bad_json: set[int]) -> VerifyResult:
     def broken(seq: int, problem: str) -> VerifyResult:
         return VerifyResult(ok=False, rows_checked=checked, first_bad_seq=seq, problem=problem)
 
@@ -596,7 +610,7 @@ def _verify_rows(rows, head: tuple[int, str] | None) -> VerifyResult:
         if compute_row_hash(row) != row["row_hash"]:
             return broken(seq, f"row {seq} does not match its row_hash: it was edited or forged")
         try:
-            _check_rules(row)
+            _check_rules(row, parameters_checked=seq not in bad_json)
         except ValueError as exc:
             return broken(seq, f"row {seq} breaks a rule: {exc}")
         checked, expected_seq, expected_prev = checked + 1, seq + 1, row["row_hash"]
@@ -639,4 +653,4 @@ def verify_file(path: str | os.PathLike, head: tuple[int, str] | None = None) ->
     """verify() on a read-only connection: works on a file AuditTrail refuses to open."""
     with closing(open_readonly(path)) as conn:
         conn.row_factory = sqlite3.Row
-        return _verify_rows(_select_rows(conn), head)
+        return _verify_rows(_select_rows(conn), head, _rows_with_bad_json(conn))

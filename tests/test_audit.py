@@ -370,6 +370,14 @@ def sneak_in_a_bad_decision_with_checks_off(conn):
     insert_row(conn, {**row, "row_hash": compute_row_hash(row)})
 
 
+def sneak_in_parameters_that_are_not_json(conn):
+    conn.execute("PRAGMA ignore_check_constraints = 1")
+    last = dict(conn.execute("SELECT * FROM audit_log WHERE seq = 5").fetchone())
+    row = {**last, "seq": 6, "event_key": "not-json", "parameters": "{to: eve",
+           "prev_hash": last["row_hash"]}  # fmt: skip
+    insert_row(conn, {**row, "row_hash": compute_row_hash(row)})
+
+
 @pytest.mark.parametrize(
     "tamper, first_bad_seq",
     [
@@ -380,6 +388,7 @@ def sneak_in_a_bad_decision_with_checks_off(conn):
         (forge_row_6_with_a_made_up_hash, 6),
         (replace_row_3, 3),
         (sneak_in_a_bad_decision_with_checks_off, 6),
+        (sneak_in_parameters_that_are_not_json, 6),
     ],
 )
 def test_verify_finds_the_first_tampered_row(five_rows, db_path, tamper, first_bad_seq):
