@@ -1,0 +1,407 @@
+"""The asynchronous pattern: approvals wait in an inbox while the agent gets on with other work.
+
+``ApprovalInbox.submit`` starts a task on its own thread; when the task pauses for a human, the
+call returns at once and the agent can start the next one. There is no separate queue to keep in
+sync: the checkpointer *is* the queue. ``items()`` walks every thread the checkpointer holds and
+lists what is pending, so with a ``SqliteSaver`` the inbox is still full after a kernel restart.
+
+A reviewer answers one approval or many at once. Each one is resumed on its own with
+``agent.resume``; one that fails is reported and the others go ahead. An answer is bound to what
+the reviewer saw: if the approval is gone, or its tool or arguments changed since it was listed,
+the answer is refused and nothing runs. ``on_decided`` callbacks hear about every thread resumed.
+
+``InboxWidget`` is the same inbox in JupyterLab: a row per approval with a checkbox and its risk,
+and *Approve selected* / *Reject selected* buttons that resume from their click callback.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import html
+import threading
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import ipywidgets as widgets
+
+from hitl_kit.approval import (
+    ApprovalAgent,
+    ApprovalError,
+    Outcome,
+    Pending,
+    parse_decision,
+    payload_rows,
+)
+from hitl_kit.audit import canonical_json
+from hitl_kit.cards import RISK_COLOURS
+
+RISK_ORDER = {"high": 0, "medium": 1, "low": 2}
+DONE = {"approve": "approved", "reject": "rejected", "edit": "edited"}
+
+Clock = Callable[[], datetime]
+DeadlineOf = Callable[[str, Pending], datetime | None]
+
+
+def fingerprint(payload: dict) -> str:
+    """sha256 of the tool and its arguments (and of the gate's own request fingerprint, when the
+    payload has one): what an approver actually agreed to."""
+    shown = canonical_json({"tool": payload["tool"], "args": payload["args"],
+                            "request": payload.get("fingerprint")})
+    return hashlib.sha256(shown.encode("utf-8")).hexdigest()
+
+
+def payload_deadline(thread_id: str, pending: Pending) -> datetime | None:
+    """The default ``deadline_of``: the payload's ``deadline``, else its ``expires_at`` (a
+    datetime, ISO 8601 text or epoch seconds), when it has one that can be read."""
+    value = pending.payload.get("deadline", pending.payload.get("expires_at"))
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        try:
+            return datetime.fromtimestamp(value, UTC)
+        except (ValueError, OverflowError, OSError):  # NaN, or far outside the calendar
+            return None
+    if isinstance(value, str):
+        try:
+            parsed = datetime.fromisoformat(value)
+        except ValueError:
+            return None
+        return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    return None
+
+
+def describe_duration(span: timedelta) -> str:
+    """A short human reading of a duration: '42 s', '5 min', '3 h', '2 d'."""
+    seconds = abs(span.total_seconds())
+    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= size:
+            return f"{int(seconds // size)} {unit}"
+    return f"{int(seconds)} s"
+
+
+@dataclass(frozen=True)
+class InboxItem:
+    """One pending approval as a reviewer saw it when the inbox was listed."""
+
+    thread_id: str
+    interrupt_id: str
+    payload: dict
+    asked_at: datetime
+    listed_at: datetime
+    deadline: datetime | None = None
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.thread_id, self.interrupt_id)
+
+    @property
+    def fingerprint(self) -> str:
+        return fingerprint(self.payload)
+
+    @property
+    def tool(self) -> str:
+        return self.payload["tool"]
+
+    @property
+    def risk(self) -> str:
+        return self.payload.get("risk", "high")
+
+    @property
+    def age(self) -> timedelta:
+        return self.listed_at - self.asked_at
+
+    @property
+    def time_left(self) -> timedelta | None:
+        return None if self.deadline is None else self.deadline - self.listed_at
+
+    def when(self) -> str:
+        """Age, plus the countdown when there is a deadline."""
+        text = f"waiting {describe_duration(self.age)}"
+        left = self.time_left
+        if left is None:
+            return text
+        if left.total_seconds() <= 0:
+            return f"{text}; deadline passed {describe_duration(left)} ago"
+        return f"{text}; deadline in {describe_duration(left)}"
+
+    def summary(self) -> dict:
+        """One flat row for a table (``pandas.DataFrame(inbox.rows())``)."""
+        left = self.time_left
+        return {
+            "thread": self.thread_id, "risk": self.risk, "tool": self.tool,
+            "args": canonical_json(self.payload["args"]), "task": self.payload.get("task", ""),
+            "age_s": round(self.age.total_seconds(), 1),
+            "time_left_s": None if left is None else round(left.total_seconds(), 1),
+        }
+
+
+@dataclass(frozen=True)
+class Resolution:
+    """What became of one answer: ``resumed`` True when its thread went on."""
+
+    item: InboxItem
+    resumed: bool
+    message: str
+    decision: dict | None = None
+    outcome: Outcome | None = None
+
+    def __str__(self) -> str:
+        return f"{self.item.thread_id} {self.item.tool}: {self.message}"
+
+
+class ApprovalInbox:
+    """Every pending approval of an agent, across threads, read from its checkpointer."""
+
+    def __init__(self, agent: ApprovalAgent, *, clock: Clock | None = None,
+                 deadline_of: DeadlineOf = payload_deadline):
+        self.agent = agent
+        self.clock = clock or (lambda: datetime.now(UTC))
+        self.deadline_of = deadline_of
+        self._callbacks: list[Callable[[Resolution], None]] = []
+        self._lock = threading.RLock()  # one resolve at a time from this inbox
+
+    # -- asking -----------------------------------------------------------------------------------
+    def submit(self, task: str, thread_id: str) -> Outcome:
+        """Start a task on a new thread. If it pauses, its approvals wait here; either way the
+        call returns without waiting for anyone."""
+        return self.agent.start(task, thread_id)
+
+    # -- looking ----------------------------------------------------------------------------------
+    def thread_ids(self) -> list[str]:
+        """Every thread the checkpointer holds, found through its public ``list`` API."""
+        seen: dict[str, None] = {}
+        for saved in self.agent.graph.checkpointer.list(None):
+            configurable = saved.config["configurable"]
+            if configurable.get("checkpoint_ns", "") == "":
+                seen.setdefault(configurable["thread_id"], None)
+        return list(seen)
+
+    def items(self) -> list[InboxItem]:
+        """Every pending approval: nearest deadline first, then highest risk, then oldest."""
+        now = self.clock()
+        found = [item for thread_id in self.thread_ids()
+                 for item in self._items_of(thread_id, now)]
+        far = datetime.max.replace(tzinfo=UTC)
+        return sorted(found, key=lambda i: (i.deadline or far, RISK_ORDER.get(i.risk, 0),
+                                            i.asked_at))
+
+    def get(self, thread_id: str, interrupt_id: str) -> InboxItem | None:
+        """The approval still pending under this key, as it is now, or None."""
+        try:
+            items = self._items_of(thread_id, self.clock())
+        except ApprovalError:
+            return None
+        return next((i for i in items if i.interrupt_id == interrupt_id), None)
+
+    def rows(self) -> list[dict]:
+        """``items()`` as flat rows, for a table."""
+        return [item.summary() for item in self.items()]
+
+    def _items_of(self, thread_id: str, now: datetime) -> list[InboxItem]:
+        pending = self.agent.pending(thread_id)
+        if not pending:
+            return []
+        state = self.agent.graph.get_state({"configurable": {"thread_id": thread_id}})
+        proposed_at = state.values.get("proposed_at", {})
+        paused_at = datetime.fromisoformat(state.created_at)
+        items = []
+        for p in pending:
+            asked = proposed_at.get(p.payload.get("tool_call_id"))
+            items.append(InboxItem(thread_id, p.interrupt_id, p.payload,
+                                   datetime.fromisoformat(asked) if asked else paused_at, now,
+                                   self.deadline_of(thread_id, p)))
+        return items
+
+    # -- answering --------------------------------------------------------------------------------
+    def on_decided(self, callback: Callable[[Resolution], None], remove: bool = False) -> None:
+        """Call ``callback(resolution)`` each time an answer from this inbox resumes a thread."""
+        if remove:
+            self._callbacks.remove(callback)
+        else:
+            self._callbacks.append(callback)
+
+    def approve(self, items: Iterable[InboxItem], approver: str,
+                reason: str = "") -> list[Resolution]:
+        """Approve every item, each on its own (see ``resolve``)."""
+        decision = {"kind": "approve", "approver": approver, "reason": reason}
+        return self.resolve([(item, decision) for item in items])
+
+    def reject(self, items: Iterable[InboxItem], approver: str,
+               reason: str = "") -> list[Resolution]:
+        """Reject every item, each on its own; the reason goes to the agent."""
+        decision = {"kind": "reject", "approver": approver, "reason": reason}
+        return self.resolve([(item, decision) for item in items])
+
+    def resolve(self, answers: Iterable[tuple[InboxItem, dict]]) -> list[Resolution]:
+        """Answer each (item, decision) on its own, in order; one Resolution per answer.
+
+        Malformed input is refused before anything resumes. After that, a problem with one item
+        (decided elsewhere, changed, its resume failed) is reported and the rest go ahead.
+        """
+        checked = self._check(list(answers))
+        with self._lock:
+            return [self._resolve_one(item, decision) for item, decision in checked]
+
+    def _check(self, answers: list) -> list[tuple[InboxItem, dict]]:
+        if not answers:
+            raise ApprovalError("no approvals given: select at least one")
+        checked, seen = [], set()
+        for entry in answers:
+            if not (isinstance(entry, tuple) and len(entry) == 2
+                    and isinstance(entry[0], InboxItem)):
+                raise ApprovalError(f"answer with (InboxItem, decision) pairs, not {entry!r}")
+            item, value = entry
+            if item.key in seen:
+                raise ApprovalError(f"{item.tool} on thread {item.thread_id!r} is listed twice")
+            seen.add(item.key)
+            tool = self.agent.tools.get(item.tool)
+            checked.append((item, parse_decision(value, tool).as_resume_value()))
+        return checked
+
+    def _resolve_one(self, item: InboxItem, decision: dict) -> Resolution:
+        current = self.get(item.thread_id, item.interrupt_id)
+        if current is not None and current.fingerprint != item.fingerprint:
+            return Resolution(item, False, "refused, nothing ran: its tool or arguments changed "
+                              "since you saw it; list the inbox again and look", decision)
+        if item.payload.get("fingerprint"):  # lets the agent check the binding again, atomically
+            decision = {**decision, "fingerprint": item.payload["fingerprint"]}
+        try:
+            # Gone from the inbox or not, the agent has the last word: it says who decided.
+            outcome = self.agent.resume(item.thread_id, {item.interrupt_id: decision})
+        except ApprovalError as exc:
+            return Resolution(item, False, f"refused, nothing ran: {exc}", decision)
+        except Exception as exc:  # one failing item must not hide the others
+            return Resolution(item, False, f"failed: {type(exc).__name__}: {exc}", decision)
+        message = f"{DONE[decision['kind']]} by {decision['approver']}; " + (
+            f"{len(outcome.pending)} approval(s) now pending on this thread" if outcome.paused
+            else "thread finished")
+        resolution = Resolution(item, True, message, decision, outcome)
+        for callback in list(self._callbacks):
+            try:
+                callback(resolution)
+            except Exception as exc:  # the decision stands either way
+                resolution = Resolution(item, True, f"{message} (on_decided callback failed: "
+                                        f"{type(exc).__name__}: {exc})", decision, outcome)
+        return resolution
+
+
+# -- the widget -----------------------------------------------------------------------------------
+
+def _context_html(payload: dict) -> str:
+    cells = "".join(f"<tr><th style='text-align:left;vertical-align:top;padding-right:1em;"
+                    f"white-space:nowrap'>{html.escape(label)}</th>"
+                    f"<td>{html.escape(text)}</td></tr>"
+                    for label, text in payload_rows(payload))
+    return f"<details><summary>full context</summary><table>{cells}</table></details>"
+
+
+class InboxRow(widgets.HBox):
+    """One approval in the inbox widget: checkbox, risk, what and why, and its result."""
+
+    def __init__(self, item: InboxItem):
+        self.item = item
+        self.done = False
+        colour = RISK_COLOURS.get(item.risk, RISK_COLOURS["high"])
+        payload = item.payload
+        self.checkbox = widgets.Checkbox(value=False, indent=False, layout={"width": "2em"})
+        self.risk = widgets.HTML(
+            f"<b style='color:white;background:{colour};padding:1px 6px;border-radius:3px'>"
+            f"{html.escape(item.risk.upper())}</b>", layout={"width": "6em"})
+        self.details = widgets.HTML(layout={"width": "70%"})
+        self.result = widgets.HTML("", layout={"width": "25%"})
+        self._describe(payload)
+        super().__init__([self.checkbox, self.risk, self.details, self.result],
+                         layout={"border_bottom": "1px solid #ddd", "padding": "4px 0"})
+
+    def _describe(self, payload: dict) -> None:
+        self.details.value = (
+            f"<code>{html.escape(self.item.tool)}</code> "
+            f"<code>{html.escape(canonical_json(payload['args']))}</code><br>"
+            f"task: {html.escape(str(payload.get('task', '')))}<br>"
+            f"<small>thread {html.escape(self.item.thread_id)} &middot; "
+            f"{html.escape(self.item.when())}</small>{_context_html(payload)}")
+
+    def update(self, item: InboxItem) -> None:
+        self.item = item
+        self._describe(item.payload)
+
+    def finish(self, message: str, ok: bool) -> None:
+        self.done = True
+        self.checkbox.value = False
+        self.checkbox.disabled = True
+        colour = "#2e7d32" if ok else "#c62828"
+        self.result.value = f"<span style='color:{colour}'>{html.escape(message)}</span>"
+
+
+class InboxWidget(widgets.VBox):
+    """The inbox in JupyterLab. Tick rows, name yourself, then *Approve* or *Reject selected*."""
+
+    def __init__(self, inbox: ApprovalInbox, approver: str = "learner"):
+        self.inbox = inbox
+        self.rows: list[InboxRow] = []
+        self.approver = widgets.Text(value=approver, description="approver")
+        self.reason = widgets.Text(placeholder="why (sent to the agent on reject)",
+                                   description="reason")
+        self.approve_selected = widgets.Button(description="Approve selected",
+                                               button_style="success")
+        self.reject_selected = widgets.Button(description="Reject selected",
+                                              button_style="danger")
+        self.refresh_button = widgets.Button(description="Refresh")
+        self.status = widgets.HTML()
+        self.table = widgets.VBox()
+        self.approve_selected.on_click(lambda _b: self.decide("approve"))
+        self.reject_selected.on_click(lambda _b: self.decide("reject"))
+        self.refresh_button.on_click(lambda _b: self.refresh())
+        super().__init__([
+            self.table, self.approver, self.reason,
+            widgets.HBox([self.approve_selected, self.reject_selected, self.refresh_button]),
+            self.status,
+        ])
+        self.refresh()
+
+    def row(self, thread_id: str, tool: str | None = None) -> InboxRow:
+        """The open row for a thread (and tool): handy for ticking rows from code."""
+        for row in self.rows:
+            if not row.done and row.item.thread_id == thread_id and tool in (None, row.item.tool):
+                return row
+        raise KeyError(f"no open row for thread {thread_id!r}" + (f", tool {tool!r}" if tool
+                                                                   else ""))
+
+    def refresh(self) -> None:
+        """Add rows for new approvals, update ages, and close rows answered elsewhere."""
+        current = {item.key: item for item in self.inbox.items()}
+        for row in self.rows:
+            if row.done:
+                continue
+            now = current.get(row.item.key)
+            if now is None:
+                row.finish("no longer pending: answered elsewhere", ok=False)
+            elif now.fingerprint != row.item.fingerprint:
+                row.finish("changed since listed: see its new row", ok=False)
+            else:
+                row.update(now)
+        open_keys = {row.item.key for row in self.rows if not row.done}
+        self.rows += [InboxRow(item) for key, item in current.items() if key not in open_keys]
+        self.table.children = self.rows or [widgets.HTML("<i>nothing waits for approval</i>")]
+        waiting = sum(not r.done for r in self.rows)
+        self.status.value = f"{waiting} approval(s) waiting"
+
+    def decide(self, kind: str) -> None:
+        """What the two buttons do: answer every ticked row, then show each row's result."""
+        selected = [row for row in self.rows if row.checkbox.value and not row.done]
+        if not selected:
+            self.status.value = "<b>nothing selected</b>: tick the approvals to answer first"
+            return
+        decision = {"kind": kind, "approver": self.approver.value, "reason": self.reason.value}
+        try:
+            results = self.inbox.resolve([(row.item, decision) for row in selected])
+        except ApprovalError as exc:
+            self.status.value = f"<b>refused, nothing ran</b>: {html.escape(str(exc))}"
+            return
+        for row, result in zip(selected, results, strict=True):
+            row.finish(result.message, result.resumed)
+        self.refresh()
+        done = sum(r.resumed for r in results)
+        self.status.value += (f" &middot; last action: {done} of {len(results)} "
+                              f"{html.escape(kind)} answer(s) went through")

@@ -1,0 +1,341 @@
+"""The approval inbox: pending approvals across threads, answered one by one or in bulk."""
+
+import json
+import subprocess
+import sys
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from hitl_kit.approval import ApprovalAgent, ApprovalError, Pending, durable_checkpointer
+from hitl_kit.inbox import ApprovalInbox, InboxItem, InboxWidget, payload_deadline
+from hitl_kit.llm import OfflineChatModel
+from hitl_kit.world import World
+
+from .conftest import ROOT
+
+XSS = "<img src=x onerror=alert(1)>"
+TASKS = {
+    "del-4": "delete customer 4",
+    "del-thread": "delete thread 2",
+    "reply": 'send a reply to thread 3 saying "see you"',
+    "read": "read the inbox",
+}
+
+
+@pytest.fixture
+def world():
+    return World()
+
+
+@pytest.fixture
+def agent(world):
+    return ApprovalAgent(OfflineChatModel(), world.tools(), world=world)
+
+
+@pytest.fixture
+def inbox(agent):
+    box = ApprovalInbox(agent)
+    for thread_id, task in TASKS.items():
+        box.submit(task, thread_id)
+    return box
+
+
+def executed(world):
+    """How many gated actions really ran (the read-only task ran its read at submit)."""
+    return sum(world.calls[tool] for tool in ("delete_customer", "delete_thread", "send_reply"))
+
+
+def by_thread(items):
+    return {item.thread_id: item for item in items}
+
+
+def test_submit_returns_while_paused_and_the_inbox_lists_every_thread(inbox, world):
+    items = inbox.items()
+    assert sorted(i.thread_id for i in items) == ["del-4", "del-thread", "reply"]
+    assert executed(world) == 0 and world.calls["read_inbox"] == 1
+    item = by_thread(items)["del-4"]
+    assert (item.payload["task"], item.tool, item.payload["args"], item.risk) == (
+        "delete customer 4", "delete_customer", {"customer_id": 4}, "high")
+    assert timedelta(0) <= item.age < timedelta(seconds=30)
+    assert item.time_left is None and item.when().startswith("waiting ")
+    assert [i.risk for i in items] == ["high", "high", "medium"]  # highest risk first
+    row = next(r for r in inbox.rows() if r["thread"] == "reply")
+    assert row["args"] == '{"body":"see you","thread_id":3}' and row["time_left_s"] is None
+
+
+def test_parallel_calls_on_one_thread_are_separate_items(agent):
+    box = ApprovalInbox(agent)
+    box.submit('archive thread 1; delete thread 2; send a reply to thread 3 saying "ok"', "t")
+    items = box.items()
+    assert sorted(i.tool for i in items) == ["delete_thread", "send_reply"]
+    assert len({i.interrupt_id for i in items}) == 2
+
+
+def test_age_and_deadline_come_from_the_clock_and_sort_first(agent):
+    asked = datetime.now(UTC)
+    deadline = asked + timedelta(minutes=5)
+    box = ApprovalInbox(agent, clock=lambda: asked + timedelta(minutes=2),
+                        deadline_of=lambda thread_id, p: deadline if thread_id == "c" else None)
+    box.submit("delete customer 4", "a")
+    box.submit('send a reply to thread 3 saying "x"', "c")
+    items = box.items()
+    assert [i.thread_id for i in items] == ["c", "a"]  # a deadline outranks a higher risk
+    assert items[0].time_left == deadline - items[0].listed_at
+    assert "deadline in 3 min" in items[0].when()  # a 5 min deadline, listed 2 min later
+    assert items[1].age >= timedelta(minutes=1, seconds=59)
+    late = ApprovalInbox(agent, clock=lambda: asked + timedelta(minutes=9),
+                         deadline_of=lambda thread_id, p: asked + timedelta(minutes=5))
+    assert "deadline passed 4 min ago" in late.items()[0].when()
+
+
+@pytest.mark.parametrize(("value", "expected"), [
+    ("2030-01-02T03:04:05+00:00", datetime(2030, 1, 2, 3, 4, 5, tzinfo=UTC)),
+    ("2030-01-02T03:04:05", datetime(2030, 1, 2, 3, 4, 5, tzinfo=UTC)),
+    (1893456000, datetime(2030, 1, 1, tzinfo=UTC)),
+    (datetime(2030, 1, 1), datetime(2030, 1, 1, tzinfo=UTC)),
+    ("next Tuesday", None), (True, None), (None, None), (float("nan"), None), (1e300, None),
+])
+def test_a_payload_deadline_is_read_when_it_is_readable(value, expected):
+    assert payload_deadline("t", Pending("i", {"deadline": value})) == expected
+    assert payload_deadline("t", Pending("i", {"expires_at": value})) == expected
+    assert payload_deadline("t", Pending("i", {})) is None
+
+
+def test_bulk_approve_runs_each_once_and_reports_per_item(inbox, world):
+    results = inbox.approve(inbox.items(), "ana", "checked")
+    assert [r.resumed for r in results] == [True, True, True]
+    assert {r.item.thread_id: r.message for r in results}["del-4"] == (
+        "approved by ana; thread finished")
+    assert (world.calls["delete_customer"], world.calls["delete_thread"],
+            world.calls["send_reply"]) == (1, 1, 1)
+    assert inbox.items() == []
+    assert all(r.outcome.decisions[-1]["approver"] == "ana" for r in results)
+
+
+def test_one_bad_item_neither_hides_nor_undoes_the_others(inbox, agent, world, monkeypatch):
+    items = by_thread(inbox.items())
+    agent.resume("del-thread", {"kind": "reject", "approver": "bo"})  # decided elsewhere
+    real_resume = agent.resume
+
+    def flaky_resume(thread_id, decisions):
+        if thread_id == "reply":
+            raise RuntimeError("mail server down")
+        return real_resume(thread_id, decisions)
+
+    monkeypatch.setattr(agent, "resume", flaky_resume)
+    results = inbox.approve([items["del-thread"], items["reply"], items["del-4"]], "ana")
+    report = {r.item.thread_id: (r.resumed, r.message) for r in results}
+    assert report["del-thread"][0] is False
+    assert report["del-thread"][1].startswith("refused, nothing ran: ")
+    assert report["reply"] == (False, "failed: RuntimeError: mail server down")
+    assert report["del-4"] == (True, "approved by ana; thread finished")
+    assert (world.calls["delete_customer"], world.calls["delete_thread"],
+            world.calls["send_reply"]) == (1, 0, 0)
+    assert [i.thread_id for i in inbox.items()] == ["reply"]  # the failed one still waits
+
+
+def test_bulk_reject_runs_nothing_and_tells_the_agent_why(inbox, world):
+    items = inbox.items()
+    results = inbox.reject(items, "bo", "not today")
+    assert all(r.resumed for r in results)
+    assert executed(world) == 0
+    assert all("not today" in r.outcome.answer for r in results)
+
+
+@pytest.mark.parametrize("bad", ["no approver", "duplicate", "not an item", "empty",
+                                 "bad edit"])
+def test_malformed_answers_are_refused_before_anything_runs(inbox, world, bad):
+    items = inbox.items()
+    good = {"kind": "approve", "approver": "ana"}
+    answers = {
+        "no approver": [(i, {"kind": "approve", "approver": " "}) for i in items],
+        "duplicate": [(items[0], good), (items[1], good), (items[0], good)],
+        "not an item": [(items[0], good), (("del-4", items[1].interrupt_id), good)],
+        "empty": [],
+        "bad edit": [(items[0], good), (items[1], {"kind": "edit", "approver": "ana",
+                                                   "args": {"customer_id": "four"}})],
+    }[bad]
+    with pytest.raises(ApprovalError):
+        inbox.resolve(answers)
+    assert executed(world) == 0
+    assert len(inbox.items()) == 3
+
+
+def test_an_answer_is_bound_to_the_arguments_the_reviewer_saw(agent, world):
+    box = ApprovalInbox(agent)
+    box.submit("delete customer 4", "t")
+    seen = box.items()[0]
+    agent.resume("t", {"kind": "edit", "approver": "bo", "args": {"customer_id": 1}})
+    [result] = box.approve([seen], "ana")  # the edit asked again, under a new interrupt
+    assert not result.resumed and result.message.startswith("refused, nothing ran: ")
+    now = box.items()[0]
+    other_args = replace(now, payload={**now.payload, "args": {"customer_id": 2}})
+    [result] = box.approve([other_args], "ana")  # same key, not what is pending
+    assert not result.resumed and "changed since you saw it" in result.message
+    assert world.calls["delete_customer"] == 0
+    [result] = box.approve([now], "ana")
+    assert result.resumed and [c["id"] for c in world.rows("customers")] == [2, 3, 4]
+
+
+def test_on_decided_hears_each_resumed_thread_and_a_failing_callback_changes_nothing(
+        inbox, world):
+    heard = []
+    inbox.on_decided(heard.append)
+    items = by_thread(inbox.items())
+    inbox.approve([items["del-4"]], "ana")
+    inbox.approve([items["del-4"]], "ana")  # refused: no callback
+    assert [(r.item.thread_id, r.outcome.paused) for r in heard] == [("del-4", False)]
+
+    def broken(_resolution):
+        raise ValueError("pager offline")
+
+    inbox.on_decided(broken)
+    [result] = inbox.reject([items["reply"]], "ana", "no")
+    assert result.resumed and "callback failed: ValueError: pager offline" in result.message
+    assert [r.item.thread_id for r in heard] == ["del-4", "reply"]  # others still called
+    inbox.on_decided(broken, remove=True)
+    inbox.on_decided(heard.append, remove=True)
+    inbox.approve([items["del-thread"]], "ana")
+    assert len(heard) == 2 and world.calls["delete_thread"] == 1
+
+
+def test_a_sqlite_queue_is_found_by_a_new_agent_on_the_same_file(tmp_path, world):
+    path = str(tmp_path / "checkpoints.db")
+    first = ApprovalInbox(ApprovalAgent(OfflineChatModel(), world.tools(), world=world,
+                                        checkpointer=durable_checkpointer(path)))
+    first.submit("delete customer 4", "a")
+    first.submit("delete thread 2", "b")
+    second = ApprovalInbox(ApprovalAgent(OfflineChatModel(), world.tools(), world=world,
+                                         checkpointer=durable_checkpointer(path)))
+    assert [i.key for i in second.items()] == [i.key for i in first.items()]
+
+
+RESTART_SCRIPT = """
+import json, sys
+from hitl_kit.approval import ApprovalAgent, durable_checkpointer
+from hitl_kit.audit import AuditTrail
+from hitl_kit.inbox import ApprovalInbox
+from hitl_kit.llm import OfflineChatModel
+from hitl_kit.world import World
+from hitl_kit.world import World
+step, folder = sys.argv[1:3]
+world = World(folder + "/world.db")
+audit = AuditTrail(folder + "/audit.db", durable=False)
+agent = ApprovalAgent(OfflineChatModel(), world.tools(), world=world, audit=audit,
+                      checkpointer=durable_checkpointer(folder + "/checkpoints.db"))
+inbox = ApprovalInbox(agent)
+if step == "ask":
+    for thread_id, task in [("a", "delete customer 4"), ("b", "delete customer 2"),
+                            ("c", 'send a reply to thread 3 saying "hi"')]:
+        inbox.submit(task, thread_id)
+    print(json.dumps({"pending": len(inbox.items())}))
+else:
+    heard = []
+    inbox.on_decided(lambda r: heard.append(r.item.thread_id))
+    listed = inbox.items()
+    chosen = [i for i in listed if i.thread_id in ("a", "b")]
+    first = inbox.approve(chosen, "ana")
+    again = inbox.approve(chosen, "ana")
+    print(json.dumps({"listed": sorted(i.thread_id for i in listed),
+                      "first": [r.resumed for r in first], "again": [r.resumed for r in again],
+                      "heard": heard, "left": [i.thread_id for i in inbox.items()]}))
+"""
+
+
+def test_the_queue_survives_a_restart_and_each_approval_runs_once(tmp_path):
+    def run(step):
+        done = subprocess.run([sys.executable, "-c", RESTART_SCRIPT, step, str(tmp_path)],
+                              cwd=ROOT, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+        return json.loads(done.stdout.strip().splitlines()[-1])
+
+    assert run("ask") == {"pending": 3}  # process A paused three tasks and exited
+    assert run("decide") == {"listed": ["a", "b", "c"], "first": [True, True],
+                             "again": [False, False], "heard": ["a", "b"], "left": ["c"]}
+
+    from hitl_kit.audit import AuditTrail
+    from hitl_kit.world import World
+
+    assert [c["id"] for c in World(str(tmp_path / "world.db")).rows("customers")] == [1, 3]
+    trail = AuditTrail(tmp_path / "audit.db", durable=False)
+    resolved = [(r["session_id"], r["action_type"], r["decision"], r["outcome"])
+                for r in trail.rows() if r["event"] == "resolved"]
+    assert sorted(resolved) == [("a", "delete_customer", "approved", "success"),
+                                ("b", "delete_customer", "approved", "success")]
+    assert trail.verify().ok
+
+
+# -- the widget -----------------------------------------------------------------------------------
+
+def widget_html(widget: InboxWidget) -> str:
+    return " ".join(w.value for row in widget.rows
+                    for w in (row.risk, row.details, row.result)) + widget.status.value
+
+
+def test_the_widget_approves_the_ticked_rows_on_click(inbox, world):
+    widget = InboxWidget(inbox, approver="ana")
+    assert len(widget.rows) == 3 and "3 approval(s) waiting" in widget.status.value
+    assert "HIGH" in widget.row("del-4").risk.value
+    widget.row("del-4").checkbox.value = True
+    widget.row("reply").checkbox.value = True
+    widget.approve_selected.click()
+    assert (world.calls["delete_customer"], world.calls["send_reply"],
+            world.calls["delete_thread"]) == (1, 1, 0)
+    done = [r for r in widget.rows if r.done]
+    assert sorted(r.item.thread_id for r in done) == ["del-4", "reply"]
+    assert all("approved by ana" in r.result.value and r.checkbox.disabled for r in done)
+    assert "1 approval(s) waiting" in widget.status.value
+    widget.approve_selected.click()  # nothing ticked now
+    assert "nothing selected" in widget.status.value
+    assert world.calls["delete_customer"] == 1
+
+
+def test_the_widget_rejects_with_a_reason_and_refuses_a_nameless_approver(inbox, world):
+    widget = InboxWidget(inbox)
+    widget.approver.value = ""
+    widget.row("del-4").checkbox.value = True
+    widget.approve_selected.click()
+    assert "refused, nothing ran" in widget.status.value and world.calls["delete_customer"] == 0
+    widget.approver.value = "bo"
+    widget.reason.value = "still needed"
+    widget.reject_selected.click()
+    assert "rejected by bo" in next(r for r in widget.rows if r.done).result.value
+    assert world.calls["delete_customer"] == 0
+    assert inbox.agent.outcome("del-4").decisions[-1]["reason"] == "still needed"
+
+
+def test_the_widget_closes_rows_answered_elsewhere_and_adds_new_ones(agent, world):
+    box = ApprovalInbox(agent)
+    box.submit("delete customer 4", "a")
+    widget = InboxWidget(box)
+    agent.resume("a", {"kind": "reject", "approver": "bo"})  # the terminal, a link, a card...
+    box.submit("delete thread 2", "b")
+    widget.row("a").checkbox.value = True
+    widget.refresh_button.click()
+    old = widget.rows[0]
+    assert old.done and "answered elsewhere" in old.result.value and not old.checkbox.value
+    assert widget.row("b").item.tool == "delete_thread"
+    widget.approve_selected.click()  # the ticked row was closed: nothing is selected
+    assert "nothing selected" in widget.status.value and world.calls["delete_customer"] == 0
+
+
+def test_the_widget_escapes_everything_from_the_payload(agent):
+    box = ApprovalInbox(agent)
+    box.submit(f'send a reply to thread 3 saying "{XSS}"', f"t{XSS}")
+    widget = InboxWidget(box)
+    [item] = box.items()
+    assert item.payload["args"]["body"] == XSS  # the payload really carries the markup
+    shown = widget_html(widget)
+    assert "<img" not in shown
+    assert "&lt;img src=x onerror=alert(1)&gt;" in shown
+    widget.rows[0].checkbox.value = True
+    widget.approve_selected.click()
+    assert "<img" not in widget_html(widget)
+
+
+def test_items_are_plain_data(inbox):
+    item = inbox.items()[0]
+    assert isinstance(item, InboxItem) and item.key == (item.thread_id, item.interrupt_id)
+    assert str(inbox.approve([item], "ana")[0]).startswith(f"{item.thread_id} {item.tool}: ")
