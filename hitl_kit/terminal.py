@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 
-from hitl_kit.approval import ApprovalAgent, ApprovalError, Outcome, payload_rows
+from hitl_kit.approval import AlreadyDecided, ApprovalAgent, ApprovalError, Outcome, payload_rows
 
 CHOICES = {"a": "approve", "r": "reject", "e": "edit"}
 
@@ -31,7 +31,8 @@ def approve_in_terminal(agent: ApprovalAgent, outcome: Outcome, approver: str,
             if choice not in CHOICES:
                 say("please answer a, r or e")
                 continue
-            decision = {"kind": CHOICES[choice], "approver": approver}
+            decision = {"kind": CHOICES[choice], "approver": approver,
+                        "fingerprint": pending.fingerprint}
             if choice == "r":
                 decision["reason"] = ask("reason (sent to the agent): ")
             if choice == "e":
@@ -45,6 +46,9 @@ def approve_in_terminal(agent: ApprovalAgent, outcome: Outcome, approver: str,
             return outcome
         try:
             outcome = agent.resume(outcome.thread_id, {pending.interrupt_id: decision})
+        except AlreadyDecided as exc:  # someone else (or a timeout) answered first
+            say(f"not applied: {exc}")
+            outcome = agent.outcome(outcome.thread_id)
         except ApprovalError as exc:
             say(f"refused, nothing ran: {exc}")
     say(outcome.answer or "")

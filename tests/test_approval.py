@@ -248,3 +248,16 @@ def test_every_proposed_action_is_audited_at_proposal_and_resolution(tmp_path, w
     assert delete[0]["proposed_at"] == delete[1]["proposed_at"] < delete[1]["executed_at"]
     assert json.loads(delete[1]["parameters"]) == {"customer_id": 3}
     assert trail.verify().ok and len(rows) == 6  # no duplicates though the gate re-ran
+
+
+def test_a_bad_answer_that_bypasses_the_guard_is_asked_again_with_the_reason(agent, world):
+    from langgraph.types import Command
+
+    outcome = agent.start("delete customer 4", "t")
+    config = {"configurable": {"thread_id": "t"}}
+    agent.graph.invoke(Command(resume={outcome.pending[0].interrupt_id: {"kind": "yes"}}), config)
+    again = agent.pending("t")
+    assert len(again) == 1 and "unknown" in again[0].payload["error"]
+    assert world.calls["delete_customer"] == 0
+    agent.resume("t", {"kind": "approve", "approver": "ana"})
+    assert world.calls["delete_customer"] == 1

@@ -11,6 +11,7 @@ DRILL_MODULES = {
     "drill1": "hitl_kit.checks.d01_classify",
     "drill2": "hitl_kit.checks.d02_gate",
     "drill3": "hitl_kit.checks.d03_audit",
+    "drill4": "hitl_kit.checks.d04_timeout",
 }
 
 

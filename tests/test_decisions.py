@@ -1,0 +1,337 @@
+"""Exactly one decision per pending approval: the ledger, the binding, and the agent's resume."""
+
+import json
+import subprocess
+import sys
+import threading
+import time
+import warnings
+
+import pytest
+
+from hitl_kit import decisions
+from hitl_kit.approval import AlreadyDecided, ApprovalAgent, ApprovalError, durable_checkpointer
+from hitl_kit.decisions import Claim, DecisionLedger, ledger_for
+from hitl_kit.llm import OfflineChatModel
+from hitl_kit.world import World
+
+from .conftest import ROOT
+
+DEPLOY = "deploy the billing service version {} to prod"
+REJECT = {"kind": "reject", "approver": "bo"}
+
+
+@pytest.fixture
+def world():
+    return World()
+
+
+@pytest.fixture
+def agent(world):
+    return ApprovalAgent(OfflineChatModel(), world.tools(), world=world)
+
+
+def approve(approver="ana", **extra):
+    return {"kind": "approve", "approver": approver, **extra}
+
+
+def claim(key="k", approver="ana", thread="t", fingerprint="f"):
+    return Claim(thread, key, fingerprint, "approve", approver)
+
+
+def race(*actions):
+    """Run the actions in threads released at the same instant; return what each returned or
+    raised."""
+    barrier = threading.Barrier(len(actions))
+    results = [None] * len(actions)
+
+    def run(i, action):
+        barrier.wait()
+        try:
+            results[i] = action()
+        except Exception as exc:
+            results[i] = exc
+
+    threads = [threading.Thread(target=run, args=(i, a)) for i, a in enumerate(actions)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    return results
+
+
+# -- the ledger -----------------------------------------------------------------------------------
+
+def test_first_claim_wins_and_the_second_learns_who_won():
+    ledger = DecisionLedger()
+    assert ledger.claim([claim(approver="ana")]) is None
+    earlier = ledger.claim([claim(approver="bo")])
+    assert earlier.approver == "ana" and earlier.kind == "approve"
+    assert [c.approver for c in ledger.claims()] == ["ana"]
+
+
+def test_claims_are_all_or_none():
+    ledger = DecisionLedger()
+    ledger.claim([claim("a")])
+    assert ledger.claim([claim("b", "bo"), claim("a", "bo")]).approver == "ana"
+    assert ledger.winner("t", "b") is None  # b was not recorded although it came first
+    assert ledger.claim([claim("b", "bo")]) is None
+
+
+def test_a_new_fingerprint_is_a_new_request():
+    ledger = DecisionLedger()
+    ledger.claim([claim(fingerprint="v1")])
+    assert ledger.claim([claim(fingerprint="v2", approver="bo")]) is None
+    assert ledger.winner("t", fingerprint="v1").approver == "ana"
+    assert ledger.winner("t", "k", "v2").approver == "bo"
+    with pytest.raises(ValueError, match="name the request"):
+        ledger.winner("t")
+
+
+def test_withdrawn_claims_free_the_request():
+    ledger = DecisionLedger()
+    ledger.claim([claim()])
+    ledger.withdraw([claim()])
+    assert ledger.winner("t", "k") is None and ledger.claim([claim(approver="bo")]) is None
+
+
+def test_claims_race_across_connections_to_one_file(tmp_path):
+    path = str(tmp_path / "ledger.db")
+    ledgers = [DecisionLedger(path) for _ in range(3)]
+    for key in range(40):
+        results = race(*[lambda lg=lg, n=n, k=str(key): lg.claim([claim(k, f"approver{n}")])
+                         for n, lg in enumerate(ledgers * 2)])
+        assert sum(r is None for r in results) == 1, results
+    assert len(DecisionLedger(path).claims()) == 40
+
+
+CLAIM_SCRIPT = """
+import sys, time
+from pathlib import Path
+from hitl_kit.decisions import Claim, DecisionLedger
+path, me, folder = sys.argv[1:4]
+ledger = DecisionLedger(path)
+Path(folder, me).touch()
+while len(list(Path(folder).glob("ready-*"))) < 3:
+    time.sleep(0.001)
+won = [k for k in range(150) if ledger.claim([Claim("t", str(k), "f", "approve", me)]) is None]
+print(len(won))
+"""
+
+
+def test_claims_race_across_processes(tmp_path):
+    path = str(tmp_path / "ledger.db")
+    DecisionLedger(path)  # created before the race
+    procs = [subprocess.Popen([sys.executable, "-c", CLAIM_SCRIPT, path, f"ready-{n}",
+                               str(tmp_path)], stdout=subprocess.PIPE, text=True, cwd=ROOT)
+             for n in range(3)]
+    won = [int(p.communicate(timeout=60)[0]) for p in procs]
+    assert sum(won) == 150
+    winners = DecisionLedger(path).claims()
+    assert len(winners) == 150 and len({c.interrupt_id for c in winners}) == 150
+
+
+def test_one_turn_per_thread_at_a_time():
+    ledger = DecisionLedger()
+    inside, most = [], []
+
+    def take(thread_id):
+        with ledger.turn(thread_id):
+            inside.append(thread_id)
+            most.append(inside.count("t"))
+            time.sleep(0.005)
+            inside.remove(thread_id)
+
+    race(*[lambda: take("t")] * 6)
+    assert max(most) == 1
+    with ledger.turn("t"), ledger.turn("other"):  # another thread's turn is independent
+        pass
+
+
+def test_a_stale_turn_is_taken_over_and_a_busy_one_times_out(monkeypatch):
+    ledger = DecisionLedger()
+    monkeypatch.setattr(decisions, "TURN_LEASE_S", -1.0)  # every lease has already ended
+    with ledger.turn("t"), ledger.turn("t"):  # a crashed holder does not block forever
+        pass
+    monkeypatch.setattr(decisions, "TURN_LEASE_S", 60.0)
+    monkeypatch.setattr(decisions, "TURN_WAIT_S", 0.05)
+    with ledger.turn("t"), pytest.raises(TimeoutError, match="busy"), ledger.turn("t"):
+        pass
+
+
+def test_ledger_for_uses_the_checkpointers_file(tmp_path):
+    path = tmp_path / "checkpoints.db"
+    ledger = ledger_for(durable_checkpointer(str(path)))
+    assert ledger.path == str(path)
+    assert ledger_for(None).path == ":memory:"
+
+
+# -- the agent: one decision wins -----------------------------------------------------------------
+
+def test_pending_exposes_a_stable_fingerprint(agent):
+    first = agent.start(DEPLOY.format("2.5"), "t").pending[0]
+    again = agent.pending("t")[0]
+    assert first.fingerprint == again.fingerprint == first.payload["fingerprint"]
+    assert len(first.fingerprint) == 16
+
+
+def test_double_click_executes_once_and_names_the_winner(agent, world):
+    interrupt_id = agent.start(DEPLOY.format("2.5"), "t").pending[0].interrupt_id
+    agent.resume("t", {interrupt_id: approve("ana")})
+    with pytest.raises(AlreadyDecided, match=r"already decided by ana \(approved\)") as exc:
+        agent.resume("t", {interrupt_id: {"kind": "reject", "approver": "bo"}})
+    assert exc.value.claim.approver == "ana" and "not pending" in str(exc.value)
+    assert world.calls["deploy_to_prod"] == 1
+
+
+def test_concurrent_resumes_execute_once(agent, world):
+    for trial in range(25):
+        thread = f"t{trial}"
+        interrupt_id = agent.start(DEPLOY.format(f"2.{trial}"), thread).pending[0].interrupt_id
+        results = race(lambda t=thread, i=interrupt_id: agent.resume(t, {i: approve("ana")}),
+                       lambda t=thread, i=interrupt_id: agent.resume(
+                           t, {i: {"kind": "reject", "approver": "bo"}}))
+        losers = [r for r in results if isinstance(r, Exception)]
+        assert len(losers) == 1 and isinstance(losers[0], AlreadyDecided), results
+        winner = agent.outcome(thread).decisions[-1]
+        assert winner["approver"] == losers[0].claim.approver
+        deployed = [d for d in world.rows("deployments") if d["version"] == f"2.{trial}"]
+        assert len(deployed) == (winner["decision"] == "approved")
+    assert world.calls["deploy_to_prod"] == len(world.rows("deployments"))
+
+
+def test_two_approvals_of_one_thread_decided_at_once_are_both_applied(agent, world):
+    for trial in range(10):
+        thread = f"t{trial}"
+        outcome = agent.start('delete thread 2; send a reply to thread 3 saying "ok"', thread)
+        ids = {p.payload["tool"]: p.interrupt_id for p in outcome.pending}
+        race(lambda t=thread, i=ids["send_reply"]: agent.resume(t, {i: approve()}),
+             lambda t=thread, i=ids["delete_thread"]: agent.resume(t, {i: REJECT}))
+        decided = {d["tool"]: d["decision"] for d in agent.outcome(thread).decisions}
+        assert decided == {"send_reply": "approved", "delete_thread": "rejected"}
+    assert world.count("outbox") == 10 and world.count("threads") == 4
+
+
+def test_a_decision_on_an_old_fingerprint_is_refused(agent, world):
+    shown = agent.start("delete customer 3", "t").pending[0]
+    edited = agent.resume("t", {"kind": "edit", "approver": "ana", "args": {"customer_id": 4},
+                                "fingerprint": shown.fingerprint}).pending[0]
+    assert edited.fingerprint != shown.fingerprint
+    with pytest.raises(AlreadyDecided, match="ana .edited the arguments"):
+        agent.resume("t", approve("bo", fingerprint=shown.fingerprint))
+    with pytest.raises(AlreadyDecided):
+        agent.resume("t", {shown.interrupt_id: approve("bo")})
+    with pytest.raises(ApprovalError, match="arguments changed"):
+        agent.resume("t", {edited.interrupt_id: approve("bo", fingerprint="0123456789abcdef")})
+    assert world.calls["delete_customer"] == 0
+    agent.resume("t", {edited.interrupt_id: approve("bo", fingerprint=edited.fingerprint)})
+    assert [c["id"] for c in world.rows("customers")] == [1, 2, 3]
+
+
+@pytest.mark.parametrize(("decision", "message"), [
+    ({"kind": "timeout", "approver": "ana"}, "the system's own"),
+    ({"kind": "proceed", "approver": "system"}, "the system's own"),
+    ({"kind": "approve", "approver": "system"}, "reserved"),
+    ({"kind": "approve", "approver": "auto"}, "reserved"),
+    ({"kind": "approve", "approver": "ana", "fingerprint": 7}, "'fingerprint' must be"),
+])
+def test_people_cannot_pass_for_the_system(agent, world, decision, message):
+    agent.start(DEPLOY.format("2.5"), "t")
+    with pytest.raises(ApprovalError, match=message):
+        agent.resume("t", decision)
+    assert agent.ledger.claims() == [] and world.calls["deploy_to_prod"] == 0
+
+
+def test_a_hard_gate_never_proceeds_by_default(agent, world):
+    pending = agent.start(DEPLOY.format("2.5"), "t").pending[0]
+    with pytest.raises(ApprovalError, match="only a soft gate proceeds"):
+        agent.apply_default("t", pending.interrupt_id, "proceed", "window passed",
+                            pending.fingerprint)
+    with pytest.raises(ApprovalError, match="made as 'system'"):
+        agent._resume("t", {"kind": "timeout", "approver": "ana"}, system=True)
+    assert world.calls["deploy_to_prod"] == 0 and agent.pending("t")
+
+
+def test_a_resume_that_fails_before_the_graph_takes_it_withdraws_the_claim(agent, world):
+    agent.start(DEPLOY.format("2.5"), "t")
+    real_invoke = agent.graph.invoke
+
+    def broken(*args, **kwargs):
+        raise OSError("disk full")
+
+    agent.graph.invoke = broken
+    with pytest.raises(OSError):
+        agent.resume("t", approve("ana"))
+    agent.graph.invoke = real_invoke
+    assert agent.ledger.claims() == []
+    agent.resume("t", approve("bo"))  # not "already decided by ana": ana's answer never landed
+    assert world.calls["deploy_to_prod"] == 1
+
+
+def test_listeners_hear_each_decision_and_a_failing_one_does_not_undo_it(agent, world):
+    heard = []
+    agent.on_decided.append(lambda claims, outcome: heard.append((claims, outcome.paused)))
+    agent.on_decided.append(lambda claims, outcome: 1 / 0)
+    agent.start(DEPLOY.format("2.5"), "t")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        outcome = agent.resume("t", approve("ana"))
+    assert not outcome.paused and world.calls["deploy_to_prod"] == 1
+    assert [(c.approver, c.kind) for c in heard[0][0]] == [("ana", "approve")]
+    assert any("ZeroDivisionError" in str(w.message) for w in caught)
+
+
+RESUME_SCRIPT = """
+import json, sys, time
+from pathlib import Path
+from hitl_kit.approval import AlreadyDecided, ApprovalAgent, durable_checkpointer
+from hitl_kit.llm import OfflineChatModel
+from hitl_kit.world import World
+
+
+def approve_all(agent, me, threads):
+    won = []
+    for n in range(threads):
+        for pending in agent.pending(f"t{n}"):  # empty once the other side finished it
+            decision = {"kind": "approve", "approver": me, "fingerprint": pending.fingerprint}
+            try:
+                agent.resume(f"t{n}", {pending.interrupt_id: decision})
+                won.append(n)
+            except AlreadyDecided:
+                pass
+    return won
+
+
+def when_both_ready(folder, me):
+    Path(folder, "ready-" + me).touch()
+    while len(list(Path(folder).glob("ready-*"))) < 2:
+        time.sleep(0.001)
+
+
+if __name__ == "__main__":
+    folder, me, threads = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    world = World(folder + "/world.db")
+    agent = ApprovalAgent(OfflineChatModel(), world.tools(), world=world,
+                          checkpointer=durable_checkpointer(folder + "/checkpoints.db"))
+    when_both_ready(folder, me)
+    print(json.dumps(approve_all(agent, me, threads)))
+"""
+
+
+def test_two_processes_sharing_a_sqlite_saver_decide_each_approval_once(tmp_path):
+    world = World(str(tmp_path / "world.db"))
+    agent = ApprovalAgent(OfflineChatModel(), world.tools(), world=world,
+                          checkpointer=durable_checkpointer(str(tmp_path / "checkpoints.db")))
+    threads = 30
+    for n in range(threads):
+        assert agent.start(DEPLOY.format(f"4.{n}"), f"t{n}").paused
+    other = subprocess.Popen([sys.executable, "-c", RESUME_SCRIPT, str(tmp_path), "bo",
+                              str(threads)], stdout=subprocess.PIPE, text=True, cwd=ROOT)
+    here: dict = {}
+    exec(RESUME_SCRIPT, here)  # the same code, in this process, as "ana"
+    here["when_both_ready"](str(tmp_path), "ana")
+    won_here = here["approve_all"](agent, "ana", threads)
+    won_there = json.loads(other.communicate(timeout=120)[0])
+    assert sorted(won_here + won_there) == list(range(threads))
+    assert len(World(str(tmp_path / "world.db")).rows("deployments")) == threads
+    assert len(agent.ledger.claims()) == threads

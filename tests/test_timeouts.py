@@ -1,0 +1,320 @@
+"""Deadlines: the default when nobody decides, the timer losing to a person, the race between
+them, the soft gate, escalation, the time-to-live, and the card's countdown."""
+
+import json
+import threading
+import time
+from datetime import UTC, datetime
+
+import pytest
+
+from hitl_kit.approval import AlreadyDecided, ApprovalAgent, payload_rows
+from hitl_kit.audit import AuditTrail
+from hitl_kit.cards import ApprovalBoard, ApprovalCard
+from hitl_kit.llm import OfflineChatModel
+from hitl_kit.timeouts import (
+    DECIDED,
+    ESCALATED,
+    PROCEEDED,
+    TIMED_OUT,
+    ApprovalTimer,
+    Deadline,
+    DeadlineWatcher,
+)
+from hitl_kit.world import World
+
+DEPLOY = "deploy the billing service version {} to prod"
+REPLY = 'send a reply to thread 3 saying "see you"'
+SETTLE_S = 20  # generous: waits end on an event, this only bounds a broken run
+SHORT = 0.05
+
+
+@pytest.fixture
+def world():
+    return World()
+
+
+@pytest.fixture
+def trail(tmp_path):
+    return AuditTrail(tmp_path / "audit.db", durable=False)
+
+
+@pytest.fixture
+def agent(world, trail):
+    return ApprovalAgent(OfflineChatModel(), world.tools(), world=world, audit=trail)
+
+
+class RecordingTimer(ApprovalTimer):
+    """An ApprovalTimer that says whether its deadline ever fired."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fired = threading.Event()
+
+    def expire_now(self):
+        self.fired.set()
+        super().expire_now()
+
+
+def resolved_rows(trail, thread_id):
+    return [r for r in trail.rows() if r["session_id"] == thread_id and r["event"] == "resolved"]
+
+
+def test_no_answer_rejects_by_default_as_system(agent, world, trail):
+    pending = agent.start(DEPLOY.format("2.5"), "t").pending[0]
+    timer = ApprovalTimer(agent, "t", pending, Deadline(SHORT)).start()
+    assert timer.wait(SETTLE_S) and timer.state == TIMED_OUT
+    assert world.calls["deploy_to_prod"] == 0 and not timer.outcome.paused
+    [row] = resolved_rows(trail, "t")
+    assert (row["decision"], row["approver_id"], row["outcome"]) == (
+        "timed-out", "system", "not_executed")
+    assert "nobody decided within 0.05 s; rejected by default" in row["reason"]
+    assert agent.outcome("t").decisions[-1]["decision"] == "timed-out"
+    with pytest.raises(AlreadyDecided, match=r"by system \(timed out"):
+        agent.resume("t", {pending.interrupt_id: {"kind": "approve", "approver": "ana"}})
+
+
+def test_a_person_deciding_first_cancels_the_timer(agent, world, trail):
+    pending = agent.start(DEPLOY.format("2.5"), "t").pending[0]
+    timer = RecordingTimer(agent, "t", pending, Deadline(0.3)).start()
+    agent.resume("t", {"kind": "approve", "approver": "ana"})
+    assert timer.done.is_set() and timer.state == DECIDED and timer.claim.approver == "ana"
+    assert not timer.fired.wait(0.6)  # twice the deadline: a timer left running would fire
+    assert world.calls["deploy_to_prod"] == 1
+    assert [r["approver_id"] for r in resolved_rows(trail, "t")] == ["ana"]
+
+
+@pytest.mark.parametrize("timer_first", [True, False])
+def test_click_and_timeout_at_the_same_instant_decide_once(agent, world, trail, timer_first):
+    """100 trials each way (the thread that reaches the barrier last tends to win, so both
+    orders are raced): 200 click-vs-timeout races in all."""
+    for trial in range(100):
+        thread, version = f"t{trial}", f"3.{trial}"
+        pending = agent.start(DEPLOY.format(version), thread).pending[0]
+        timer = ApprovalTimer(agent, thread, pending, Deadline(SETTLE_S)).start()
+        card = ApprovalCard(agent, thread, pending, approver="ana")
+        barrier = threading.Barrier(2)
+
+        def expire(b=barrier, t=timer):
+            b.wait()
+            t.expire_now()
+
+        def click(b=barrier, c=card):
+            b.wait()
+            c.approve.click()
+
+        runners = [threading.Thread(target=f) for f in ((click, expire) if timer_first
+                                                        else (expire, click))]
+        for runner in runners:
+            runner.start()
+        for runner in runners:
+            runner.join(SETTLE_S)
+        assert timer.wait(SETTLE_S)
+        deployed = [d for d in world.rows("deployments") if d["version"] == version]
+        [row] = resolved_rows(trail, thread)
+        if timer.state == TIMED_OUT:
+            assert (row["decision"], row["approver_id"], deployed) == ("timed-out", "system", [])
+            assert "already decided by system" in card.status.value
+        else:
+            assert timer.state == DECIDED and card.decided
+            assert (row["decision"], row["approver_id"]) == ("approved", "ana")
+            assert row["outcome"] == "success" and len(deployed) == 1
+    assert world.calls["deploy_to_prod"] == len(world.rows("deployments"))
+    assert trail.verify().ok
+
+
+def test_real_timers_racing_real_clicks_never_execute_twice(agent, world, trail):
+    for trial in range(30):
+        thread, version = f"t{trial}", f"5.{trial}"
+        pending = agent.start(DEPLOY.format(version), thread).pending[0]
+        timer = ApprovalTimer(agent, thread, pending, Deadline(0.01)).start()
+        card = ApprovalCard(agent, thread, pending, approver="ana")
+        clicker = threading.Timer(0.01, card.approve.click)
+        clicker.start()
+        clicker.join(SETTLE_S)
+        assert timer.wait(SETTLE_S)
+        deployed = [d for d in world.rows("deployments") if d["version"] == version]
+        [row] = resolved_rows(trail, thread)
+        assert len(deployed) == (timer.state == DECIDED) == (row["approver_id"] == "ana")
+    assert world.calls["deploy_to_prod"] == len(world.rows("deployments"))
+    assert len(agent.ledger.claims()) == 30
+
+
+def test_soft_gate_proceeds_when_nobody_rejects(agent, world, trail):
+    pending = agent.start(REPLY, "t").pending[0]
+    assert pending.payload["policy"] == "soft_gate"
+    timer = ApprovalTimer(agent, "t", pending, Deadline(SHORT, "proceed")).start()
+    assert timer.wait(SETTLE_S) and timer.state == PROCEEDED
+    assert world.count("outbox") == 1
+    assert (timer.claim.approver, timer.claim.kind) == ("system", "proceed")
+    [row] = resolved_rows(trail, "t")
+    assert (row["decision"], row["approver_id"], row["outcome"]) == (
+        "auto-approved", "auto", "success")
+    assert row["reason"] == "soft gate: nobody rejected it within 0.05 s"
+
+
+def test_soft_gate_rejected_in_time_never_proceeds(agent, world):
+    pending = agent.start(REPLY, "t").pending[0]
+    timer = RecordingTimer(agent, "t", pending, Deadline(0.3, "proceed")).start()
+    agent.resume("t", {"kind": "reject", "approver": "ana", "reason": "not that tone"})
+    assert timer.state == DECIDED
+    assert not timer.fired.wait(0.6)
+    assert world.count("outbox") == 0
+
+
+def test_only_a_soft_gate_may_proceed_by_default(agent):
+    pending = agent.start(DEPLOY.format("2.5"), "t").pending[0]
+    with pytest.raises(ValueError, match="only a soft gate"):
+        ApprovalTimer(agent, "t", pending, Deadline(1, "proceed"))
+    with pytest.raises(ValueError, match="never proceeds"):
+        DeadlineWatcher(agent, {"hard_gate": Deadline(1, "proceed")})
+    with pytest.raises(ValueError, match="keyed by gate policy"):
+        DeadlineWatcher(agent, {"auto_execute": Deadline(1)})
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({"seconds": 0}, "positive number"),
+    ({"seconds": float("nan")}, "positive number"),
+    ({"seconds": True}, "positive number"),
+    ({"seconds": 1, "default": "approve"}, "unknown"),
+    ({"seconds": 1, "default": "escalate"}, "needs escalate_to"),
+    ({"seconds": 1, "escalate_to": "oncall"}, "only 'escalate'"),
+    ({"seconds": 1, "then": Deadline(1)}, "only with default 'escalate'"),
+])
+def test_bad_deadlines_are_refused(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        Deadline(**kwargs)
+
+
+def test_escalation_hands_it_on_then_rejects(agent, world, trail):
+    pending = agent.start(DEPLOY.format("2.5"), "t").pending[0]
+    told = []
+    deadline = Deadline(SHORT, "escalate", escalate_to="oncall", then=Deadline(SHORT))
+    timer = ApprovalTimer(agent, "t", pending, deadline,
+                          on_escalate=lambda t, to: told.append((t.state, to))).start()
+    assert timer.wait(SETTLE_S) and timer.state == TIMED_OUT
+    assert told == [(ESCALATED, "oncall")] and timer.escalated_to == ["oncall"]
+    [escalation] = agent.ledger.escalations("t")
+    assert escalation.escalated_to == "oncall" and escalation.fingerprint == pending.fingerprint
+    [row] = resolved_rows(trail, "t")
+    assert row["reason"] == ("nobody decided within 0.05 s, so it went to oncall; nobody decided "
+                             "within 0.05 s; rejected by default")
+    assert world.calls["deploy_to_prod"] == 0
+
+
+def test_the_escalation_target_can_still_decide(agent, world):
+    pending = agent.start(DEPLOY.format("2.5"), "t").pending[0]
+
+    def oncall_approves(timer, to):
+        agent.resume("t", {pending.interrupt_id: {"kind": "approve", "approver": to,
+                                                  "fingerprint": pending.fingerprint}})
+
+    deadline = Deadline(SHORT, "escalate", escalate_to="oncall", then=Deadline(SETTLE_S))
+    timer = ApprovalTimer(agent, "t", pending, deadline, on_escalate=oncall_approves).start()
+    assert timer.wait(SETTLE_S) and timer.state == DECIDED and timer.claim.approver == "oncall"
+    assert world.calls["deploy_to_prod"] == 1
+
+
+def test_watcher_arms_follow_ups_after_an_edit(agent, world):
+    watcher = DeadlineWatcher(agent, {"hard_gate": Deadline(SHORT)})
+    first = agent.start("delete customer 3", "t")
+    [timer] = watcher.watch(first)
+    timer.cancel()  # the first deadline is not what this test is about
+    edited = agent.resume("t", {"kind": "edit", "approver": "ana", "args": {"customer_id": 4}})
+    follow_up = watcher.timer_for("t", edited.pending[0])
+    assert follow_up is not timer and len(watcher.timers) == 2
+    assert watcher.wait(SETTLE_S) and follow_up.state == TIMED_OUT
+    assert world.calls["delete_customer"] == 0 and not agent.pending("t")
+    watcher.close()
+
+
+def test_watcher_leaves_policies_without_a_deadline_alone(agent):
+    watcher = DeadlineWatcher(agent, {"soft_gate": Deadline(SETTLE_S, "proceed")})
+    assert watcher.watch(agent.start(DEPLOY.format("2.5"), "t")) == []
+    watcher.close()
+    assert watcher._on_decided not in agent.on_decided
+
+
+# -- the time-to-live -----------------------------------------------------------------------------
+
+def ttl_agent(world, trail, seconds):
+    return ApprovalAgent(OfflineChatModel(), world.tools(), world=world, audit=trail,
+                         approval_ttl=seconds)
+
+
+def test_an_approval_after_the_ttl_does_not_run(world, trail):
+    agent = ttl_agent(world, trail, SHORT)
+    pending = agent.start(DEPLOY.format("2.5"), "t").pending[0]
+    expires_at = datetime.fromisoformat(pending.payload["expires_at"])
+    while datetime.now(UTC) <= expires_at:
+        time.sleep(0.01)
+    outcome = agent.resume("t", {"kind": "approve", "approver": "ana"})
+    assert world.calls["deploy_to_prod"] == 0 and "expired" in outcome.answer
+    [row] = resolved_rows(trail, "t")
+    assert (row["decision"], row["approver_id"], row["outcome"]) == (
+        "approved", "ana", "not_executed")
+    assert row["reason"].startswith("not executed: the approval came after the request expired")
+
+
+def test_an_approval_within_the_ttl_runs(world, trail):
+    agent = ttl_agent(world, trail, 60)
+    pending = agent.start(DEPLOY.format("2.5"), "t").pending[0]
+    assert "request expires" in dict(payload_rows(pending.payload))
+    agent.resume("t", {"kind": "approve", "approver": "ana"})
+    assert world.calls["deploy_to_prod"] == 1
+    assert resolved_rows(trail, "t")[0]["outcome"] == "success"
+
+
+@pytest.mark.parametrize("ttl", [0, -1, "60", float("inf"), True])
+def test_a_bad_ttl_is_refused(world, ttl):
+    with pytest.raises(ValueError, match="approval_ttl"):
+        ApprovalAgent(OfflineChatModel(), world.tools(), world=world, approval_ttl=ttl)
+
+
+# -- the countdown card ---------------------------------------------------------------------------
+
+def test_card_counts_down_then_shows_the_applied_default(agent, world):
+    watcher = DeadlineWatcher(agent, {"hard_gate": Deadline(0.6)})
+    board = ApprovalBoard(agent, agent.start(DEPLOY.format("2.5"), "t"), approver="ana",
+                          watcher=watcher)
+    [card] = board.cards
+    assert "s</b> left to decide" in card.countdown.value and "rejected by default" in (
+        card.countdown.value)
+    card.ticker.join(SETTLE_S)
+    assert not card.ticker.is_alive()
+    assert all(b.disabled for b in (card.approve, card.reject, card.edit))
+    assert "Timed out" in card.status.value and "system" in card.status.value
+    assert "deadline passed" in card.countdown.value
+    card.approve.click()  # too late: refused, and nothing runs
+    assert "already decided by system" in card.status.value
+    assert world.calls["deploy_to_prod"] == 0
+
+
+def test_card_clicked_in_time_keeps_its_own_result(agent, world):
+    watcher = DeadlineWatcher(agent, {"hard_gate": Deadline(SETTLE_S)})
+    board = ApprovalBoard(agent, agent.start(DEPLOY.format("2.5"), "t"), approver="ana",
+                          watcher=watcher)
+    [card] = board.cards
+    card.approve.click()
+    card.ticker.join(SETTLE_S)
+    assert "Approved by ana" in card.status.value
+    assert "decided before the deadline" in card.countdown.value
+    assert world.calls["deploy_to_prod"] == 1
+
+
+def test_card_shows_a_decision_made_elsewhere(agent, world):
+    watcher = DeadlineWatcher(agent, {"hard_gate": Deadline(SETTLE_S)})
+    board = ApprovalBoard(agent, agent.start(DEPLOY.format("2.5"), "t"), watcher=watcher)
+    [card] = board.cards
+    agent.resume("t", {"kind": "reject", "approver": "bo", "reason": "freeze week"})
+    card.ticker.join(SETTLE_S)
+    assert "already decided</b> by bo (rejected: freeze week)" in card.status.value
+    assert card.approve.disabled and world.calls["deploy_to_prod"] == 0
+
+
+def test_soft_gate_card_proceeds_and_shows_it(agent, world):
+    watcher = DeadlineWatcher(agent, {"soft_gate": Deadline(SHORT, "proceed")})
+    board = ApprovalBoard(agent, agent.start(REPLY, "t"), watcher=watcher)
+    board.cards[0].ticker.join(SETTLE_S)
+    assert "Proceeded" in board.cards[0].status.value and world.count("outbox") == 1
+    assert json.loads(agent.audit.rows()[-1]["parameters"])["thread_id"] == 3
