@@ -1,7 +1,6 @@
 """Fixtures for the browser tests: one headless Chromium per session, throwaway JupyterLabs."""
 
-from collections.abc import Iterable, Mapping
-from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -51,17 +50,26 @@ def page(browser):
     context.close()
 
 
-@pytest.fixture
-def jupyterlab(tmp_path):
-    """Factory: ``with jupyterlab(files=[...], env={...}) as server:`` starts a JupyterLab."""
+@dataclass
+class LiveLab:
+    """A JupyterLab serving the notebooks as a learner has them; ``kernel_tmp`` holds the temp
+    folders its kernels make (TMPDIR), so a test can open the databases a notebook wrote."""
 
-    @contextmanager
-    def start(files: Iterable[Path] = (), env: Mapping[str, str] | None = None):
-        work_dir = tmp_path / f"jupyterlab-{len(list(tmp_path.glob('jupyterlab-*')))}"
-        with JupyterLabServer(work_dir, files=files, env=env) as server:
-            yield server
+    server: JupyterLabServer
+    kernel_tmp: Path
 
-    return start
+
+@pytest.fixture(scope="session")
+def live_lab(tmp_path_factory):
+    """One server for every browser scenario; nobody clicks for the learner here."""
+    require_browser()
+    work_dir = tmp_path_factory.mktemp("live-lab")
+    kernel_tmp = work_dir / "kernel-tmp"
+    kernel_tmp.mkdir()
+    env = {"HITL_KIT_UNATTENDED": "0", "TMPDIR": str(kernel_tmp)}
+    notebooks = sorted((REPO_ROOT / "notebooks").glob("*.ipynb"))
+    with JupyterLabServer(work_dir / "lab", files=notebooks, env=env) as server:
+        yield LiveLab(server, kernel_tmp)
 
 
 @pytest.fixture

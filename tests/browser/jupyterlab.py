@@ -190,11 +190,19 @@ class JupyterLabServer:
         return env
 
     def _write_page_config(self) -> None:
-        """Disable the news pop-up, which the command-line flags alone leave on."""
+        """Disable the news pop-up, which the command-line flags alone leave on, and the
+        notebook's windowing."""
         labconfig = self.jupyter_dir / "config" / "labconfig"
         labconfig.mkdir(parents=True, exist_ok=True)
         page_config = {"disabledExtensions": {"@jupyterlab/apputils-extension:announcements": True}}
         (labconfig / "page_config.json").write_text(json.dumps(page_config, indent=2))
+        # JupyterLab detaches cells scrolled out of view; a test reading a card that Run All has
+        # scrolled past would find nothing. Keep every cell in the page.
+        notebook_settings = self.jupyter_dir / "lab" / "user-settings" / "@jupyterlab" / \
+            "notebook-extension"
+        notebook_settings.mkdir(parents=True, exist_ok=True)
+        (notebook_settings / "tracker.jupyterlab-settings").write_text(
+            json.dumps({"windowingMode": "none"}))
 
     def _wait_until_answering(self) -> None:
         no_proxy = urllib.request.build_opener(urllib.request.ProxyHandler({}))
@@ -220,8 +228,10 @@ class JupyterLabServer:
 
 
 def open_notebook(page, server: JupyterLabServer, name: str, timeout_ms: float = 60_000) -> None:
-    """Open ``name`` (relative to the server root) and wait for its kernel to be idle."""
-    page.goto(server.url(f"lab/tree/{name}"))
+    """Open ``name`` (relative to the server root) in a workspace of its own, so notebooks other
+    tests opened on the same server are not restored beside it; wait for its kernel to be idle."""
+    workspace = f"w{secrets.token_hex(4)}"
+    page.goto(server.url(f"lab/workspaces/{workspace}/tree/{name}") + "&reset")
     wait_for_kernel_idle(page, timeout_ms)
 
 
@@ -237,11 +247,12 @@ def wait_for_kernel_idle(page, timeout_ms: float = 60_000) -> None:
     expect(statusbar).to_contain_text(KERNEL_IDLE, timeout=timeout_ms)
 
 
-def run_all_cells(page, timeout_ms: float = 60_000) -> None:
-    """Run > Run All Cells, then wait for execution to finish."""
+def run_all_cells(page, timeout_ms: float = 60_000, wait: bool = True) -> None:
+    """Run > Run All Cells, then (unless ``wait`` is False) wait for execution to finish."""
     page.get_by_role("menuitem", name="Run", exact=True).click()
     page.locator('li.lm-Menu-item[data-command="runmenu:run-all"]').click()
-    wait_for_execution(page, timeout_ms)
+    if wait:
+        wait_for_execution(page, timeout_ms)
 
 
 def wait_for_execution(page, timeout_ms: float = 60_000) -> None:

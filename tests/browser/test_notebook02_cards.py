@@ -1,7 +1,7 @@
-"""Notebook 02 in a real JupyterLab: a person clicks Approve or Reject on the inline card."""
+"""Notebook 02 in a real JupyterLab: a person clicks Approve and Reject on the inline cards."""
 
 import sqlite3
-from pathlib import Path
+from contextlib import closing
 
 import nbformat
 
@@ -15,71 +15,54 @@ from .jupyterlab import (
     widget_button,
 )
 
-NOTEBOOK_02 = Path(__file__).resolve().parents[2] / "notebooks" / "02_interrupt_and_resume.ipynb"
-LIVE = {"HITL_KIT_UNATTENDED": "0"}  # a person is there: the notebook must not click for them
+
+def card(page, tool):
+    """The approval card for ``tool`` (the innermost box that names it)."""
+    return page.locator(".jp-OutputArea-output .widget-vbox",
+                        has_text=f"approval needed for {tool}").last
 
 
-def live_env(tmp_path):
-    """The kernel makes its temp dirs under tmp_path, so the test can open its databases."""
-    kernel_tmp = tmp_path / "kernel-tmp"
-    kernel_tmp.mkdir()
-    return kernel_tmp, {**LIVE, "TMPDIR": str(kernel_tmp)}
-
-
-def customer_ids(kernel_tmp):
+def world_rows(kernel_tmp, sql):
     (world_db,) = kernel_tmp.glob("hitl-02-demo-*/world.db")
-    with sqlite3.connect(f"file:{world_db}?mode=ro", uri=True) as db:
-        return [row[0] for row in db.execute("SELECT id FROM customers ORDER BY id")]
+    with closing(sqlite3.connect(f"file:{world_db}?mode=ro", uri=True)) as db:
+        return db.execute(sql).fetchall()
 
 
-def audit_rows(kernel_tmp):
+def resolved_rows(kernel_tmp):
     (audit_db,) = kernel_tmp.glob("hitl-02-demo-*/audit.db")
-    with open_readonly(audit_db) as db:
-        return db.execute("SELECT action_type, event, decision, approver_id, outcome, reason "
-                          "FROM audit_log ORDER BY seq").fetchall()
+    with closing(open_readonly(audit_db)) as db:
+        return db.execute("SELECT action_type, decision, approver_id, outcome, reason "
+                          "FROM audit_log WHERE event = 'resolved' ORDER BY seq").fetchall()
 
 
-def first_card(page):
-    return page.locator(".jp-OutputArea-output .widget-vbox", has_text="approval needed for").first
+def test_approve_and_reject_on_the_cards_resume_the_graph(page, live_lab, artifacts_dir):
+    open_notebook(page, live_lab.server, "02_interrupt_and_resume.ipynb")
+    run_all_cells(page)
+    wait_for_output_text(page, "waiting for your decision")
+    customer_ids = "SELECT id FROM customers ORDER BY id"
+    assert (3,) in world_rows(live_lab.kernel_tmp, customer_ids)  # nothing ran before the click
 
+    # Approve: the delete runs, the card locks and shows the outcome, the trail has the row.
+    card(page, "delete_customer").locator("button.widget-button", has_text="Approve").click()
+    wait_for_output_text(page, "Approved by learner")
+    page.get_by_text("Approved by learner").first.scroll_into_view_if_needed()
+    save_screenshot(page, artifacts_dir, "notebook02-approve")
+    assert widget_button(page, "Approve").first.is_disabled()
+    assert (3,) not in world_rows(live_lab.kernel_tmp, customer_ids)
+    assert ("delete_customer", "approved", "learner", "success", None) in \
+        resolved_rows(live_lab.kernel_tmp)
 
-def test_clicking_approve_resumes_the_graph(page, jupyterlab, artifacts_dir, tmp_path):
-    kernel_tmp, env = live_env(tmp_path)
-    with jupyterlab(files=[NOTEBOOK_02], env=env) as server:
-        open_notebook(page, server, NOTEBOOK_02.name)
-        run_all_cells(page)
-        wait_for_output_text(page, "waiting for your decision")
-        assert 3 in customer_ids(kernel_tmp)  # the gated delete did not run before the click
-
-        widget_button(page, "Approve").first.click()
-        wait_for_output_text(page, "Approved by learner")
-        page.get_by_text("Approved by learner").first.scroll_into_view_if_needed()
-        save_screenshot(page, artifacts_dir, "notebook02-approve")
-
-        assert widget_button(page, "Approve").first.is_disabled()
-        assert 3 not in customer_ids(kernel_tmp)
-        assert ("delete_customer", "resolved", "approved", "learner", "success", None) in \
-            audit_rows(kernel_tmp)
-
-
-def test_clicking_reject_runs_nothing_and_tells_the_agent(page, jupyterlab, artifacts_dir,
-                                                          tmp_path):
-    kernel_tmp, env = live_env(tmp_path)
-    with jupyterlab(files=[NOTEBOOK_02], env=env) as server:
-        open_notebook(page, server, NOTEBOOK_02.name)
-        run_all_cells(page)
-        wait_for_output_text(page, "waiting for your decision")
-
-        card = first_card(page)
-        card.locator("input[placeholder^='why']").fill("QA still uses this record")
-        card.locator("button.widget-button", has_text="Reject").click()
-        wait_for_output_text(page, "Rejected by learner: QA still uses this record")
-        page.get_by_text("Rejected by learner").first.scroll_into_view_if_needed()
-        save_screenshot(page, artifacts_dir, "notebook02-reject")
-
-        assert 3 in customer_ids(kernel_tmp)
-        assert ("delete_customer", "resolved", "rejected", "learner", "not_executed",
-                "QA still uses this record") in audit_rows(kernel_tmp)
+    # Reject with a reason: nothing runs, and the reason reaches the agent.
+    delete_thread = card(page, "delete_thread")
+    delete_thread.locator("input[placeholder^='why']").fill("keep the deals thread")
+    delete_thread.locator("button.widget-button", has_text="Reject").click()
+    card(page, "send_reply").locator("button.widget-button", has_text="Approve").click()
+    wait_for_output_text(page, "Rejected by learner: keep the deals thread")
+    page.get_by_text("Rejected by learner: keep").first.scroll_into_view_if_needed()
+    save_screenshot(page, artifacts_dir, "notebook02-reject")
+    assert (2,) in world_rows(live_lab.kernel_tmp, "SELECT id FROM threads")
+    assert ("delete_thread", "rejected", "learner", "not_executed", "keep the deals thread") in \
+        resolved_rows(live_lab.kernel_tmp)
 
 
 XSS_CELLS = [
@@ -90,29 +73,26 @@ from hitl_kit.world import World
 
 world = World()
 agent = ApprovalAgent(get_chat_model(), world.tools(), world=world)""",
-    """task = ('send a reply to thread 3 saying "<img src=x onerror=\\"window.pwned=1\\">'
+    """task = ('send a reply to thread 3 saying "<img src=x onerror=window.pwned=1>'
         '<script>window.pwned=2</script>"')
 ApprovalBoard(agent, agent.start(task, "xss"))""",
 ]
 
 
-def test_payload_html_renders_as_text_and_runs_no_script(page, jupyterlab, artifacts_dir,
-                                                         tmp_path):
+def test_payload_html_renders_as_text_and_runs_no_script(page, live_lab, artifacts_dir):
     notebook = nbformat.v4.new_notebook()
     notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3 (ipykernel)",
                                        "language": "python"}
     notebook.cells = [nbformat.v4.new_code_cell(source) for source in XSS_CELLS]
-    path = tmp_path / "xss.ipynb"
-    nbformat.write(notebook, path)
-    with jupyterlab(files=[path], env=LIVE) as server:
-        open_notebook(page, server, path.name)
-        run_all_cells(page)
-        wait_for_output_text(page, "waiting for your decision")
-        card = first_card(page)
-        assert '<img src=x onerror="window.pwned=1">' in card.inner_text()
-        assert card.locator("img").count() == 0 and card.locator("script").count() == 0
-        widget_button(page, "Approve").first.click()
-        wait_for_output_text(page, "Approved by learner")
-        save_screenshot(page, artifacts_dir, "xss-payload-as-text")
-        assert page.evaluate("() => window.pwned") is None
-        assert first_card(page).locator("img").count() == 0
+    nbformat.write(notebook, live_lab.server.root_dir / "xss.ipynb")
+    open_notebook(page, live_lab.server, "xss.ipynb")
+    run_all_cells(page)
+    wait_for_output_text(page, "waiting for your decision")
+    shown = card(page, "send_reply")
+    assert "<img src=x onerror=window.pwned=1>" in shown.inner_text()
+    assert shown.locator("img").count() == 0 and shown.locator("script").count() == 0
+    shown.locator("button.widget-button", has_text="Approve").click()
+    wait_for_output_text(page, "Approved by learner")
+    save_screenshot(page, artifacts_dir, "xss-payload-as-text")
+    assert page.evaluate("() => window.pwned") is None
+    assert card(page, "send_reply").locator("img").count() == 0

@@ -16,8 +16,6 @@ from .jupyterlab import (
     widget_button,
 )
 
-NOTEBOOK_05 = Path(__file__).resolve().parents[2] / "notebooks" / "05_approval_patterns.ipynb"
-
 
 def pending_threads(workdir: Path) -> set[str]:
     """What the kernel's checkpointer holds as pending, read by a second process's inbox."""
@@ -31,27 +29,22 @@ def replies_sent(workdir: Path) -> int:
         return db.execute("SELECT count(*) FROM outbox WHERE subject LIKE 'Re:%'").fetchone()[0]
 
 
-def test_approve_one_inbox_item_while_others_stay_pending(page, jupyterlab, artifacts_dir,
-                                                          tmp_path):
-    kernel_tmp = tmp_path / "kernel-tmp"
-    kernel_tmp.mkdir()
-    env = {"HITL_KIT_UNATTENDED": "0", "TMPDIR": str(kernel_tmp)}
-    with jupyterlab(files=[NOTEBOOK_05], env=env) as server:
-        open_notebook(page, server, NOTEBOOK_05.name)
-        run_all_cells(page)
-        approve_selected = widget_button(page, "Approve selected")
-        approve_selected.wait_for()
-        (workdir,) = kernel_tmp.glob("hitl-05-*")
-        before = pending_threads(workdir)
-        assert {"mixed", "key-account", "mass"} <= before
-        sent_before = replies_sent(workdir)
+def test_approve_one_inbox_item_while_others_stay_pending(page, live_lab, artifacts_dir):
+    open_notebook(page, live_lab.server, "05_approval_patterns.ipynb")
+    run_all_cells(page)
+    approve_selected = widget_button(page, "Approve selected")
+    approve_selected.wait_for()
+    (workdir,) = live_lab.kernel_tmp.glob("hitl-05-*")
+    before = pending_threads(workdir)
+    assert {"mixed", "key-account", "mass"} <= before
+    sent_before = replies_sent(workdir)
 
-        row = page.locator(".jp-OutputArea-output .widget-hbox", has_text="thread mixed").first
-        row.locator("input[type=checkbox]").check()
-        approve_selected.click()
-        wait_for_output_text(page, "approved by learner")
-        page.get_by_text("approved by learner").first.scroll_into_view_if_needed()
-        save_screenshot(page, artifacts_dir, "notebook05-inbox-approve-one")
+    row = page.locator(".jp-OutputArea-output .widget-hbox", has_text="thread mixed").first
+    row.locator("input[type=checkbox]").check()
+    approve_selected.click()
+    wait_for_output_text(page, "approved by learner")
+    page.get_by_text("approved by learner").first.scroll_into_view_if_needed()
+    save_screenshot(page, artifacts_dir, "notebook05-inbox-approve-one")
 
-        assert pending_threads(workdir) == before - {"mixed"}
-        assert replies_sent(workdir) == sent_before + 1
+    assert pending_threads(workdir) == before - {"mixed"}
+    assert replies_sent(workdir) == sent_before + 1
