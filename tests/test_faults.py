@@ -238,3 +238,58 @@ def test_well_formed_tables_load_and_fail_closed(names, data):
     for name, klass in rows:
         assert table.classify(name).policy == policies[klass]
     assert table.classify("\x00not-in-the-table").policy == "hard_gate"
+
+
+# -- a click (twice) racing the timeout, 1,000 times -------------------------------------------
+
+RACES = 1_000
+
+
+def test_click_double_click_and_timeout_racing_decide_once(tmp_path, fault_counts):
+    """Each trial: a timer expires while the approver double-clicks, all three released by one
+    barrier; the order the threads start in alternates, since the last to arrive tends to win."""
+    import threading
+
+    from hitl_kit.cards import ApprovalCard
+    from hitl_kit.timeouts import DECIDED, TIMED_OUT, ApprovalTimer, Deadline
+
+    world = World()
+    trail = AuditTrail(tmp_path / "audit.db", durable=False)
+    agent = ApprovalAgent(OfflineChatModel(), world.tools(), world=world, audit=trail)
+    outcomes = {TIMED_OUT: 0, DECIDED: 0}
+    for trial in range(RACES):
+        thread, version = f"race-{trial}", f"7.{trial}"
+        pending = agent.start(f"deploy the billing service version {version} to prod",
+                              thread).pending[0]
+        timer = ApprovalTimer(agent, thread, pending, Deadline(60)).start()
+        card = ApprovalCard(agent, thread, pending, approver="ana")
+        barrier = threading.Barrier(3)
+
+        def released(action, barrier=barrier):
+            barrier.wait()
+            action()
+
+        actions = [timer.expire_now, card.approve.click, card.approve.click]
+        if trial % 2:
+            actions.reverse()
+        racers = [threading.Thread(target=released, args=(a,)) for a in actions]
+        for racer in racers:
+            racer.start()
+        for racer in racers:
+            racer.join(30)
+        assert timer.wait(30), f"trial {trial}: the timer never settled"
+        outcomes[timer.state] += 1
+    deployed = world.rows("deployments")
+    ran = [r for r in trail.rows() if r["event"] == "resolved" and r["outcome"] == "success"]
+    versions = [d["version"] for d in deployed]
+    assert len(versions) == len(set(versions)), "a deploy ran twice"
+    assert world.calls["deploy_to_prod"] == len(deployed) == len(ran) == outcomes[DECIDED]
+    assert sum(r["event"] == "resolved" for r in trail.rows()) == RACES
+    assert trail.verify().ok
+    assert outcomes[TIMED_OUT] > 0 and outcomes[DECIDED] > 0, outcomes  # both sides won some
+    fault_counts["click-vs-timeout races (with double clicks)"] = RACES
+    fault_counts["  won by the click"] = outcomes[DECIDED]
+    fault_counts["  won by the timeout"] = outcomes[TIMED_OUT]
+    fault_counts["  double executions"] = len(versions) - len(set(versions))
+    fault_counts["  executions"] = len(deployed)
+    fault_counts["  audit rows recording an execution"] = len(ran)
