@@ -102,6 +102,7 @@ class ApprovalTimer:
         self.error = ""
         self.escalated_to: list[str] = []
         self.done = threading.Event()
+        self.settled_at: float | None = None  # time.monotonic() when it settled
         self._history: list[str] = []  # the waits that passed, for the final reason
         self._ends_at = math.inf
         self._timer: threading.Timer | None = None
@@ -197,6 +198,7 @@ class ApprovalTimer:
             if self._timer is not None:
                 self._timer.cancel()
             self.state, self.claim, self.outcome, self.error = state, claim, outcome, error
+            self.settled_at = time.monotonic()
             self.done.set()
         with contextlib.suppress(ValueError):  # never started
             self.agent.on_decided.remove(self._on_decided)

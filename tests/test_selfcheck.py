@@ -2,9 +2,11 @@
 exercises), and the messages name what is wrong."""
 
 import json
+from types import SimpleNamespace
 
 import pytest
 
+from hitl_kit.__main__ import main
 from hitl_kit.checks import all_drills, get_drill
 from hitl_kit.selfcheck import (
     CORRECT,
@@ -134,6 +136,19 @@ def test_hint_lists_only_what_still_fails(tmp_path, capsys):
 
 
 # -- the same checks from the shell ---------------------------------------------------------------
+# Two tests run the real command in a process of its own (exit codes included); the rest call the
+# command line's main() in this process, which is the same code and much faster.
+
+
+@pytest.fixture
+def cli(capsys):
+    def run(*args):
+        code = main(list(args))
+        captured = capsys.readouterr()
+        return SimpleNamespace(returncode=code, stdout=captured.out, stderr=captured.err)
+
+    return run
+
 
 def test_cli_check_solution_exits_zero():
     result = run_cli("check", str(SOLUTION_1))
@@ -147,43 +162,43 @@ def test_cli_check_pristine_drill_exits_nonzero_not_attempted(tmp_path):
     assert "NOT ATTEMPTED" in result.stdout
 
 
-def test_cli_check_wrong_row_exits_nonzero_naming_it(tmp_path):
+def test_cli_check_wrong_row_exits_nonzero_naming_it(cli, tmp_path):
     wrong = with_cell_replaced(SOLUTION_1, tmp_path,
                                '"delete_thread": ("irreversible_high", "hard_gate")',
                                '"delete_thread": ("partially_reversible", "auto_with_logging")')
-    result = run_cli("check", str(wrong))
+    result = cli("check", str(wrong))
     assert result.returncode == 1
     assert "INCORRECT" in result.stdout and "delete_thread: auto_with_logging" in result.stdout
 
 
-def test_cli_messages_match_the_notebook_report():
-    result = run_cli("check", str(SOLUTION_1))
+def test_cli_messages_match_the_notebook_report(cli):
+    result = cli("check", str(SOLUTION_1))
     assert result.stdout.strip() == str(check_notebook(SOLUTION_1))
 
 
-def test_cli_progress_table_lists_every_drill():
-    result = run_cli("check")
+def test_cli_progress_table_lists_every_drill(cli):
+    result = cli("check")
     for drill in DRILLS:
         assert drill.title in result.stdout and f"drills/{drill.notebook}" in result.stdout
     statuses = [check_notebook(d.drill_path).status for d in DRILLS]
     assert result.returncode == (0 if set(statuses) == {CORRECT} else 1)
 
 
-def test_cli_bad_path_is_a_clear_error(tmp_path):
-    result = run_cli("check", str(tmp_path / "nope.ipynb"))
+def test_cli_bad_path_is_a_clear_error(cli, tmp_path):
+    result = cli("check", str(tmp_path / "nope.ipynb"))
     assert result.returncode == 2 and "no notebook at" in result.stderr
     not_a_drill = tmp_path / "plain.ipynb"
     not_a_drill.write_text(json.dumps({"cells": [], "metadata": {}}))
-    result = run_cli("check", str(not_a_drill))
+    result = cli("check", str(not_a_drill))
     assert result.returncode == 2 and "not a drill notebook" in result.stderr
 
 
-def test_cli_solution_and_hint():
-    solution = run_cli("solution", "drill1")
+def test_cli_solution_and_hint(cli):
+    solution = cli("solution", "drill1")
     assert solution.returncode == 0 and "EMAIL_TABLE = {" in solution.stdout
-    hint = run_cli("hint", str(SOLUTION_1))
+    hint = cli("hint", str(SOLUTION_1))
     assert hint.returncode == 0 and "dict.get" in hint.stdout
-    unknown = run_cli("hint", "drill99")
+    unknown = cli("hint", "drill99")
     assert unknown.returncode == 2 and "no drill 'drill99'" in unknown.stderr
 
 
