@@ -161,6 +161,15 @@ def compute_row_hash(row: Mapping) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
+# The same canonical JSON, written by SQLite while it reads the rows (keys in sorted order, no
+# spaces): verify() hashes 100,000 rows in a fraction of the time. compute_row_hash stays the
+# definition: a row whose SQLite text does not hash right is checked again with it.
+_CANONICAL_SQL = "json_object(" + ", ".join(
+    f"'{name}', {name}" for name in sorted(COLUMNS) if name != "row_hash") + ")"
+VERIFY_ROWS_SQL = (f"SELECT {', '.join(COLUMNS)}, {_CANONICAL_SQL} AS canonical "
+                   "FROM audit_log ORDER BY seq")
+
+
 # --- cleaning input: secrets and control characters ----------------------------------------------
 
 # Key names are lower-cased and stripped of "_", "-", " " before matching, so "X-Api-Key",
@@ -537,7 +546,7 @@ class AuditTrail:
             try:
                 if head is None and self.head_path is not None:
                     head = read_head(self.head_path)
-                return _verify_rows(_select_rows(self._conn), head, _rows_with_bad_json(self._conn))
+                return _verify(self._conn, head)
             finally:
                 self._conn.execute("COMMIT")
 
@@ -579,6 +588,10 @@ def _select_rows(conn: sqlite3.Connection) -> list:
     return conn.execute(SELECT_ROWS_SQL).fetchall()
 
 
+def _verify(conn: sqlite3.Connection, head: tuple[int, str] | None) -> VerifyResult:
+    return _verify_rows(conn.execute(VERIFY_ROWS_SQL).fetchall(), head, _rows_with_bad_json(conn))
+
+
 def _rows_with_bad_json(conn: sqlite3.Connection) -> set[int]:
     """Rows whose parameters are not JSON (SQLite checks them far faster than json.loads)."""
     return {seq for (seq,) in conn.execute(
@@ -607,7 +620,8 @@ def _verify_rows(rows, head: tuple[int, str] | None, bad_json: set[int]) -> Veri
                 f"row {seq} does not link to row {seq - 1}: rows were edited, swapped, "
                 "removed or inserted here",
             )
-        if compute_row_hash(row) != row["row_hash"]:
+        fast = hashlib.sha256((row["prev_hash"] + row["canonical"]).encode("utf-8")).hexdigest()
+        if fast != row["row_hash"] and compute_row_hash(row) != row["row_hash"]:
             return broken(seq, f"row {seq} does not match its row_hash: it was edited or forged")
         try:
             _check_rules(row, parameters_checked=seq not in bad_json)
@@ -653,4 +667,4 @@ def verify_file(path: str | os.PathLike, head: tuple[int, str] | None = None) ->
     """verify() on a read-only connection: works on a file AuditTrail refuses to open."""
     with closing(open_readonly(path)) as conn:
         conn.row_factory = sqlite3.Row
-        return _verify_rows(_select_rows(conn), head, _rows_with_bad_json(conn))
+        return _verify(conn, head)

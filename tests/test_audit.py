@@ -16,10 +16,12 @@ from pathlib import Path
 import pytest
 
 from hitl_kit.audit import (
+    COLUMNS,
     GENESIS_HASH,
     AuditConflictError,
     AuditSchemaError,
     AuditTrail,
+    canonical_json,
     compute_row_hash,
     open_readonly,
     read_head,
@@ -549,3 +551,15 @@ def test_control_characters_cannot_forge_log_lines(trail):
     assert json.loads(row["parameters"]) == {"body": "line 1\\nline 2", "sub\\nject": "hi"}
     printed = "\n".join(" ".join(str(value) for value in r.values()) for r in trail.rows())
     assert len(printed.splitlines()) == 1
+
+
+@pytest.mark.parametrize("text", ["plain", "ünïcödé ✓", 'quote " and \\\\ backslash', "tab\\t",
+                                  "\\u2028 line sep", "emoji 🙂", ""])
+def test_row_hash_is_sha256_of_prev_hash_and_canonical_json(text):
+    row = {name: None for name in COLUMNS}
+    row.update(seq=7, event_key=text, recorded_at=text, session_id="s", action_type=text,
+               parameters='{"a":1}', reversibility_class="fully_reversible", event="proposed",
+               proposed_at=text, prev_hash="0" * 64)
+    content = {name: row[name] for name in COLUMNS if name != "row_hash"}
+    expected = hashlib.sha256((row["prev_hash"] + canonical_json(content)).encode()).hexdigest()
+    assert compute_row_hash(row) == expected
