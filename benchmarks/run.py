@@ -88,13 +88,42 @@ def kit_cycle(workdir: Path):
     return cycle
 
 
-def bench_gated_cycle(workdir: Path, rounds: int) -> dict:
+def graph_only_cycle():
+    """The kit's plan/gate/execute/report graph driven directly: no guards, ledger or audit."""
+    from langgraph.types import Command
+
+    from hitl_kit.approval import build_graph
+    from hitl_kit.llm import OfflineChatModel
+    from hitl_kit.world import World
+
+    world = World()
+    graph = build_graph(OfflineChatModel(), world.tools(), world=world)
+
+    def cycle(i):
+        config = {"configurable": {"thread_id": f"graph-{i}"}}
+        paused = graph.invoke({"task": 'send a reply to thread 3 saying "hi"'}, config)
+        graph.invoke(Command(resume={paused["__interrupt__"][0].id: {
+            "kind": "approve", "approver": "ana"}}), config)
+
+    return cycle
+
+
+def bench_gated_cycle(workdir: Path, rounds: int) -> list[dict]:
     bare = median_seconds(bare_graph(), 50, rounds)
+    graph_only = median_seconds(graph_only_cycle(), 50, rounds)
     kit = median_seconds(kit_cycle(workdir), 50, rounds)
-    return {"figure": "gated approve cycle (plan, classify, pause, resume, execute, audit)",
-            "baseline": f"bare 2-node graph, MemorySaver: {bare * 1e3:.2f} ms",
-            "measured": f"{kit * 1e3:.2f} ms", "value": f"{kit / bare:.2f}x",
-            "target": "<= 1.25x", "met": kit / bare <= 1.25}
+    return [{"figure": "gated approve cycle (plan, classify, pause, resume, execute, audit)",
+             "baseline": f"bare 2-node graph, MemorySaver: {bare * 1e3:.2f} ms",
+             "measured": f"{kit * 1e3:.2f} ms", "value": f"{kit / bare:.2f}x",
+             "target": "<= 1.25x", "met": kit / bare <= 1.25},
+            {"figure": "(breakdown) the kit's 4-node graph alone, no guards, ledger or audit",
+             "baseline": f"bare 2-node graph: {bare * 1e3:.2f} ms",
+             "measured": f"{graph_only * 1e3:.2f} ms", "value": f"{graph_only / bare:.2f}x",
+             "target": "-", "met": True},
+            {"figure": "(breakdown) guards + ledger + audit on top of that graph",
+             "baseline": f"the kit's graph alone: {graph_only * 1e3:.2f} ms",
+             "measured": f"{kit * 1e3:.2f} ms", "value": f"{kit / graph_only:.2f}x",
+             "target": "-", "met": True}]
 
 
 # -- audit append -------------------------------------------------------------------------------
@@ -292,7 +321,7 @@ def main() -> None:
     parser.add_argument("--write", action="store_true", help="record the table in RESULTS.md")
     args = parser.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="hitl-bench-"))
-    rows = [bench_gated_cycle(workdir, args.rounds), bench_audit_append(workdir, args.rounds),
+    rows = [*bench_gated_cycle(workdir, args.rounds), bench_audit_append(workdir, args.rounds),
             bench_verify(workdir, args.rounds), bench_inbox(), bench_timeout_accuracy(),
             *bench_import(args.rounds),
             *bench_selfcheck(max(1, args.rounds // 2))]
