@@ -13,6 +13,23 @@ def root() -> Path:
     return ROOT
 
 
+@pytest.fixture
+def world():
+    """A fresh demo world (in memory)."""
+    from hitl_kit.world import World
+
+    return World()
+
+
+@pytest.fixture
+def agent(world):
+    """The approval agent on that world, with the offline model and MemorySaver."""
+    from hitl_kit.approval import ApprovalAgent
+    from hitl_kit.llm import OfflineChatModel
+
+    return ApprovalAgent(OfflineChatModel(), world.tools(), world=world)
+
+
 def committed_copy(path: Path, tmp_path: Path) -> Path:
     """The file as committed at HEAD (a learner's edits in drills/ must not change what the suite
     sees as 'pristine'); the working copy when this is not a git checkout or the file is new."""

@@ -11,19 +11,8 @@ from langchain_core.tools import StructuredTool
 
 from hitl_kit.approval import ApprovalAgent, ApprovalError, Decision, durable_checkpointer
 from hitl_kit.llm import OfflineChatModel
-from hitl_kit.world import World
 
 APPROVE = {"kind": "approve", "approver": "ana"}
-
-
-@pytest.fixture
-def world():
-    return World()
-
-
-@pytest.fixture
-def agent(world):
-    return ApprovalAgent(OfflineChatModel(), world.tools(), world=world)
 
 
 def tool_messages(agent, thread_id):

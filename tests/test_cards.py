@@ -2,22 +2,9 @@
 
 import pytest
 
-from hitl_kit.approval import ApprovalAgent
 from hitl_kit.cards import ApprovalBoard, ApprovalCard
-from hitl_kit.llm import OfflineChatModel
-from hitl_kit.world import World
 
 XSS = '<img src=x onerror="alert(1)">'
-
-
-@pytest.fixture
-def world():
-    return World()
-
-
-@pytest.fixture
-def agent(world):
-    return ApprovalAgent(OfflineChatModel(), world.tools(), world=world)
 
 
 def paused_card(agent, task="Delete the test customer record", thread="t", approver="ana"):

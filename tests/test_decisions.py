@@ -21,16 +21,6 @@ DEPLOY = "deploy the billing service version {} to prod"
 REJECT = {"kind": "reject", "approver": "bo"}
 
 
-@pytest.fixture
-def world():
-    return World()
-
-
-@pytest.fixture
-def agent(world):
-    return ApprovalAgent(OfflineChatModel(), world.tools(), world=world)
-
-
 def approve(approver="ana", **extra):
     return {"kind": "approve", "approver": approver, **extra}
 

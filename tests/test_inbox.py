@@ -25,16 +25,6 @@ TASKS = {
 
 
 @pytest.fixture
-def world():
-    return World()
-
-
-@pytest.fixture
-def agent(world):
-    return ApprovalAgent(OfflineChatModel(), world.tools(), world=world)
-
-
-@pytest.fixture
 def inbox(agent):
     box = ApprovalInbox(agent)
     for thread_id, task in TASKS.items():
@@ -256,7 +246,6 @@ def test_the_queue_survives_a_restart_and_each_approval_runs_once(tmp_path):
                              "again": [False, False], "heard": ["a", "b"], "left": ["c"]}
 
     from hitl_kit.audit import AuditTrail
-    from hitl_kit.world import World
 
     assert [c["id"] for c in World(str(tmp_path / "world.db")).rows("customers")] == [1, 3]
     trail = AuditTrail(tmp_path / "audit.db", durable=False)

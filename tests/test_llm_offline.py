@@ -4,12 +4,6 @@ import pytest
 from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
 
 from hitl_kit.llm import OfflineChatModel, get_chat_model
-from hitl_kit.world import World
-
-
-@pytest.fixture
-def world():
-    return World()
 
 
 def first_calls(world, task):

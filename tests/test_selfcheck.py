@@ -43,52 +43,37 @@ def test_drill_and_solution_notebooks_name_their_drill(drill):
     assert drill_key_of(drill.drill_path) == drill_key_of(drill.solution_path) == drill.key
 
 
-def test_one_wrong_row_fails_with_a_message_naming_it(tmp_path):
-    wrong = with_cell_replaced(SOLUTION_1, tmp_path,
-                               '"send_reply": ("irreversible_low", "soft_gate")',
-                               '"send_reply": ("fully_reversible", "auto_execute")')
-    report = check_notebook(wrong)
+DRILL1_MISTAKES = [
+    pytest.param('"send_reply": ("irreversible_low", "soft_gate")',
+                 '"send_reply": ("fully_reversible", "auto_execute")',
+                 "sending and permanent deletion wait for a human", "send_reply: auto_execute",
+                 id="a-send-left-ungated"),
+    pytest.param('"read_inbox": ("fully_reversible", "auto_execute")',
+                 '"read_inbox": ("irreversible_high", "hard_gate")',
+                 "reads, searches, drafts and archiving run without a human",
+                 "read_inbox: hard_gate", id="over-gating-a-read"),
+    pytest.param('"set_rule": ("partially_reversible", "auto_with_logging")',
+                 '"set_rule": ("partially_reversible", "hard_gate")',
+                 "each policy follows from its class",
+                 "set_rule: class partially_reversible calls for auto_with_logging",
+                 id="policy-contradicts-class"),
+    pytest.param('(None, "hard_gate")', '(None, "auto_execute")',
+                 "policy_for fails closed for an unknown action", "fail closed",
+                 id="lookup-fails-open"),
+    pytest.param('EMAIL_TABLE.get(action, (None, "hard_gate"))', "EMAIL_TABLE[action]",
+                 "policy_for fails closed for an unknown action", "KeyError",
+                 id="lookup-raises-for-unknown"),
+]
+
+
+@pytest.mark.parametrize(("old", "new", "failing_check", "message"), DRILL1_MISTAKES)
+def test_one_wrong_row_fails_the_check_that_names_it(tmp_path, old, new, failing_check, message):
+    report = check_notebook(with_cell_replaced(SOLUTION_1, tmp_path, old, new))
     assert report.status == INCORRECT
     failed = [r for r in report.results if r.status == FAIL]
-    assert [r.check.name for r in failed] == ["sending and permanent deletion wait for a human"]
-    assert "send_reply: auto_execute" in failed[0].message
-    assert "send_reply" in str(report) and "hint:" in str(report)
-
-
-def test_over_gating_a_read_fails(tmp_path):
-    wrong = with_cell_replaced(SOLUTION_1, tmp_path,
-                               '"read_inbox": ("fully_reversible", "auto_execute")',
-                               '"read_inbox": ("irreversible_high", "hard_gate")')
-    failed = [r for r in check_notebook(wrong).results if r.status == FAIL]
-    assert [r.check.name for r in failed] == [
-        "reads, searches, drafts and archiving run without a human"]
-    assert "read_inbox: hard_gate" in failed[0].message
-
-
-def test_policy_that_contradicts_its_class_fails(tmp_path):
-    wrong = with_cell_replaced(SOLUTION_1, tmp_path,
-                               '"set_rule": ("partially_reversible", "auto_with_logging")',
-                               '"set_rule": ("partially_reversible", "hard_gate")')
-    failed = [r for r in check_notebook(wrong).results if r.status == FAIL]
-    assert [r.check.name for r in failed] == ["each policy follows from its class"]
-    assert "set_rule: class partially_reversible calls for auto_with_logging" in failed[0].message
-
-
-def test_a_lookup_that_fails_open_is_caught(tmp_path):
-    wrong = with_cell_replaced(SOLUTION_1, tmp_path, '(None, "hard_gate")',
-                               '(None, "auto_execute")')
-    failed = [r for r in check_notebook(wrong).results if r.status == FAIL]
-    assert [r.check.name for r in failed] == ["policy_for fails closed for an unknown action"]
-    assert "fail closed" in failed[0].message
-
-
-def test_a_lookup_that_raises_for_unknown_actions_is_caught(tmp_path):
-    wrong = with_cell_replaced(SOLUTION_1, tmp_path,
-                               'EMAIL_TABLE.get(action, (None, "hard_gate"))',
-                               "EMAIL_TABLE[action]")
-    failed = [r for r in check_notebook(wrong).results if r.status == FAIL]
-    assert [r.check.name for r in failed] == ["policy_for fails closed for an unknown action"]
-    assert "KeyError" in failed[0].message
+    assert [r.check.name for r in failed] == [failing_check]
+    assert message in failed[0].message
+    assert message in str(report) and "hint:" in str(report)
 
 
 def test_a_missing_action_and_a_misspelt_class_are_named(tmp_path):
