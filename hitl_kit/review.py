@@ -118,7 +118,7 @@ class QuizCard(widgets.VBox):
     def __init__(self, number: int, question: Question):
         self.question = question
         self.answer = widgets.Textarea(placeholder="your answer first", layout={"width": "90%"})
-        self.reveal = widgets.Button(description="Reveal model answer")
+        self.reveal = widgets.Button(description="Reveal model answer", layout={"width": "auto"})
         self.shown = widgets.HTML()
         self.reveal.on_click(lambda _b: self.show())
         super().__init__([widgets.HTML(f"<b>Q{number}.</b> {html.escape(question.text)}"),
