@@ -26,6 +26,7 @@ request has expired by then.
 from __future__ import annotations
 
 import hashlib
+import html
 import json
 import operator
 import sqlite3
@@ -595,3 +596,14 @@ def payload_rows(payload: dict) -> list[tuple[str, str]]:
     if payload.get("error"):
         rows.insert(0, ("previous answer refused", payload["error"]))
     return rows
+
+
+def payload_table_html(payload: dict) -> str:
+    """payload_rows as an HTML table, every text escaped: it came from a model or from data, so
+    it is shown, never rendered (the card, the inbox and the link page all use this)."""
+    cells = "".join(
+        f"<tr><th style='text-align:left;vertical-align:top;padding-right:1em'>"
+        f"{html.escape(label)}</th><td><pre style='margin:0;white-space:pre-wrap'>"
+        f"{html.escape(text)}</pre></td></tr>"
+        for label, text in payload_rows(payload))
+    return f"<table>{cells}</table>"

@@ -29,7 +29,7 @@ from hitl_kit.approval import (
     ApprovalError,
     Outcome,
     Pending,
-    payload_rows,
+    payload_table_html,
 )
 from hitl_kit.timeouts import DECIDED, PROCEEDED, TIMED_OUT, ApprovalTimer, DeadlineWatcher
 
@@ -40,16 +40,6 @@ TICK_S = 0.25  # how often a countdown is redrawn
 def unattended() -> bool:
     """True when nobody is there to click (the test suite, a CI run)."""
     return os.environ.get("HITL_KIT_UNATTENDED") == "1"
-
-
-def _escaped_rows(payload: dict) -> str:
-    cells = "".join(
-        f"<tr><th style='text-align:left;vertical-align:top;padding-right:1em'>"
-        f"{html.escape(label)}</th><td><pre style='margin:0;white-space:pre-wrap'>"
-        f"{html.escape(text)}</pre></td></tr>"
-        for label, text in payload_rows(payload)
-    )
-    return f"<table>{cells}</table>"
 
 
 def _countdown_html(timer: ApprovalTimer) -> str:
@@ -77,7 +67,7 @@ class ApprovalCard(widgets.VBox):
             f"<div style='border-left:6px solid {colour};padding-left:8px'>"
             f"<b style='color:{colour}'>{html.escape(risk.upper())} RISK</b> &middot; "
             f"approval needed for <code>{html.escape(payload['tool'])}</code></div>")
-        self.details = widgets.HTML(_escaped_rows(payload))
+        self.details = widgets.HTML(payload_table_html(payload))
         self.approver = widgets.Text(value=approver, description="approver")
         self.reason = widgets.Text(placeholder="why (sent to the agent on reject)",
                                    description="reason")

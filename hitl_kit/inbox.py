@@ -31,7 +31,7 @@ from hitl_kit.approval import (
     Outcome,
     Pending,
     parse_decision,
-    payload_rows,
+    payload_table_html,
 )
 from hitl_kit.audit import canonical_json
 from hitl_kit.cards import RISK_COLOURS
@@ -289,11 +289,7 @@ class ApprovalInbox:
 # -- the widget -----------------------------------------------------------------------------------
 
 def _context_html(payload: dict) -> str:
-    cells = "".join(f"<tr><th style='text-align:left;vertical-align:top;padding-right:1em;"
-                    f"white-space:nowrap'>{html.escape(label)}</th>"
-                    f"<td>{html.escape(text)}</td></tr>"
-                    for label, text in payload_rows(payload))
-    return f"<details><summary>full context</summary><table>{cells}</table></details>"
+    return f"<details><summary>full context</summary>{payload_table_html(payload)}</details>"
 
 
 class InboxRow(widgets.HBox):

@@ -37,7 +37,7 @@ from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from urllib.parse import parse_qs, quote, urlsplit
 
-from hitl_kit.approval import payload_rows
+from hitl_kit.approval import payload_table_html
 from hitl_kit.audit import canonical_json
 from hitl_kit.inbox import DONE, ApprovalInbox, InboxItem, Resolution
 
@@ -384,9 +384,7 @@ class LinkServer:
 
 
 def _confirm_form(action: str, item: InboxItem, token: str) -> str:
-    rows = "".join(f"<tr><th>{html.escape(label)}</th><td>{html.escape(text)}</td></tr>"
-                   for label, text in payload_rows(item.payload))
-    return (f"<table>{rows}</table><form method='post'>"
+    return (f"{payload_table_html(item.payload)}<form method='post'>"
             f"<input type='hidden' name='token' value='{html.escape(token, quote=True)}'>"
             "<input name='reason' placeholder='reason'>"
             f"<button type='submit'>{html.escape(action)}</button></form>")
