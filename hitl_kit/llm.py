@@ -22,6 +22,7 @@ toy planner, not a language model, and its conventions are simple enough to pred
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -67,8 +68,9 @@ def _stem(word: str) -> str:
     return word[:-1] if len(word) > 3 and word.endswith("s") and not word.endswith("ss") else word
 
 
-def _content_words(text: str) -> set[str]:
-    return {_stem(w) for w in re.findall(r"[a-zA-Z]+", text)} - STOP_WORDS
+@functools.lru_cache(maxsize=1024)  # tool names and descriptions are scored on every turn
+def _content_words(text: str) -> frozenset[str]:
+    return frozenset(_stem(w) for w in re.findall(r"[a-zA-Z]+", text)) - STOP_WORDS
 
 
 class _Step:
@@ -87,7 +89,7 @@ def _tool_spec(tool: Any) -> dict:
     return spec.get("function", spec)
 
 
-def _words_of(spec: dict) -> set[str]:
+def _words_of(spec: dict) -> frozenset[str]:
     return _content_words(spec["name"].replace("_", " ") + " " + spec.get("description", ""))
 
 
