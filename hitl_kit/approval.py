@@ -26,7 +26,6 @@ request has expired by then.
 from __future__ import annotations
 
 import hashlib
-import html
 import json
 import operator
 import sqlite3
@@ -573,37 +572,3 @@ def durable_checkpointer(path: str):
     from langgraph.checkpoint.sqlite import SqliteSaver
 
     return SqliteSaver(sqlite3.connect(path, check_same_thread=False))
-
-
-def payload_rows(payload: dict) -> list[tuple[str, str]]:
-    """The payload as (label, text) rows, in the order an approver should read them."""
-    def text(value) -> str:
-        return value if isinstance(value, str) else json.dumps(value, default=str)
-
-    rows = [
-        ("risk", f"{payload['risk'].upper()} ({payload['reversibility']}, {payload['policy']})"),
-        ("the agent was asked", payload["task"]),
-        ("it wants to run", f"{payload['tool']}: {payload['description']}"),
-        ("with arguments", text(payload["args"])),
-        ("it would touch", text(payload["target"]) if payload.get("target") else "no record"),
-        ("if you approve", payload["on_approve"]),
-        ("if you reject", payload["on_reject"]),
-        ("why you are asked", payload["why_gated"]),
-    ]
-    if payload.get("expires_at"):
-        rows.append(("request expires", f"{payload['expires_at']} (an approval after that does "
-                                        "not run)"))
-    if payload.get("error"):
-        rows.insert(0, ("previous answer refused", payload["error"]))
-    return rows
-
-
-def payload_table_html(payload: dict) -> str:
-    """payload_rows as an HTML table, every text escaped: it came from a model or from data, so
-    it is shown, never rendered (the card, the inbox and the link page all use this)."""
-    cells = "".join(
-        f"<tr><th style='text-align:left;vertical-align:top;padding-right:1em'>"
-        f"{html.escape(label)}</th><td><pre style='margin:0;white-space:pre-wrap'>"
-        f"{html.escape(text)}</pre></td></tr>"
-        for label, text in payload_rows(payload))
-    return f"<table>{cells}</table>"

@@ -29,11 +29,10 @@ from hitl_kit.approval import (
     ApprovalError,
     Outcome,
     Pending,
-    payload_table_html,
 )
+from hitl_kit.render import RISK_COLOURS, payload_table_html
 from hitl_kit.timeouts import DECIDED, PROCEEDED, TIMED_OUT, ApprovalTimer, DeadlineWatcher
 
-RISK_COLOURS = {"low": "#2e7d32", "medium": "#ef6c00", "high": "#c62828"}
 TICK_S = 0.25  # how often a countdown is redrawn
 
 

@@ -10,20 +10,16 @@ A reviewer answers one approval or many at once. Each one is resumed on its own 
 the reviewer saw: if the approval is gone, or its tool or arguments changed since it was listed,
 the answer is refused and nothing runs. ``on_decided`` callbacks hear about every thread resumed.
 
-``InboxWidget`` is the same inbox in JupyterLab: a row per approval with a checkbox and its risk,
-and *Approve selected* / *Reject selected* buttons that resume from their click callback.
+``hitl_kit.inbox_widget.InboxWidget`` is the same inbox in JupyterLab.
 """
 
 from __future__ import annotations
 
 import hashlib
-import html
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-
-import ipywidgets as widgets
 
 from hitl_kit.approval import (
     ApprovalAgent,
@@ -31,10 +27,8 @@ from hitl_kit.approval import (
     Outcome,
     Pending,
     parse_decision,
-    payload_table_html,
 )
 from hitl_kit.audit import canonical_json
-from hitl_kit.cards import RISK_COLOURS
 
 RISK_ORDER = {"high": 0, "medium": 1, "low": 2}
 DONE = {"approve": "approved", "reject": "rejected", "edit": "edited"}
@@ -284,120 +278,3 @@ class ApprovalInbox:
                 resolution = Resolution(item, True, f"{message} (on_decided callback failed: "
                                         f"{type(exc).__name__}: {exc})", decision, outcome)
         return resolution
-
-
-# -- the widget -----------------------------------------------------------------------------------
-
-def _context_html(payload: dict) -> str:
-    return f"<details><summary>full context</summary>{payload_table_html(payload)}</details>"
-
-
-class InboxRow(widgets.HBox):
-    """One approval in the inbox widget: checkbox, risk, what and why, and its result."""
-
-    def __init__(self, item: InboxItem):
-        self.item = item
-        self.done = False
-        colour = RISK_COLOURS.get(item.risk, RISK_COLOURS["high"])
-        payload = item.payload
-        self.checkbox = widgets.Checkbox(value=False, indent=False, layout={"width": "2em"})
-        self.risk = widgets.HTML(
-            f"<b style='color:white;background:{colour};padding:1px 6px;border-radius:3px'>"
-            f"{html.escape(item.risk.upper())}</b>", layout={"width": "6em"})
-        self.details = widgets.HTML(layout={"width": "70%"})
-        self.result = widgets.HTML("", layout={"width": "25%"})
-        self._describe(payload)
-        super().__init__([self.checkbox, self.risk, self.details, self.result],
-                         layout={"border_bottom": "1px solid #ddd", "padding": "4px 0"})
-
-    def _describe(self, payload: dict) -> None:
-        self.details.value = (
-            f"<code>{html.escape(self.item.tool)}</code> "
-            f"<code>{html.escape(canonical_json(payload['args']))}</code><br>"
-            f"task: {html.escape(str(payload.get('task', '')))}<br>"
-            f"<small>thread {html.escape(self.item.thread_id)} &middot; "
-            f"{html.escape(self.item.when())}</small>{_context_html(payload)}")
-
-    def update(self, item: InboxItem) -> None:
-        self.item = item
-        self._describe(item.payload)
-
-    def finish(self, message: str, ok: bool) -> None:
-        self.done = True
-        self.checkbox.value = False
-        self.checkbox.disabled = True
-        colour = "#2e7d32" if ok else "#c62828"
-        self.result.value = f"<span style='color:{colour}'>{html.escape(message)}</span>"
-
-
-class InboxWidget(widgets.VBox):
-    """The inbox in JupyterLab. Tick rows, name yourself, then *Approve* or *Reject selected*."""
-
-    def __init__(self, inbox: ApprovalInbox, approver: str = "learner"):
-        self.inbox = inbox
-        self.rows: list[InboxRow] = []
-        self.approver = widgets.Text(value=approver, description="approver")
-        self.reason = widgets.Text(placeholder="why (sent to the agent on reject)",
-                                   description="reason")
-        self.approve_selected = widgets.Button(description="Approve selected",
-                                               button_style="success")
-        self.reject_selected = widgets.Button(description="Reject selected",
-                                              button_style="danger")
-        self.refresh_button = widgets.Button(description="Refresh")
-        self.status = widgets.HTML()
-        self.table = widgets.VBox()
-        self.approve_selected.on_click(lambda _b: self.decide("approve"))
-        self.reject_selected.on_click(lambda _b: self.decide("reject"))
-        self.refresh_button.on_click(lambda _b: self.refresh())
-        super().__init__([
-            self.table, self.approver, self.reason,
-            widgets.HBox([self.approve_selected, self.reject_selected, self.refresh_button]),
-            self.status,
-        ])
-        self.refresh()
-
-    def row(self, thread_id: str, tool: str | None = None) -> InboxRow:
-        """The open row for a thread (and tool): handy for ticking rows from code."""
-        for row in self.rows:
-            if not row.done and row.item.thread_id == thread_id and tool in (None, row.item.tool):
-                return row
-        raise KeyError(f"no open row for thread {thread_id!r}" + (f", tool {tool!r}" if tool
-                                                                   else ""))
-
-    def refresh(self) -> None:
-        """Add rows for new approvals, update ages, and close rows answered elsewhere."""
-        current = {item.key: item for item in self.inbox.items()}
-        for row in self.rows:
-            if row.done:
-                continue
-            now = current.get(row.item.key)
-            if now is None:
-                row.finish("no longer pending: answered elsewhere", ok=False)
-            elif now.fingerprint != row.item.fingerprint:
-                row.finish("changed since listed: see its new row", ok=False)
-            else:
-                row.update(now)
-        open_keys = {row.item.key for row in self.rows if not row.done}
-        self.rows += [InboxRow(item) for key, item in current.items() if key not in open_keys]
-        self.table.children = self.rows or [widgets.HTML("<i>nothing waits for approval</i>")]
-        waiting = sum(not r.done for r in self.rows)
-        self.status.value = f"{waiting} approval(s) waiting"
-
-    def decide(self, kind: str) -> None:
-        """What the two buttons do: answer every ticked row, then show each row's result."""
-        selected = [row for row in self.rows if row.checkbox.value and not row.done]
-        if not selected:
-            self.status.value = "<b>nothing selected</b>: tick the approvals to answer first"
-            return
-        decision = {"kind": kind, "approver": self.approver.value, "reason": self.reason.value}
-        try:
-            results = self.inbox.resolve([(row.item, decision) for row in selected])
-        except ApprovalError as exc:
-            self.status.value = f"<b>refused, nothing ran</b>: {html.escape(str(exc))}"
-            return
-        for row, result in zip(selected, results, strict=True):
-            row.finish(result.message, result.resumed)
-        self.refresh()
-        done = sum(r.resumed for r in results)
-        self.status.value += (f" &middot; last action: {done} of {len(results)} "
-                              f"{html.escape(kind)} answer(s) went through")

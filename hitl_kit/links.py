@@ -37,9 +37,9 @@ from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from urllib.parse import parse_qs, quote, urlsplit
 
-from hitl_kit.approval import payload_table_html
 from hitl_kit.audit import canonical_json
 from hitl_kit.inbox import DONE, ApprovalInbox, InboxItem, Resolution
+from hitl_kit.render import payload_table_html
 
 ACTIONS = ("approve", "reject")
 TOKEN_FIELDS = {"v": int, "thread_id": str, "interrupt_id": str, "fingerprint": str,

@@ -9,7 +9,8 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 
-from hitl_kit.approval import AlreadyDecided, ApprovalAgent, ApprovalError, Outcome, payload_rows
+from hitl_kit.approval import AlreadyDecided, ApprovalAgent, ApprovalError, Outcome
+from hitl_kit.render import payload_rows
 
 CHOICES = {"a": "approve", "r": "reject", "e": "edit"}
 

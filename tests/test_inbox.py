@@ -9,7 +9,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from hitl_kit.approval import ApprovalAgent, ApprovalError, Pending, durable_checkpointer
-from hitl_kit.inbox import ApprovalInbox, InboxItem, InboxWidget, payload_deadline
+from hitl_kit.inbox import ApprovalInbox, InboxItem, payload_deadline
+from hitl_kit.inbox_widget import InboxWidget
 from hitl_kit.llm import OfflineChatModel
 from hitl_kit.world import World
 

@@ -8,10 +8,11 @@ from datetime import UTC, datetime
 
 import pytest
 
-from hitl_kit.approval import AlreadyDecided, ApprovalAgent, payload_rows
+from hitl_kit.approval import AlreadyDecided, ApprovalAgent
 from hitl_kit.audit import AuditTrail
 from hitl_kit.cards import ApprovalBoard, ApprovalCard
 from hitl_kit.llm import OfflineChatModel
+from hitl_kit.render import payload_rows
 from hitl_kit.timeouts import (
     DECIDED,
     ESCALATED,
