@@ -2,7 +2,7 @@
 
 Two tables, both plain data:
 
-* ``ACTION_TABLE``: tool name -> reversibility class (one row per tool the agent may call);
+* ``ACTION_TABLE``: tool name -> reversibility class (one row per tool of the demo world);
 * ``POLICY_BY_CLASS``: reversibility class -> policy.
 
 ``ActionPolicy`` checks both tables when it is built (a malformed table fails at load time, not in
@@ -15,6 +15,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from enum import Enum, StrEnum
+
+from hitl_kit.spoilers.drill1 import EMAIL_ASSISTANT_ACTIONS
 
 
 class Reversibility(StrEnum):
@@ -46,26 +48,22 @@ POLICY_BY_CLASS: dict[str, str] = {
     "irreversible_high": "hard_gate",
 }
 
-# The demo world's tools (see hitl_kit.world). Each tool also carries its class in its metadata;
-# tests keep the two in step.
-ACTION_TABLE: list[tuple[str, str]] = [
+# The demo world's tools (see hitl_kit.world) with their classes. Each tool also carries its class
+# in its metadata; tests keep the two in step. The email assistant's ten tools are drill 1: their
+# classes are the drill's answer, so they live in hitl_kit/spoilers/drill1.py (open it after the
+# drill), and notebook 01 shows SHOWN_ACTIONS, the table without them.
+CUSTOMER_ACTIONS: list[tuple[str, str]] = [
     ("find_customers", "fully_reversible"),
     ("read_customer", "fully_reversible"),
     ("update_customer", "partially_reversible"),
     ("delete_customer", "irreversible_high"),
-    ("read_inbox", "fully_reversible"),
-    ("search_mail", "fully_reversible"),
-    ("draft_reply", "fully_reversible"),
-    ("archive_thread", "fully_reversible"),
-    ("add_contact", "partially_reversible"),
-    ("set_rule", "partially_reversible"),
-    ("create_calendar_event", "partially_reversible"),
-    ("send_reply", "irreversible_low"),
-    ("unsubscribe", "irreversible_low"),
-    ("delete_thread", "irreversible_high"),
+]
+HIGH_STAKES_ACTIONS: list[tuple[str, str]] = [
     ("send_mass_email", "irreversible_high"),
     ("deploy_to_prod", "irreversible_high"),
 ]
+SHOWN_ACTIONS = CUSTOMER_ACTIONS + HIGH_STAKES_ACTIONS
+ACTION_TABLE = CUSTOMER_ACTIONS + EMAIL_ASSISTANT_ACTIONS + HIGH_STAKES_ACTIONS
 
 
 class PolicyTableError(ValueError):
