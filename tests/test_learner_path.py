@@ -29,3 +29,32 @@ def test_notebook_01_shows_the_table_without_the_drill_actions():
     assert set(ACTION_TABLE) == set(SHOWN_ACTIONS) | set(EMAIL_ASSISTANT_ACTIONS)
     for rel in BEFORE_DRILL_1[:2]:
         assert "ACTION_TABLE" not in (ROOT / rel).read_text(), f"{rel} shows the full table"
+
+
+def path_table(text: str) -> list[str]:
+    """The notebooks named in the first column holding `notebooks/...` of a markdown table; the
+    table must be one block (a blank line would end it and turn the rest into a paragraph)."""
+    lines = text.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("|") and "notebook" in line)
+    block = []
+    for line in lines[start:]:
+        if not line.startswith("|"):
+            break
+        block.append(line)
+    named = [cell.strip(" `").removeprefix("notebooks/") for row in block[2:]
+             for cell in row.split("|") if cell.strip(" `").startswith("notebooks/")]
+    rest = "\n".join(lines[start + len(block):])
+    stray = [name for name in named if f"| `notebooks/{name}`" in rest]
+    assert not stray, f"rows after the end of the table: {stray}"
+    return named
+
+
+def test_the_path_tables_list_exactly_the_notebooks_that_exist():
+    import json
+
+    existing = sorted(p.stem for p in (ROOT / "notebooks").glob("*.ipynb"))
+    start_here = json.loads((ROOT / "notebooks" / "00_start_here.ipynb").read_text())
+    markdown = "\n".join("".join(c["source"]) for c in start_here["cells"]
+                         if c["cell_type"] == "markdown")
+    assert path_table(markdown) == existing
+    assert path_table((ROOT / "README.md").read_text()) == existing
