@@ -76,6 +76,11 @@ def main(argv: list[str] | None = None) -> int:
         p = sub.add_parser(name, help=text)
         p.add_argument("drill", help="a drill notebook path or a drill key such as drill1")
     sub.add_parser("env", help="offline or OpenAI mode, and the versions installed")
+    lab = sub.add_parser("lab", help="open JupyterLab on notebook 00, with drills/ in reach")
+    lab.add_argument("--port", type=int, help="listen on this port (default: 8888 or the next "
+                                                "free one)")
+    lab.add_argument("--token", help="the login token (default: a new random one)")
+    lab.add_argument("--no-browser", action="store_true", help="do not open a browser")
     run = sub.add_parser("run", help="run a task on the demo world, approving in the terminal")
     run.add_argument("task", help='e.g. "delete the test customer record"')
     run.add_argument("--approver", default="cli-user", help="your name in the decisions")
@@ -90,6 +95,10 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_solution(args.drill)
         if args.command == "run":
             return cmd_run(args.task, args.approver, args.world)
+        if args.command == "lab":
+            from hitl_kit.lab import launch
+
+            return launch(args.port, args.token, open_browser=not args.no_browser)
         return cmd_env()
     except (FileNotFoundError, ValueError, KeyError) as exc:
         print(f"error: {exc}", file=sys.stderr)

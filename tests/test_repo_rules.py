@@ -31,8 +31,8 @@ def test_ci_runs_the_readme_test_command_verbatim():
     assert command in (ROOT / ".ci" / "run").read_text()
 
 
-def test_readme_lab_command_opens_start_here():
-    assert readme_command("lab-command").endswith("notebooks/00_start_here.ipynb")
+def test_readme_lab_command_is_the_kits_launcher():
+    assert readme_command("lab-command").endswith("&& .venv/bin/python -m hitl_kit lab")
 
 
 def test_every_drill_has_a_solution_and_is_on_the_path():

@@ -135,10 +135,8 @@ class JupyterLabServer:
 
     def start(self) -> None:
         """Prepare the dirs, launch JupyterLab and wait until it answers."""
-        self.root_dir.mkdir(parents=True, exist_ok=True)
-        for source in self.files:
-            shutil.copy(source, self.root_dir / source.name)
-        self._write_page_config()
+        self._prepare()
+        self.work_dir.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("wb") as log_file:
             self.process = subprocess.Popen(
                 self._command(), env=self._environment(), cwd=self.root_dir,
@@ -160,6 +158,12 @@ class JupyterLabServer:
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait(timeout)
+
+    def _prepare(self) -> None:
+        self.root_dir.mkdir(parents=True, exist_ok=True)
+        for source in self.files:
+            shutil.copy(source, self.root_dir / source.name)
+        self._write_page_config()
 
     def _command(self) -> list[str]:
         lab_dir = self.jupyter_dir / "lab"
@@ -222,6 +226,25 @@ class JupyterLabServer:
         raise TimeoutError(
             f"JupyterLab did not answer within {self.startup_timeout} s:\n{self.log()}"
         )
+
+
+class LauncherServer(JupyterLabServer):
+    """JupyterLab started by the kit's launcher, as the README starts it (``launcher_args``, e.g.
+    ``["-m", "hitl_kit", "lab"]``), in the repository itself, plus the port, token and
+    no-browser overrides the launcher accepts for tests. Only Jupyter's own config, data and
+    runtime dirs are redirected (by environment) to ``work_dir``; nothing else is prepared."""
+
+    def __init__(self, work_dir: Path, repo_root: Path, launcher_args: list[str], **kwargs):
+        super().__init__(work_dir, **kwargs)
+        self.root_dir = Path(repo_root)
+        self.launcher_args = list(launcher_args)
+
+    def _prepare(self) -> None:
+        pass
+
+    def _command(self) -> list[str]:
+        return [sys.executable, *self.launcher_args, f"--port={self.port}",
+                f"--token={self.token}", "--no-browser"]
 
 
 # --- Page helpers (Playwright sync API) ----------------------------------------------------
