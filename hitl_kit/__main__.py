@@ -1,9 +1,10 @@
-"""Command line: ``python -m hitl_kit check [NOTEBOOK]``, ``hint``, ``solution``, ``run``,
-``env``."""
+"""Command line: ``.venv/bin/python -m hitl_kit check [NOTEBOOK]``, ``hint``, ``solution``,
+``run``, ``env``, ``lab``."""
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -44,7 +45,7 @@ def cmd_solution(target: str) -> int:
     return 0
 
 
-def cmd_run(task: str, approver: str, world_path: str) -> int:
+def cmd_run(task: str, approver: str, world_path: str | None) -> int:
     import uuid
 
     from hitl_kit.approval import ApprovalAgent
@@ -52,11 +53,50 @@ def cmd_run(task: str, approver: str, world_path: str) -> int:
     from hitl_kit.terminal import approve_in_terminal
     from hitl_kit.world import World
 
-    world = World(world_path)
+    if world_path is None:
+        world = World()
+        print("world: a fresh demo world, gone when this command ends "
+              "(--world PATH keeps one in a file)")
+    else:
+        existed = Path(world_path).exists()
+        world = World(world_path)
+        print(f"world: {world_path} ({'as earlier runs left it' if existed else 'new'})")
     agent = ApprovalAgent(get_chat_model(), world.tools(), world=world)
-    outcome = agent.start(task, thread_id=f"cli-{uuid.uuid4()}")
-    outcome = approve_in_terminal(agent, outcome, approver)
+    try:
+        outcome = agent.start(task, thread_id=f"cli-{uuid.uuid4()}")
+        outcome = approve_in_terminal(agent, outcome, approver)
+    except Exception as exc:
+        if not _from_model_client(exc):
+            raise
+        print(f"error: the chat model failed: {_one_line(exc).rstrip('.')}. Check "
+              "OPENAI_BASE_URL and OPENAI_API_KEY, or unset OPENAI_API_KEY to run offline.",
+              file=sys.stderr)
+        return 2
     return 1 if outcome.paused else 0
+
+
+MODEL_CLIENT_MODULES = ("openai", "httpx", "httpcore", "langchain_openai")
+
+
+def _from_model_client(exc: BaseException | None) -> bool:
+    """Whether the exception (or one it was raised from) comes from the chat model's client."""
+    while exc is not None:
+        module = type(exc).__module__
+        if module.split(".")[0] in MODEL_CLIENT_MODULES or module == "hitl_kit.llm":
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
+def _message(exc: BaseException) -> str:
+    """The exception's message on one line (a KeyError's without the quotes its repr adds)."""
+    message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+    return " ".join(str(message).split())
+
+
+def _one_line(exc: BaseException) -> str:
+    message = _message(exc)
+    return f"{type(exc).__name__}: {message}" if message else type(exc).__name__
 
 
 def cmd_env() -> int:
@@ -67,7 +107,7 @@ def cmd_env() -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m hitl_kit", description=__doc__)
+    parser = argparse.ArgumentParser(prog=".venv/bin/python -m hitl_kit", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     check = sub.add_parser("check", help="check a drill notebook, or show progress on all drills")
     check.add_argument("notebook", nargs="?", help="a drill notebook (.ipynb); none: all drills")
@@ -84,25 +124,37 @@ def main(argv: list[str] | None = None) -> int:
     run = sub.add_parser("run", help="run a task on the demo world, approving in the terminal")
     run.add_argument("task", help='e.g. "delete the test customer record"')
     run.add_argument("--approver", default="cli-user", help="your name in the decisions")
-    run.add_argument("--world", default="demo_world.db", help="SQLite file of the demo world")
+    run.add_argument("--world", metavar="PATH",
+                     help="keep the demo world in this SQLite file across runs "
+                          "(default: a fresh world each run)")
     args = parser.parse_args(argv)
     try:
-        if args.command == "check":
-            return cmd_check(args.notebook)
-        if args.command == "hint":
-            return cmd_hint(args.drill)
-        if args.command == "solution":
-            return cmd_solution(args.drill)
-        if args.command == "run":
-            return cmd_run(args.task, args.approver, args.world)
-        if args.command == "lab":
-            from hitl_kit.lab import launch
-
-            return launch(args.port, args.token, open_browser=not args.no_browser)
-        return cmd_env()
-    except (FileNotFoundError, ValueError, KeyError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        code = _dispatch(args)
+        sys.stdout.flush()
+        return code
+    except BrokenPipeError:  # e.g. `... | head` stopped reading: not an error worth a traceback
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # so the flush at exit fails no more
+        return 141  # what a shell reports for a process ended by SIGPIPE
+    except (OSError, ValueError, KeyError) as exc:
+        print(f"error: {_message(exc)}", file=sys.stderr)
         return 2
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    if args.command == "check":
+        return cmd_check(args.notebook)
+    if args.command == "hint":
+        return cmd_hint(args.drill)
+    if args.command == "solution":
+        return cmd_solution(args.drill)
+    if args.command == "run":
+        return cmd_run(args.task, args.approver, args.world)
+    if args.command == "lab":
+        from hitl_kit.lab import launch
+
+        return launch(args.port, args.token, open_browser=not args.no_browser)
+    return cmd_env()
 
 
 if __name__ == "__main__":

@@ -9,11 +9,25 @@ self-check results.
 from __future__ import annotations
 
 import html
+import os
+import tempfile
 from dataclasses import dataclass
+from pathlib import Path
 
 import ipywidgets as widgets
 
-from hitl_kit.progress import CHECKLIST, Progress
+from hitl_kit.cards import unattended
+from hitl_kit.progress import CHECKLIST, PROGRESS_ENV, Progress
+
+
+def notebook_progress() -> Progress:
+    """Your progress, for a notebook to show. An unattended run (``HITL_KIT_UNATTENDED=1``) gets
+    a throwaway progress file instead, for the rest of the kernel's life, unless
+    ``HITL_KIT_PROGRESS`` names one: a headless run must never change your real progress."""
+    if unattended() and not os.environ.get(PROGRESS_ENV):
+        scratch = Path(tempfile.mkdtemp(prefix="hitl-progress-")) / "progress.json"
+        os.environ[PROGRESS_ENV] = str(scratch)
+    return Progress()
 
 
 @dataclass(frozen=True)

@@ -1,10 +1,15 @@
 """The command line's own behaviour: the lab launcher's arguments, errors as one clean line."""
 
+import io
 import os
+import socket
+import subprocess
+import sys
 
 import pytest
 
 from hitl_kit import lab
+from hitl_kit.__main__ import main
 
 
 @pytest.mark.parametrize("root", [True, False])
@@ -27,3 +32,61 @@ def test_launcher_keeps_the_learners_own_config_path(tmp_path):
     assert env["JUPYTER_CONFIG_PATH"].split(os.pathsep) == [str(tmp_path), "/theirs"]
     page_config = lab.write_page_config(tmp_path) / "labconfig" / "page_config.json"
     assert lab.NEWS_PLUGIN in page_config.read_text()
+
+
+def test_a_reader_that_stops_early_gets_no_traceback(root):
+    drill = root / "drills" / "01_classify_email_actions.ipynb"
+    process = subprocess.Popen([sys.executable, "-m", "hitl_kit", "check", str(drill)],
+                               cwd=root, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    process.stdout.close()  # like `| head` that has read enough before the report is printed
+    _, stderr = process.communicate(timeout=60)
+    assert b"Traceback" not in stderr and b"BrokenPipe" not in stderr, stderr.decode()
+    assert process.returncode == 141
+
+
+def test_a_missing_drill_is_named_without_extra_quotes(capsys):
+    assert main(["hint", "drill9"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: no drill 'drill9'; drills are: drill1"), err
+
+
+@pytest.fixture
+def run_in(tmp_path, monkeypatch, capsys):
+    """Run ``python -m hitl_kit run`` in-process, in an empty directory, with typed answers."""
+    monkeypatch.chdir(tmp_path)
+
+    def run(*args, answers="a\n"):
+        monkeypatch.setattr(sys, "stdin", io.StringIO(answers))
+        code = main(["run", *args])
+        return code, capsys.readouterr()
+
+    return run
+
+
+def test_run_starts_from_a_fresh_world_each_time(run_in, tmp_path):
+    for _ in range(2):  # the README's example, twice: both times the record is there to delete
+        code, out = run_in("Delete the test customer record")
+        assert code == 0 and "world: a fresh demo world" in out.out
+        assert "Test Customer" in out.out and '{"deleted": {"id": 3' in out.out
+    assert list(tmp_path.iterdir()) == [], "run left a file in the current directory"
+
+
+def test_run_with_a_world_file_keeps_it_and_says_so(run_in, tmp_path):
+    world_file = str(tmp_path / "mine.db")
+    code, first = run_in("delete customer 4", "--world", world_file)
+    assert code == 0 and f"world: {world_file} (new)" in first.out
+    code, second = run_in("read customer 4", "--world", world_file)
+    assert f"world: {world_file} (as earlier runs left it)" in second.out
+    assert "there is no customer with id 4" in second.out
+
+
+def test_an_unreachable_model_server_is_one_clean_line(run_in, monkeypatch):
+    with socket.socket() as closed:  # a port nobody listens on
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-not-real")
+    monkeypatch.setenv("OPENAI_BASE_URL", f"http://127.0.0.1:{port}/v1")
+    code, out = run_in("read customer 2")
+    assert code == 2
+    [line] = out.err.strip().splitlines()
+    assert line.startswith("error: the chat model failed:") and "OPENAI_BASE_URL" in line

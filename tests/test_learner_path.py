@@ -58,3 +58,31 @@ def test_the_path_tables_list_exactly_the_notebooks_that_exist():
                          if c["cell_type"] == "markdown")
     assert path_table(markdown) == existing
     assert path_table((ROOT / "README.md").read_text()) == existing
+
+
+def test_an_unattended_run_never_touches_the_learners_progress(tmp_path, monkeypatch):
+    import hitl_kit.progress as progress_module
+    from hitl_kit.progress import PROGRESS_ENV, progress_table
+    from hitl_kit.review import notebook_progress
+
+    learners = tmp_path / ".hitl_kit" / "progress.json"
+    monkeypatch.setattr(progress_module, "ROOT", tmp_path)  # where the learner's file would be
+    monkeypatch.delenv(PROGRESS_ENV, raising=False)
+    monkeypatch.setenv("HITL_KIT_UNATTENDED", "1")
+    assert progress_module.progress_path() == learners
+    progress = notebook_progress()
+    progress.add_weak_area("made up by a headless run")
+    progress_table()  # checks every drill and records the results
+    assert progress.path != learners and not learners.exists()
+
+
+def test_notebooks_showing_progress_ask_for_it_the_unattended_safe_way():
+    import json
+
+    for name in ("00_start_here", "09_review"):
+        cells = json.loads((ROOT / "notebooks" / f"{name}.ipynb").read_text())["cells"]
+        code = ["".join(c["source"]) for c in cells if c["cell_type"] == "code"]
+        first = next(i for i, src in enumerate(code)
+                     if "progress_table()" in src or "ChecklistPanel(" in src)
+        assert any("notebook_progress()" in src for src in code[:first + 1]), name
+        assert not any("ChecklistPanel()" in src or "Progress()" in src for src in code), name
