@@ -1,21 +1,22 @@
 """The asynchronous pattern: approvals wait in an inbox while the agent gets on with other work.
 
 ``ApprovalInbox.submit`` starts a task on its own thread; when the task pauses for a human, the
-call returns at once and the agent can start the next one. There is no separate queue to keep in
-sync: the checkpointer *is* the queue. ``items()`` walks every thread the checkpointer holds and
-lists what is pending, so with a ``SqliteSaver`` the inbox is still full after a kernel restart.
+call returns at once and the agent can start the next one. The inbox lists what the decision
+ledger's index says is pending (one query, whatever the number of threads), so with a durable
+checkpointer the inbox is still full after a kernel restart; a crashed process's half-finished
+resumes are recovered when an inbox is opened.
 
 A reviewer answers one approval or many at once. Each one is resumed on its own with
 ``agent.resume``; one that fails is reported and the others go ahead. An answer is bound to what
-the reviewer saw: if the approval is gone, or its tool or arguments changed since it was listed,
-the answer is refused and nothing runs. ``on_decided`` callbacks hear about every thread resumed.
+the reviewer saw: if the approval is gone, or its tool, arguments or target changed since it was
+listed, the answer is refused and nothing runs. ``on_decided`` callbacks hear about every thread
+resumed.
 
 ``hitl_kit.inbox_widget.InboxWidget`` is the same inbox in JupyterLab.
 """
 
 from __future__ import annotations
 
-import hashlib
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -29,20 +30,12 @@ from hitl_kit.approval import (
     parse_decision,
 )
 from hitl_kit.audit import canonical_json
+from hitl_kit.vocabulary import Channel, Kind, Risk
 
-RISK_ORDER = {"high": 0, "medium": 1, "low": 2}
-DONE = {"approve": "approved", "reject": "rejected", "edit": "edited"}
+RISK_ORDER = {Risk.HIGH: 0, Risk.MEDIUM: 1, Risk.LOW: 2}
 
 Clock = Callable[[], datetime]
 DeadlineOf = Callable[[str, Pending], datetime | None]
-
-
-def fingerprint(payload: dict) -> str:
-    """sha256 of the tool and its arguments (and of the gate's own request fingerprint, when the
-    payload has one): what an approver actually agreed to."""
-    shown = canonical_json({"tool": payload["tool"], "args": payload["args"],
-                            "request": payload.get("fingerprint")})
-    return hashlib.sha256(shown.encode("utf-8")).hexdigest()
 
 
 def payload_deadline(thread_id: str, pending: Pending) -> datetime | None:
@@ -91,7 +84,8 @@ class InboxItem:
 
     @property
     def fingerprint(self) -> str:
-        return fingerprint(self.payload)
+        """The request's fingerprint (``hitl_kit.requests.request_fingerprint``)."""
+        return self.payload["fingerprint"]
 
     @property
     def tool(self) -> str:
@@ -145,67 +139,57 @@ class Resolution:
 
 
 class ApprovalInbox:
-    """Every pending approval of an agent, across threads, read from its checkpointer."""
+    """Every pending approval of an agent, across threads, from its decision ledger's index.
+
+    Opening an inbox first recovers what a crashed process left half-done (``recover=False``
+    to skip it); ``recovered`` lists what that did.
+    """
 
     def __init__(self, agent: ApprovalAgent, *, clock: Clock | None = None,
-                 deadline_of: DeadlineOf = payload_deadline):
+                 deadline_of: DeadlineOf = payload_deadline, recover: bool = True):
         self.agent = agent
         self.clock = clock or (lambda: datetime.now(UTC))
         self.deadline_of = deadline_of
         self._callbacks: list[Callable[[Resolution], None]] = []
         self._lock = threading.RLock()  # one resolve at a time from this inbox
+        self.recovered = agent.recover() if recover else []
 
     # -- asking -----------------------------------------------------------------------------------
-    def submit(self, task: str, thread_id: str) -> Outcome:
+    def submit(self, task: str, thread_id: str, *, requested_by: str | None = None) -> Outcome:
         """Start a task on a new thread. If it pauses, its approvals wait here; either way the
         call returns without waiting for anyone."""
-        return self.agent.start(task, thread_id)
+        return self.agent.start(task, thread_id, requested_by=requested_by)
 
     # -- looking ----------------------------------------------------------------------------------
     def thread_ids(self) -> list[str]:
-        """Every thread the checkpointer holds, found through its public ``list`` API."""
-        seen: dict[str, None] = {}
-        for saved in self.agent.graph.checkpointer.list(None):
-            configurable = saved.config["configurable"]
-            if configurable.get("checkpoint_ns", "") == "":
-                seen.setdefault(configurable["thread_id"], None)
-        return list(seen)
+        """Every thread with an approval pending."""
+        return sorted(self.agent.ledger.indexed_threads())
 
     def items(self) -> list[InboxItem]:
         """Every pending approval: nearest deadline first, then highest risk, then oldest."""
         now = self.clock()
-        found = [item for thread_id in self.thread_ids()
-                 for item in self._items_of(thread_id, now)]
+        found = [self._item(r, now) for r in self.agent.ledger.requests()]
         far = datetime.max.replace(tzinfo=UTC)
         return sorted(found, key=lambda i: (i.deadline or far, RISK_ORDER.get(i.risk, 0),
                                             i.asked_at))
 
     def get(self, thread_id: str, interrupt_id: str) -> InboxItem | None:
         """The approval still pending under this key, as it is now, or None."""
-        try:
-            items = self._items_of(thread_id, self.clock())
-        except ApprovalError:
-            return None
-        return next((i for i in items if i.interrupt_id == interrupt_id), None)
+        now = self.clock()
+        return next((self._item(r, now) for r in self.agent.ledger.requests(thread_id)
+                     if r.interrupt_id == interrupt_id), None)
 
     def rows(self) -> list[dict]:
         """``items()`` as flat rows, for a table."""
         return [item.summary() for item in self.items()]
 
-    def _items_of(self, thread_id: str, now: datetime) -> list[InboxItem]:
-        pending = self.agent.pending(thread_id)
-        if not pending:
-            return []
-        state = self.agent.graph.get_state({"configurable": {"thread_id": thread_id}})
-        proposed_at = state.values.get("proposed_at", {})
-        paused_at = datetime.fromisoformat(state.created_at)
-        items = []
-        for p in pending:
-            asked = proposed_at.get(p.payload.get("tool_call_id"))
-            items.append(InboxItem(thread_id, p.interrupt_id, p.payload,
-                                   datetime.fromisoformat(asked) if asked else paused_at, now,
-                                   self.deadline_of(thread_id, p)))
-        return items
+    def _item(self, request, now: datetime) -> InboxItem:
+        pending = Pending(request.interrupt_id, request.payload)
+        deadline = self.deadline_of(request.thread_id, pending)
+        if deadline is None and request.deadline_at is not None:
+            deadline = datetime.fromtimestamp(request.deadline_at, UTC)
+        return InboxItem(request.thread_id, request.interrupt_id, request.payload,
+                         datetime.fromisoformat(request.asked_at), now, deadline)
 
     # -- answering --------------------------------------------------------------------------------
     def on_decided(self, callback: Callable[[Resolution], None], remove: bool = False) -> None:
@@ -215,19 +199,20 @@ class ApprovalInbox:
         else:
             self._callbacks.append(callback)
 
-    def approve(self, items: Iterable[InboxItem], approver: str,
-                reason: str = "") -> list[Resolution]:
+    def approve(self, items: Iterable[InboxItem], approver: str, reason: str = "", *,
+                channel: str = Channel.INBOX) -> list[Resolution]:
         """Approve every item, each on its own (see ``resolve``)."""
         decision = {"kind": "approve", "approver": approver, "reason": reason}
-        return self.resolve([(item, decision) for item in items])
+        return self.resolve([(item, decision) for item in items], channel=channel)
 
-    def reject(self, items: Iterable[InboxItem], approver: str,
-               reason: str = "") -> list[Resolution]:
+    def reject(self, items: Iterable[InboxItem], approver: str, reason: str = "", *,
+               channel: str = Channel.INBOX) -> list[Resolution]:
         """Reject every item, each on its own; the reason goes to the agent."""
         decision = {"kind": "reject", "approver": approver, "reason": reason}
-        return self.resolve([(item, decision) for item in items])
+        return self.resolve([(item, decision) for item in items], channel=channel)
 
-    def resolve(self, answers: Iterable[tuple[InboxItem, dict]]) -> list[Resolution]:
+    def resolve(self, answers: Iterable[tuple[InboxItem, dict]], *,
+                channel: str = Channel.INBOX) -> list[Resolution]:
         """Answer each (item, decision) on its own, in order; one Resolution per answer.
 
         Malformed input is refused before anything resumes. After that, a problem with one item
@@ -235,7 +220,7 @@ class ApprovalInbox:
         """
         checked = self._check(list(answers))
         with self._lock:
-            return [self._resolve_one(item, decision) for item, decision in checked]
+            return [self._resolve_one(item, decision, channel) for item, decision in checked]
 
     def _check(self, answers: list) -> list[tuple[InboxItem, dict]]:
         if not answers:
@@ -250,24 +235,26 @@ class ApprovalInbox:
                 raise ApprovalError(f"{item.tool} on thread {item.thread_id!r} is listed twice")
             seen.add(item.key)
             tool = self.agent.tools.get(item.tool)
-            checked.append((item, parse_decision(value, tool).as_resume_value()))
+            checked.append((item, parse_decision(value, tool).as_dict()))
         return checked
 
-    def _resolve_one(self, item: InboxItem, decision: dict) -> Resolution:
+    def _resolve_one(self, item: InboxItem, decision: dict, channel: str) -> Resolution:
         current = self.get(item.thread_id, item.interrupt_id)
-        if current is not None and current.fingerprint != item.fingerprint:
+        if current is not None and (current.fingerprint, canonical_json(current.payload["args"])
+                                    ) != (item.fingerprint, canonical_json(item.payload["args"])):
             return Resolution(item, False, "refused, nothing ran: its tool or arguments changed "
                               "since you saw it; list the inbox again and look", decision)
-        if item.payload.get("fingerprint"):  # lets the agent check the binding again, atomically
-            decision = {**decision, "fingerprint": item.payload["fingerprint"]}
+        # The agent checks the binding to what was shown again, atomically, with the claim.
+        decision = {**decision, "fingerprint": item.fingerprint}
         try:
             # Gone from the inbox or not, the agent has the last word: it says who decided.
-            outcome = self.agent.resume(item.thread_id, {item.interrupt_id: decision})
+            outcome = self.agent.resume(item.thread_id, {item.interrupt_id: decision},
+                                        channel=channel)
         except ApprovalError as exc:
             return Resolution(item, False, f"refused, nothing ran: {exc}", decision)
         except Exception as exc:  # one failing item must not hide the others
             return Resolution(item, False, f"failed: {type(exc).__name__}: {exc}", decision)
-        message = f"{DONE[decision['kind']]} by {decision['approver']}; " + (
+        message = f"{Kind(decision['kind']).past} by {decision['approver']}; " + (
             f"{len(outcome.pending)} approval(s) now pending on this thread" if outcome.paused
             else "thread finished")
         resolution = Resolution(item, True, message, decision, outcome)

@@ -38,8 +38,9 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 from urllib.parse import parse_qs, quote, urlsplit
 
 from hitl_kit.audit import canonical_json
-from hitl_kit.inbox import DONE, ApprovalInbox, InboxItem, Resolution
+from hitl_kit.inbox import ApprovalInbox, InboxItem, Resolution
 from hitl_kit.render import payload_table_html
+from hitl_kit.vocabulary import Channel, Kind
 
 ACTIONS = ("approve", "reject")
 TOKEN_FIELDS = {"v": int, "thread_id": str, "interrupt_id": str, "fingerprint": str,
@@ -178,8 +179,8 @@ class ApprovalLinks:
             return LinkResult(False, refused.reason, refused.message)
         action = fields["action"]
         decision = {"kind": action, "approver": approver,
-                    "reason": reason or f"{DONE[action]} via approval link"}
-        resolution = self.inbox.resolve([(item, decision)])[0]
+                    "reason": reason or f"{Kind(action).past} via approval link"}
+        resolution = self.inbox.resolve([(item, decision)], channel=Channel.LINK)[0]
         if not resolution.resumed:
             return LinkResult(False, "resume_failed", f"link used up, but {resolution.message}",
                               action, approver, item, resolution)
@@ -265,7 +266,8 @@ class ApprovalLinks:
 
 def _used_message(claim: tuple[str, str, str]) -> str:
     action, approver, claimed_at = claim
-    return f"this request's links were already used: {DONE[action]} by {approver} at {claimed_at}"
+    return (f"this request's links were already used: {Kind(action).past} by {approver} at "
+            f"{claimed_at}")
 
 
 # -- the HTTP handler -----------------------------------------------------------------------------

@@ -6,16 +6,28 @@ tools an agent can call; each carries its reversibility class in ``tool.metadata
 ``world.calls`` counts how often each tool ran.
 ``world.target_of(tool, args)`` reads, without side effects, the record a call would touch, so an
 approver sees what they are approving.
+
+Every action is **effectively once** per idempotency key: the agent passes the key (thread and
+tool call id) as an argument the model never sees, and the action's writes commit in one
+transaction together with a row in ``effect_runs`` holding the key and the result. Called again
+with the same key (the process died before the agent recorded the run), the action returns the
+stored result and changes nothing. This is the pattern to copy for your own tools whose side
+effects live in a database you write to; for an outside service, pass the key on to it.
 """
 
 from __future__ import annotations
 
-import functools
+import inspect
+import json
 import sqlite3
 import threading
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
-from typing import Literal
+from typing import Annotated, Literal
+
+from langchain_core.tools import InjectedToolArg
 
 SCHEMA = """
 CREATE TABLE customers (id INTEGER PRIMARY KEY, name TEXT NOT NULL, email TEXT NOT NULL,
@@ -32,7 +44,10 @@ CREATE TABLE events (id INTEGER PRIMARY KEY, title TEXT NOT NULL, starts_at TEXT
 CREATE TABLE list_members (list_name TEXT NOT NULL, email TEXT NOT NULL);
 CREATE TABLE deployments (id INTEGER PRIMARY KEY, service TEXT NOT NULL, version TEXT NOT NULL,
                           deployed_at TEXT NOT NULL);
+CREATE TABLE effect_runs (idempotency_key TEXT PRIMARY KEY, action TEXT NOT NULL,
+                          result TEXT NOT NULL, ran_at TEXT NOT NULL);
 """
+IDEMPOTENCY_KEY = "idempotency_key"
 
 SEED_CUSTOMERS = [
     (1, "Ada Lovelace", "ada@example.com", "enterprise", "key account since 2019"),
@@ -61,16 +76,45 @@ class World:
 
     def __init__(self, path: str = ":memory:"):
         self.path = path
-        self._db = sqlite3.connect(path, check_same_thread=False)
+        # Autocommit: transactions are opened by _write(), which nests (an action inside run_once).
+        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None,
+                                   timeout=30)
         self._db.row_factory = sqlite3.Row
         self._lock = threading.RLock()
-        self.calls: Counter[str] = Counter()  # how often each tool was called
-        if not self._db.execute("SELECT name FROM sqlite_master WHERE name='customers'").fetchone():
-            self._create()
+        self._depth = 0
+        self.calls: Counter[str] = Counter()  # how often each tool really ran
+        if path != ":memory:":
+            self._db.execute("PRAGMA journal_mode=WAL")
+        with self._write():
+            if not self._db.execute("SELECT 1 FROM sqlite_master WHERE name='customers'"
+                                    ).fetchone():
+                self._create()
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """One transaction around everything inside, however deeply nested: the outermost
+        ``_write`` commits (or rolls back), inner ones join it."""
+        with self._lock:
+            outer = self._depth == 0
+            if outer:
+                self._db.execute("BEGIN IMMEDIATE")
+            self._depth += 1
+            try:
+                yield self._db
+            except BaseException:
+                self._depth -= 1
+                if outer:
+                    self._db.execute("ROLLBACK")
+                raise
+            self._depth -= 1
+            if outer:
+                self._db.execute("COMMIT")
 
     def _create(self) -> None:
-        with self._lock, self._db:
-            self._db.executescript(SCHEMA)
+        with self._write():
+            for statement in SCHEMA.split(";"):
+                if statement.strip():
+                    self._db.execute(statement)
             self._db.executemany("INSERT INTO customers VALUES (?,?,?,?,?)", SEED_CUSTOMERS)
             self._db.executemany("INSERT INTO threads (id,sender,subject,body) VALUES (?,?,?,?)",
                                  SEED_THREADS)
@@ -119,7 +163,8 @@ class World:
                 n = len(self._members(args.get("list_name", "")))
                 return {"mailing_list": args.get("list_name"), "recipients": n}
             if tool_name == "deploy_to_prod":
-                return {"currently_deployed": self._deployed(args.get("service", ""))}
+                service = args.get("service", "")
+                return {"service": service, "currently_deployed": self._deployed(service)}
         except (LookupError, ValueError, TypeError) as exc:
             return {"error": str(exc)}
         return None
@@ -158,14 +203,14 @@ class World:
         if field not in EDITABLE_CUSTOMER_FIELDS:
             raise ValueError(f"field must be one of {EDITABLE_CUSTOMER_FIELDS}, not {field!r}")
         before = self._customer(customer_id)
-        with self._lock, self._db:
+        with self._write():
             self._db.execute(f"UPDATE customers SET {field}=? WHERE id=?", (value, customer_id))
         return {"before": before, "after": self._customer(customer_id)}
 
     def delete_customer(self, customer_id: int) -> dict:
         """Delete a customer record permanently."""
         before = self._customer(customer_id)
-        with self._lock, self._db:
+        with self._write():
             self._db.execute("DELETE FROM customers WHERE id=?", (customer_id,))
         return {"deleted": before}
 
@@ -191,7 +236,7 @@ class World:
     def draft_reply(self, thread_id: int, body: str) -> dict:
         """Save a draft reply to a thread. Nothing is sent; the draft can be edited or discarded."""
         self._thread(thread_id)
-        with self._lock, self._db:
+        with self._write():
             cur = self._db.execute("INSERT INTO drafts (thread_id, body) VALUES (?,?)",
                                    (thread_id, body))
         return {"draft_id": cur.lastrowid, "thread_id": thread_id}
@@ -202,7 +247,7 @@ class World:
         return self._send(thread["sender"], "Re: " + thread["subject"], body)
 
     def _send(self, recipient: str, subject: str, body: str) -> dict:
-        with self._lock, self._db:
+        with self._write():
             cur = self._db.execute(
                 "INSERT INTO outbox (recipient, subject, body, sent_at) VALUES (?,?,?,?)",
                 (recipient, subject, body, _now()),
@@ -213,7 +258,7 @@ class World:
         """Ask the sender of a thread to remove us from their list. The request cannot be taken
         back."""
         sender = self._thread(thread_id)["sender"]
-        with self._lock, self._db:
+        with self._write():
             self._db.execute("INSERT OR IGNORE INTO unsubscribed VALUES (?,?)", (sender, _now()))
         self._send(sender, "unsubscribe", "Please remove this address from your list.")
         return {"unsubscribed_from": sender}
@@ -221,13 +266,13 @@ class World:
     def delete_thread(self, thread_id: int) -> dict:
         """Delete a thread permanently (it skips the trash and cannot be restored)."""
         before = self._thread(thread_id)
-        with self._lock, self._db:
+        with self._write():
             self._db.execute("DELETE FROM threads WHERE id=?", (thread_id,))
         return {"deleted": before}
 
     def add_contact(self, name: str, email: str) -> dict:
         """Add a person to the address book."""
-        with self._lock, self._db:
+        with self._write():
             cur = self._db.execute("INSERT INTO contacts (name, email) VALUES (?,?)", (name, email))
         return {"contact_id": cur.lastrowid}
 
@@ -235,7 +280,7 @@ class World:
         """Add a mail rule for future mail from a sender: action is archive, label or delete."""
         if action not in ("archive", "label", "delete"):
             raise ValueError(f"action must be archive, label or delete, not {action!r}")
-        with self._lock, self._db:
+        with self._write():
             cur = self._db.execute("INSERT INTO rules (sender, action) VALUES (?,?)",
                                    (sender, action))
         return {"rule_id": cur.lastrowid}
@@ -243,13 +288,13 @@ class World:
     def archive_thread(self, thread_id: int) -> dict:
         """Archive a thread: it leaves the inbox but stays searchable and can be moved back."""
         self._thread(thread_id)
-        with self._lock, self._db:
+        with self._write():
             self._db.execute("UPDATE threads SET archived=1 WHERE id=?", (thread_id,))
         return {"archived": thread_id}
 
     def create_calendar_event(self, title: str, starts_at: str) -> dict:
         """Put an event on the user's own calendar (no invitations are sent)."""
-        with self._lock, self._db:
+        with self._write():
             cur = self._db.execute("INSERT INTO events (title, starts_at) VALUES (?,?)",
                                    (title, starts_at))
         return {"event_id": cur.lastrowid}
@@ -267,7 +312,7 @@ class World:
     def deploy_to_prod(self, service: str, version: str) -> dict:
         """Deploy a version of a service to production."""
         previous = self._deployed(service)
-        with self._lock, self._db:
+        with self._write():
             self._db.execute(
                 "INSERT INTO deployments (service, version, deployed_at) VALUES (?,?,?)",
                 (service, version, _now()),
@@ -296,15 +341,31 @@ class World:
         ]
 
     def _counted(self, name: str):
-        """The action, counting each call in ``self.calls`` (so a test can say "ran once")."""
+        """The action as a tool: effectively once per idempotency key, and counted in
+        ``self.calls`` each time it really runs (so a test can say "ran once")."""
         method = getattr(self, name)
 
-        @functools.wraps(method)
-        def run(*args, **kwargs):
-            with self._lock:
+        def run(*args, idempotency_key: str | None = None, **kwargs):
+            with self._write():
+                if idempotency_key is not None:
+                    done = self._db.execute("SELECT result FROM effect_runs WHERE "
+                                            "idempotency_key = ?", (idempotency_key,)).fetchone()
+                    if done is not None:
+                        return json.loads(done[0])
                 self.calls[name] += 1
-            return method(*args, **kwargs)
+                result = method(*args, **kwargs)
+                if idempotency_key is not None:
+                    self._db.execute("INSERT INTO effect_runs VALUES (?, ?, ?, ?)",
+                                     (idempotency_key, name, json.dumps(result, default=str),
+                                      _now()))
+                return result
 
+        signature = inspect.signature(method)
+        key = inspect.Parameter(IDEMPOTENCY_KEY, inspect.Parameter.KEYWORD_ONLY, default=None,
+                                annotation=Annotated[str | None, InjectedToolArg])
+        run.__signature__ = signature.replace(parameters=[*signature.parameters.values(), key])
+        run.__annotations__ = {**method.__annotations__, IDEMPOTENCY_KEY: key.annotation}
+        run.__name__, run.__doc__ = method.__name__, method.__doc__
         return run
 
     def close(self) -> None:

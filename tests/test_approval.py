@@ -9,6 +9,7 @@ import pytest
 from langchain_core.messages import ToolMessage
 from langchain_core.tools import StructuredTool
 
+from hitl_kit import graph
 from hitl_kit.approval import ApprovalAgent, ApprovalError, Decision, durable_checkpointer
 from hitl_kit.llm import OfflineChatModel
 
@@ -45,15 +46,15 @@ def test_a_delete_pauses_with_context_not_just_the_action(agent, world):
     assert world.calls["find_customers"] == 1  # the lookup ran: it is read-only
 
 
-def test_approve_executes_exactly_once_though_the_gate_reruns(agent, world):
+def test_approve_executes_exactly_once_though_the_gate_reruns(agent, world, monkeypatch):
     gate_runs = Counter()
-    original = world.target_of
+    original = graph.approval_payload  # only the gate builds a payload
 
-    def counting_target_of(*args):
+    def counting_payload(*args, **kwargs):
         gate_runs["gate"] += 1
-        return original(*args)
+        return original(*args, **kwargs)
 
-    world.target_of = counting_target_of
+    monkeypatch.setattr(graph, "approval_payload", counting_payload)
     outcome = agent.start("Delete the test customer record", "t")
     outcome = agent.resume("t", APPROVE)
     assert not outcome.paused

@@ -313,8 +313,9 @@ def test_two_processes_sharing_a_sqlite_saver_decide_each_approval_once(tmp_path
     agent = ApprovalAgent(OfflineChatModel(), world.tools(), world=world,
                           checkpointer=durable_checkpointer(str(tmp_path / "checkpoints.db")))
     threads = 30
-    for n in range(threads):
-        assert agent.start(DEPLOY.format(f"4.{n}"), f"t{n}").paused
+    for n in range(threads):  # one service each: a deploy whose live version changed since it
+        # was shown is shown again instead (tests/test_hardening.py), which is not this test
+        assert agent.start(f"deploy the svc{n} service version 4.{n} to prod", f"t{n}").paused
     other = subprocess.Popen([sys.executable, "-c", RESUME_SCRIPT, str(tmp_path), "bo",
                               str(threads)], stdout=subprocess.PIPE, text=True, cwd=ROOT)
     here: dict = {}

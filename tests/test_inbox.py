@@ -110,10 +110,10 @@ def test_one_bad_item_neither_hides_nor_undoes_the_others(inbox, agent, world, m
     agent.resume("del-thread", {"kind": "reject", "approver": "bo"})  # decided elsewhere
     real_resume = agent.resume
 
-    def flaky_resume(thread_id, decisions):
+    def flaky_resume(thread_id, decisions, **kwargs):
         if thread_id == "reply":
             raise RuntimeError("mail server down")
-        return real_resume(thread_id, decisions)
+        return real_resume(thread_id, decisions, **kwargs)
 
     monkeypatch.setattr(agent, "resume", flaky_resume)
     results = inbox.approve([items["del-thread"], items["reply"], items["del-4"]], "ana")
