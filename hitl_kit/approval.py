@@ -120,6 +120,10 @@ class ApprovalAgent:
         self.tools = self.kit.tools
         self.audit = audit
         self.on_decided: list[Callable[[list[Claim], Outcome], None]] = []
+        # A durable checkpointer saves every step before the next starts, so a crash loses no
+        # finished step (the run journal and idempotent audit rows make repeating one safe).
+        # In memory there is nothing to survive a crash: save once, when the run stops.
+        self.durability = "exit" if isinstance(checkpointer, InMemorySaver) else "sync"
 
     @staticmethod
     def _config(thread_id: str) -> dict:
@@ -321,7 +325,7 @@ class ApprovalAgent:
         index in step. On an error the claims the graph did not take are withdrawn; a thread
         left mid-run keeps a stale turn, so ``recover()`` finds it."""
         try:
-            self.graph.invoke(graph_input, self._config(thread_id))
+            self.graph.invoke(graph_input, self._config(thread_id), durability=self.durability)
         except BaseException as exc:
             try:
                 outcome = self.outcome(thread_id)

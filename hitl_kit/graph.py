@@ -95,7 +95,7 @@ class Kit:
     world: Any = None
     audit: Any = None
     approval_ttl: float | None = None
-    proposals: dict = field(default_factory=dict)
+    proposals: dict = field(default_factory=dict)  # proposal rows this process wrote
 
     @property
     def reads_targets(self) -> bool:
@@ -354,8 +354,11 @@ def _audit_proposal(kit: Kit, config, call: dict, ruling, proposed_at: str) -> N
     if kit.audit is None:
         return
     thread_id = config["configurable"]["thread_id"]
+    event_key = f"{thread_id}:{call['id']}:proposed"
+    if event_key in kit.proposals:  # the gate runs again on every resume: written already
+        return
     kit.audit.append({
-        "event_key": f"{thread_id}:{call['id']}:proposed",
+        "event_key": event_key,
         "session_id": thread_id,
         "action_type": call["name"] or "(no name)",
         "parameters": call["args"] if isinstance(call["args"], dict) else {"raw": call["args"]},
@@ -364,6 +367,9 @@ def _audit_proposal(kit: Kit, config, call: dict, ruling, proposed_at: str) -> N
         "event": str(Event.PROPOSED),
         "proposed_at": proposed_at,
     })
+    if len(kit.proposals) > 10_000:  # a cache, not a record: the trail itself is idempotent
+        kit.proposals.clear()
+    kit.proposals[event_key] = True
 
 
 def _resolution_entry(thread_id: str, record: dict, message: ToolMessage,

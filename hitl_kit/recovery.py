@@ -73,14 +73,15 @@ def recover_thread(agent, thread_id: str) -> Recovered:
         to_apply = [c for c in claims if (c.interrupt_id, c.fingerprint) in pending]
         if to_apply:
             agent.graph.invoke(Command(resume={c.interrupt_id: _resume_value(c)
-                                               for c in to_apply}), agent._config(thread_id))
+                                               for c in to_apply}), agent._config(thread_id),
+                               durability=agent.durability)
             applied = to_apply
             outcome = agent.outcome(thread_id)
         for _ in range(MAX_STEPS):
             if not outcome.interrupted:
                 break
             continued.extend(n for n in outcome.interrupted if n not in continued)
-            agent.graph.invoke(None, agent._config(thread_id))
+            agent.graph.invoke(None, agent._config(thread_id), durability=agent.durability)
             outcome = agent.outcome(thread_id)
     except Exception as exc:
         agent.ledger.finish_turn(thread_id, holder, stopped=True)
