@@ -1,7 +1,9 @@
 """The synchronous pattern for developer tools: approve in the terminal with ``input()``.
 
 Blocking is fine here: a terminal has nothing else to do while the developer reads. (In a
-notebook it is not: see ``hitl_kit.cards``.)
+notebook it is not: see ``hitl_kit.cards``.) Every line is made visible first
+(``hitl_kit.render``): a bidi override or a zero-width character would otherwise act on the
+terminal itself, or hide in what the developer approves.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ import json
 from collections.abc import Callable
 
 from hitl_kit.approval import AlreadyDecided, ApprovalAgent, ApprovalError, Outcome
-from hitl_kit.render import payload_rows
+from hitl_kit.render import claim_line, payload_rows, visible
 
 CHOICES = {"a": "approve", "r": "reject", "e": "edit"}
 
@@ -48,9 +50,9 @@ def approve_in_terminal(agent: ApprovalAgent, outcome: Outcome, approver: str,
         try:
             outcome = agent.resume(outcome.thread_id, {pending.interrupt_id: decision})
         except AlreadyDecided as exc:  # someone else (or a timeout) answered first
-            say(f"not applied: {exc}")
+            say(f"not applied: this request was already {claim_line(exc.claim)}")
             outcome = agent.outcome(outcome.thread_id)
         except ApprovalError as exc:
-            say(f"refused, nothing ran: {exc}")
-    say(outcome.answer or "")
+            say(f"refused, nothing ran: {visible(str(exc))}")
+    say(visible(outcome.answer or "", multiline=True))
     return outcome

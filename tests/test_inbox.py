@@ -278,7 +278,7 @@ def test_the_widget_approves_the_ticked_rows_on_click(inbox, world):
     assert all("approved by ana" in r.result.value and r.checkbox.disabled for r in done)
     assert "1 approval(s) waiting" in widget.status.value
     widget.approve_selected.click()  # nothing ticked now
-    assert "nothing selected" in widget.status.value
+    assert "nothing selected" in widget.note.value
     assert world.calls["delete_customer"] == 1
 
 
@@ -287,7 +287,7 @@ def test_the_widget_rejects_with_a_reason_and_refuses_a_nameless_approver(inbox,
     widget.approver.value = ""
     widget.row("del-4").checkbox.value = True
     widget.approve_selected.click()
-    assert "refused, nothing ran" in widget.status.value and world.calls["delete_customer"] == 0
+    assert "refused, nothing ran" in widget.note.value and world.calls["delete_customer"] == 0
     widget.approver.value = "bo"
     widget.reason.value = "still needed"
     widget.reject_selected.click()
@@ -308,7 +308,7 @@ def test_the_widget_closes_rows_answered_elsewhere_and_adds_new_ones(agent, worl
     assert old.done and "answered elsewhere" in old.result.value and not old.checkbox.value
     assert widget.row("b").item.tool == "delete_thread"
     widget.approve_selected.click()  # the ticked row was closed: nothing is selected
-    assert "nothing selected" in widget.status.value and world.calls["delete_customer"] == 0
+    assert "nothing selected" in widget.note.value and world.calls["delete_customer"] == 0
 
 
 def test_the_widget_escapes_everything_from_the_payload(agent):
