@@ -22,6 +22,8 @@ import re
 import unicodedata
 from datetime import UTC, datetime
 
+from hitl_kit.vocabulary import Kind
+
 RISK_COLOURS = {"low": "#2e7d32", "medium": "#ef6c00", "high": "#c62828"}
 
 # Letters and symbols that render as nothing (or as blank space) although they are not controls.
@@ -211,9 +213,10 @@ def ago(when: str | datetime, now: datetime | None = None) -> str:
 def claim_line(claim, now: datetime | None = None) -> str:
     """Who decided and how, for people: 'approved by ana 2 s ago: looks right' (no ids, no ISO
     timestamps). ``claim`` is a ``hitl_kit.decisions.Claim``."""
-    from hitl_kit.decisions import HOW
-
-    how = HOW.get(claim.kind, claim.kind)
+    try:
+        how = Kind(claim.kind).past
+    except ValueError:
+        how = visible(str(claim.kind))
     who = "by the system" if claim.approver == "system" else f"by {visible(claim.approver)}"
     because = f": {visible(claim.reason)}" if claim.reason else ""
     return f"{how} {who} {ago(claim.decided_at, now)}{because}"
