@@ -4,6 +4,7 @@ import sqlite3
 from contextlib import closing
 
 import nbformat
+from playwright.sync_api import expect
 
 from hitl_kit.audit import open_readonly
 
@@ -42,15 +43,20 @@ def test_approve_and_reject_on_the_cards_resume_the_graph(page, live_lab, artifa
     customer_ids = "SELECT id FROM customers ORDER BY id"
     assert (3,) in world_rows(live_lab.kernel_tmp, customer_ids)  # nothing ran before the click
 
-    # Approve: the delete runs, the card locks and shows the outcome, the trail has the row.
-    card(page, "delete_customer").locator("button.widget-button", has_text="Approve").click()
+    # Approve with a fast double click: the delete runs once, the card locks and keeps showing
+    # the outcome (the second click is answered on its own line), the trail has one row.
+    delete_card = card(page, "delete_customer")
+    delete_card.locator("button.widget-button", has_text="Approve").dblclick()
     wait_for_output_text(page, "Approved by learner")
+    expect(delete_card.get_by_text("changed nothing")).to_be_visible(timeout=15_000)
+    expect(delete_card.get_by_text("Approved by learner")).to_be_visible()
     page.get_by_text("Approved by learner").first.scroll_into_view_if_needed()
     save_screenshot(page, artifacts_dir, "notebook02-approve")
     assert widget_button(page, "Approve").first.is_disabled()
     assert (3,) not in world_rows(live_lab.kernel_tmp, customer_ids)
-    assert ("delete_customer", "approved", "learner", "success", None) in \
-        resolved_rows(live_lab.kernel_tmp)
+    deletes = [r for r in resolved_rows(live_lab.kernel_tmp) if r[0] == "delete_customer"
+               and r[2] == "learner"]
+    assert deletes == [("delete_customer", "approved", "learner", "success", None)]
 
     # Reject with a reason: nothing runs, and the reason reaches the agent.
     delete_thread = card(page, "delete_thread")

@@ -1,8 +1,11 @@
-"""Notebook 04 in a real JupyterLab: a card nobody answers counts down, then applies the default."""
+"""Notebook 04 in a real JupyterLab: a card nobody answers counts down, then applies the default
+and keeps saying so; its cell, run again, gives a new card that a click decides in time."""
 
 import re
 import time
 from contextlib import closing
+
+from playwright.sync_api import expect
 
 from hitl_kit.audit import open_readonly
 
@@ -32,16 +35,31 @@ def test_an_unanswered_card_counts_down_and_times_out(page, live_lab, artifacts_
     assert len(seen) >= 2, f"the countdown did not move: {seen}"
     save_screenshot(page, artifacts_dir, "notebook04-countdown-running")
 
-    # The card settles ("deadline passed"); the notebook's own late click is then refused and the
-    # card says who decided: the system, by default.
+    # The card settles ("deadline passed") and says who decided: the system, by default. The
+    # notebook's own late decision afterwards is refused and leaves that headline in view.
     wait_for_output_text(page, "deadline passed", timeout_ms=30_000)
     wait_for_output_text(page, "nobody decided within 5 s; rejected by default")
     page.get_by_text("deadline passed").first.scroll_into_view_if_needed()
     save_screenshot(page, artifacts_dir, "notebook04-countdown-timed-out")
     wait_for_execution(page, timeout_ms=90_000)
+    card_cell = page.locator(".jp-CodeCell", has_text="run = next(countdown_runs)")
+    expect(card_cell.get_by_text("Timed out, rejected by default")).to_be_visible()
+    assert resolved("countdown-1", live_lab) == [("timed-out", "system", "not_executed")]
 
+    # Run the card's cell again: a new request on a new thread, and a click in time decides it.
+    card_cell.locator(".jp-InputArea-editor").click()
+    page.keyboard.press("Shift+Enter")
+    approve = card_cell.locator(".jp-OutputArea-output button.widget-button", has_text="Approve")
+    expect(card_cell.get_by_text("left to decide")).to_be_visible(timeout=30_000)
+    approve.click()
+    expect(card_cell.get_by_text("Approved by learner")).to_be_visible(timeout=30_000)
+    card_cell.scroll_into_view_if_needed()
+    save_screenshot(page, artifacts_dir, "notebook04-card-cell-run-again")
+    assert resolved("countdown-2", live_lab) == [("approved", "learner", "success")]
+
+
+def resolved(thread_id, live_lab):
     (audit_db,) = live_lab.kernel_tmp.glob("hitl-04-*/audit.db")
     with closing(open_readonly(audit_db)) as db:
-        rows = db.execute("SELECT decision, approver_id, outcome FROM audit_log WHERE "
-                          "session_id = 'countdown-1' AND event = 'resolved'").fetchall()
-    assert rows == [("timed-out", "system", "not_executed")]
+        return db.execute("SELECT decision, approver_id, outcome FROM audit_log WHERE "
+                          "session_id = ? AND event = 'resolved'", (thread_id,)).fetchall()

@@ -1,7 +1,10 @@
-"""Notebook 05 in a real JupyterLab: approve one item in the inbox while the others stay pending."""
+"""Notebook 05 in a real JupyterLab: approve one item in the inbox while the others stay pending;
+a rejection's reason is cleared and never rides along with the next approval."""
 
 import sqlite3
 from pathlib import Path
+
+from playwright.sync_api import expect
 
 from hitl_kit.approval import ApprovalAgent, durable_checkpointer
 from hitl_kit.inbox import ApprovalInbox
@@ -39,8 +42,7 @@ def test_approve_one_inbox_item_while_others_stay_pending(page, live_lab, artifa
     assert {"mixed", "key-account", "mass"} <= before
     sent_before = replies_sent(workdir)
 
-    row = page.locator(".jp-OutputArea-output .widget-hbox", has_text="thread mixed").first
-    row.locator("input[type=checkbox]").check()
+    row_of(page, "thread mixed").locator("input[type=checkbox]").check()
     approve_selected.click()
     wait_for_output_text(page, "approved by learner")
     page.get_by_text("approved by learner").first.scroll_into_view_if_needed()
@@ -48,3 +50,28 @@ def test_approve_one_inbox_item_while_others_stay_pending(page, live_lab, artifa
 
     assert pending_threads(workdir) == before - {"mixed"}
     assert replies_sent(workdir) == sent_before + 1
+
+    # Reject one with a reason: the reason box is empty afterwards, and the next approval is
+    # recorded without it.
+    reason = page.locator(".jp-OutputArea-output input[placeholder^='why']").last
+    reason.fill("key account, keep it")
+    row_of(page, "key-account").locator("input[type=checkbox]").check()
+    widget_button(page, "Reject selected").click()
+    wait_for_output_text(page, "rejected by learner")
+    expect(reason).to_have_value("")
+    row_of(page, "thread mass").locator("input[type=checkbox]").check()
+    approve_selected.click()
+    expect(row_of(page, "thread mass")).to_contain_text("approved by learner", timeout=30_000)
+    save_screenshot(page, artifacts_dir, "notebook05-inbox-reason-cleared")
+    assert last_decision(workdir, "key-account")["reason"] == "key account, keep it"
+    assert last_decision(workdir, "mass")["reason"] == ""
+
+
+def row_of(page, text):
+    return page.locator(".jp-OutputArea-output .widget-hbox", has_text=text).first
+
+
+def last_decision(workdir: Path, thread_id: str) -> dict:
+    agent = ApprovalAgent(OfflineChatModel(), World().tools(),
+                          checkpointer=durable_checkpointer(str(workdir / "checkpoints.db")))
+    return agent.outcome(thread_id).decisions[-1]
