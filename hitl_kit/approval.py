@@ -153,7 +153,9 @@ class ApprovalAgent:
             raise ApprovalError(f"there is no thread {thread_id!r}: check the id (LangGraph "
                                 "would silently start a brand-new run for it)")
         pending = [Pending(i.id, i.value) for i in state.interrupts]
-        interrupted = () if pending else tuple(state.next)
+        # Nothing pending and nodes due, or a finished task whose step was never saved (a
+        # crash between the two writes): stopped mid-run, not finished.
+        interrupted = () if pending else tuple(state.next) or tuple(t.name for t in state.tasks)
         return Outcome(thread_id, pending, answer_of(state.values),
                        list(state.values.get("decisions", [])), interrupted)
 

@@ -207,16 +207,25 @@ class DecisionLedger:
             self._conn.close()
             raise
 
+    # The two ways in: everything else is SQL that SQLite and PostgreSQL both speak (``?``
+    # placeholders, ON CONFLICT), so a PostgreSQL ledger overrides only these and the schema.
     @contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
+    def _transaction(self, thread_id: str | None = None) -> Iterator[sqlite3.Connection]:
+        """A write transaction. SQLite's BEGIN IMMEDIATE serialises every writer; a server
+        backend may lock only ``thread_id``."""
         with transaction(self._conn, self._lock) as conn:
             yield conn
+
+    @contextmanager
+    def _reading(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            yield self._conn
 
     # -- claims: the one judge ----------------------------------------------------------------
     def claim(self, claims: list[Claim]) -> Claim | None:
         """Record these decisions, all or none. Returns None when they won, or the claim that
         was there first (and records nothing)."""
-        with self._transaction() as conn:
+        with self._transaction(claims[0].thread_id if claims else None) as conn:
             return self._claim(conn, claims)
 
     def _claim(self, conn, claims: list[Claim]) -> Claim | None:
@@ -237,7 +246,7 @@ class DecisionLedger:
         thread holds the turn; TimeoutError after ``wait_s`` (default ``TURN_WAIT_S``)."""
         give_up = time.monotonic() + (TURN_WAIT_S if wait_s is None else wait_s)
         while True:
-            with self._transaction() as conn:
+            with self._transaction(thread_id) as conn:
                 for claim in claims:
                     earlier = self._winner(conn, *claim.key)
                     if earlier is not None:
@@ -255,7 +264,7 @@ class DecisionLedger:
         with the graph (``pending``: every request pending now; None leaves them), and give the
         turn back. ``stopped``: the thread was left mid-run (an error inside a node), so its turn
         is left behind as stale, for ``hitl_kit.recovery`` to find and finish."""
-        with self._transaction() as conn:
+        with self._transaction(thread_id) as conn:
             conn.executemany("UPDATE hitl_claims SET applied = 1 WHERE thread_id = ? AND "
                              "interrupt_id = ? AND fingerprint = ?", [c.key for c in applied])
             if pending is not None:
@@ -279,8 +288,8 @@ class DecisionLedger:
         the fingerprint, or both."""
         if interrupt_id is None and fingerprint is None:
             raise ValueError("name the request: an interrupt id, a fingerprint, or both")
-        with self._lock:
-            return self._winner(self._conn, thread_id, interrupt_id, fingerprint)
+        with self._reading() as conn:
+            return self._winner(conn, thread_id, interrupt_id, fingerprint)
 
     @staticmethod
     def _winner(conn, thread_id, interrupt_id, fingerprint) -> Claim | None:
@@ -293,18 +302,18 @@ class DecisionLedger:
 
     def claims(self, thread_id: str | None = None) -> list[Claim]:
         """Every decision recorded (for one thread), oldest first."""
-        with self._lock:
-            rows = self._conn.execute(
+        with self._reading() as conn:
+            rows = conn.execute(
                 f"SELECT {CLAIM_COLUMNS} FROM hitl_claims WHERE ? IS NULL OR thread_id = ? "
-                "ORDER BY decided_at, rowid", (thread_id, thread_id)).fetchall()
+                "ORDER BY decided_at, thread_id, interrupt_id", (thread_id, thread_id)).fetchall()
         return [_claim_of(row) for row in rows]
 
     def unapplied(self) -> list[Claim]:
         """Claims that won but were never marked applied: a process died after the claim."""
-        with self._lock:
-            rows = self._conn.execute(
+        with self._reading() as conn:
+            rows = conn.execute(
                 f"SELECT {CLAIM_COLUMNS} FROM hitl_claims WHERE applied = 0 "
-                "ORDER BY decided_at, rowid").fetchall()
+                "ORDER BY decided_at, thread_id, interrupt_id").fetchall()
         return [_claim_of(row) for row in rows]
 
     # -- turns: one resume per thread at a time ------------------------------------------------
@@ -323,7 +332,7 @@ class DecisionLedger:
         holder = uuid.uuid4().hex
         give_up = time.monotonic() + (TURN_WAIT_S if wait_s is None else wait_s)
         while True:
-            with self._transaction() as conn:
+            with self._transaction(thread_id) as conn:
                 if self._take_turn(conn, thread_id, holder):
                     return holder
             if time.monotonic() > give_up:
@@ -336,21 +345,23 @@ class DecisionLedger:
                            "WHERE thread_id = ?", (thread_id,)).fetchone()
         if row is not None and not Turn(*row).stale:
             return False
-        conn.execute("INSERT OR REPLACE INTO hitl_turns VALUES (?, ?, ?, ?, ?)",
+        conn.execute("INSERT INTO hitl_turns VALUES (?, ?, ?, ?, ?) ON CONFLICT (thread_id) DO "
+                     "UPDATE SET holder = excluded.holder, host = excluded.host, "
+                     "pid = excluded.pid, lease_ends = excluded.lease_ends",
                      (thread_id, holder, HOST, os.getpid(), time.time() + TURN_LEASE_S))
         return True
 
     def stale_turns(self) -> list[Turn]:
         """Turns whose holder is gone: each thread was left mid-resume by a crash."""
-        with self._lock:
-            rows = self._conn.execute(
+        with self._reading() as conn:
+            rows = conn.execute(
                 "SELECT thread_id, holder, host, pid, lease_ends FROM hitl_turns").fetchall()
         return [t for t in (Turn(*r) for r in rows) if t.stale]
 
     # -- the index of pending requests ----------------------------------------------------------
     def sync(self, thread_id: str, pending: Iterable[Request]) -> None:
         """Make the index hold exactly these pending requests for the thread."""
-        with self._transaction() as conn:
+        with self._transaction(thread_id) as conn:
             self._sync(conn, thread_id, list(pending))
 
     @staticmethod
@@ -368,24 +379,23 @@ class DecisionLedger:
 
     def requests(self, thread_id: str | None = None) -> list[Request]:
         """The pending requests (of one thread), oldest first."""
-        with self._lock:
-            rows = self._conn.execute(
+        with self._reading() as conn:
+            rows = conn.execute(
                 "SELECT thread_id, interrupt_id, fingerprint, payload, asked_at, deadline_at, "
                 "deadline_stage FROM hitl_requests WHERE ? IS NULL OR thread_id = ? "
-                "ORDER BY asked_at, rowid", (thread_id, thread_id)).fetchall()
+                "ORDER BY asked_at, thread_id, interrupt_id", (thread_id, thread_id)).fetchall()
         return [Request(r[0], r[1], r[2], json.loads(r[3]), *r[4:]) for r in rows]
 
     def indexed_threads(self) -> set[str]:
-        with self._lock:
-            return {r[0] for r in self._conn.execute("SELECT DISTINCT thread_id FROM "
-                                                     "hitl_requests")}
+        with self._reading() as conn:
+            return {r[0] for r in conn.execute("SELECT DISTINCT thread_id FROM hitl_requests")}
 
     def set_deadline(self, key: tuple[str, str, str], deadline_at: float, stage: int = 0,
                      *, only_if_unset: bool = False) -> float | None:
         """Store a request's deadline (epoch seconds). ``only_if_unset``: keep a stored one (a
         restart must not push a deadline back). Returns the deadline in force, or None when
         the request is not pending any more."""
-        with self._transaction() as conn:
+        with self._transaction(key[0]) as conn:
             row = conn.execute("SELECT deadline_at FROM hitl_requests WHERE thread_id = ? AND "
                                "interrupt_id = ? AND fingerprint = ?", key).fetchone()
             if row is None:
@@ -402,26 +412,28 @@ class DecisionLedger:
                  reason: str) -> bool:
         """Record that an undecided request was handed to ``escalated_to``. False (and nothing
         recorded) when it was decided meanwhile."""
-        with self._transaction() as conn:
+        with self._transaction(thread_id) as conn:
             if self._winner(conn, thread_id, interrupt_id, fingerprint) is not None:
                 return False
-            conn.execute("INSERT OR IGNORE INTO hitl_escalations VALUES (?, ?, ?, ?, ?, ?)",
+            conn.execute("INSERT INTO hitl_escalations VALUES (?, ?, ?, ?, ?, ?) "
+                         "ON CONFLICT DO NOTHING",
                          (thread_id, interrupt_id, fingerprint, escalated_to, reason,
                           _now_iso()))
         return True
 
     def escalations(self, thread_id: str | None = None) -> list[Escalation]:
         """Every escalation recorded (for one thread), oldest first."""
-        with self._lock:
-            rows = self._conn.execute(
-                "SELECT * FROM hitl_escalations WHERE ? IS NULL OR thread_id = ? "
-                "ORDER BY escalated_at, rowid", (thread_id, thread_id)).fetchall()
+        with self._reading() as conn:
+            rows = conn.execute(
+                "SELECT thread_id, interrupt_id, fingerprint, escalated_to, reason, escalated_at "
+                "FROM hitl_escalations WHERE ? IS NULL OR thread_id = ? "
+                "ORDER BY escalated_at, thread_id, interrupt_id", (thread_id, thread_id)).fetchall()
         return [Escalation(*row) for row in rows]
 
     # -- the execution journal ------------------------------------------------------------------
     def run_record(self, run_key: str) -> RunRecord | None:
-        with self._lock:
-            row = self._conn.execute(
+        with self._reading() as conn:
+            row = conn.execute(
                 "SELECT run_key, tool, finished, result, is_error, finished_at, why_not "
                 "FROM hitl_runs WHERE run_key = ?", (run_key,)).fetchone()
         return None if row is None else RunRecord(row[0], row[1], bool(row[2]), row[3],
@@ -430,7 +442,8 @@ class DecisionLedger:
     def run_started(self, run_key: str, tool: str) -> None:
         """Record that a call is about to run (before its side effect)."""
         with self._transaction() as conn:
-            conn.execute("INSERT OR IGNORE INTO hitl_runs (run_key, tool) VALUES (?, ?)",
+            conn.execute("INSERT INTO hitl_runs (run_key, tool) VALUES (?, ?) "
+                         "ON CONFLICT DO NOTHING",
                          (run_key, tool))
 
     def run_finished(self, run_key: str, tool: str, result: str, is_error: bool,

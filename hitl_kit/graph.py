@@ -303,7 +303,9 @@ def carry_out(kit: Kit, thread_id: str, record: dict) -> tuple[ToolMessage, str 
                "again. Check by hand before proposing it again.")
         return _finish(kit, key, record, ToolMessage(why, tool_call_id=call_id, status="error"),
                        now_iso(), why)
-    why_not = _why_not_now(kit, record)
+    # Checked once, before the run is recorded as started: a run that started before a crash
+    # was checked then, and what it would touch now may be its own effect.
+    why_not = _why_not_now(kit, record) if previous is None else None
     if why_not is not None:
         return _finish(kit, key, record, ToolMessage(why_not[0].upper() + why_not[1:],
                                                      tool_call_id=call_id, status="error"),

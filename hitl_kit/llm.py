@@ -84,9 +84,21 @@ class _Step:
         self.words = _content_words(" ".join(t for t, q in self.tokens if not q))
 
 
+# (name, description) -> (schema, spec): tools are rebuilt often, their schemas are shared. The
+# schema is kept and compared by identity, so a tool redefined with other arguments is not
+# mistaken for the old one.
+_SPECS: dict[tuple[str, str], tuple[Any, dict]] = {}
+
+
 def _tool_spec(tool: Any) -> dict:
-    spec = tool if isinstance(tool, dict) else convert_to_openai_tool(tool)
-    return spec.get("function", spec)
+    if isinstance(tool, dict):
+        return tool.get("function", tool)
+    key, schema = (tool.name, tool.description), getattr(tool, "args_schema", None)
+    cached = _SPECS.get(key)
+    if cached is None or cached[0] is not schema or schema is None:
+        spec = convert_to_openai_tool(tool)
+        cached = _SPECS[key] = (schema, spec.get("function", spec))
+    return cached[1]
 
 
 def _words_of(spec: dict) -> frozenset[str]:

@@ -20,6 +20,11 @@ What a deadline's ``default`` does when it passes:
 The default goes through ``ApprovalAgent.apply_default``, so it must win the request's claim in
 the ledger like any click: a click and the timer at the same instant give exactly one decision.
 A person deciding first cancels the timer.
+
+Deadlines survive a restart: each is stored in the decision ledger as an absolute time with its
+request when the timer is first armed (a later arming keeps the stored time, so a restart never
+pushes a deadline back). ``DeadlineWatcher.rearm()`` in a new process arms a timer for every
+pending request from the stored times, and applies the default at once where it has passed.
 """
 
 from __future__ import annotations
@@ -104,7 +109,8 @@ class ApprovalTimer:
         self.done = threading.Event()
         self.settled_at: float | None = None  # time.monotonic() when it settled
         self._history: list[str] = []  # the waits that passed, for the final reason
-        self._ends_at = math.inf
+        self._stage = 0  # how many escalations happened before this deadline
+        self._ends_at = math.inf  # wall-clock (epoch) seconds
         self._timer: threading.Timer | None = None
         self._lock = threading.Lock()
 
@@ -113,23 +119,45 @@ class ApprovalTimer:
         return self.thread_id, self.pending.interrupt_id, self.pending.fingerprint
 
     def start(self) -> ApprovalTimer:
+        """Arm the timer at the deadline stored with the request (stored now if it has none:
+        after a restart the stored time stands, so the deadline is never pushed back)."""
         self.agent.on_decided.append(self._on_decided)
-        self._arm(self.deadline)
+        stage, deadline = self._stored_stage()
+        self._stage, self.deadline = stage, deadline
+        self._arm(deadline, keep_stored=True)
         return self
 
-    def _arm(self, deadline: Deadline) -> None:
+    def _stored_stage(self) -> tuple[int, Deadline]:
+        """The deadline in force after the escalations already recorded (0 without any)."""
+        request = next((r for r in self.agent.ledger.requests(self.thread_id)
+                        if r.key == self.key), None)
+        stage = request.deadline_stage if request is not None else 0
+        deadline = self.deadline
+        earlier = [e for e in self.agent.ledger.escalations(self.thread_id)
+                   if (e.thread_id, e.interrupt_id, e.fingerprint) == self.key]
+        for escalation in earlier[:stage]:
+            self.escalated_to.append(escalation.escalated_to)
+            self._history.append(escalation.reason)
+            deadline = deadline.after_escalation
+        return stage, deadline
+
+    def _arm(self, deadline: Deadline, *, keep_stored: bool = False) -> None:
         with self._lock:
             if self.done.is_set():
                 return
             self.deadline = deadline
-            self._ends_at = time.monotonic() + deadline.seconds
-            self._timer = threading.Timer(deadline.seconds, self.expire_now)
+            wanted = time.time() + deadline.seconds
+            stored = self.agent.ledger.set_deadline(self.key, wanted, self._stage,
+                                                    only_if_unset=keep_stored)
+            self._ends_at = wanted if stored is None else stored
+            self._timer = threading.Timer(max(0.0, self._ends_at - time.time()),
+                                          self.expire_now)
             self._timer.daemon = True  # a forgotten timer must not keep the process alive
             self._timer.start()
 
     def remaining(self) -> float:
         """Seconds until the current deadline (0 once it passed or the timer is settled)."""
-        return 0.0 if self.done.is_set() else max(0.0, self._ends_at - time.monotonic())
+        return 0.0 if self.done.is_set() else max(0.0, self._ends_at - time.time())
 
     def wait(self, timeout: float | None = None) -> bool:
         """Wait until settled; False if still running after ``timeout`` seconds."""
@@ -178,6 +206,7 @@ class ApprovalTimer:
             self.state = ESCALATED
             self.escalated_to.append(to)
             self._history.append(reason)
+            self._stage += 1
         if self.on_escalate is not None:
             try:
                 self.on_escalate(self, to)
@@ -253,6 +282,20 @@ class DeadlineWatcher:
     def _on_decided(self, claims: list[Claim], outcome: Outcome) -> None:
         if outcome.thread_id in self._threads:
             self.watch(outcome)
+
+    def rearm(self) -> list[ApprovalTimer]:
+        """After a restart: a timer for every pending request whose policy has a deadline, at
+        its stored time (the default is applied at once where that passed); their threads are
+        watched from now on."""
+        timers = []
+        for request in self.agent.ledger.requests():
+            with self._lock:
+                self._threads.add(request.thread_id)
+            timer = self.timer_for(request.thread_id,
+                                   Pending(request.interrupt_id, request.payload))
+            if timer is not None:
+                timers.append(timer)
+        return timers
 
     def wait(self, timeout: float) -> bool:
         """Wait until every timer is settled, those armed meanwhile included; False if some still

@@ -48,6 +48,7 @@ CREATE TABLE effect_runs (idempotency_key TEXT PRIMARY KEY, action TEXT NOT NULL
                           result TEXT NOT NULL, ran_at TEXT NOT NULL);
 """
 IDEMPOTENCY_KEY = "idempotency_key"
+_SCHEMAS: dict[str, type] = {}  # action name -> its arguments' schema (same for every world)
 
 SEED_CUSTOMERS = [
     (1, "Ada Lovelace", "ada@example.com", "enterprise", "key account since 2019"),
@@ -330,15 +331,18 @@ class World:
         unknown = set(names or ()) - {n for n, _ in chosen}
         if unknown:
             raise ValueError(f"no such tools: {sorted(unknown)}")
-        return [
-            StructuredTool.from_function(
+        tools = []
+        for name, klass in chosen:
+            tool = StructuredTool.from_function(
                 self._counted(name),
                 name=name,
                 description=" ".join(getattr(self, name).__doc__.split()),
                 metadata={"reversibility": klass},
+                args_schema=_SCHEMAS.get(name),  # built once per action, not once per world
             )
-            for name, klass in chosen
-        ]
+            _SCHEMAS.setdefault(name, tool.args_schema)
+            tools.append(tool)
+        return tools
 
     def _counted(self, name: str):
         """The action as a tool: effectively once per idempotency key, and counted in

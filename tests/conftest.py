@@ -1,4 +1,5 @@
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -60,6 +61,42 @@ def with_cell_replaced(src_path, tmp_path, old, new):
     out = tmp_path / src_path.name
     out.write_text(json.dumps(notebook))
     return out
+
+
+class SqliteBackend:
+    """The default backend: the checkpointer, the decision ledger (in the checkpointer's file)
+    and the audit trail, each a SQLite file in the test's folder."""
+
+    name = "sqlite"
+
+    def checkpointer(self, folder: Path):
+        from hitl_kit.approval import durable_checkpointer
+
+        return durable_checkpointer(str(folder / "checkpoints.db"))
+
+    def ledger(self, folder: Path):
+        from hitl_kit.decisions import DecisionLedger
+
+        return DecisionLedger(str(folder / "checkpoints.db"))
+
+    def audit(self, folder: Path):
+        from hitl_kit.audit import AuditTrail
+
+        return AuditTrail(folder / "audit.db", head_path=folder / "audit.head", durable=False)
+
+    def copy(self, source: Path, folder: Path) -> None:
+        """Make ``folder`` hold what ``source`` holds (its connections closed): many trials
+        start from one prepared state."""
+        shutil.copytree(source, folder, dirs_exist_ok=True)
+
+
+BACKENDS = {"sqlite": SqliteBackend}
+
+
+@pytest.fixture(params=sorted(BACKENDS))
+def backend(request):
+    """Each durable backend in turn: one test body, run against every backend."""
+    return BACKENDS[request.param]()
 
 
 FAULT_COUNTS: dict[str, int] = {}
