@@ -250,8 +250,9 @@ def test_card_counts_down_then_shows_the_applied_default(agent, world):
     assert all(b.disabled for b in (card.approve, card.reject, card.edit))
     assert "Timed out" in card.status.value and "system" in card.status.value
     assert "deadline passed" in card.countdown.value
-    card.approve.click()  # too late: refused, and nothing runs
-    assert "already decided by system" in card.status.value
+    card.approve.click()  # too late: refused, nothing runs, and the timeout stays in view
+    assert "Timed out" in card.status.value and "system" in card.status.value
+    assert "changed nothing" in card.note.value
     assert world.calls["deploy_to_prod"] == 0
 
 
@@ -273,7 +274,8 @@ def test_card_shows_a_decision_made_elsewhere(agent, world):
     [card] = board.cards
     agent.resume("t", {"kind": "reject", "approver": "bo", "reason": "freeze week"})
     card.ticker.join(SETTLE_S)
-    assert "already decided</b> by bo (rejected: freeze week)" in card.status.value
+    status = card.status.value
+    assert "Already decided</b>: rejected by bo" in status and "freeze week" in status
     assert card.approve.disabled and world.calls["deploy_to_prod"] == 0
 
 
