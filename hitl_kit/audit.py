@@ -1,26 +1,41 @@
 """An append-only, tamper-evident audit trail for agent actions, kept in SQLite.
 
-Each action is written twice: a ``proposed`` row when the agent asks, and a ``resolved`` row when
-a person (or a rule, or a timeout) decides and the action runs or not. Rows are never changed.
+Each action gets a ``proposed`` row when the agent asks, and a ``resolved`` row when a person (or
+a rule, or a timeout) decides and the action runs or not; under a two-person rule each approval
+before the last is a ``decided`` row, and a decision from someone who may not decide is a
+``refused`` row. Rows are never changed.
 
-Three layers stop or reveal tampering:
+Four layers stop or reveal tampering:
 
-1. The database refuses edits: a STRICT table with CHECKs, and triggers that abort UPDATE and
-   DELETE from any connection.
-2. The writer's own connection refuses UPDATE, DELETE, DROP, ALTER, trigger changes and
-   schema-changing PRAGMAs (``set_authorizer``), so agent code holding it cannot undo layer 1.
-3. Every row carries ``row_hash = sha256(prev_hash + canonical_json(row))``. ``verify()`` finds
-   the first row that was edited, deleted, swapped or forged, even by someone who bypassed 1 and 2.
-   Deleting the newest rows is only caught against a head ``(seq, row_hash)`` kept elsewhere.
+1. The database refuses edits: a STRICT table with CHECKs, and triggers that abort UPDATE,
+   DELETE and ``INSERT OR REPLACE`` (which deletes without firing delete triggers) from any
+   connection.
+2. The writer keeps its connection to itself: ``AuditTrail.connection`` is a separate read-only
+   connection with an authorizer it cannot lift (it has no ``set_authorizer``). The writer's own
+   connection refuses UPDATE, DELETE, DROP, ALTER, trigger changes and settings PRAGMAs.
+3. Before every append the trail checks that the schema did not change since it checked it
+   (``PRAGMA schema_version``); ``verify`` compares the whole schema with what it should be.
+4. Every row carries ``row_hash = sha256(prev_hash + canonical_json(row))``. ``verify()`` finds
+   the first row that was edited, deleted, swapped or forged, even by someone who bypassed 1-3.
+   Deleting the newest rows is only caught against a head ``(seq, row_hash)`` kept elsewhere:
+   give ``head_path`` and keep a copy of that file where the agent cannot write.
 
-Readers use ``open_readonly``; ``hitl_kit.audit_queries`` reads the trail into pandas. Usage::
+Readers use ``open_readonly``; ``hitl_kit.audit_queries`` reads the trail into pandas::
 
-    with AuditTrail("audit.db", head_path="audit.head.json") as trail:
-        trail.append({"event_key": "t1:call_1:proposed", "session_id": "t1",
-                      "action_type": "send_email", "parameters": {"to": "ana@example.com"},
-                      "reversibility_class": "irreversible_low", "event": "proposed",
-                      "proposed_at": datetime.now(timezone.utc)})
-        assert trail.verify().ok
+    >>> import tempfile, pathlib
+    >>> folder = pathlib.Path(tempfile.mkdtemp())
+    >>> with AuditTrail(folder / "audit.db", head_path=folder / "audit.head.json") as trail:
+    ...     row = trail.append({"event_key": "t1:call_1:proposed", "session_id": "t1",
+    ...                         "action_type": "send_email", "parameters": {"to": "ana@x.org"},
+    ...                         "reversibility_class": "irreversible_low", "event": "proposed",
+    ...                         "proposed_at": "2026-11-26T21:30:00+00:00"})
+    ...     trail.verify().ok
+    True
+
+Limits: someone who can write both the file and every copy of the head can rewrite history
+undetected; the trail makes that visible only as long as one copy of the head is out of reach.
+Code in the agent's own Python process can reach the writer's private connection: layers 3 and
+4 are what catch it.
 """
 
 from __future__ import annotations
@@ -28,382 +43,179 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import re
 import sqlite3
 import tempfile
 import threading
+import time
 from collections.abc import Mapping
 from contextlib import closing
-from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 
-REVERSIBILITY_CLASSES = (
-    "fully_reversible",
-    "partially_reversible",
-    "irreversible_low",
-    "irreversible_high",
-    "unclassified",
+from hitl_kit import sqlite as kit_sqlite
+from hitl_kit.audit_chain import (  # noqa: F401  (re-exported: the trail's public names)
+    CHANNELS,
+    COLUMNS,
+    DECISIONS,
+    EVENTS,
+    GENESIS_HASH,
+    HASHED_COLUMNS,
+    INPUT_FIELDS,
+    OUTCOMES,
+    REVERSIBILITY_CLASSES,
+    ROW_RULES_SQL,
+    SCHEMA_VERSION,
+    TIMESTAMP_FIELDS,
+    AuditConflictError,
+    AuditHeadError,
+    AuditIntegrityError,
+    AuditSchemaError,
+    VerifyResult,
+    _Walk,
+    canonical_json,
+    check_row,
+    compute_row_hash,
+    normalize_entry,
+    same_or_conflict,
+    to_utc_iso,
+    utc_now_iso,
+    verify_rows,
 )
-EVENTS = ("proposed", "resolved")
-DECISIONS = ("approved", "rejected", "timed-out", "auto-approved")
-OUTCOMES = ("success", "error", "rollback", "not_executed")
+from hitl_kit.audit_chain import _sql_list as sql_list
+from hitl_kit.redaction import sanitize  # noqa: F401  (re-exported)
 
-GENESIS_HASH = "0" * 64  # prev_hash of the first row
-BUSY_TIMEOUT_S = 30  # how long a writer waits for another writer's lock
+# --- the schema ----------------------------------------------------------------------------------
 
-# Column order of the table; the hash covers every column except row_hash.
-COLUMNS = (
-    "seq", "event_key", "recorded_at", "session_id", "action_type", "parameters",
-    "reversibility_class", "event", "approver_id", "decision", "outcome", "reason",
-    "proposed_at", "executed_at", "prev_hash", "row_hash",
-)  # fmt: skip
+_UTC_GLOB = ("[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]T[0-9][0-9]:[0-9][0-9]:[0-9][0-9]"
+             ".[0-9][0-9][0-9][0-9][0-9][0-9]+00:00")
+
+
+def _json_object(column: str, *, nullable: bool = False) -> str:
+    # json_valid(NULL) is 0, not NULL: a nullable column says so itself
+    check = f"json_valid({column}) AND substr({column}, 1, 1) = '{{'"
+    return f"{column} IS NULL OR ({check})" if nullable else check
+
+
+def _hex64(column: str) -> str:
+    return f"length({column}) = 64 AND {column} NOT GLOB '*[^0-9a-f]*'"
+
+
+# name, type, CHECK on the column alone (None: no check)
+_COLUMN_DEFINITIONS = (
+    ("seq", "INTEGER PRIMARY KEY", None),
+    ("event_key", "TEXT NOT NULL UNIQUE", "event_key <> ''"),
+    ("recorded_at", "TEXT NOT NULL", f"recorded_at GLOB '{_UTC_GLOB}'"),
+    ("session_id", "TEXT NOT NULL", "session_id <> ''"),
+    ("action_type", "TEXT NOT NULL", "action_type <> ''"),
+    ("parameters", "TEXT NOT NULL", _json_object("parameters")),
+    ("reversibility_class", "TEXT NOT NULL",
+     f"reversibility_class IN {sql_list(REVERSIBILITY_CLASSES)}"),
+    ("event", "TEXT NOT NULL", f"event IN {sql_list(EVENTS)}"),
+    ("channel", "TEXT", f"channel IN {sql_list(CHANNELS)}"),
+    ("approver_id", "TEXT", "approver_id <> ''"),
+    ("approver_role", "TEXT", "approver_role <> ''"),
+    ("decision", "TEXT", f"decision IN {sql_list(DECISIONS)}"),
+    ("outcome", "TEXT", f"outcome IN {sql_list(OUTCOMES)}"),
+    ("reason", "TEXT", None),
+    ("details", "TEXT", _json_object("details", nullable=True)),
+    ("proposed_at", "TEXT NOT NULL", f"proposed_at GLOB '{_UTC_GLOB}'"),
+    ("executed_at", "TEXT", f"executed_at GLOB '{_UTC_GLOB}'"),
+    ("prev_hash", "TEXT NOT NULL", _hex64("prev_hash")),
+    ("row_hash", "TEXT NOT NULL", _hex64("row_hash")),
+)
+assert tuple(name for name, _, _ in _COLUMN_DEFINITIONS) == COLUMNS
+
+TABLE_SQL = "CREATE TABLE audit_log (\n" + ",\n".join(
+    [f"    {name:<19} {kind}" + (f" CHECK ({check})" if check else "")
+     for name, kind, check in _COLUMN_DEFINITIONS]
+    + [f"    CHECK ({rule})" for rule in ROW_RULES_SQL]
+) + "\n) STRICT"
+
+META_TABLE_SQL = ("CREATE TABLE audit_meta (name TEXT PRIMARY KEY, value TEXT NOT NULL) STRICT")
+
+
+def _guards(table: str, keys: tuple[str, ...]) -> dict[str, str]:
+    """The triggers that make ``table`` append-only. The BEFORE INSERT one runs before conflict
+    resolution, so ``INSERT OR REPLACE`` and ``REPLACE`` cannot delete a row either."""
+    taken = " OR ".join(f"EXISTS (SELECT 1 FROM {table} WHERE {key} = NEW.{key})" for key in keys)
+    return {
+        f"{table}_no_update": f"CREATE TRIGGER {table}_no_update BEFORE UPDATE ON {table}\n"
+        f"BEGIN SELECT RAISE(ABORT, '{table} is append-only: rows cannot be updated'); END",
+        f"{table}_no_delete": f"CREATE TRIGGER {table}_no_delete BEFORE DELETE ON {table}\n"
+        f"BEGIN SELECT RAISE(ABORT, '{table} is append-only: rows cannot be deleted'); END",
+        f"{table}_no_replace": f"CREATE TRIGGER {table}_no_replace BEFORE INSERT ON {table}\n"
+        f"WHEN {taken}\nBEGIN SELECT RAISE(ABORT, '{table} is append-only: a row with this "
+        f"{' or '.join(keys)} exists and cannot be replaced'); END",
+    }
+
+
+TRIGGER_SQL = _guards("audit_log", ("seq", "event_key"))
+META_TRIGGER_SQL = _guards("audit_meta", ("name",))
+SCHEMA_SQL = {"audit_log": TABLE_SQL, **TRIGGER_SQL, "audit_meta": META_TABLE_SQL,
+              **META_TRIGGER_SQL}
+AUDIT_TABLES = ("audit_log", "audit_meta")
+
 SELECT_ROWS_SQL = f"SELECT {', '.join(COLUMNS)} FROM audit_log ORDER BY seq"
-TIMESTAMP_FIELDS = ("recorded_at", "proposed_at", "executed_at")
-TEXT_FIELDS = (
-    "event_key", "session_id", "action_type", "reversibility_class", "event",
-    "approver_id", "decision", "outcome", "reason",
-)  # fmt: skip
-REQUIRED_FIELDS = (
-    "event_key", "session_id", "action_type", "reversibility_class", "event", "proposed_at",
-)  # fmt: skip
-INPUT_FIELDS = (*TEXT_FIELDS, *TIMESTAMP_FIELDS, "parameters")
-RESOLUTION_FIELDS = ("approver_id", "decision", "outcome", "executed_at")
+_NOT_NULL = [name for name, kind, _ in _COLUMN_DEFINITIONS if "NOT NULL" in kind]
+# The first row that breaks a CHECK, found by SQLite itself (PRAGMA ignore_check_constraints=1
+# lets such rows in, so verify asks again).
+FIRST_RULE_BREAK_SQL = "SELECT seq FROM audit_log WHERE " + " OR ".join(
+    [f"{name} IS NULL" for name in _NOT_NULL]
+    + [f"NOT ({check})" for _, _, check in _COLUMN_DEFINITIONS if check]
+    + [f"NOT ({rule})" for rule in ROW_RULES_SQL]
+) + " ORDER BY seq LIMIT 1"
+# prev_hash + the canonical JSON of the row, written by SQLite while it reads (keys sorted, no
+# spaces): verify() only hashes it. compute_row_hash stays the definition: a row whose SQLite
+# text does not hash right is checked again with it.
+_CHAIN_SQL = ("SELECT seq, prev_hash, row_hash, prev_hash || json_object("
+              + ", ".join(f"'{name}', {name}" for name in HASHED_COLUMNS)
+              + ") FROM audit_log ORDER BY seq")
 
-
-def _sql_list(values: tuple[str, ...]) -> str:
-    return "(" + ", ".join(f"'{value}'" for value in values) + ")"
-
-
-# Same shape as datetime.isoformat(timespec="microseconds") in UTC: fixed width, so text order
-# is time order.
-_UTC_ISO_LIKE = "____-__-__T__:__:__.______+00:00"
-_UTC_ISO = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}\+00:00")
-
-TABLE_SQL = f"""
-CREATE TABLE audit_log (
-    seq                 INTEGER PRIMARY KEY,
-    event_key           TEXT NOT NULL UNIQUE,
-    recorded_at         TEXT NOT NULL CHECK (recorded_at LIKE '{_UTC_ISO_LIKE}'),
-    session_id          TEXT NOT NULL,
-    action_type         TEXT NOT NULL,
-    parameters          TEXT NOT NULL CHECK (json_valid(parameters)),
-    reversibility_class TEXT NOT NULL CHECK (reversibility_class IN {_sql_list(REVERSIBILITY_CLASSES)}),
-    event               TEXT NOT NULL CHECK (event IN {_sql_list(EVENTS)}),
-    approver_id         TEXT,
-    decision            TEXT CHECK (decision IN {_sql_list(DECISIONS)}),
-    outcome             TEXT CHECK (outcome IN {_sql_list(OUTCOMES)}),
-    reason              TEXT,
-    proposed_at         TEXT NOT NULL CHECK (proposed_at LIKE '{_UTC_ISO_LIKE}'),
-    executed_at         TEXT CHECK (executed_at LIKE '{_UTC_ISO_LIKE}'),
-    prev_hash           TEXT NOT NULL CHECK (length(prev_hash) = 64),
-    row_hash            TEXT NOT NULL CHECK (length(row_hash) = 64),
-    CHECK (event = 'resolved' OR (approver_id IS NULL AND decision IS NULL
-                                  AND outcome IS NULL AND executed_at IS NULL)),
-    CHECK (event = 'proposed' OR (approver_id IS NOT NULL AND decision IS NOT NULL
-                                  AND outcome IS NOT NULL)),
-    CHECK ((decision = 'auto-approved') = (approver_id = 'auto')),
-    CHECK ((decision = 'timed-out') = (approver_id = 'system')),
-    CHECK (decision NOT IN ('rejected', 'timed-out') OR outcome = 'not_executed'),
-    CHECK ((outcome = 'not_executed') = (executed_at IS NULL))
-) STRICT
-""".strip()  # noqa: E501
-
-TRIGGER_SQL = {
-    "audit_log_no_update": "CREATE TRIGGER audit_log_no_update BEFORE UPDATE ON audit_log\n"
-    "BEGIN SELECT RAISE(ABORT, 'audit_log is append-only: rows cannot be updated'); END",
-    "audit_log_no_delete": "CREATE TRIGGER audit_log_no_delete BEFORE DELETE ON audit_log\n"
-    "BEGIN SELECT RAISE(ABORT, 'audit_log is append-only: rows cannot be deleted'); END",
-}
-SCHEMA_SQL = {"audit_log": TABLE_SQL, **TRIGGER_SQL}
-
-
-class AuditSchemaError(RuntimeError):
-    """The database's audit table or its guards are not what this module created."""
-
-
-class AuditConflictError(ValueError):
-    """An event_key is already in the trail with different content."""
-
-
-@dataclass(frozen=True)
-class VerifyResult:
-    """Outcome of ``verify``: ``rows_checked`` counts rows found good before the first problem."""
-
-    ok: bool
-    rows_checked: int
-    first_bad_seq: int | None = None
-    problem: str = ""
-
-    def __bool__(self) -> bool:
-        return self.ok
-
-
-# --- hashing -------------------------------------------------------------------------------------
-
-
-# Built once: json.dumps() with options builds a new encoder per call, which verify() would pay
-# for on every row.
-_CANONICAL = json.JSONEncoder(
-    sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+_OLD_SCHEMA_ADVICE = (
+    "This kit writes schema version {version} (channel, approver_role, details, the 'decided' "
+    "and 'refused' events) and will not mix versions in one chain. Keep this file as evidence "
+    "and start a new trail in a new file (e.g. audit-v{version}.db); to check the old chain, use "
+    "the hitl_kit/audit.py it was written with."
+)
+_DAMAGED_ADVICE = (
+    "Do not append to this file: keep it as evidence, check it with verify_file(path), and "
+    "start a new trail in a new file."
 )
 
 
-def canonical_json(value) -> str:
-    """One fixed JSON text per value: sorted keys, no spaces, real UTF-8 characters."""
-    return _CANONICAL.encode(value)
+_NO_TABLE = "there is no audit_log table"
 
 
-def compute_row_hash(row: Mapping) -> str:
-    """sha256 of prev_hash + canonical JSON of every column except row_hash."""
-    content = {name: row[name] for name in COLUMNS if name != "row_hash"}
-    text = row["prev_hash"] + canonical_json(content)
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+def _unreadable(problems: list[str]) -> bool:
+    """Problems that make the rows themselves unverifiable here (no table, another version)."""
+    return bool(problems) and (problems[0] == _NO_TABLE or "schema version" in problems[0])
 
 
-# The same canonical JSON, written by SQLite while it reads the rows (keys in sorted order, no
-# spaces): verify() hashes 100,000 rows in a fraction of the time. compute_row_hash stays the
-# definition: a row whose SQLite text does not hash right is checked again with it.
-_CANONICAL_SQL = "json_object(" + ", ".join(
-    f"'{name}', {name}" for name in sorted(COLUMNS) if name != "row_hash") + ")"
-VERIFY_ROWS_SQL = (f"SELECT {', '.join(COLUMNS)}, {_CANONICAL_SQL} AS canonical "
-                   "FROM audit_log ORDER BY seq")
-
-
-# --- cleaning input: secrets and control characters ----------------------------------------------
-
-# Key names are lower-cased and stripped of "_", "-", " " before matching, so "X-Api-Key",
-# "api_key" and "apiKey" all become "xapikey"/"apikey". Errs on the side of redacting.
-_SECRET_KEY_PARTS = (
-    "password", "passwd", "passphrase", "secret", "token", "apikey", "authorization",
-    "credential", "privatekey", "cookie", "dsn", "connectionstring", "connstr", "databaseurl",
-)  # fmt: skip
-_SECRET_KEYS = ("pwd", "pass", "auth")
-_SECRET_VALUE = re.compile(
-    r"[a-z][a-z0-9+.\-]*://[^\s/:@]*:[^\s/@]+@"  # URL with user:password@
-    r"|\b(password|pwd)\s*="  # key=value connection strings
-    r"|^\s*(bearer|basic)\s+\S",  # Authorization header values
-    re.IGNORECASE,
-)
-_CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
-_NAMED_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
-
-
-def _escape_controls(text: str) -> str:
-    """Make CR, LF and other control characters visible, so a value can't fake a new log line."""
-    return _CONTROL_CHARS.sub(
-        lambda match: _NAMED_ESCAPES.get(match.group(), f"\\u{ord(match.group()):04x}"), text
-    )
-
-
-def _is_secret_key(key) -> bool:
-    if not isinstance(key, str):
-        return False
-    squashed = re.sub(r"[^a-z0-9]", "", key.lower())
-    return squashed in _SECRET_KEYS or any(part in squashed for part in _SECRET_KEY_PARTS)
-
-
-def _redacted(value) -> str:
-    # The short hash lets an auditor see "same secret as before" without storing it. It is
-    # unsalted, so a weak password could still be guessed from it: it is evidence, not a vault.
-    raw = value if isinstance(value, str) else canonical_json(value)
-    return f"[REDACTED sha256:{hashlib.sha256(raw.encode('utf-8')).hexdigest()[:12]}]"
-
-
-def sanitize(value):
-    """Copy of tool arguments with secrets redacted and control characters escaped.
-
-    Values under secret-looking keys (password, token, api_key, Authorization, dsn...) and
-    strings that look like credentials (``postgres://user:pass@host``) become
-    ``"[REDACTED sha256:<12 hex>]"``, at any depth of dicts and lists.
-    """
-    if isinstance(value, Mapping):
-        return {
-            (_escape_controls(key) if isinstance(key, str) else key): (
-                _redacted(item) if _is_secret_key(key) else sanitize(item)
-            )
-            for key, item in value.items()
-        }
-    if isinstance(value, (list, tuple)):
-        return [sanitize(item) for item in value]
-    if isinstance(value, str):
-        return _redacted(value) if _SECRET_VALUE.search(value) else _escape_controls(value)
-    return value
-
-
-# --- validating input ----------------------------------------------------------------------------
-
-
-def _utc_now_iso() -> str:
-    return datetime.now(UTC).isoformat(timespec="microseconds")
-
-
-def to_utc_iso(field: str, value) -> str | None:
-    """Tz-aware datetime or ISO 8601 string with offset -> fixed-width UTC ISO text."""
-    if value is None:
-        return None
-    if isinstance(value, str):
-        try:
-            value = datetime.fromisoformat(value)
-        except ValueError:
-            raise ValueError(
-                f"{field}: {value!r} is not an ISO 8601 timestamp; "
-                "use e.g. '2026-11-26T21:30:00+00:00'"
-            ) from None
-    if not isinstance(value, datetime):
-        raise ValueError(
-            f"{field} must be a timezone-aware datetime or an ISO 8601 string, "
-            f"not {type(value).__name__}"
-        )
-    if value.utcoffset() is None:
-        raise ValueError(
-            f"{field} has no timezone ({value.isoformat()}); "
-            "use datetime.now(timezone.utc) or add an offset such as +00:00"
-        )
-    return value.astimezone(UTC).isoformat(timespec="microseconds")
-
-
-def _check_choice(row: Mapping, field: str, allowed: tuple[str, ...]) -> None:
-    if row[field] not in allowed:
-        raise ValueError(f"{field} is {row[field]!r}; use one of {', '.join(allowed)}")
-
-
-def _check_rules(row: Mapping, parameters_checked: bool = False) -> None:
-    """Raise ValueError if a row breaks a rule. Mirrors the table's CHECKs: verify() re-runs it
-    on stored rows because ``PRAGMA ignore_check_constraints=1`` lets bad rows past SQLite.
-    ``parameters_checked``: the caller already knows parameters is valid JSON."""
-    _check_choice(row, "reversibility_class", REVERSIBILITY_CLASSES)
-    _check_choice(row, "event", EVENTS)
-    for field in TIMESTAMP_FIELDS:
-        if row[field] is not None and not _UTC_ISO.fullmatch(row[field]):
-            raise ValueError(f"{field} is {row[field]!r}, not UTC ISO 8601 text")
-    if not parameters_checked:
-        try:
-            json.loads(row["parameters"])
-        except (TypeError, ValueError):
-            raise ValueError("parameters is not valid JSON text") from None
-    if row["event"] == "proposed":
-        filled = [field for field in RESOLUTION_FIELDS if row[field] is not None]
-        if filled:
-            raise ValueError(
-                f"a 'proposed' row must not have {', '.join(filled)}; "
-                "write the decision in a separate 'resolved' row"
-            )
-        return
-    _check_choice(row, "decision", DECISIONS)
-    _check_choice(row, "outcome", OUTCOMES)
-    if row["approver_id"] is None:
-        raise ValueError(
-            "approver_id is required on a 'resolved' row: the user's id, "
-            "'auto' for an automatic approval or 'system' for a timeout"
-        )
-    if (row["decision"] == "auto-approved") != (row["approver_id"] == "auto"):
-        raise ValueError("decision 'auto-approved' goes with approver_id 'auto', and only it")
-    if (row["decision"] == "timed-out") != (row["approver_id"] == "system"):
-        raise ValueError("decision 'timed-out' goes with approver_id 'system', and only it")
-    if row["decision"] in ("rejected", "timed-out") and row["outcome"] != "not_executed":
-        raise ValueError(f"a {row['decision']} action was not run: outcome must be 'not_executed'")
-    if (row["outcome"] == "not_executed") != (row["executed_at"] is None):
-        raise ValueError("executed_at is required when the action ran, and must be None if not")
-
-
-def _parameters_json(parameters) -> str:
-    if not isinstance(parameters, Mapping):
-        raise ValueError(
-            f"parameters must be a dict of tool arguments, not {type(parameters).__name__}"
-        )
-    try:
-        return canonical_json(sanitize(parameters))
-    except (TypeError, ValueError) as exc:
-        raise ValueError(
-            f"parameters are not JSON-serialisable ({exc}); convert such values to "
-            "str, int, float, bool, None, list or dict before appending"
-        ) from None
-
-
-def _normalize(entry: Mapping) -> dict:
-    """Validate a caller's entry and turn it into the stored form (without seq and hashes)."""
-    if not isinstance(entry, Mapping):
-        raise ValueError(f"entry must be a dict, not {type(entry).__name__}")
-    unknown = sorted(set(entry) - set(INPUT_FIELDS))
-    if unknown:
-        raise ValueError(
-            f"unknown field(s) {', '.join(unknown)}; allowed: {', '.join(INPUT_FIELDS)} "
-            "(seq, prev_hash and row_hash are set by the trail)"
-        )
-    missing = [field for field in REQUIRED_FIELDS if entry.get(field) in (None, "")]
-    if missing:
-        raise ValueError(f"missing required field(s): {', '.join(missing)}")
-    row = {}
-    for field in TEXT_FIELDS:
-        value = entry.get(field)
-        if value is not None and not isinstance(value, str):
-            raise ValueError(f"{field} must be a string, not {type(value).__name__}")
-        row[field] = None if value is None else _escape_controls(value)
-    for field in TIMESTAMP_FIELDS:
-        row[field] = to_utc_iso(field, entry.get(field))
-    row["parameters"] = _parameters_json(entry.get("parameters", {}))  # valid JSON by making
-    _check_rules({**row, "recorded_at": row["recorded_at"] or _utc_now_iso()},
-                 parameters_checked=True)
-    return row
-
-
-# --- the writer ----------------------------------------------------------------------------------
-
-_DENIED_ACTIONS = {
-    sqlite3.SQLITE_UPDATE,
-    sqlite3.SQLITE_DELETE,
-    sqlite3.SQLITE_ALTER_TABLE,
-    sqlite3.SQLITE_CREATE_TRIGGER,
-    sqlite3.SQLITE_CREATE_TEMP_TRIGGER,
-    sqlite3.SQLITE_DROP_INDEX,
-    sqlite3.SQLITE_DROP_TABLE,
-    sqlite3.SQLITE_DROP_TEMP_INDEX,
-    sqlite3.SQLITE_DROP_TEMP_TABLE,
-    sqlite3.SQLITE_DROP_TEMP_TRIGGER,
-    sqlite3.SQLITE_DROP_TEMP_VIEW,
-    sqlite3.SQLITE_DROP_TRIGGER,
-    sqlite3.SQLITE_DROP_VIEW,
-    sqlite3.SQLITE_DROP_VTABLE,
-}
-_DENIED_PRAGMAS = {"writable_schema", "ignore_check_constraints"}
-
-
-def _deny_tampering(action, arg1, arg2, db_name, trigger_name):
-    """sqlite3 authorizer for the writer: INSERT and SELECT pass, changes to history do not."""
-    if action in _DENIED_ACTIONS:
-        return sqlite3.SQLITE_DENY
-    # A PRAGMA with an argument sets something (journal_mode=DELETE, foreign_keys=0...).
-    if action == sqlite3.SQLITE_PRAGMA and (arg2 is not None or arg1.lower() in _DENIED_PRAGMAS):
-        return sqlite3.SQLITE_DENY
-    return sqlite3.SQLITE_OK
-
-
-def _squash(sql: str) -> str:
-    return " ".join(sql.split())
-
-
-def _check_schema(conn: sqlite3.Connection, path: Path) -> None:
-    found = dict(
-        conn.execute(
-            "SELECT name, sql FROM sqlite_master "
-            "WHERE tbl_name = 'audit_log' AND type IN ('table', 'trigger')"
-        ).fetchall()
-    )
-    advice = (
-        "Do not append to this file: keep it as evidence, check it with "
-        "verify_file(path), and start a new trail in a new file."
-    )
+def schema_problems(conn: sqlite3.Connection) -> list[str]:
+    """What differs between the database's audit tables and triggers and what this module
+    creates (missing, changed, extra objects; another schema version). Empty when all is right."""
+    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    found = {name: (kind, sql) for kind, name, sql in conn.execute(
+        "SELECT type, name, sql FROM sqlite_master WHERE tbl_name IN ('audit_log', 'audit_meta')"
+        " AND sql IS NOT NULL")}
+    if "audit_log" not in found:
+        return [_NO_TABLE]
+    if version != SCHEMA_VERSION:
+        old = "1" if version == 0 else str(version)
+        return [f"the trail has schema version {old}, not {SCHEMA_VERSION}. "
+                + _OLD_SCHEMA_ADVICE.format(version=SCHEMA_VERSION)]
+    problems = []
     for name, expected in SCHEMA_SQL.items():
         if name not in found:
-            raise AuditSchemaError(
-                f"{path}: {name} is missing, so rows may have been edited or deleted. {advice}"
-            )
-        if _squash(found[name]) != _squash(expected):
-            raise AuditSchemaError(f"{path}: {name} is not the expected definition. {advice}")
-    extra = sorted(set(found) - set(SCHEMA_SQL))
+            problems.append(f"{name} is missing")
+        elif " ".join(found[name][1].split()) != " ".join(expected.split()):
+            problems.append(f"{name} is not the expected definition (changed, e.g. by ALTER TABLE)")
+    extra = sorted(f"{found[name][0]} {name}" for name in set(found) - set(SCHEMA_SQL))
     if extra:
-        raise AuditSchemaError(f"{path}: unexpected trigger(s) {', '.join(extra)}. {advice}")
+        problems.append(f"unexpected {', '.join(extra)} on the audit tables")
+    return problems
+
+
+# --- the head, kept outside the database ---------------------------------------------------------
 
 
 def _write_head(head_path: Path, seq: int, row_hash: str, *, durable: bool) -> None:
@@ -422,33 +234,132 @@ def _write_head(head_path: Path, seq: int, row_hash: str, *, durable: bool) -> N
 
 
 def read_head(head_path: str | os.PathLike) -> tuple[int, str] | None:
-    """The (seq, row_hash) saved in a head file, or None if there is no file."""
+    """The (seq, row_hash) saved in a head file, or None if there is no file.
+    Raises ValueError if the file is not a head."""
     try:
-        saved = json.loads(Path(head_path).read_text(encoding="utf-8"))
+        text = Path(head_path).read_text(encoding="utf-8")
     except FileNotFoundError:
         return None
-    return saved["seq"], saved["row_hash"]
+    try:
+        saved = json.loads(text)
+        seq, row_hash = saved["seq"], saved["row_hash"]
+    except (ValueError, TypeError, KeyError):
+        raise ValueError(f"{head_path} is not a head file ({{'seq': ..., 'row_hash': ...}})"
+                         ) from None
+    if type(seq) is not int or not isinstance(row_hash, str):
+        raise ValueError(f"{head_path} is not a head file: seq must be an int, row_hash a str")
+    return seq, row_hash
+
+
+def _recorded_head(conn: sqlite3.Connection, db_path: Path) -> Path | None:
+    """The head file this trail was anchored to, if any (audit_meta 'head_file')."""
+    row = conn.execute("SELECT value FROM audit_meta WHERE name = 'head_file'").fetchone()
+    if row is None:
+        return None
+    recorded = Path(row[0])
+    return recorded if recorded.is_absolute() else db_path.resolve().parent / recorded
+
+
+def _head_for_meta(head_path: Path, db_path: Path) -> str:
+    """Relative to the database's folder when inside it (the pair can be moved together)."""
+    relative = os.path.relpath(head_path.resolve(), db_path.resolve().parent)
+    return str(head_path.resolve()) if relative.startswith("..") else relative
+
+
+def _missing_head(head_path: Path) -> str:
+    return (f"the head file {head_path} is missing, but this trail was created with one: rows may "
+            "have been cut from its end")
+
+
+# --- guards on connections -----------------------------------------------------------------------
+
+_WRITER_DENIES = {
+    sqlite3.SQLITE_UPDATE, sqlite3.SQLITE_DELETE, sqlite3.SQLITE_ALTER_TABLE,
+    sqlite3.SQLITE_ATTACH, sqlite3.SQLITE_DETACH,
+    sqlite3.SQLITE_CREATE_INDEX, sqlite3.SQLITE_CREATE_TABLE, sqlite3.SQLITE_CREATE_TEMP_INDEX,
+    sqlite3.SQLITE_CREATE_TEMP_TABLE, sqlite3.SQLITE_CREATE_TEMP_TRIGGER,
+    sqlite3.SQLITE_CREATE_TEMP_VIEW, sqlite3.SQLITE_CREATE_TRIGGER, sqlite3.SQLITE_CREATE_VIEW,
+    sqlite3.SQLITE_CREATE_VTABLE, sqlite3.SQLITE_DROP_INDEX, sqlite3.SQLITE_DROP_TABLE,
+    sqlite3.SQLITE_DROP_TEMP_INDEX, sqlite3.SQLITE_DROP_TEMP_TABLE,
+    sqlite3.SQLITE_DROP_TEMP_TRIGGER, sqlite3.SQLITE_DROP_TEMP_VIEW, sqlite3.SQLITE_DROP_TRIGGER,
+    sqlite3.SQLITE_DROP_VIEW, sqlite3.SQLITE_DROP_VTABLE,
+}  # fmt: skip
+_READER_ALLOWS = {sqlite3.SQLITE_SELECT, sqlite3.SQLITE_READ, sqlite3.SQLITE_FUNCTION,
+                  sqlite3.SQLITE_RECURSIVE}
+
+
+def _deny_tampering(action, arg1, arg2, db_name, trigger_name):
+    """Authorizer of the writer: INSERT and SELECT pass, changes to history do not."""
+    if action in _WRITER_DENIES:
+        return sqlite3.SQLITE_DENY
+    # A PRAGMA with an argument sets something (journal_mode=DELETE, ignore_check_constraints=1)
+    if action == sqlite3.SQLITE_PRAGMA and arg2 is not None:
+        return sqlite3.SQLITE_DENY
+    return sqlite3.SQLITE_OK
+
+
+def _allow_reading(action, arg1, arg2, db_name, trigger_name):
+    """Authorizer of the read-only connection: reading and read-only PRAGMAs, nothing else."""
+    if action in _READER_ALLOWS or (action == sqlite3.SQLITE_PRAGMA and arg2 is None):
+        return sqlite3.SQLITE_OK
+    return sqlite3.SQLITE_DENY
+
+
+class Rows(list):
+    """Rows already fetched, with the cursor methods readers use (no way back to a connection)."""
+
+    def fetchone(self):
+        return self[0] if self else None
+
+    def fetchall(self) -> list:
+        return list(self)
+
+
+class ReadOnlyConnection:
+    """What ``AuditTrail.connection`` gives out: a read-only connection to the trail's file,
+    for reading it and for trying what it refuses. Its guard (``mode=ro`` plus an authorizer
+    that lets only reads through) cannot be lifted: there is no ``set_authorizer``, and results
+    come back as fetched rows, never as a cursor that leads to the connection."""
+
+    def __init__(self, path: Path):
+        self._conn = kit_sqlite.connect(os.fspath(path), readonly=True)
+        self._conn.set_authorizer(_allow_reading)
+        self._lock = threading.Lock()
+
+    def execute(self, sql: str, parameters=()) -> Rows:
+        with self._lock, closing(self._conn.execute(sql, parameters)) as cursor:
+            return Rows(cursor.fetchall())
+
+    def set_authorizer(self, *_args, **_kwargs):
+        raise PermissionError(
+            "the audit trail's connection keeps its guard; to read the trail use "
+            "execute('SELECT ...'), to write use AuditTrail.append()"
+        )
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+
+# --- the writer ----------------------------------------------------------------------------------
 
 
 class AuditTrail:
     """Append-only audit trail in a SQLite file, safe to share between threads and processes.
 
-    ``head_path``: optional file where each append records the newest (seq, row_hash); keep a
-    copy where the agent cannot write, and ``verify`` will notice rows cut from the end.
-    All writers of one database should use the same head_path.
+    ``head_path``: file where each append records the newest (seq, row_hash). The database
+    remembers it: later ``AuditTrail(path)`` uses it without being told, ``verify`` reports the
+    file missing or out of date, and ``append`` refuses to write past a head that does not match
+    (``reanchor()`` starts a new head after you have checked the rows). Keep a copy of the file
+    where the agent cannot write: it is what catches rows cut from the end.
 
     ``durable``: True waits for the disk on every append (``synchronous=FULL``, fsync of the
-    head file), a few ms each. False (``synchronous=NORMAL``) is many times faster and never
-    corrupts the file, but a power cut can lose the last appends: fine for tests and demos.
+    head file). False (``synchronous=NORMAL``) is much faster and never corrupts the file, but a
+    power cut can lose the last appends: fine for tests and demos.
     """
 
-    def __init__(
-        self,
-        path: str | os.PathLike,
-        *,
-        head_path: str | os.PathLike | None = None,
-        durable: bool = True,
-    ):
+    def __init__(self, path: str | os.PathLike, *, head_path: str | os.PathLike | None = None,
+                 durable: bool = True):
         if sqlite3.sqlite_version_info < (3, 37):
             raise RuntimeError(f"STRICT tables need SQLite 3.37+, found {sqlite3.sqlite_version}")
         if os.fspath(path) in ("", ":memory:"):
@@ -457,98 +368,211 @@ class AuditTrail:
                 "connection and read-only readers cannot open it; use e.g. 'audit.db'"
             )
         self.path = Path(path)
-        self.head_path = None if head_path is None else Path(head_path)
         self.durable = durable
         self._lock = threading.Lock()  # one transaction at a time on this shared connection
-        # isolation_level=None: we issue BEGIN/COMMIT ourselves. timeout = SQLite busy timeout.
-        self._conn = sqlite3.connect(
-            self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False
-        )
+        self._reader: ReadOnlyConnection | None = None
+        self._last: tuple[int, str] | None = None  # newest (seq, row_hash) this trail knows of
+        self._conn = kit_sqlite.connect(os.fspath(self.path))
         try:
-            self._conn.row_factory = sqlite3.Row
-            # The only PRAGMAs that take an argument; the authorizer refuses them afterwards.
-            self._conn.execute("PRAGMA journal_mode=WAL")  # readers don't block the writer
+            # The only PRAGMAs with an argument; the authorizer refuses them afterwards.
             self._conn.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
-            # Without this, INSERT OR REPLACE deletes the old row without firing the delete trigger.
-            self._conn.execute("PRAGMA recursive_triggers=ON")
-            self._create_schema_if_new()
-            _check_schema(self._conn, self.path)
+            with kit_sqlite.transaction(self._conn, self._lock):
+                self._create_schema_if_new()
+                problems = schema_problems(self._conn)
+                if problems:
+                    advice = "" if _unreadable(problems) else f" {_DAMAGED_ADVICE}"
+                    raise AuditSchemaError(f"{self.path}: {'; '.join(problems)}.{advice}")
+                self.head_path = self._anchor(None if head_path is None else Path(head_path))
+                self._schema_version = self._read_schema_version()
             self._conn.set_authorizer(_deny_tampering)
         except BaseException:
             self._conn.close()
             raise
 
     def _create_schema_if_new(self) -> None:
-        self._conn.execute("BEGIN IMMEDIATE")  # two trails opening a new file: one creates
-        try:
-            exists = self._conn.execute(
-                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'audit_log'"
-            ).fetchone()
-            if not exists:
-                for sql in SCHEMA_SQL.values():
-                    self._conn.execute(sql)
-            self._conn.execute("COMMIT")
-        except BaseException:
-            self._conn.execute("ROLLBACK")
-            raise
+        exists = self._conn.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'audit_log'").fetchone()
+        if not exists and self._conn.execute("PRAGMA user_version").fetchone()[0] == 0:
+            for sql in SCHEMA_SQL.values():
+                self._conn.execute(sql)
+            self._conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+    def _anchor(self, head_path: Path | None) -> Path | None:
+        """The head file to use: the one the database recorded, or ``head_path`` recorded now."""
+        recorded = _recorded_head(self._conn, self.path)
+        if recorded is not None:
+            if head_path is not None and head_path.resolve() != recorded.resolve():
+                raise AuditHeadError(
+                    f"{self.path} keeps its head in {recorded}, not {head_path}: open it with "
+                    "that head_path, or without one (the trail remembers it)"
+                )
+            return recorded
+        if head_path is None:
+            return None
+        self._conn.execute("INSERT INTO audit_meta (name, value) VALUES ('head_file', ?)",
+                           (_head_for_meta(head_path, self.path),))
+        last = _last_link(self._conn) or (0, GENESIS_HASH)
+        _write_head(head_path, *last, durable=self.durable)
+        return head_path
+
+    def _read_schema_version(self) -> int:
+        return self._conn.execute("PRAGMA schema_version").fetchone()[0]
 
     @property
-    def connection(self) -> sqlite3.Connection:
-        """The guarded writer connection, for trying what it refuses. Use append() to write."""
-        return self._conn
+    def connection(self) -> ReadOnlyConnection:
+        """A read-only connection to the trail, for reading and for trying what it refuses.
+        Writing goes through ``append()`` only."""
+        with self._lock:
+            if self._reader is None:
+                self._reader = ReadOnlyConnection(self.path)
+            return self._reader
+
+    # -- writing --
 
     def append(self, entry: Mapping) -> dict:
         """Write one event and return the stored row.
 
         Idempotent on ``event_key``: the same key with the same content returns the existing row
         (recorded_at excepted); the same key with different content raises AuditConflictError.
-        Invalid input raises ValueError and writes nothing.
+        Invalid input raises ValueError and writes nothing. A schema changed behind the trail's
+        back raises AuditSchemaError, a head file that does not match AuditHeadError; neither
+        writes anything.
         """
-        row = _normalize(entry)
+        row = normalize_entry(entry)
         with self._lock:
-            # IMMEDIATE takes the write lock before we read the last hash, so no other writer can
-            # add a row between our read and our insert: the chain stays one line.
-            self._conn.execute("BEGIN IMMEDIATE")
-            try:
-                existing = self._conn.execute(
-                    "SELECT * FROM audit_log WHERE event_key = ?", (row["event_key"],)
-                ).fetchone()
-                if existing is not None:
-                    self._conn.execute("ROLLBACK")
-                    return _same_or_conflict(dict(existing), row)
-                last = _last_link(self._conn)
-                seq, prev_hash = (last[0] + 1, last[1]) if last else (1, GENESIS_HASH)
-                row.update(seq=seq, prev_hash=prev_hash)
-                row["recorded_at"] = row["recorded_at"] or _utc_now_iso()
-                row["row_hash"] = compute_row_hash(row)
-                self._conn.execute(
-                    f"INSERT INTO audit_log ({', '.join(COLUMNS)}) "
-                    f"VALUES ({', '.join('?' * len(COLUMNS))})",
-                    [row[name] for name in COLUMNS],
-                )
-                # Written while we hold the lock so several writers update it in chain order.
-                # If COMMIT then fails, the head is one row ahead and verify() says so: a false
-                # alarm is better than a silent gap.
-                if self.head_path is not None:
-                    _write_head(self.head_path, seq, row["row_hash"], durable=self.durable)
-                self._conn.execute("COMMIT")
-            except BaseException:
-                if self._conn.in_transaction:
-                    self._conn.execute("ROLLBACK")
-                raise
+            if self.head_path is None and self._last is not None:
+                stored = self._append_in_one_statement(row)
+                if stored is not None:
+                    return stored
+            return self._append(row)
+
+    def _chain(self, row: dict, last: tuple[int, str] | None) -> dict:
+        seq, prev_hash = (last[0] + 1, last[1]) if last else (1, GENESIS_HASH)
+        row = {**row, "seq": seq, "prev_hash": prev_hash,
+               "recorded_at": row["recorded_at"] or utc_now_iso()}
+        row["row_hash"] = compute_row_hash(row)
         return {name: row[name] for name in COLUMNS}
 
+    def _append_in_one_statement(self, row: dict) -> dict | None:
+        """The common case in one statement (its own transaction): insert only if the schema and
+        the newest row are still what this trail last saw. None: take the careful path."""
+        stored = self._chain(row, self._last)
+        try:
+            cursor = self._conn.execute(
+                _INSERT_IF_UNCHANGED_SQL,
+                [*stored.values(), self._schema_version, self._last[0], self._last[0],
+                 self._last[1]],
+            )
+        except (sqlite3.IntegrityError, sqlite3.OperationalError):
+            return None  # a key already there, or another writer in between: look carefully
+        if cursor.rowcount != 1:
+            return None
+        self._last = (stored["seq"], stored["row_hash"])
+        return stored
+
+    def _append(self, row: dict) -> dict:
+        # IMMEDIATE takes the write lock before we read the last hash, so no other writer can
+        # add a row between our read and our insert: the chain stays one line.
+        self._conn.execute("BEGIN IMMEDIATE")
+        try:
+            if self._read_schema_version() != self._schema_version:
+                self._check_changed_schema()
+            existing = self._conn.execute(
+                f"SELECT {', '.join(COLUMNS)} FROM audit_log WHERE event_key = ?",
+                (row["event_key"],)).fetchone()
+            if existing is not None:
+                self._conn.execute("ROLLBACK")
+                return same_or_conflict(dict(zip(COLUMNS, existing, strict=True)), row)
+            last = _last_link(self._conn)
+            if self.head_path is not None:
+                self._check_head(last)
+            stored = self._chain(row, last)
+            self._conn.execute(_INSERT_SQL, list(stored.values()))
+            # Written while we hold the lock so several writers update it in chain order. If
+            # COMMIT then fails, the head is one row ahead and verify() says so: a false alarm
+            # is better than a silent gap.
+            if self.head_path is not None:
+                _write_head(self.head_path, stored["seq"], stored["row_hash"],
+                            durable=self.durable)
+            self._conn.execute("COMMIT")
+        except BaseException:
+            if self._conn.in_transaction:
+                self._conn.execute("ROLLBACK")
+            raise
+        self._last = (stored["seq"], stored["row_hash"])
+        return stored
+
+    def _check_changed_schema(self) -> None:
+        """The schema changed since this trail checked it: only go on if it is intact and the
+        rows still verify (a VACUUM changes the version; a trigger dropped and recreated after
+        deleting rows does too)."""
+        problems = schema_problems(self._conn)
+        if problems:
+            raise AuditSchemaError(
+                f"{self.path}: the schema changed while this trail had it open: "
+                f"{'; '.join(problems)}. Nothing was written. {_DAMAGED_ADVICE}")
+        result = self._verify_locked(None, use_head_file=True)
+        if not result.ok:
+            raise AuditSchemaError(
+                f"{self.path}: the schema changed while this trail had it open, and the trail "
+                f"no longer verifies: {result.problem}. Nothing was written. {_DAMAGED_ADVICE}")
+        self._schema_version = self._read_schema_version()
+
+    def _check_head(self, last: tuple[int, str] | None) -> None:
+        expected = last or (0, GENESIS_HASH)
+        try:
+            saved = read_head(self.head_path)
+        except ValueError as exc:
+            saved, problem = None, str(exc)
+        else:
+            problem = _missing_head(self.head_path) if saved is None else None
+        if saved is not None and saved != expected:
+            problem = (f"the head file {self.head_path} says row {saved[0]}, the trail ends at "
+                       f"row {expected[0]}" if saved[0] != expected[0] else
+                       f"the head file {self.head_path} has another hash for row {saved[0]}")
+        if problem:
+            raise AuditHeadError(
+                f"{problem}. Nothing was written. Check the trail against a copy of the head you "
+                "trust (verify_file(path, head=...)); if the rows are right (for example the "
+                "process died between writing the head and the row), call reanchor() to write a "
+                "new head at the trail's end."
+            )
+
+    def reanchor(self) -> tuple[int, str]:
+        """Write a new head at the trail's newest row, after checking the chain and the schema.
+        Only call it once you trust the rows: it is the explicit step ``append`` will not take
+        on its own. Returns the new head."""
+        if self.head_path is None:
+            raise AuditHeadError(f"{self.path} has no head file to re-anchor")
+        with kit_sqlite.transaction(self._conn, self._lock):
+            result = self._verify_locked(None)
+            if not result.ok:
+                raise AuditHeadError(f"{self.path} does not verify, so it gets no new head: "
+                                     f"{result.problem}")
+            last = _last_link(self._conn) or (0, GENESIS_HASH)
+            _write_head(self.head_path, *last, durable=self.durable)
+            self._schema_version = self._read_schema_version()
+        return last
+
+    # -- reading and checking --
+
     def verify(self, head: tuple[int, str] | None = None) -> VerifyResult:
-        """Check the whole chain; with a head (default: the head file, if any) also its end."""
-        with self._lock:
-            # A write transaction so no append lands between reading the rows and the head file.
-            self._conn.execute("BEGIN IMMEDIATE")
-            try:
-                if head is None and self.head_path is not None:
-                    head = read_head(self.head_path)
-                return _verify(self._conn, head)
-            finally:
-                self._conn.execute("COMMIT")
+        """Check the schema and the whole chain; with a head (default: the head file, if the
+        trail has one) also its end."""
+        with kit_sqlite.transaction(self._conn, self._lock):  # no append between rows and head
+            return self._verify_locked(head, use_head_file=True)
+
+    def _verify_locked(self, head, *, use_head_file: bool = False) -> VerifyResult:
+        problems = schema_problems(self._conn)
+        if _unreadable(problems):
+            return VerifyResult(False, 0, None, "; ".join(problems), tuple(problems))
+        head_problem = None
+        if head is None and use_head_file and self.head_path is not None:
+            head, head_problem = _head_from_file(self.head_path)
+        result = _verify_chain(self._conn, head)
+        if head_problem and result.ok:
+            result = VerifyResult(False, result.rows_checked, None, head_problem)
+        return result.with_schema_problems(problems)
 
     def head(self) -> tuple[int, str] | None:
         """(seq, row_hash) of the newest row, or None for an empty trail."""
@@ -556,12 +580,15 @@ class AuditTrail:
             return _last_link(self._conn)
 
     def rows(self) -> list[dict]:
-        """All rows in seq order, as stored (parameters is JSON text)."""
+        """All rows in seq order, as stored (parameters and details are JSON text)."""
         with self._lock:
-            return [dict(row) for row in _select_rows(self._conn)]
+            return [dict(zip(COLUMNS, row, strict=True))
+                    for row in self._conn.execute(SELECT_ROWS_SQL)]
 
     def close(self) -> None:
         with self._lock:
+            if self._reader is not None:
+                self._reader.close()
             self._conn.close()
 
     def __enter__(self) -> AuditTrail:
@@ -571,31 +598,14 @@ class AuditTrail:
         self.close()
 
 
-def _same_or_conflict(existing: dict, row: dict) -> dict:
-    differing = [
-        name for name in INPUT_FIELDS if name != "recorded_at" and existing[name] != row[name]
-    ]
-    if differing:
-        raise AuditConflictError(
-            f"event_key {row['event_key']!r} is already row {existing['seq']} with different "
-            f"{', '.join(differing)}. One key names one event: record a new event under a "
-            "new key (e.g. '...:resolved'), never a changed copy of an old one."
-        )
-    return existing
-
-
-def _select_rows(conn: sqlite3.Connection) -> list:
-    return conn.execute(SELECT_ROWS_SQL).fetchall()
-
-
-def _verify(conn: sqlite3.Connection, head: tuple[int, str] | None) -> VerifyResult:
-    return _verify_rows(conn.execute(VERIFY_ROWS_SQL).fetchall(), head, _rows_with_bad_json(conn))
-
-
-def _rows_with_bad_json(conn: sqlite3.Connection) -> set[int]:
-    """Rows whose parameters are not JSON (SQLite checks them far faster than json.loads)."""
-    return {seq for (seq,) in conn.execute(
-        "SELECT seq FROM audit_log WHERE NOT json_valid(parameters)")}
+_PLACEHOLDERS = ", ".join("?" * len(COLUMNS))
+_INSERT_SQL = f"INSERT INTO audit_log ({', '.join(COLUMNS)}) VALUES ({_PLACEHOLDERS})"
+_INSERT_IF_UNCHANGED_SQL = (
+    f"INSERT INTO audit_log ({', '.join(COLUMNS)}) SELECT {_PLACEHOLDERS} "
+    "WHERE (SELECT schema_version FROM pragma_schema_version()) = ? "
+    "AND (SELECT max(seq) FROM audit_log) = ? "
+    "AND (SELECT row_hash FROM audit_log WHERE seq = ?) = ?"
+)
 
 
 def _last_link(conn: sqlite3.Connection) -> tuple[int, str] | None:
@@ -603,53 +613,43 @@ def _last_link(conn: sqlite3.Connection) -> tuple[int, str] | None:
     return None if last is None else (last[0], last[1])
 
 
-def _verify_rows(rows, head: tuple[int, str] | None, bad_json: set[int]) -> VerifyResult:
-    def broken(seq: int, problem: str) -> VerifyResult:
-        return VerifyResult(ok=False, rows_checked=checked, first_bad_seq=seq, problem=problem)
+def _head_from_file(head_path: Path) -> tuple[tuple[int, str] | None, str | None]:
+    """(head, problem): the head saved in the file, or why there is none to check against."""
+    try:
+        head = read_head(head_path)
+    except ValueError as exc:
+        return None, str(exc)
+    return head, (_missing_head(head_path) if head is None else None)
 
-    checked, expected_seq, expected_prev = 0, 1, GENESIS_HASH
-    for row in rows:
-        seq = row["seq"]
-        if seq > expected_seq:
-            return broken(expected_seq, f"row {expected_seq} is missing (next row is {seq})")
-        if seq < expected_seq:
-            return broken(seq, f"unexpected row number {seq} (expected {expected_seq})")
-        if row["prev_hash"] != expected_prev:
-            return broken(
-                seq,
-                f"row {seq} does not link to row {seq - 1}: rows were edited, swapped, "
-                "removed or inserted here",
-            )
-        fast = hashlib.sha256((row["prev_hash"] + row["canonical"]).encode("utf-8")).hexdigest()
-        if fast != row["row_hash"] and compute_row_hash(row) != row["row_hash"]:
-            return broken(seq, f"row {seq} does not match its row_hash: it was edited or forged")
-        try:
-            _check_rules(row, parameters_checked=seq not in bad_json)
-        except ValueError as exc:
-            return broken(seq, f"row {seq} breaks a rule: {exc}")
-        checked, expected_seq, expected_prev = checked + 1, seq + 1, row["row_hash"]
 
-    last_seq = expected_seq - 1
-    if head is None:
-        return VerifyResult(ok=True, rows_checked=checked)
-    head_seq, head_hash = head
-    if last_seq < head_seq:
-        return broken(
-            last_seq + 1,
-            f"the trail ends at row {last_seq} but the head says {head_seq}: "
-            f"rows {last_seq + 1}..{head_seq} were removed",
-        )
-    if last_seq > head_seq:
-        return broken(
-            head_seq + 1,
-            f"rows {head_seq + 1}..{last_seq} come after the head (row {head_seq}): "
-            "they were not written by the trail",
-        )
-    if expected_prev != head_hash:
-        return broken(
-            head_seq, f"row {head_seq} differs from the head: the chain was rewritten up to here"
-        )
-    return VerifyResult(ok=True, rows_checked=checked)
+def _verify_chain(conn: sqlite3.Connection, head: tuple[int, str] | None) -> VerifyResult:
+    """verify_rows' checks with SQLite doing the heavy part: it writes each row's canonical
+    JSON and finds the first row that breaks a CHECK; Python hashes and follows the links."""
+    rule_break = conn.execute(FIRST_RULE_BREAK_SQL).fetchone()
+    stop_at = rule_break[0] if rule_break else None
+    walk = _Walk()
+    sha256 = hashlib.sha256
+    for seq, prev_hash, row_hash, text in conn.execute(_CHAIN_SQL):
+        problem = walk.link_problem(seq, prev_hash)
+        if problem is not None:
+            return problem
+        if sha256(text.encode("utf-8", "surrogatepass")).hexdigest() != row_hash and (
+                compute_row_hash(_row(conn, seq)) != row_hash):
+            return walk.hash_problem(seq)
+        if seq == stop_at:
+            try:
+                check_row(_row(conn, seq))
+            except ValueError as exc:
+                return walk.rule_problem(seq, exc)
+            return walk.rule_problem(seq, ValueError("SQLite finds it breaks a CHECK"))
+        walk.passed(seq, row_hash)
+    return walk.finish(head)
+
+
+def _row(conn: sqlite3.Connection, seq: int) -> dict:
+    values = conn.execute(f"SELECT {', '.join(COLUMNS)} FROM audit_log WHERE seq = ?",
+                          (seq,)).fetchone()
+    return dict(zip(COLUMNS, values, strict=True))
 
 
 # --- readers -------------------------------------------------------------------------------------
@@ -663,8 +663,35 @@ def open_readonly(path: str | os.PathLike) -> sqlite3.Connection:
     return sqlite3.connect(f"{file.resolve().as_uri()}?mode=ro", uri=True)
 
 
-def verify_file(path: str | os.PathLike, head: tuple[int, str] | None = None) -> VerifyResult:
-    """verify() on a read-only connection: works on a file AuditTrail refuses to open."""
-    with closing(open_readonly(path)) as conn:
-        conn.row_factory = sqlite3.Row
-        return _verify(conn, head)
+def verify_file(path: str | os.PathLike, head: tuple[int, str] | None = None, *,
+                use_head: bool = True) -> VerifyResult:
+    """Check a trail from a read-only connection: works on a file AuditTrail refuses to open.
+
+    ``head``: the (seq, row_hash) to check the end against, e.g. from a copy of the head file
+    you keep elsewhere. Without it, the head file the trail recorded is used (a missing one is
+    reported); ``use_head=False`` checks the chain alone.
+    """
+    file = Path(path)
+    with closing(open_readonly(file)) as conn:
+        conn.isolation_level = None
+        for attempt in range(3):
+            conn.execute("BEGIN")  # one snapshot for the schema, the rows and the head
+            try:
+                problems = schema_problems(conn)
+                if _unreadable(problems):
+                    return VerifyResult(False, 0, None, "; ".join(problems), tuple(problems))
+                checked_head, head_problem = head, None
+                recorded = None
+                if head is None and use_head and "audit_meta is missing" not in problems:
+                    recorded = _recorded_head(conn, file)
+                    if recorded is not None:
+                        checked_head, head_problem = _head_from_file(recorded)
+                result = _verify_chain(conn, checked_head)
+            finally:
+                conn.execute("COMMIT")
+            if result.ok or recorded is None or attempt == 2:
+                break
+            time.sleep(0.05)  # a writer may be between writing the head and its row: look again
+    if head_problem and result.ok:
+        result = VerifyResult(False, result.rows_checked, None, head_problem)
+    return result.with_schema_problems(problems)

@@ -18,6 +18,7 @@ import pytest
 from hitl_kit.audit import (
     COLUMNS,
     GENESIS_HASH,
+    TRIGGER_SQL,
     AuditConflictError,
     AuditSchemaError,
     AuditTrail,
@@ -49,6 +50,7 @@ def resolution(n: int, **changes) -> dict:
         **proposal(n),
         "event_key": f"thread-1:call-{n}:resolved",
         "event": "resolved",
+        "channel": "api",
         "approver_id": "alice",
         "decision": "approved",
         "outcome": "success",
@@ -81,9 +83,15 @@ def raw_connection(path, *, drop_triggers=False) -> sqlite3.Connection:
     conn = sqlite3.connect(path, isolation_level=None)
     conn.row_factory = sqlite3.Row
     if drop_triggers:
-        conn.execute("DROP TRIGGER audit_log_no_update")
-        conn.execute("DROP TRIGGER audit_log_no_delete")
+        for name in TRIGGER_SQL:
+            conn.execute(f"DROP TRIGGER {name}")
     return conn
+
+
+def restore_triggers(conn: sqlite3.Connection) -> None:
+    """Put the dropped triggers back exactly as they were: the schema looks untouched."""
+    for sql in TRIGGER_SQL.values():
+        conn.execute(sql)
 
 
 def insert_row(conn: sqlite3.Connection, row: dict, verb: str = "INSERT") -> None:
@@ -150,8 +158,12 @@ def test_timestamps_are_stored_as_utc(trail, proposed_at):
         (resolution(1, approver_id=None), "approver_id is required"),
         (resolution(1, decision="maybe"), "decision"),
         (resolution(1, decision="rejected"), "outcome must be 'not_executed'"),
-        (resolution(1, decision="timed-out", outcome="not_executed"), "'system'"),
-        (resolution(1, approver_id="auto"), "'auto'"),
+        (resolution(1, decision="timed-out", outcome="not_executed", channel="timer"), "'system'"),
+        (resolution(1, approver_id="auto", channel="policy"), "'auto'"),
+        (resolution(1, channel=None), "channel is required"),
+        (resolution(1, channel="carrier-pigeon"), "channel"),
+        (resolution(1, approver_id="system", decision="timed-out", outcome="not_executed",
+                    executed_at=None, channel="card"), "'timer'"),
         (resolution(1, executed_at=None), "executed_at"),
     ],
 )
@@ -166,14 +178,19 @@ def test_bad_input_raises_and_writes_nothing(five_rows, db_path, entry, message)
     assert five_rows.verify().ok
 
 
+def writer_setting(trail: AuditTrail, pragma: str):
+    """A setting of the trail's own (private) writer connection."""
+    return trail._conn.execute(f"PRAGMA {pragma}").fetchone()[0]
+
+
 def test_durable_by_default_fast_on_request(db_path, tmp_path):
     with AuditTrail(db_path, head_path=tmp_path / "head.json") as trail:
         row = trail.append(proposal(1))
-        assert trail.connection.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+        assert writer_setting(trail, "synchronous") == 2  # FULL
         assert trail.connection.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         assert read_head(tmp_path / "head.json") == (1, row["row_hash"])
     with AuditTrail(db_path, durable=False) as trail:
-        assert trail.connection.execute("PRAGMA synchronous").fetchone()[0] == 1  # NORMAL
+        assert writer_setting(trail, "synchronous") == 1  # NORMAL
 
 
 def test_memory_database_is_refused():
@@ -242,6 +259,7 @@ def test_check_constraints_reject_bad_rows(five_rows, db_path, changes):
 @pytest.mark.parametrize(
     "sql",
     [
+        "INSERT INTO audit_log (seq) VALUES (99)",
         "UPDATE audit_log SET reason = 'edited'",
         "DELETE FROM audit_log WHERE seq = 3",
         "DROP TRIGGER audit_log_no_update",
@@ -261,9 +279,9 @@ def test_trail_connection_refuses_changes_to_history(five_rows, db_path, sql):
     assert five_rows.verify().ok
 
 
-def test_insert_or_replace_on_trail_connection_hits_the_delete_trigger(five_rows):
+def test_insert_or_replace_on_trail_connection_is_refused(five_rows):
     replacement = {**five_rows.rows()[2], "reason": "replaced"}
-    with pytest.raises(sqlite3.IntegrityError, match="append-only"):
+    with pytest.raises(sqlite3.DatabaseError, match="not authorized"):
         insert_row(five_rows.connection, replacement, verb="INSERT OR REPLACE")
     assert five_rows.verify().ok
 
@@ -291,13 +309,19 @@ def test_opening_a_database_with_a_dropped_trigger_raises(five_rows, db_path):
 
     with pytest.raises(AuditSchemaError, match="audit_log_no_delete is missing"):
         AuditTrail(db_path)
-    assert verify_file(db_path).ok  # the rows themselves can still be checked
+    result = verify_file(db_path)  # the rows themselves can still be checked
+    assert (result.ok, result.rows_checked, result.first_bad_seq) == (False, 5, None)
+    assert result.schema_problems == ("audit_log_no_delete is missing",)
 
 
 def test_opening_a_database_with_another_audit_table_raises(db_path):
     with closing(raw_connection(db_path)) as conn:
         conn.execute("CREATE TABLE audit_log (seq INTEGER PRIMARY KEY, what TEXT)")
 
+    conn = sqlite3.connect(db_path)
+    conn.execute("PRAGMA user_version = 2")  # claims to be this version: the text still differs
+    conn.commit()
+    conn.close()
     with pytest.raises(AuditSchemaError, match="audit_log is not the expected definition"):
         AuditTrail(db_path)
 
@@ -359,7 +383,7 @@ def forge_row_6_with_a_made_up_hash(conn):
 
 
 def replace_row_3(conn):
-    # INSERT OR REPLACE deletes without firing the delete trigger on a plain connection.
+    # With the triggers gone, INSERT OR REPLACE deletes row 3 and writes another in its place.
     row = dict(conn.execute("SELECT * FROM audit_log WHERE seq = 3").fetchone())
     insert_row(conn, {**row, "reason": "replaced"}, verb="INSERT OR REPLACE")
 
@@ -395,24 +419,30 @@ def sneak_in_parameters_that_are_not_json(conn):
 )
 def test_verify_finds_the_first_tampered_row(five_rows, db_path, tamper, first_bad_seq):
     assert five_rows.verify().ok
-    with closing(raw_connection(db_path, drop_triggers=tamper is not replace_row_3)) as conn:
+    with closing(raw_connection(db_path, drop_triggers=True)) as conn:
         tamper(conn)
+        restore_triggers(conn)  # the schema looks untouched: the chain alone finds it
 
     result = five_rows.verify()
     assert not result.ok
     assert result.first_bad_seq == first_bad_seq, result.problem
     assert result.rows_checked == first_bad_seq - 1
     assert f"row {first_bad_seq}" in result.problem
-    assert verify_file(db_path).first_bad_seq == first_bad_seq  # no head needed for these
+    assert result.schema_problems == ()
+    # no head needed for these
+    assert verify_file(db_path, use_head=False).first_bad_seq == first_bad_seq
 
 
 def test_truncated_tail_is_found_only_against_the_head(five_rows, db_path):
     saved_head = five_rows.head()
     with closing(raw_connection(db_path, drop_triggers=True)) as conn:
         conn.execute("DELETE FROM audit_log WHERE seq >= 4")
+        restore_triggers(conn)
 
-    assert verify_file(db_path).ok  # the chain alone looks fine
-    for result in (verify_file(db_path, head=saved_head), five_rows.verify()):
+    assert verify_file(db_path, use_head=False).ok  # the chain alone looks fine
+    # against a copy of the head, the head file the trail recorded, and from the open trail
+    for result in (verify_file(db_path, head=saved_head), verify_file(db_path),
+                   five_rows.verify()):
         assert not result.ok
         assert result.first_bad_seq == 4
         assert "rows 4..5 were removed" in result.problem
@@ -425,9 +455,10 @@ def test_row_forged_with_a_correct_hash_is_found_only_against_the_head(five_rows
         row = {**last, "seq": 6, "event_key": "forged", "prev_hash": last["row_hash"]}
         insert_row(conn, {**row, "row_hash": compute_row_hash(row)})
 
-    assert verify_file(db_path).ok
-    result = verify_file(db_path, head=saved_head)
-    assert (result.ok, result.first_bad_seq) == (False, 6)
+    assert verify_file(db_path, use_head=False).ok
+    for result in (verify_file(db_path, head=saved_head), verify_file(db_path)):
+        assert (result.ok, result.first_bad_seq) == (False, 6)
+        assert "come after the head" in result.problem
 
 
 def test_rewritten_chain_is_found_against_the_head(five_rows, db_path):
@@ -441,8 +472,9 @@ def test_rewritten_chain_is_found_against_the_head(five_rows, db_path):
                 "UPDATE audit_log SET reason = ?, prev_hash = ?, row_hash = ? WHERE seq = ?",
                 (row["reason"], row["prev_hash"], row["row_hash"], row["seq"]),
             )
+        restore_triggers(conn)
 
-    assert verify_file(db_path).ok
+    assert verify_file(db_path, use_head=False).ok
     result = verify_file(db_path, head=saved_head)
     assert (result.ok, result.first_bad_seq) == (False, 5)
 
@@ -525,7 +557,8 @@ def test_secrets_are_redacted_with_a_matching_hash(trail, db_path):
     assert stored["Authorization"] == short_hash("Bearer abc.def")
     assert stored["dsn"] == short_hash("host=db user=app")
     assert stored["X-Api-Token"] == short_hash("tok-999")
-    assert stored["database"] == short_hash("postgres://app:s3cr3t@db.internal/prod")
+    # in a string only the secret part goes: the rest of the URL stays readable
+    assert stored["database"] == f"postgres://app:{short_hash('s3cr3t')}@db.internal/prod"
     assert stored["nested"] == {"headers": [{"client_secret": short_hash("shh")}], "page": 2}
     assert stored["to"] == "ana@example.com"
     trail.close()  # checkpoint the WAL so every byte is in the file we read

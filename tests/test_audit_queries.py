@@ -45,11 +45,12 @@ def sample_trail_path(tmp_path):
                           reversibility_class="fully_reversible"))  # fmt: skip
     trail.append(resolution(5, recorded_at=at[5] + timedelta(seconds=2), proposed_at=at[5],
                             action_type="read_file", reversibility_class="fully_reversible",
-                            approver_id="auto", decision="auto-approved",
+                            approver_id="auto", decision="auto-approved", channel="policy",
                             executed_at=at[5] + timedelta(seconds=1)))  # fmt: skip
     trail.append(proposal(10, recorded_at=at[10], proposed_at=at[10]))
     trail.append(resolution(10, recorded_at=at[10] + timedelta(seconds=300), proposed_at=at[10],
                             approver_id="system", decision="timed-out", outcome="not_executed",
+                            channel="timer",
                             executed_at=None))  # fmt: skip
     trail.close()
     return db_path
