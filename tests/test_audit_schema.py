@@ -28,6 +28,7 @@ from hitl_kit.audit_chain import (
     HASHED_COLUMNS,
     OUTCOMES,
     REVERSIBILITY_CLASSES,
+    ROW_RULES_SQL,
     canonical_json,
     canonical_row,
     check_row,
@@ -58,6 +59,11 @@ def refused(n: int, **changes) -> dict:
 
 
 # --- one vocabulary -------------------------------------------------------------------------------
+
+
+def test_the_valid_rows_of_the_property_test_are_valid():
+    for row in VALID_ROWS:
+        check_row(row)
 
 
 def test_the_choices_are_the_vocabulary():
@@ -163,26 +169,80 @@ def test_the_same_key_with_other_content_is_a_conflict(trail, field, value):
 
 # --- the rules agree in Python and in SQL ---------------------------------------------------------
 
-TEXTS = st.sampled_from(["x", "ana", "", "auto", "system"])
-ROWS = st.fixed_dictionaries({
-    "event_key": st.sampled_from(["k", ""]),
-    "recorded_at": st.sampled_from(["2026-11-26T21:30:00.000000+00:00", "2026-11-26 21:30"]),
-    "session_id": TEXTS, "action_type": TEXTS,
-    "parameters": st.sampled_from(['{"a":1}', "[]", "{", '{"a":NaN}', " {}"]),
-    "reversibility_class": st.sampled_from([*REVERSIBILITY_CLASSES, "bogus"]),
-    "event": st.sampled_from([*EVENTS, "cancelled"]),
-    "channel": st.sampled_from([None, *CHANNELS, "pigeon"]),
-    "approver_id": st.one_of(st.none(), TEXTS),
-    "approver_role": st.sampled_from([None, "oncall", ""]),
-    "decision": st.sampled_from([None, *DECISIONS, "maybe"]),
-    "outcome": st.sampled_from([None, *OUTCOMES, "meh"]),
-    "reason": st.sampled_from([None, "", "because"]),
-    "details": st.sampled_from([None, "{}", "[1]", "nope"]),
-    "proposed_at": st.sampled_from(["2026-11-26T21:30:00.000000+00:00", "yesterday"]),
-    "executed_at": st.sampled_from([None, "2026-11-26T21:31:00.000000+00:00", "later"]),
-    "prev_hash": st.sampled_from(["0" * 64, "A" * 64, "0" * 63]),
-    "row_hash": st.sampled_from(["f" * 64, "xyz"]),
-})
+TS, LATER = "2026-11-26T21:30:00.000000+00:00", "2026-11-26T21:31:00.000000+00:00"
+_COMMON = {"event_key": "k", "recorded_at": TS, "session_id": "s", "action_type": "a",
+           "parameters": '{"a":1}', "reversibility_class": "irreversible_low", "reason": None,
+           "details": None, "proposed_at": TS, "prev_hash": "0" * 64, "row_hash": "f" * 64,
+           "channel": None, "approver_id": None, "approver_role": None, "decision": None,
+           "outcome": None, "executed_at": None}
+_NONE = dict.fromkeys(("channel", "approver_id", "decision", "outcome", "executed_at"))
+VALID_ROWS = [  # one valid row of each kind; the property test changes a few fields of one
+    {**_COMMON, "event": "proposed"},
+    {**_COMMON, "event": "decided", "channel": "card", "approver_id": "ana",
+     "decision": "approved"},
+    {**_COMMON, "event": "refused", "channel": "link", "approver_id": "rita", "reason": "own"},
+    {**_COMMON, "event": "resolved", "channel": "card", "approver_id": "ana",
+     "decision": "approved", "outcome": "success", "executed_at": LATER},
+    {**_COMMON, "event": "resolved", "channel": "inbox", "approver_id": "bo",
+     "decision": "rejected", "outcome": "not_executed"},
+    {**_COMMON, "event": "resolved", "channel": "policy", "approver_id": "auto",
+     "decision": "auto-approved", "outcome": "error", "executed_at": LATER},
+    {**_COMMON, "event": "resolved", "channel": "timer", "approver_id": "system",
+     "decision": "timed-out", "outcome": "not_executed"},
+]
+CHANGES = {
+    "event_key": ["", "k2"], "recorded_at": ["2026-11-26 21:30", LATER],
+    "session_id": ["", "s2"], "action_type": [""],
+    "parameters": ["[]", "{", '{"a":NaN}', " {}", "{}"],
+    "reversibility_class": [*REVERSIBILITY_CLASSES, "bogus"],
+    "event": [*EVENTS, "cancelled"], "channel": [None, *CHANNELS, "pigeon"],
+    "approver_id": [None, "", "ana", "auto", "system"], "approver_role": [None, "oncall", ""],
+    "decision": [None, *DECISIONS, "maybe"], "outcome": [None, *OUTCOMES, "meh"],
+    "reason": [None, "", "because"], "details": [None, "{}", "[1]", "nope"],
+    "proposed_at": ["yesterday", LATER], "executed_at": [None, LATER, "later"],
+    "prev_hash": ["A" * 64, "0" * 63], "row_hash": ["xyz", "e" * 64],
+}
+ROWS = st.builds(
+    lambda base, changes: {**base, **dict(changes)},
+    st.sampled_from(VALID_ROWS),
+    st.lists(st.sampled_from([(f, v) for f, values in CHANGES.items() for v in values]),
+             max_size=2),
+)
+
+
+# For each rule in ROW_RULES_SQL (same order): a row that breaks that rule and no other.
+PROPOSED, DECIDED, REFUSED, APPROVED, REJECTED, AUTO, TIMED_OUT = VALID_ROWS
+RULE_BREAKERS = [
+    {**PROPOSED, "approver_role": "oncall"},
+    {**DECIDED, "decision": None},
+    {**REFUSED, "reason": None},
+    {**APPROVED, "outcome": None},
+    {**APPROVED, "decision": "auto-approved"},
+    {**TIMED_OUT, "decision": "rejected"},
+    {**TIMED_OUT, "channel": "policy"},
+    {**APPROVED, "channel": "timer"},
+    {**REFUSED, "approver_id": "system", "channel": "timer"},
+    {**APPROVED, "decision": "rejected"},
+    {**APPROVED, "executed_at": None},
+]
+
+
+@pytest.mark.parametrize("index", range(len(ROW_RULES_SQL)))
+def test_each_rule_is_needed_and_holds_in_both_languages(index):
+    row = {"seq": 1, **RULE_BREAKERS[index]}
+    insert = (f"INSERT INTO audit_log ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
+              list(row.values()))
+    with pytest.raises(ValueError):
+        check_row(row)
+    with closing(sqlite3.connect(":memory:")) as conn:
+        conn.execute(TABLE_SQL)
+        with pytest.raises(sqlite3.IntegrityError, match="CHECK"):
+            conn.execute(*insert)
+    without_it = TABLE_SQL.replace(f"CHECK ({ROW_RULES_SQL[index]})", "CHECK (1)")
+    assert without_it != TABLE_SQL
+    with closing(sqlite3.connect(":memory:")) as conn:
+        conn.execute(without_it)
+        conn.execute(*insert)  # only this rule stood in the way
 
 
 @pytest.fixture(scope="module")
@@ -194,11 +254,12 @@ def bare_table():
     conn.close()
 
 
-@settings(max_examples=600, deadline=None,
+@settings(max_examples=1500, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(row=ROWS)
 def test_python_rules_and_sql_checks_agree(bare_table, row):
     row = {"seq": 1, **row}
+    assert set(row) == set(COLUMNS)
     try:
         check_row(row)
         python_ok = True
