@@ -86,3 +86,15 @@ def test_notebooks_showing_progress_ask_for_it_the_unattended_safe_way():
                      if "progress_table()" in src or "ChecklistPanel(" in src)
         assert any("notebook_progress()" in src for src in code[:first + 1]), name
         assert not any("ChecklistPanel()" in src or "Progress()" in src for src in code), name
+
+
+def test_every_command_a_learner_copies_uses_the_venv_python():
+    """``python -m hitl_kit`` fails with a system python; the README installs into .venv."""
+    import re
+
+    bare = re.compile(r"(?<![/\w.])python3? -m (hitl_kit|jupyter|pytest)")
+    files = [ROOT / "README.md"] + sorted(p for d in ("notebooks", "drills", "solutions")
+                                          for p in (ROOT / d).glob("*.ipynb"))
+    found = [f"{p.relative_to(ROOT)}:{n}: {line.strip()}" for p in files
+             for n, line in enumerate(p.read_text().splitlines(), start=1) if bare.search(line)]
+    assert not found, "use .venv/bin/python -m ...:\n" + "\n".join(found)

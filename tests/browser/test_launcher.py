@@ -1,8 +1,10 @@
 """The README's learn command in a real browser: the kit's launcher opens notebook 00 with the
 repository as root, so a drill opens from the file browser, and the news pop-up stays away."""
 
+import contextlib
 import urllib.request
 
+import pytest
 from playwright.sync_api import expect
 
 from ..test_repo_rules import readme_command
@@ -17,8 +19,20 @@ def launcher_args() -> list[str]:
     return args
 
 
+@pytest.fixture
+def no_new_checkpoints():
+    """JupyterLab saves a checkpoint of each notebook it opens: remove the ones this test made in
+    the repository (the learner's own checkpoints stay)."""
+    before = set(REPO_ROOT.glob("*/.ipynb_checkpoints/*"))
+    yield
+    for made in set(REPO_ROOT.glob("*/.ipynb_checkpoints/*")) - before:
+        made.unlink()
+        with contextlib.suppress(OSError):
+            made.parent.rmdir()  # only when it is empty
+
+
 def test_the_launcher_opens_start_here_and_a_drill_from_the_file_browser(
-        page, tmp_path, artifacts_dir):
+        page, tmp_path, artifacts_dir, no_new_checkpoints):
     with LauncherServer(tmp_path, REPO_ROOT, launcher_args()) as server:
         no_proxy = urllib.request.build_opener(urllib.request.ProxyHandler({}))
         with no_proxy.open(server.url("api/contents/drills"), timeout=10) as listing:
