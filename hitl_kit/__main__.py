@@ -75,6 +75,7 @@ def cmd_run(task: str, approver: str, world_path: str | None) -> int:
     return 1 if outcome.paused else 0
 
 
+DEBUG_ENV = "HITL_KIT_DEBUG"
 MODEL_CLIENT_MODULES = ("openai", "httpx", "httpcore", "langchain_openai")
 
 
@@ -138,6 +139,15 @@ def main(argv: list[str] | None = None) -> int:
         return 141  # what a shell reports for a process ended by SIGPIPE
     except (OSError, ValueError, KeyError) as exc:
         print(f"error: {_message(exc)}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # a bug of the kit's: one line, the traceback on request
+        if os.environ.get(DEBUG_ENV) == "1":
+            raise
+        print(f"error: {_one_line(exc)} (a bug in hitl_kit; {DEBUG_ENV}=1 shows the "
+              "traceback)", file=sys.stderr)
         return 2
 
 

@@ -90,3 +90,18 @@ def test_an_unreachable_model_server_is_one_clean_line(run_in, monkeypatch):
     assert code == 2
     [line] = out.err.strip().splitlines()
     assert line.startswith("error: the chat model failed:") and "OPENAI_BASE_URL" in line
+
+
+def test_an_unexpected_error_is_one_line_unless_debugging(monkeypatch, capsys):
+    import hitl_kit.__main__ as cli
+
+    def broken(_):
+        raise AttributeError("'list' object has no attribute 'get'")
+
+    monkeypatch.setattr(cli, "cmd_hint", broken)
+    assert main(["hint", "drill1"]) == 2
+    [line] = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith("error: AttributeError:") and "HITL_KIT_DEBUG=1" in line
+    monkeypatch.setenv("HITL_KIT_DEBUG", "1")
+    with pytest.raises(AttributeError):
+        main(["hint", "drill1"])
