@@ -68,16 +68,6 @@ def test_line_breaks_are_kept_only_where_text_may_span_lines():
     assert visible("one\nline") == "one\\nline"
 
 
-@pytest.fixture
-def world():
-    return World()
-
-
-@pytest.fixture
-def agent(world):
-    return ApprovalAgent(OfflineChatModel(), world.tools(), world=world)
-
-
 BIDI_TASK = 'send a reply to thread 3 saying "refund \u202e0001$\u202c approved"'
 
 
