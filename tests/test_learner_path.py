@@ -98,3 +98,11 @@ def test_every_command_a_learner_copies_uses_the_venv_python():
     found = [f"{p.relative_to(ROOT)}:{n}: {line.strip()}" for p in files
              for n, line in enumerate(p.read_text().splitlines(), start=1) if bare.search(line)]
     assert not found, "use .venv/bin/python -m ...:\n" + "\n".join(found)
+
+
+def test_the_readme_names_every_module_of_the_kit():
+    readme = (ROOT / "README.md").read_text()
+    modules = sorted(p.relative_to(ROOT).as_posix() for p in (ROOT / "hitl_kit").glob("*.py")
+                     if p.name != "__init__.py")
+    missing = [m for m in modules if f"`{m}`" not in readme]
+    assert not missing, f"README's module table does not name: {missing}"
