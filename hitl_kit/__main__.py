@@ -17,13 +17,14 @@ def _drill_for(target: str):
 
 
 def cmd_check(path: str | None) -> int:
-    from hitl_kit.selfcheck import CORRECT, check_notebook
+    from hitl_kit.checks import check_notebook
+    from hitl_kit.selfcheck import CORRECT
 
     if path:
         report = check_notebook(path)
         print(report)
         return 0 if report.status == CORRECT else 1
-    from hitl_kit.progress import progress_table
+    from hitl_kit.checks import progress_table
 
     table, all_correct = progress_table()
     print(table)
@@ -31,7 +32,7 @@ def cmd_check(path: str | None) -> int:
 
 
 def cmd_hint(target: str) -> int:
-    from hitl_kit.selfcheck import check_notebook
+    from hitl_kit.checks import check_notebook
 
     drill = _drill_for(target)
     print(check_notebook(target if target.endswith(".ipynb") else drill.drill_path).hints())

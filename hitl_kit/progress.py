@@ -120,20 +120,8 @@ def records_progress(where: Path) -> bool:
     return where != solutions and solutions not in where.parents
 
 
-def progress_table() -> tuple[str, bool]:
-    """Check every drill notebook now; a text table of their status, and whether all pass."""
-    from hitl_kit.checks import all_drills
-    from hitl_kit.selfcheck import check_notebook
-
-    rows = [("drill", "status", "checks", "notebook")]
-    all_correct = True
-    for drill in all_drills():
-        report = check_notebook(drill.drill_path)
-        all_correct &= report.status == CORRECT
-        rows.append((drill.title, report.status, f"{report.passed}/{len(report.results)}",
-                     f"drills/{drill.notebook}"))
-    widths = [max(len(r[i]) for r in rows) for i in range(4)]
-    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
-             for row in rows]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(lines), all_correct
+def record(report, where: Path) -> None:
+    """The recorder ``hitl_kit.checks`` gives each drill: save a self-check's result, unless the
+    notebook checked lives in ``solutions/``."""
+    if records_progress(where):
+        Progress().record(report)

@@ -1,0 +1,86 @@
+"""Realistic wrong solutions, each made from a solution notebook by small edits (a mutation test).
+
+Every ``Mutant`` says which checks must fail and a fragment of each one's message; every other
+check must pass. The mutants run in this process: the solution's cells are compiled with the
+edits applied and run in a fresh namespace (cells tagged ``demo`` are skipped), then the drill's
+checks run on that namespace, each in its own child process, as they do for a learner.
+
+``python -m tests.mutants`` prints how many mutants each drill and each check has.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import json
+from collections import Counter
+from dataclasses import dataclass, field
+
+from hitl_kit.checks import get_drill
+from hitl_kit.selfcheck import FAIL, SELFCHECK_TAG, Report, code_of_cells, run_cells
+
+DEMO_TAG = "demo"  # cells that only show the drill working; the checks never need them
+DRILL_KEYS = ("drill1", "drill2", "drill3", "drill4")
+
+
+@dataclass(frozen=True)
+class Mutant:
+    id: str
+    why: str  # the real bug it stands for
+    edits: tuple[tuple[str, str], ...]  # (old, new): old occurs exactly once in the solution
+    fails: dict[str, str] = field(hash=False)  # failing check's name -> fragment of its message
+    subtle: bool = False  # passes a quick try by hand; only a probe the drill never shows finds it
+
+
+def mutants_of(key: str) -> list[Mutant]:
+    return importlib.import_module(f"tests.mutants.{key}").MUTANTS
+
+
+@functools.cache
+def solution_cells(key: str) -> tuple[tuple[int, str], ...]:
+    """(cell number, source) of the solution's code cells the checks need."""
+    cells = json.loads(get_drill(key).solution_path.read_text(encoding="utf-8"))["cells"]
+    code = [c for c in cells if c["cell_type"] == "code"]
+    return tuple((number, "".join(c["source"])) for number, c in enumerate(code, start=1)
+                 if not {SELFCHECK_TAG, DEMO_TAG} & set(c["metadata"].get("tags", [])))
+
+
+def mutated_cells(key: str, edits) -> list[tuple[int, str]]:
+    cells = [list(cell) for cell in solution_cells(key)]
+    for old, new in edits:
+        hits = [cell for cell in cells if old in cell[1]]
+        assert len(hits) == 1 and hits[0][1].count(old) == 1, (
+            f"{old!r} must occur exactly once in the solution's cells, found {len(hits)} cells")
+        hits[0][1] = hits[0][1].replace(old, new)
+    return [tuple(cell) for cell in cells]
+
+
+def run_mutant(key: str, mutant: Mutant | None) -> tuple[Report, list[str]]:
+    """The drill's report on the solution with the mutant's edits (None: the solution as is)."""
+    namespace: dict = {"__name__": "__drill__"}
+    cells = mutated_cells(key, mutant.edits if mutant else ())
+    errors = run_cells(code_of_cells(cells, f"{key}-{mutant.id if mutant else 'solution'}"),
+                       namespace)
+    return get_drill(key).run(namespace), errors
+
+
+@functools.cache
+def report_of(key: str, mutant_id: str) -> tuple[Report, tuple[str, ...]]:
+    mutant = next(m for m in mutants_of(key) if m.id == mutant_id)
+    report, errors = run_mutant(key, mutant)
+    return report, tuple(errors)
+
+
+def failing(report: Report) -> dict[str, str]:
+    return {r.check.name: r.message for r in report.results if r.status == FAIL}
+
+
+def counts() -> dict[str, Counter]:
+    """Mutants per drill and per check, from the mutants' declared failing checks."""
+    found = {}
+    for key in DRILL_KEYS:
+        per_check = Counter({chk.name: 0 for chk in get_drill(key).checks})
+        for mutant in mutants_of(key):
+            per_check.update(mutant.fails)
+        found[key] = per_check
+    return found

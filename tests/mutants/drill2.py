@@ -1,0 +1,3 @@
+"""Drill 2 mutants (being written)."""
+
+MUTANTS = []

@@ -1,0 +1,3 @@
+"""Drill 4 mutants (being written)."""
+
+MUTANTS = []
