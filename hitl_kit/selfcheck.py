@@ -39,6 +39,7 @@ import re
 import select
 import signal
 import sys
+import textwrap
 import threading
 import time
 import traceback
@@ -210,9 +211,10 @@ class Drill:
     def check_notebook(self, path: str | Path) -> Report:
         """Run a saved notebook's code cells in a fresh namespace, then every check."""
         path = Path(path)
-        namespace, errors = run_notebook_cells(path)  # CheckError for what is not a notebook
-        saved_at = path.stat().st_mtime
-        report = self.run(namespace, errors)
+        with _threads_quiet():  # a timer the cells started may fail later: no traceback for it
+            namespace, errors = run_notebook_cells(path)  # CheckError if it is not a notebook
+            saved_at = path.stat().st_mtime
+            report = self.run(namespace, errors)
         report.source, report.saved_at = path, saved_at
         self._record(report, path.parent)
         return report
@@ -245,7 +247,7 @@ class Drill:
             print(f"(progress not saved: {exc})")
 
 
-# -- calling the learner's code ---------------------------------------------------------------------
+# -- calling the learner's code --------------------------------------------------------------------
 
 def need(namespace: dict, *names: str):
     """The learner's names; NotAttempted, naming every missing one, while any is undefined."""
@@ -281,6 +283,20 @@ def learner_error(exc: BaseException, label: str, *, expected: str | None = None
     return Flaw(f"{label} raised {describe(exc)}", tried=label,
                 got=f"{type(exc).__name__} {_at(where)}", expected=expected,
                 hint=hint or "Read the line named above: that is where your code stopped.")
+
+
+def is_stub(fn) -> bool:
+    """True while ``fn``'s body is only the stub's ``raise NotImplementedError`` (docstring and
+    comments aside). Read from its source, so nothing of the learner's runs."""
+    try:
+        tree = ast.parse(textwrap.dedent(inspect.getsource(fn)))
+    except (OSError, TypeError, SyntaxError):
+        return False
+    body = tree.body[0].body if tree.body and hasattr(tree.body[0], "body") else []
+    if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant):
+        body = body[1:]  # the docstring
+    return (len(body) == 1 and isinstance(body[0], ast.Raise) and body[0].exc is not None
+            and "NotImplementedError" in ast.unparse(body[0].exc))
 
 
 def describe(exc: BaseException) -> str:
@@ -327,7 +343,7 @@ def _functions_of(value) -> Iterable:
     return [value] if inspect.isfunction(value) else []
 
 
-# -- running checks, isolated and bounded -----------------------------------------------------------
+# -- running checks, isolated and bounded ----------------------------------------------------------
 
 def _run_one(chk: Check, namespace: dict) -> tuple[str, str, str]:
     """(status, message, hint) of one check, every exception turned into words."""
@@ -470,7 +486,7 @@ def _run_in_threads(checks: list[Check], namespace: dict, timeout: float) -> lis
     return outcomes
 
 
-# -- reading and running a saved notebook -----------------------------------------------------------
+# -- reading and running a saved notebook ----------------------------------------------------------
 
 def _read_notebook(path: Path) -> dict:
     path = Path(path)
@@ -551,7 +567,7 @@ def run_cells(compiled: list[tuple[int, object]], namespace: dict,
     a stub called at top level (NotImplementedError) is left for the checks to call not attempted.
     """
     errors: list[str] = []
-    loop = asyncio.new_event_loop()  # one loop for the notebook, as a kernel keeps one
+    loop = asyncio.new_event_loop()  # one loop for the whole notebook, as a kernel keeps one
     try:
         for number, code in compiled:
             if isinstance(code, SyntaxError):
@@ -559,10 +575,8 @@ def run_cells(compiled: list[tuple[int, object]], namespace: dict,
                               f"(line {code.lineno})")
                 continue
             try:
-                with contextlib.redirect_stdout(io.StringIO()), _deadline(timeout):
-                    result = eval(code, namespace)
-                    if inspect.iscoroutine(result):
-                        loop.run_until_complete(result)
+                with _quiet(), _deadline(timeout):
+                    loop.run_until_complete(_cell(code, namespace))
             except NotImplementedError:
                 continue
             except _CellTimeout as exc:
@@ -576,6 +590,14 @@ def run_cells(compiled: list[tuple[int, object]], namespace: dict,
     return errors
 
 
+async def _cell(code, namespace: dict) -> None:
+    """One cell, run inside the event loop as in a kernel (so ``asyncio.get_running_loop()``
+    works in it, and ``asyncio.run`` does not); top-level ``await`` is awaited."""
+    result = eval(code, namespace)
+    if inspect.iscoroutine(result):
+        await result
+
+
 def run_notebook_cells(path: Path, skip_tags: Iterable[str] = (SELFCHECK_TAG,)) -> tuple[
         dict, list[str]]:
     """Run a saved notebook's code cells (not its self-check cell) in a fresh namespace."""
@@ -586,6 +608,26 @@ def run_notebook_cells(path: Path, skip_tags: Iterable[str] = (SELFCHECK_TAG,)) 
     namespace: dict = {"__name__": "__drill__"}
     errors = run_cells(code_of_cells(cells, path.name), namespace)
     return namespace, errors
+
+
+@contextlib.contextmanager
+def _quiet():
+    """What a cell prints or warns is for the notebook, not for the checker's report."""
+    with (contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()),
+          warnings.catch_warnings()):
+        warnings.simplefilter("ignore")
+        yield
+
+
+@contextlib.contextmanager
+def _threads_quiet():
+    """A thread the learner's cells started (a timer) that raises prints no traceback."""
+    previous = threading.excepthook
+    threading.excepthook = lambda args: None
+    try:
+        yield
+    finally:
+        threading.excepthook = previous
 
 
 class _CellTimeout(BaseException):  # not an Exception: a learner's `except Exception` can't eat it
@@ -626,7 +668,7 @@ def _close(loop: asyncio.AbstractEventLoop) -> None:
     loop.close()
 
 
-# -- small words ------------------------------------------------------------------------------------
+# -- small words -----------------------------------------------------------------------------------
 
 def _and(items: list[str]) -> str:
     return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]

@@ -1,61 +1,40 @@
-"""Drill 2's checks catch the mistakes a reviewer would: each wrong variant of the solution fails
-the check that names its mistake, and only that one."""
+"""Drill 2 half done: what is written is checked, what is still the stub reads "not attempted",
+and a review node that never returns ends the check with a message naming it."""
 
-import pytest
+from hitl_kit.checks import check_notebook, get_drill
+from hitl_kit.selfcheck import FAIL, INCORRECT, NOT_ATTEMPTED, PASS, code_of_cells, run_cells
 
-from hitl_kit.checks import get_drill
-from hitl_kit.selfcheck import FAIL, check_notebook
+from .conftest import committed_copy, with_cell_replaced
+from .mutants import solution_cells
 
-from .conftest import with_cell_replaced
-
-SOLUTION = get_drill("drill2").solution_path
-
-MISTAKES = [
-    pytest.param('return tool_name not in READ_ONLY',
-                 'return tool_name in {"update_customer", "delete_customer"}',
-                 ["data-modifying tools need approval, reads don't, unknown tools do"],
-                 "merge_customers", id="fails-open-for-unknown-tools"),
-    pytest.param('"args": call["args"],', '',
-                 ["a modifying task pauses with the action and its arguments in the payload"],
-                 "should include the action", id="payload-without-arguments"),
-    pytest.param('return {"decision": decision}',
-                 'return {"decision": {"decision": "approved", "approver": "agent"}}',
-                 ["reject executes nothing"], "rejected delete_customer ran",
-                 id="ignores-the-human"),
-    pytest.param('builder.add_edge("review", "execute")\n    builder.add_edge("execute", END)\n'
-                 '    return builder.compile(checkpointer=checkpointer)',
-                 'builder.add_edge("review", "execute")\n    builder.add_edge("execute", END)\n'
-                 '    return builder.compile(checkpointer=checkpointer,\n'
-                 '                           interrupt_before=["review"])',
-                 ["read-only tasks finish without pausing",
-                  "a modifying task pauses with the action and its arguments in the payload"],
-                 "a static breakpoint", id="static-breakpoint"),
-]
+DRILL = get_drill("drill2")
+NEEDS = DRILL.checks[0].name
+STUB_NEEDS = """    # TODO: True for update_customer and delete_customer (and anything unknown), False for reads.
+    raise NotImplementedError"""
 
 
-@pytest.mark.parametrize(("old", "new", "failing", "message"), MISTAKES)
-def test_each_mistake_fails_the_check_that_names_it(tmp_path, old, new, failing, message):
-    report = check_notebook(with_cell_replaced(SOLUTION, tmp_path, old, new))
-    failed = [r for r in report.results if r.status == FAIL]
-    assert [r.check.name for r in failed] == failing, str(report)
-    assert any(message in r.message for r in failed), str(report)
+def test_needs_approval_written_and_review_still_a_stub(tmp_path):
+    half = with_cell_replaced(committed_copy(DRILL.drill_path, tmp_path), tmp_path, STUB_NEEDS,
+                              '    return tool_name not in ("find_customers", "read_customer")')
+    report = check_notebook(half)
+    statuses = {r.check.name: r.status for r in report.results}
+    assert statuses.pop(NEEDS) == PASS
+    assert set(statuses.values()) == {NOT_ATTEMPTED}, str(report)
+    assert report.status == INCORRECT
+    stubs = {r.message for r in report.results if r.status == NOT_ATTEMPTED}
+    assert stubs <= {"build_gated_agent still raises NotImplementedError",
+                     "`build_gated_agent` still raises NotImplementedError",
+                     "`review` still raises NotImplementedError"}, stubs
 
 
-def test_a_side_effect_before_the_pause_is_caught(tmp_path):
-    wrong = with_cell_replaced(
-        SOLUTION, tmp_path,
-        'builder.add_node("review", review)\n'
-        '    builder.add_node("execute", make_execute(world))\n'
-        '    builder.add_edge(START, "plan")\n    builder.add_edge("plan", "review")\n'
-        '    builder.add_edge("review", "execute")\n    builder.add_edge("execute", END)',
-        # "ask for forgiveness": the rubber stamp lets execute run, and review asks afterwards
-        'builder.add_node("review", review)\n'
-        '    builder.add_node("execute", make_execute(world))\n'
-        '    builder.add_node("rubber_stamp", rubber_stamp)\n    builder.add_edge(START, "plan")\n'
-        '    builder.add_edge("plan", "rubber_stamp")\n'
-        '    builder.add_edge("rubber_stamp", "execute")\n'
-        '    builder.add_edge("execute", "review")\n    builder.add_edge("review", END)')
-    report = check_notebook(wrong)
-    failed = {r.check.name: r.message for r in report.results if r.status == FAIL}
-    assert "already ran before anyone approved it" in failed[
-        "a modifying task pauses with the action and its arguments in the payload"]
+def test_a_review_node_that_never_returns_is_named():
+    cells = [(n, src.replace("    call = state.get(\"call\")",
+                             "    while True:\n        pass\n    call = state.get(\"call\")"))
+             for n, src in solution_cells("drill2")]
+    namespace = {"__name__": "__drill__"}
+    assert run_cells(code_of_cells(cells, "hanging-review"), namespace) == []
+    report = DRILL.run(namespace, timeout=2.0)
+    hung = [r for r in report.results if r.status == FAIL]
+    assert hung and all(r.message.startswith("your code did not finish within 2 s (in `review`")
+                        for r in hung), str(report)
+    assert {r.check.name for r in report.results if r.status == PASS} == {NEEDS}

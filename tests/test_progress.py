@@ -4,10 +4,10 @@ import json
 
 import pytest
 
-from hitl_kit.checks import all_drills, get_drill
+from hitl_kit.checks import all_drills, check_notebook, get_drill
 from hitl_kit.progress import CHECKLIST, Progress, records_progress
 from hitl_kit.review import QUESTIONS, ChecklistPanel, QuizCard, WeakAreaLog
-from hitl_kit.selfcheck import CORRECT, INCORRECT, ROOT, check_notebook
+from hitl_kit.selfcheck import CORRECT, INCORRECT, ROOT
 
 from .conftest import committed_copy, with_cell_replaced
 
@@ -35,7 +35,7 @@ def test_a_drill_going_from_failing_to_passing_updates_progress(progress_file, t
         "Can classify actions by reversibility"]
     check_notebook(drill1_copy(tmp_path, solved=True))
     saved = json.loads(progress_file.read_text())["drills"]["drill1"]
-    assert saved["status"] == CORRECT and saved["passed"] == saved["checks"] == 5
+    assert saved["status"] == CORRECT and saved["passed"] == saved["checks"] == 7
     assert dict((i, d) for i, d, _ in Progress().checklist())[
         "Can classify actions by reversibility"]
 

@@ -1,21 +1,29 @@
-"""The drills' self-checks: solutions pass, pristine stubs don't (as rustlings proves its
-exercises), and the messages name what is wrong."""
+"""The drills' self-checks: solutions pass, pristine stubs read "not attempted" (as rustlings
+proves its exercises), a hang ends with a message, and the command line says what is wrong with
+a path in one line. The checks' own probes and messages are tested by tests/mutants/."""
 
 import json
+import time
 from types import SimpleNamespace
 
 import pytest
 
 from hitl_kit.__main__ import main
-from hitl_kit.checks import all_drills, get_drill
+from hitl_kit.checks import all_drills, check_notebook, get_drill
 from hitl_kit.selfcheck import (
     CORRECT,
     FAIL,
     INCORRECT,
     NOT_ATTEMPTED,
     PASS,
-    check_notebook,
+    Check,
+    CheckError,
+    Drill,
+    Flaw,
+    attempt,
+    code_of_cells,
     drill_key_of,
+    run_cells,
     run_notebook_cells,
 )
 
@@ -36,6 +44,17 @@ def test_every_pristine_drill_is_not_attempted(drill, tmp_path):
     report = check_notebook(committed_copy(drill.drill_path, tmp_path))
     assert report.status == NOT_ATTEMPTED, str(report)
     assert all(r.status == NOT_ATTEMPTED for r in report.results), str(report)
+    assert not report.cell_errors
+
+
+@pytest.mark.parametrize("drill", DRILLS, ids=lambda d: d.key)
+def test_the_check_cell_alone_in_a_fresh_kernel_is_not_attempted(drill):
+    """Run before any other cell: nothing is defined, so nothing was attempted (no KeyError)."""
+    namespace = {"__name__": "__main__"}
+    exec(f"from hitl_kit.checks import {drill.key}\nreport = {drill.key}.check()", namespace)
+    report = namespace["report"]
+    assert report.status == NOT_ATTEMPTED, str(report)
+    assert "Error" not in str(report)
 
 
 @pytest.mark.parametrize("drill", DRILLS, ids=lambda d: d.key)
@@ -43,46 +62,10 @@ def test_drill_and_solution_notebooks_name_their_drill(drill):
     assert drill_key_of(drill.drill_path) == drill_key_of(drill.solution_path) == drill.key
 
 
-DRILL1_MISTAKES = [
-    pytest.param('"send_reply": ("irreversible_low", "soft_gate")',
-                 '"send_reply": ("fully_reversible", "auto_execute")',
-                 "sending and permanent deletion wait for a human", "send_reply: auto_execute",
-                 id="a-send-left-ungated"),
-    pytest.param('"read_inbox": ("fully_reversible", "auto_execute")',
-                 '"read_inbox": ("irreversible_high", "hard_gate")',
-                 "reads, searches, drafts and archiving run without a human",
-                 "read_inbox: hard_gate", id="over-gating-a-read"),
-    pytest.param('"set_rule": ("partially_reversible", "auto_with_logging")',
-                 '"set_rule": ("partially_reversible", "hard_gate")',
-                 "each policy follows from its class",
-                 "set_rule: class partially_reversible calls for auto_with_logging",
-                 id="policy-contradicts-class"),
-    pytest.param('(None, "hard_gate")', '(None, "auto_execute")',
-                 "policy_for fails closed for an unknown action", "fail closed",
-                 id="lookup-fails-open"),
-    pytest.param('EMAIL_TABLE.get(action, (None, "hard_gate"))', "EMAIL_TABLE[action]",
-                 "policy_for fails closed for an unknown action", "KeyError",
-                 id="lookup-raises-for-unknown"),
-]
-
-
-@pytest.mark.parametrize(("old", "new", "failing_check", "message"), DRILL1_MISTAKES)
-def test_one_wrong_row_fails_the_check_that_names_it(tmp_path, old, new, failing_check, message):
-    report = check_notebook(with_cell_replaced(SOLUTION_1, tmp_path, old, new))
-    assert report.status == INCORRECT
-    failed = [r for r in report.results if r.status == FAIL]
-    assert [r.check.name for r in failed] == [failing_check]
-    assert message in failed[0].message
-    assert message in str(report) and "hint:" in str(report)
-
-
-def test_a_missing_action_and_a_misspelt_class_are_named(tmp_path):
-    wrong = with_cell_replaced(SOLUTION_1, tmp_path,
-                               '"search_mail": ("fully_reversible", "auto_execute"),', "")
-    wrong = with_cell_replaced(wrong, tmp_path, '"add_contact": ("partially_reversible"',
-                               '"add_contact": ("partly_reversible"')
-    message = next(r.message for r in check_notebook(wrong).results if r.status == FAIL)
-    assert "search_mail: missing" in message and "add_contact: class 'partly_reversible'" in message
+@pytest.mark.parametrize("drill", DRILLS, ids=lambda d: d.key)
+def test_each_drill_says_save_then_check(drill):
+    text = drill.drill_path.read_text(encoding="utf-8")
+    assert "save, then check" in text and ".venv/bin/python -m hitl_kit check drills/" in text
 
 
 def test_half_done_is_incorrect_not_not_attempted(tmp_path):
@@ -111,16 +94,92 @@ def test_check_in_a_notebook_reads_the_callers_globals():
     assert namespace["report"].status == CORRECT
 
 
-def test_hint_lists_only_what_still_fails(tmp_path, capsys):
+def test_checks_do_not_change_the_learners_objects():
+    namespace, _ = run_notebook_cells(SOLUTION_1)
+    calls = []
+    namespace["policy_for"] = lambda action: calls.append(action) or "hard_gate"
+    get_drill("drill1").run(namespace)
+    assert calls == []  # the probes ran in child processes; this process saw none of them
+
+
+def test_hint_lists_only_what_still_fails(capsys):
     drill = get_drill("drill1")
     namespace, _ = run_notebook_cells(SOLUTION_1)
     namespace["policy_for"] = lambda action: "auto_execute"
     drill.hint(namespace)
     out = capsys.readouterr().out
-    assert out.count("\n- ") == 0 and out.startswith("- policy_for fails closed")
+    lines = out.strip().splitlines()
+    assert [line.split(":")[0] for line in lines] == [
+        "- policy_for returns the table's policy for every action in it",
+        "- policy_for fails closed for every action not in the table"]
 
 
-# -- the same checks from the shell ---------------------------------------------------------------
+def test_hint_on_a_solved_drill_says_it_passes(capsys):
+    namespace, _ = run_notebook_cells(SOLUTION_1)
+    get_drill("drill1").hint(namespace)
+    out = capsys.readouterr().out
+    assert "CORRECT" in out and "No hints needed" in out and "- " not in out
+
+
+# -- a check never hangs ---------------------------------------------------------------------------
+
+HANGS = {
+    "a loop that never ends": "def policy_for(action):\n    while True:\n        pass\n",
+    "a lock taken twice": ("import threading\n_lock = threading.Lock()\n\n"
+                           "def policy_for(action):\n    with _lock:\n        with _lock:\n"
+                           "            return 'hard_gate'\n"),
+}
+
+
+@pytest.mark.parametrize("fork", [True, False], ids=["forked-child", "watchdog-thread"])
+@pytest.mark.parametrize("hang", list(HANGS))
+def test_a_hanging_answer_ends_with_a_message_naming_where(tmp_path, hang, fork):
+    namespace, _ = run_notebook_cells(SOLUTION_1)
+    run_cells(code_of_cells([(3, HANGS[hang])], "hang.ipynb"), namespace)
+    started = time.monotonic()
+    report = get_drill("drill1").run(namespace, timeout=1.0, fork=fork)
+    assert time.monotonic() - started < 5
+    failed = {r.check.name: r.message for r in report.results if r.status == FAIL}
+    assert len(failed) == 2, str(report)  # the two checks that call policy_for
+    for message in failed.values():
+        assert message.startswith("your code did not finish within 1 s (in `policy_for`, "
+                                  "line "), message
+
+
+def test_a_hanging_cell_in_a_saved_notebook_is_reported_and_the_rest_still_runs(tmp_path):
+    hanging = with_cell_replaced(SOLUTION_1, tmp_path, "def policy_for(action: str) -> str:",
+                                 "while True:\n    pass\n\n\ndef policy_for(action: str) -> str:")
+    namespace: dict = {"__name__": "__drill__"}
+    source = json.loads(hanging.read_text())["cells"]
+    code = [(n, "".join(c["source"])) for n, c in enumerate(
+        [c for c in source if c["cell_type"] == "code"], start=1)]
+    errors = run_cells(code_of_cells(code, "h.ipynb"), namespace, timeout=0.5)
+    assert len(errors) == 1
+    assert errors[0].startswith("code cell 3 did not finish within 0.5 s (in `<module>`, line ")
+    assert "policy_for" not in namespace  # defined after the loop, in the same cell
+    assert "EMAIL_TABLE" in namespace
+
+
+def test_an_error_in_the_learners_code_is_a_flaw_not_a_traceback():
+    def policy_for(action):
+        return {}[action]
+
+    with pytest.raises(Flaw) as caught:
+        attempt("policy_for('x')", policy_for, "x", expected="'hard_gate'")
+    message = caught.value.message()
+    assert message.splitlines()[0] == "policy_for('x') raised KeyError: 'x'"
+    assert "Traceback" not in message and "expected: 'hard_gate'" in message
+
+
+def test_a_check_that_ends_python_is_reported():
+    drill = Drill("crash", "Crash", "none.ipynb",
+                  [Check("exits", lambda ns: __import__("os")._exit(3), "do not")])
+    report = drill.run({})
+    assert report.results[0].status == FAIL
+    assert "ended without a result" in report.results[0].message
+
+
+# -- the same checks from the shell ----------------------------------------------------------------
 # Two tests run the real command in a process of its own (exit codes included); the rest call the
 # command line's main() in this process, which is the same code and much faster.
 
@@ -138,13 +197,13 @@ def cli(capsys):
 def test_cli_check_solution_exits_zero():
     result = run_cli("check", str(SOLUTION_1))
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "CORRECT (5/5 checks pass)" in result.stdout
+    assert "CORRECT (7/7 checks pass)" in result.stdout
 
 
 def test_cli_check_pristine_drill_exits_nonzero_not_attempted(tmp_path):
     result = run_cli("check", str(committed_copy(get_drill("drill1").drill_path, tmp_path)))
     assert result.returncode == 1
-    assert "NOT ATTEMPTED" in result.stdout
+    assert "NOT ATTEMPTED" in result.stdout and "Traceback" not in result.stderr
 
 
 def test_cli_check_wrong_row_exits_nonzero_naming_it(cli, tmp_path):
@@ -154,6 +213,15 @@ def test_cli_check_wrong_row_exits_nonzero_naming_it(cli, tmp_path):
     result = cli("check", str(wrong))
     assert result.returncode == 1
     assert "INCORRECT" in result.stdout and "delete_thread: auto_with_logging" in result.stdout
+
+
+def test_cli_report_shows_when_the_file_was_saved(cli, tmp_path):
+    copy = committed_copy(get_drill("drill1").drill_path, tmp_path)
+    result = cli("check", str(copy))
+    line = result.stdout.splitlines()[1]
+    assert line.strip().startswith("checked ") and "as saved " in line
+    assert time.strftime("%Y-%m-%d %H:%M", time.localtime(copy.stat().st_mtime)) in line
+    assert "save, then check" in line
 
 
 def test_cli_messages_match_the_notebook_report(cli):
@@ -169,22 +237,57 @@ def test_cli_progress_table_lists_every_drill(cli):
     assert result.returncode == (0 if set(statuses) == {CORRECT} else 1)
 
 
-def test_cli_bad_path_is_a_clear_error(cli, tmp_path):
-    result = cli("check", str(tmp_path / "nope.ipynb"))
-    assert result.returncode == 2 and "no notebook at" in result.stderr
-    not_a_drill = tmp_path / "plain.ipynb"
-    not_a_drill.write_text(json.dumps({"cells": [], "metadata": {}}))
-    result = cli("check", str(not_a_drill))
-    assert result.returncode == 2 and "not a drill notebook" in result.stderr
+NOT_NOTEBOOKS = {
+    "missing": (None, "no notebook at"),
+    "a folder": ("folder", "is a folder: give one notebook"),
+    "a JSON list": ("[1, 2]", "is JSON but not a Jupyter notebook"),
+    "JSON without cells": ('{"metadata": {}}', "is JSON but not a Jupyter notebook"),
+    "cells that are not cells": ('{"cells": [1]}', "is JSON but not a Jupyter notebook"),
+    "not JSON": ("{nope", "bad JSON"),
+    "not text": (b"\xff\xfe\x00", "not UTF-8 text"),
+    "a notebook of no drill": ('{"cells": [], "metadata": {}}', "is not a drill notebook"),
+    "metadata that is a list": ('{"cells": [], "metadata": []}', "is not a drill notebook"),
+}
+
+
+@pytest.mark.parametrize("case", list(NOT_NOTEBOOKS))
+def test_cli_check_of_something_that_is_not_a_drill_notebook_is_one_clear_line(cli, tmp_path,
+                                                                               case):
+    content, message = NOT_NOTEBOOKS[case]
+    path = tmp_path / "thing.ipynb"
+    if content == "folder":
+        path.mkdir()
+    elif isinstance(content, bytes):
+        path.write_bytes(content)
+    elif content is not None:
+        path.write_text(content)
+    for command in ("check", "hint"):
+        result = cli(command, str(path))
+        assert result.returncode == 2, result
+        assert result.stderr.count("\n") == 1 and message in result.stderr, result.stderr
+        assert '"' not in result.stderr.split(":")[0]  # no KeyError-style quoting
+
+
+def test_cli_check_of_the_drills_folder_is_one_clear_line():
+    result = run_cli("check", "drills")
+    assert result.returncode == 2
+    assert result.stderr.strip() == ("error: drills is a folder: give one notebook, e.g. "
+                                     "drills/NAME.ipynb, or no path to check every drill")
 
 
 def test_cli_solution_and_hint(cli):
     solution = cli("solution", "drill1")
     assert solution.returncode == 0 and "EMAIL_TABLE = {" in solution.stdout
     hint = cli("hint", str(SOLUTION_1))
-    assert hint.returncode == 0 and "dict.get" in hint.stdout
+    assert hint.returncode == 0 and "No hints needed" in hint.stdout
     unknown = cli("hint", "drill99")
-    assert unknown.returncode == 2 and "no drill 'drill99'" in unknown.stderr
+    assert unknown.returncode == 2
+    assert unknown.stderr.strip() == "error: no drill 'drill99'; drills are: drill1, drill2, " \
+                                     "drill3, drill4"
+
+
+def test_check_error_reads_as_one_line_without_quotes():
+    assert str(CheckError("no drill 'x'")) == "no drill 'x'"
 
 
 def test_report_passes_count_matches_results():

@@ -9,9 +9,8 @@ A later part (rules over a call's arguments) adds its checks to ``CHECKS``.
 from __future__ import annotations
 
 import copy
-from collections import Counter
 
-from hitl_kit.checks.names import HINTS, NEW, Unseen, unseen_names
+from hitl_kit.checks.names import HINTS, NEW, Unseen, most_common_kind_first, unseen_names
 from hitl_kit.policy import POLICY_BY_CLASS
 from hitl_kit.selfcheck import Check, Drill, Flaw, NotAttempted, describe, learner_error, need
 from hitl_kit.vocabulary import Policy, Reversibility
@@ -180,9 +179,7 @@ def unknown_actions_fail_closed(ns: dict) -> None:
 
 
 def _fail_open(failed: list, total: int) -> Flaw:
-    # Show the kind of name that fails most often: it says which shortcut the lookup takes.
-    kinds = Counter(probe.how for probe, *_ in failed)
-    failed = sorted(failed, key=lambda item: -kinds[item[0].how])
+    failed = most_common_kind_first(failed)
     probe, text, error, raw = failed[0]
     others = [f"{p.name!r} -> {describe(e) if e else repr(r)}" for p, _, e, r in failed[1:4]]
     also = (f"{len(failed) - 1} more of the {total} unseen names, e.g. " + "; ".join(others)

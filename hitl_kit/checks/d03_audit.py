@@ -114,7 +114,7 @@ def _valid_rows() -> list[dict]:
     ]
 
 
-# -- building the learner's database --------------------------------------------------------------
+# -- building the learner's database ---------------------------------------------------------------
 
 def _has_sql(text: str) -> bool:
     without_comments = re.sub(r"--[^\n]*|/\*.*?\*/", "", text, flags=re.S)
@@ -202,7 +202,7 @@ def _insert_refused(conn: sqlite3.Connection, row: dict) -> bool:
     return _refused(conn, f"INSERT INTO {TABLE} ({columns}) VALUES ({placeholders})", row)
 
 
-# -- schema checks --------------------------------------------------------------------------------
+# -- schema checks ---------------------------------------------------------------------------------
 
 def _affinity(declared: str) -> str:
     """The affinity SQLite gives a declared type (sqlite.org/datatype3.html, section 3.1)."""
@@ -235,8 +235,8 @@ def required_fields_are_not_null(ns: dict) -> None:
     valid = _valid_rows()[0]
     with closing(_schema_db(ns)) as conn:
         _insert_valid_rows(conn)
-        accepted = [column for column in COLUMNS
-                    if column not in NULLABLE and not _insert_refused(conn, {**valid, column: None})]
+        accepted = [column for column in COLUMNS if column not in NULLABLE
+                    and not _insert_refused(conn, {**valid, column: None})]
     if accepted:
         raise Flaw("a row without who, what, when or how it ended can be stored",
                    tried=f"a valid row with NULL in {', '.join(accepted)}", got="stored",
@@ -396,7 +396,7 @@ def _guard_hint(kinds: list[str], got_through: list[tuple[str, str]]) -> str:
             "through.")
 
 
-# -- watching what log_action runs ----------------------------------------------------------------
+# -- watching what log_action runs -----------------------------------------------------------------
 
 _CHANGES = {
     sqlite3.SQLITE_UPDATE: "an UPDATE",

@@ -10,6 +10,7 @@ into a known, harmless action. Each name comes with the way it was made, which d
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable
 from typing import NamedTuple
 
@@ -85,3 +86,10 @@ def unseen_names(known: Iterable[str]) -> list[Unseen]:
     for name in NEW_NAMES:
         found.setdefault(name, Unseen(name, NEW, ""))
     return [unseen for name, unseen in found.items() if name not in set(known)]
+
+
+def most_common_kind_first(failed: list[tuple]) -> list[tuple]:
+    """Failures as (Unseen, ...) tuples, the kind of name that fails most often first: that kind
+    says which shortcut the lookup takes, so its example and hint are the ones to show."""
+    kinds = Counter(item[0].how for item in failed)
+    return sorted(failed, key=lambda item: -kinds[item[0].how])

@@ -29,7 +29,7 @@ INSERT = '''    with conn:  # commits, so the row is kept whatever the caller do
 NOW = 'row["timestamp"] = datetime.now(UTC).isoformat()'
 
 MUTANTS = [
-    # -- the schema -----------------------------------------------------------------------------
+    # -- the schema --------------------------------------------------------------------------------
     Mutant("datetime-column-type", "DATETIME looks right; SQLite stores the column as NUMERIC",
            (("proposed_at         TEXT NOT NULL,", "proposed_at         DATETIME NOT NULL,"),
             (") STRICT;", ");")),
@@ -71,7 +71,7 @@ MUTANTS = [
     Mutant("no-replace-guard", "INSERT OR REPLACE deletes a row without a DELETE trigger",
            ((REPLACE_GUARD, ""),),
            {STORED: "INSERT OR REPLACE INTO audit_log (rowid"}, subtle=True),
-    # -- log_action -------------------------------------------------------------------------------
+    # -- log_action --------------------------------------------------------------------------------
     Mutant("update-after-insert", "log_action fixes up its row with an UPDATE",
            ((INSERT, INSERT + '\n        conn.execute("UPDATE audit_log SET timestamp = ? WHERE '
                               'seq = last_insert_rowid()", (row["timestamp"],))'),),
