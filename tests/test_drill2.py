@@ -9,13 +9,13 @@ from .mutants import solution_cells
 
 DRILL = get_drill("drill2")
 NEEDS = DRILL.checks[0].name
-STUB_NEEDS = """    # TODO: True for update_customer and delete_customer (and anything unknown), False for reads.
-    raise NotImplementedError"""
+STUB_NEEDS = "False for reads.\n    raise NotImplementedError"
 
 
 def test_needs_approval_written_and_review_still_a_stub(tmp_path):
+    written = 'False for reads.\n    return tool_name not in {"find_customers", "read_customer"}'
     half = with_cell_replaced(committed_copy(DRILL.drill_path, tmp_path), tmp_path, STUB_NEEDS,
-                              '    return tool_name not in ("find_customers", "read_customer")')
+                              written)
     report = check_notebook(half)
     statuses = {r.check.name: r.status for r in report.results}
     assert statuses.pop(NEEDS) == PASS

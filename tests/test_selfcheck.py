@@ -27,7 +27,7 @@ from hitl_kit.selfcheck import (
     run_notebook_cells,
 )
 
-from .conftest import committed_copy, run_cli, with_cell_replaced
+from .conftest import ROOT, committed_copy, run_cli, with_cell_replaced
 
 DRILLS = all_drills()
 SOLUTION_1 = get_drill("drill1").solution_path
@@ -293,3 +293,17 @@ def test_check_error_reads_as_one_line_without_quotes():
 def test_report_passes_count_matches_results():
     report = check_notebook(SOLUTION_1)
     assert report.passed == sum(r.status == PASS for r in report.results) == len(report.results)
+
+
+def test_the_drills_as_committed_pass_the_linter(tmp_path):
+    """drills/ is left out of `ruff check .` (the learner's answers are theirs); the committed
+    stubs are linted here, with the project's rules. A drill imports names the learner will need
+    before the learner uses them, so unused imports are allowed."""
+    import subprocess
+    import sys
+
+    copies = [str(committed_copy(drill.drill_path, tmp_path)) for drill in DRILLS]
+    linted = subprocess.run([sys.executable, "-m", "ruff", "check", "--no-cache", "--config",
+                             str(ROOT / "pyproject.toml"), "--ignore", "F401", *copies],
+                            capture_output=True, text=True)
+    assert linted.returncode == 0, linted.stdout + linted.stderr
