@@ -191,6 +191,10 @@ class Drill:
     notebook: str  # file name, in drills/ and in solutions/
     checks: list[Check]
     recorder: Recorder | None = None  # called with each report (hitl_kit.checks sets progress)
+    # Warms the libraries the checks use, once per process, before the checks fork: each child
+    # then starts warm instead of paying the first-call costs again. It never runs learner code.
+    prepare: Callable[[], None] | None = None
+    _prepared: bool = field(default=False, repr=False)
 
     @property
     def drill_path(self) -> Path:
@@ -222,11 +226,18 @@ class Drill:
     def run(self, namespace: dict, cell_errors: list[str] | None = None, *,
             timeout: float = CHECK_TIMEOUT_S, fork: bool = FORK) -> Report:
         """Every check on ``namespace``, each isolated and bounded by ``timeout`` seconds."""
+        self.warm_up()
         runner = _run_forked if fork else _run_in_threads
         outcomes = runner(self.checks, namespace, timeout)
         results = [Result(chk, *outcome) for chk, outcome in zip(self.checks, outcomes,
                                                                   strict=True)]
         return Report(self, results, cell_errors or [])
+
+    def warm_up(self) -> None:
+        """Run ``prepare`` once in this process (``run`` does it before its first fork)."""
+        if self.prepare is not None and not self._prepared:
+            self.prepare()
+            self._prepared = True
 
     def hint(self, namespace: dict | None = None) -> None:
         """Print the hint of each check that does not pass yet."""

@@ -491,6 +491,29 @@ def uses_the_checkpointer_it_is_given(ns: dict) -> None:
                                 "must find the paused run wherever it was saved.")
 
 
+def _warm_up() -> None:
+    """The first tool list, plan, compile and pause of a process cost more than the rest."""
+    from langchain_core.messages import HumanMessage
+    from langgraph.checkpoint.sqlite import SqliteSaver
+    from langgraph.graph import END, START, StateGraph
+    from langgraph.types import interrupt
+
+    world = World()
+    model = OfflineChatModel().bind_tools(world.tools([*READS, *WRITES]))
+    model.invoke([HumanMessage(DELETE_4[0])])
+    builder = StateGraph(dict)
+    builder.add_node("ask", lambda state: {"answer": interrupt("?")})
+    builder.add_edge(START, "ask")
+    builder.add_edge("ask", END)
+    with contextlib.closing(sqlite3.connect(":memory:", check_same_thread=False)) as conn:
+        for saver in (InMemorySaver(), SqliteSaver(conn)):
+            graph = builder.compile(checkpointer=saver)
+            graph.invoke({"answer": None}, _config("warm"))
+            graph.invoke(Command(resume=APPROVE), _config("warm"))
+            graph.get_state(_config("warm"))
+            list(saver.list(_config("warm")))
+
+
 DRILL = Drill(
     key="drill2",
     title="Drill 2: gate the data-modifying tools with interrupt()",
@@ -530,4 +553,5 @@ DRILL = Drill(
               "builder.compile(checkpointer=checkpointer): the caller decides where paused runs "
               "are kept."),
     ],
+    prepare=_warm_up,
 )

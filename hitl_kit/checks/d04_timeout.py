@@ -803,9 +803,31 @@ CHECKS = [
           "then await the resume."),
 ]
 
+def _warm_up() -> None:
+    """Compile, pause and resume a small graph once, sync and async, before the checks fork."""
+    from langgraph.checkpoint.memory import InMemorySaver
+    from langgraph.graph import END, START, StateGraph
+    from langgraph.types import Command, interrupt
+
+    builder = StateGraph(dict)
+    builder.add_node("ask", lambda state: {"answer": interrupt("?")})
+    builder.add_edge(START, "ask")
+    builder.add_edge("ask", END)
+    graph = builder.compile(checkpointer=InMemorySaver())
+
+    async def run_async():
+        await graph.ainvoke({"answer": None}, _config("warm-async"))
+        await graph.ainvoke(Command(resume="yes"), _config("warm-async"))
+
+    graph.invoke({"answer": None}, _config("warm"))
+    graph.invoke(Command(resume="yes"), _config("warm"))
+    _in_new_loop(run_async)
+
+
 DRILL = Drill(
     key="drill4",
     title="Drill 4: reject by default when nobody answers",
     notebook="04_timeout_default.ipynb",
     checks=CHECKS,
+    prepare=_warm_up,
 )

@@ -14,6 +14,7 @@ import functools
 import importlib
 import json
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from hitl_kit.checks import get_drill
@@ -55,20 +56,37 @@ def mutated_cells(key: str, edits) -> list[tuple[int, str]]:
     return [tuple(cell) for cell in cells]
 
 
-def run_mutant(key: str, mutant: Mutant | None) -> tuple[Report, list[str]]:
-    """The drill's report on the solution with the mutant's edits (None: the solution as is)."""
+def namespace_of(key: str, mutant: Mutant | None) -> tuple[dict, list[str]]:
+    """The namespace after running the solution's cells with the mutant's edits, and the
+    cells' errors (None: the solution as is)."""
     namespace: dict = {"__name__": "__drill__"}
     cells = mutated_cells(key, mutant.edits if mutant else ())
     errors = run_cells(code_of_cells(cells, f"{key}-{mutant.id if mutant else 'solution'}"),
                        namespace)
+    return namespace, errors
+
+
+def run_mutant(key: str, mutant: Mutant | None) -> tuple[Report, list[str]]:
+    """The drill's report on the solution with the mutant's edits (None: the solution as is)."""
+    namespace, errors = namespace_of(key, mutant)
     return get_drill(key).run(namespace), errors
 
 
 @functools.cache
+def reports_of(key: str) -> dict[str, tuple[Report, tuple[str, ...]]]:
+    """Every mutant's report. The cells run here one mutant after another; the checks of
+    several mutants run at once (their children mostly wait on short deadlines)."""
+    drill = get_drill(key)
+    prepared = [(m.id, *namespace_of(key, m)) for m in mutants_of(key)]
+    drill.warm_up()  # once, before the threads below fork
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        reports = pool.map(lambda item: drill.run(item[1]), prepared)
+        return {mutant_id: (report, tuple(errors))
+                for (mutant_id, _, errors), report in zip(prepared, reports, strict=True)}
+
+
 def report_of(key: str, mutant_id: str) -> tuple[Report, tuple[str, ...]]:
-    mutant = next(m for m in mutants_of(key) if m.id == mutant_id)
-    report, errors = run_mutant(key, mutant)
-    return report, tuple(errors)
+    return reports_of(key)[mutant_id]
 
 
 def failing(report: Report) -> dict[str, str]:
