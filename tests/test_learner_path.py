@@ -62,7 +62,8 @@ def test_the_path_tables_list_exactly_the_notebooks_that_exist():
 
 def test_an_unattended_run_never_touches_the_learners_progress(tmp_path, monkeypatch):
     import hitl_kit.progress as progress_module
-    from hitl_kit.progress import PROGRESS_ENV, progress_table
+    from hitl_kit.checks import progress_table
+    from hitl_kit.progress import PROGRESS_ENV
     from hitl_kit.review import notebook_progress
 
     learners = tmp_path / ".hitl_kit" / "progress.json"
