@@ -609,15 +609,13 @@ async def _cell(code, namespace: dict) -> None:
         await result
 
 
-def run_notebook_cells(path: Path, skip_tags: Iterable[str] = (SELFCHECK_TAG,)) -> tuple[
-        dict, list[str]]:
+def run_notebook_cells(path: Path, timeout: float = CELL_TIMEOUT_S) -> tuple[dict, list[str]]:
     """Run a saved notebook's code cells (not its self-check cell) in a fresh namespace."""
     path = Path(path)
-    skip = set(skip_tags)
     cells = [(number, _source(c)) for number, c in enumerate(_code_cells(path), start=1)
-             if not skip & set(_tags(c))]
+             if SELFCHECK_TAG not in _tags(c)]
     namespace: dict = {"__name__": "__drill__"}
-    errors = run_cells(code_of_cells(cells, path.name), namespace)
+    errors = run_cells(code_of_cells(cells, path.name), namespace, timeout)
     return namespace, errors
 
 
