@@ -39,7 +39,7 @@ from typing import Any
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.types import Command
 
-from hitl_kit.decisions import Claim, DecisionLedger, Request, ledger_for
+from hitl_kit.decisions import Claim, DecisionLedger, Request, StaleTurn, ledger_for
 from hitl_kit.graph import answer_of, build_graph
 from hitl_kit.policy import ActionPolicy
 from hitl_kit.requests import (
@@ -136,6 +136,7 @@ class ApprovalAgent:
             raise ApprovalError("a task is a non-empty text")
         if not isinstance(thread_id, str) or not thread_id.strip():
             raise ApprovalError(f"a thread id is a non-empty text, not {thread_id!r}")
+        self._recover_if_left(thread_id)
         holder = self._take_turn(thread_id)
         try:
             if self.graph.get_state(self._config(thread_id)).created_at is not None:
@@ -188,6 +189,7 @@ class ApprovalAgent:
         if channel not in set(Channel):
             raise ApprovalError(f"channel {channel!r} is unknown; use one of "
                                 f"{[str(c) for c in Channel]}")
+        self._recover_if_left(thread_id)
         requests = {r.interrupt_id: r for r in self._requests(thread_id)}
         chosen = self._match(thread_id, decisions, requests)
         resume, claims = {}, []
@@ -206,6 +208,9 @@ class ApprovalAgent:
             earlier = self.ledger.claim_and_take_turn(claims, thread_id, holder)
         except TimeoutError as exc:
             raise ApprovalError(str(exc)) from None
+        except StaleTurn as exc:  # its holder died since we looked: recover, then look again
+            raise ApprovalError(f"{exc}; it was recovered just now: look at it again and "
+                                f"decide ({self._recover_if_left(thread_id)})") from None
         if earlier is not None:
             raise AlreadyDecided(earlier)
         outcome = self._run(thread_id, holder, Command(resume=resume), claims)
@@ -320,6 +325,19 @@ class ApprovalAgent:
             return self.ledger.take_turn(thread_id)
         except TimeoutError as exc:
             raise ApprovalError(str(exc)) from None
+        except StaleTurn as exc:
+            raise ApprovalError(f"{exc}; it was recovered just now: look at it again "
+                                f"({self._recover_if_left(thread_id)})") from None
+
+    def _recover_if_left(self, thread_id: str) -> str:
+        """Recover the thread first when a dead process left it mid-resume: a decision it had
+        claimed is applied (and stays the winner) before anything else is looked at."""
+        turn = self.ledger.turn_of(thread_id)
+        if turn is None or not turn.stale:
+            return ""
+        from hitl_kit.recovery import recover_thread
+
+        return str(recover_thread(self, thread_id))
 
     def _run(self, thread_id: str, holder: str, graph_input, claims: list[Claim] = ()
              ) -> Outcome:

@@ -173,6 +173,16 @@ class Turn:
         return self.lease_ends <= time.time() or (self.host == HOST and not _alive(self.pid))
 
 
+class StaleTurn(RuntimeError):
+    """The thread's turn is held by a process that is gone: it was left mid-resume, and must be
+    recovered (``hitl_kit.recovery``) before anything else resumes it."""
+
+    def __init__(self, turn: Turn):
+        self.turn = turn
+        super().__init__(f"thread {turn.thread_id!r} was left mid-resume by process {turn.pid} "
+                         f"on {turn.host}, which is gone; recover it first")
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -243,7 +253,8 @@ class DecisionLedger:
                             wait_s: float | None = None) -> Claim | None:
         """One transaction: the claims (all or none) and the thread's turn. Returns the earlier
         claim when one was there first (nothing recorded). Waits while another resume of the
-        thread holds the turn; TimeoutError after ``wait_s`` (default ``TURN_WAIT_S``)."""
+        thread holds the turn; TimeoutError after ``wait_s`` (default ``TURN_WAIT_S``);
+        ``StaleTurn`` when a dead process holds it."""
         give_up = time.monotonic() + (TURN_WAIT_S if wait_s is None else wait_s)
         while True:
             with self._transaction(thread_id) as conn:
@@ -251,7 +262,7 @@ class DecisionLedger:
                     earlier = self._winner(conn, *claim.key)
                     if earlier is not None:
                         return earlier
-                if self._take_turn(conn, thread_id, holder):
+                if self._take_turn(conn, thread_id, holder, take_stale=False):
                     self._claim(conn, claims)
                     return None
             if time.monotonic() > give_up:
@@ -320,36 +331,50 @@ class DecisionLedger:
     @contextmanager
     def turn(self, thread_id: str) -> Iterator[str]:
         """Hold the thread's turn: no other resume of this thread runs meanwhile, in any process
-        sharing the ledger. Not re-entrant. Raises TimeoutError after ``TURN_WAIT_S``."""
-        holder = self.take_turn(thread_id)
+        sharing the ledger. Not re-entrant. Raises TimeoutError after ``TURN_WAIT_S``. A turn
+        left by a dead process is taken over."""
+        holder = self.take_turn(thread_id, take_stale=True)
         try:
             yield holder
         finally:
             self.finish_turn(thread_id, holder)
 
-    def take_turn(self, thread_id: str, wait_s: float | None = None) -> str:
-        """Wait for the thread's turn and take it; returns the holder id to give it back."""
+    def take_turn(self, thread_id: str, wait_s: float | None = None, *,
+                  take_stale: bool = False) -> str:
+        """Wait for the thread's turn and take it; returns the holder id to give it back.
+        A turn left by a dead process raises ``StaleTurn``, unless ``take_stale`` (recovery)."""
         holder = uuid.uuid4().hex
         give_up = time.monotonic() + (TURN_WAIT_S if wait_s is None else wait_s)
         while True:
             with self._transaction(thread_id) as conn:
-                if self._take_turn(conn, thread_id, holder):
+                if self._take_turn(conn, thread_id, holder, take_stale=take_stale):
                     return holder
             if time.monotonic() > give_up:
                 raise TimeoutError(_busy(thread_id))
             time.sleep(TURN_POLL_S)
 
     @staticmethod
-    def _take_turn(conn, thread_id: str, holder: str) -> bool:
+    def _take_turn(conn, thread_id: str, holder: str, *, take_stale: bool) -> bool:
         row = conn.execute("SELECT thread_id, holder, host, pid, lease_ends FROM hitl_turns "
                            "WHERE thread_id = ?", (thread_id,)).fetchone()
-        if row is not None and not Turn(*row).stale:
-            return False
+        if row is not None:
+            turn = Turn(*row)
+            if not turn.stale:
+                return False
+            if not take_stale:
+                raise StaleTurn(turn)
         conn.execute("INSERT INTO hitl_turns VALUES (?, ?, ?, ?, ?) ON CONFLICT (thread_id) DO "
                      "UPDATE SET holder = excluded.holder, host = excluded.host, "
                      "pid = excluded.pid, lease_ends = excluded.lease_ends",
                      (thread_id, holder, HOST, os.getpid(), time.time() + TURN_LEASE_S))
         return True
+
+    def turn_of(self, thread_id: str) -> Turn | None:
+        """Who holds the thread's turn, or None."""
+        with self._reading() as conn:
+            row = conn.execute("SELECT thread_id, holder, host, pid, lease_ends FROM hitl_turns "
+                               "WHERE thread_id = ?", (thread_id,)).fetchone()
+        return None if row is None else Turn(*row)
 
     def stale_turns(self) -> list[Turn]:
         """Turns whose holder is gone: each thread was left mid-resume by a crash."""

@@ -63,7 +63,7 @@ def recover(agent) -> list[Recovered]:
 
 def recover_thread(agent, thread_id: str) -> Recovered:
     """Take the thread's (stale) turn, apply its unapplied claims, continue its stopped nodes."""
-    holder = agent._take_turn(thread_id)
+    holder = agent.ledger.take_turn(thread_id, take_stale=True)
     applied: list[Claim] = []
     continued: list[str] = []
     try:

@@ -68,6 +68,18 @@ CustomerField = Literal["name", "email", "plan", "notes"]
 EDITABLE_CUSTOMER_FIELDS = ("name", "email", "plan", "notes")
 
 
+def _with_key_argument(run, method):
+    """``run`` presented as ``method`` plus an ``idempotency_key`` argument that LangChain
+    leaves out of the schema the model sees (``InjectedToolArg``): the kit fills it in."""
+    signature = inspect.signature(method)
+    key = inspect.Parameter(IDEMPOTENCY_KEY, inspect.Parameter.KEYWORD_ONLY, default=None,
+                            annotation=Annotated[str | None, InjectedToolArg])
+    run.__signature__ = signature.replace(parameters=[*signature.parameters.values(), key])
+    run.__annotations__ = {**method.__annotations__, IDEMPOTENCY_KEY: key.annotation}
+    run.__name__, run.__doc__ = method.__name__, method.__doc__
+    return run
+
+
 def _now() -> str:
     return datetime.now(UTC).isoformat()
 
@@ -364,13 +376,7 @@ class World:
                                       _now()))
                 return result
 
-        signature = inspect.signature(method)
-        key = inspect.Parameter(IDEMPOTENCY_KEY, inspect.Parameter.KEYWORD_ONLY, default=None,
-                                annotation=Annotated[str | None, InjectedToolArg])
-        run.__signature__ = signature.replace(parameters=[*signature.parameters.values(), key])
-        run.__annotations__ = {**method.__annotations__, IDEMPOTENCY_KEY: key.annotation}
-        run.__name__, run.__doc__ = method.__name__, method.__doc__
-        return run
+        return _with_key_argument(run, method)
 
     def close(self) -> None:
         self._db.close()
