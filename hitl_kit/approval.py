@@ -40,7 +40,7 @@ from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.types import Command
 
 from hitl_kit.decisions import Claim, DecisionLedger, Request, StaleTurn, ledger_for
-from hitl_kit.graph import answer_of, build_graph
+from hitl_kit.graph import ModelError, answer_of, build_graph
 from hitl_kit.policy import ActionPolicy
 from hitl_kit.requests import (
     REFRESH,
@@ -54,7 +54,7 @@ from hitl_kit.requests import (
 )
 from hitl_kit.vocabulary import Approver, Channel, Kind, Policy
 
-__all__ = ["AlreadyDecided", "ApprovalAgent", "ApprovalError", "Decision", "Outcome",
+__all__ = ["AlreadyDecided", "ApprovalAgent", "ApprovalError", "Decision", "ModelError", "Outcome",
            "Pending", "approval_payload", "build_graph", "durable_checkpointer",
            "parse_decision", "request_fingerprint", "validate_args"]
 

@@ -110,10 +110,22 @@ class Kit:
 
 # -- plan -----------------------------------------------------------------------------------------
 
+class ModelError(RuntimeError):
+    """The chat model could not be asked (unreachable, timed out, an HTTP error, a reply that
+    could not be read). Nothing after the model call ran; the thread stays stopped in ``plan``
+    and ``recover()`` asks again."""
+
+
 def plan(state: AgentState, *, kit: Kit) -> dict:
     """Ask the model what to do next; every call it proposes gets a thread-unique id."""
     messages = state.get("messages") or [HumanMessage(state["task"])]
-    reply = _with_unique_ids(kit.model.invoke(messages), messages)
+    try:
+        reply = kit.model.invoke(messages)
+    except Exception as exc:
+        detail = " ".join(str(exc).split())[:300] or "no details"
+        raise ModelError(f"the chat model failed ({type(exc).__name__}: {detail}); nothing "
+                         "after the model call ran, and agent.recover() asks it again") from exc
+    reply = _with_unique_ids(reply, messages)
     new = [reply] if state.get("messages") else [messages[0], reply]
     at = now_iso()
     proposed_at = {call["id"]: at for call in (*reply.tool_calls, *reply.invalid_tool_calls)}

@@ -35,6 +35,8 @@ from langchain_core.utils.function_calling import convert_to_openai_tool
 
 DEFAULT_OPENAI_MODEL = "gpt-4o-mini"
 MODEL_ENV_VAR = "HITL_KIT_OPENAI_MODEL"
+TIMEOUT_ENV_VAR = "HITL_KIT_OPENAI_TIMEOUT"  # seconds per request
+RETRIES_ENV_VAR = "HITL_KIT_OPENAI_RETRIES"
 
 STOP_WORDS = frozenset(
     "a an the to of for from in on at by with and or as is it its this that these those my our "
@@ -53,14 +55,76 @@ def online() -> bool:
 
 def get_chat_model(**openai_kwargs: Any) -> BaseChatModel:
     """ChatOpenAI when OPENAI_API_KEY is set (model from HITL_KIT_OPENAI_MODEL, default
-    gpt-4o-mini; OPENAI_BASE_URL is honoured by the client), else the offline model."""
+    gpt-4o-mini; OPENAI_BASE_URL is honoured by the client), else the offline model.
+
+    The client never waits forever: each request times out after ``HITL_KIT_OPENAI_TIMEOUT``
+    seconds (default 60) and is retried at most ``HITL_KIT_OPENAI_RETRIES`` times (default 2);
+    LangChain's own defaults are no timeout and the client's retries. A tool call whose
+    arguments are JSON but not an object comes back among ``invalid_tool_calls`` with the
+    other malformed ones, instead of failing the whole reply.
+    """
     if not online():
         return OfflineChatModel()
-    from langchain_openai import ChatOpenAI  # imported only when used: it is slow to import
-
     openai_kwargs.setdefault("model", os.environ.get(MODEL_ENV_VAR, DEFAULT_OPENAI_MODEL))
     openai_kwargs.setdefault("temperature", 0)
-    return ChatOpenAI(**openai_kwargs)
+    openai_kwargs.setdefault("timeout", _number_from_env(TIMEOUT_ENV_VAR, 60.0))
+    openai_kwargs.setdefault("max_retries", int(_number_from_env(RETRIES_ENV_VAR, 2)))
+    return _checked_openai_class()(**openai_kwargs)
+
+
+def _number_from_env(name: str, default: float) -> float:
+    text = os.environ.get(name, "").strip()
+    if not text:
+        return default
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError(f"{name}={text!r} is not a number") from None
+    if not 0 <= value < float("inf"):
+        raise ValueError(f"{name}={text!r} must be a non-negative number")
+    return value
+
+
+@functools.cache
+def _checked_openai_class():
+    """ChatOpenAI that files arguments which are JSON but not an object (``"[3]"``) under
+    ``invalid_tool_calls``: LangChain would otherwise fail building the message, and the
+    whole turn with it. Built on first use: langchain_openai is slow to import."""
+    from langchain_core.messages.tool import invalid_tool_call
+    from langchain_openai import ChatOpenAI
+
+    class CheckedChatOpenAI(ChatOpenAI):
+        def _create_chat_result(self, response, generation_info=None):
+            response = response if isinstance(response, dict) else response.model_dump()
+            set_aside: dict[int, list[dict]] = {}
+            for index, choice in enumerate(response.get("choices") or []):
+                message = choice.get("message") or {}
+                calls = message.get("tool_calls") or []
+                bad = [c for c in calls if _not_an_object(c)]
+                if bad:
+                    message["tool_calls"] = [c for c in calls if c not in bad] or None
+                    set_aside[index] = bad
+            result = super()._create_chat_result(response, generation_info)
+            for index, bad in set_aside.items():
+                reply = result.generations[index].message
+                reply.invalid_tool_calls.extend(
+                    invalid_tool_call(name=c["function"].get("name"),
+                                      args=c["function"].get("arguments"), id=c.get("id"),
+                                      error="the arguments are JSON but not an object")
+                    for c in bad)
+            return result
+
+    return CheckedChatOpenAI
+
+
+def _not_an_object(raw_call: dict) -> bool:
+    text = (raw_call.get("function") or {}).get("arguments")
+    if not text:
+        return False
+    try:
+        return not isinstance(json.loads(text), dict)
+    except ValueError:
+        return False  # not JSON at all: LangChain files it as invalid by itself
 
 
 def _stem(word: str) -> str:

@@ -147,6 +147,8 @@ def payload_rows(payload: dict) -> list[tuple[str, str]]:
     if payload.get("expires_at"):
         rows.append(("request expires", f"{payload['expires_at']} (an approval after that does "
                                         "not run)"))
+    if payload.get("problem"):  # the call cannot run as proposed: edit or reject only
+        rows.insert(0, ("CANNOT BE APPROVED", text(payload["problem"])))
     if payload.get("error"):
         rows.insert(0, ("previous answer refused", text(payload["error"])))
     shown, notes = [], []
