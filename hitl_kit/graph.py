@@ -105,7 +105,10 @@ class Kit:
         """What the call would touch now (the world's ``target_of``), or None."""
         if not self.reads_targets or not isinstance(call["args"], dict):
             return None
-        return self.world.target_of(call["name"], call["args"])
+        try:
+            return self.world.target_of(call["name"], call["args"])
+        except Exception as exc:  # shown to the approver; a gate must not fail on a lookup
+            return {"error": f"could not read what it would touch: {type(exc).__name__}: {exc}"}
 
 
 # -- plan -----------------------------------------------------------------------------------------
@@ -132,13 +135,46 @@ def plan(state: AgentState, *, kit: Kit) -> dict:
     return {"messages": new, "turns": state.get("turns", 0) + 1, "proposed_at": proposed_at}
 
 
+MAX_ARG_DEPTH = 32
+INT_RANGE = (-(2**63), 2**64 - 1)  # what the checkpointer (msgpack) can store
+
+
+def _unstorable(value, depth: int = 0) -> str | None:
+    """Why these arguments cannot be kept in a checkpoint, or None."""
+    if depth > MAX_ARG_DEPTH:
+        return f"the arguments are nested deeper than {MAX_ARG_DEPTH} levels"
+    if isinstance(value, bool) or value is None or isinstance(value, str | float):
+        return None
+    if isinstance(value, int):
+        low, high = INT_RANGE
+        return None if low <= value <= high else f"the number {value} is out of range"
+    items = value.values() if isinstance(value, dict) else value
+    if isinstance(value, dict | list | tuple):
+        return next((why for why in (_unstorable(v, depth + 1) for v in items) if why), None)
+    return f"a value of type {type(value).__name__} is not JSON"
+
+
 def _with_unique_ids(reply: AIMessage, history: list) -> AIMessage:
     """The reply with a fresh id for any call whose id is missing or was used before in this
     thread (some servers number calls ``call_0`` every turn): the audit trail, the ledger and
-    the run journal all key on it."""
+    the run journal all key on it. A call whose arguments could not be stored in a checkpoint
+    becomes an invalid call (the model and the approver are told why), not a crash."""
     seen = {c["id"] for m in history if isinstance(m, AIMessage)
             for c in (*m.tool_calls, *m.invalid_tool_calls)}
     changed = False
+    storable, unstorable = [], []
+    for call in reply.tool_calls:
+        why = _unstorable(call["args"])
+        if why is None:
+            storable.append(call)
+        else:
+            unstorable.append({"name": call["name"], "id": call.get("id"), "error": why,
+                               "args": json.dumps(call["args"], default=str)[:2000],
+                               "type": "invalid_tool_call"})
+    if unstorable:
+        reply = reply.model_copy(update={"tool_calls": storable, "invalid_tool_calls": [
+            *reply.invalid_tool_calls, *unstorable]})
+        changed = True
 
     def unique(call: dict) -> dict:
         nonlocal changed
@@ -171,8 +207,8 @@ def route_after_plan(state: AgentState):
     sends += [Send("gate", {"task": state["task"], "proposed_at": state["proposed_at"][c["id"]],
                             "call": {"name": c.get("name") or "", "args": c.get("args") or "",
                                      "id": c["id"]},
-                            "problem": "the model's arguments are not valid JSON: "
-                                       f"{c.get('error') or 'could not be parsed'}"})
+                            "problem": "the model's arguments cannot be used: "
+                                       f"{c.get('error') or 'they are not valid JSON'}"})
               for c in last.invalid_tool_calls]
     return sends
 

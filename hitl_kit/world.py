@@ -178,7 +178,7 @@ class World:
             if tool_name == "deploy_to_prod":
                 service = args.get("service", "")
                 return {"service": service, "currently_deployed": self._deployed(service)}
-        except (LookupError, ValueError, TypeError) as exc:
+        except (LookupError, ValueError, TypeError, OverflowError) as exc:
             return {"error": str(exc)}
         return None
 
