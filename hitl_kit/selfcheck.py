@@ -367,7 +367,11 @@ def _run_one(chk: Check, namespace: dict) -> tuple[str, str, str]:
         return FAIL, exc.message(), exc.hint or ""
     except AssertionError as exc:
         return FAIL, str(exc) or "the check's assertion failed", ""
-    except BaseException as exc:  # the learner's code raised (or exited) where no probe expected
+    except BaseException as exc:  # raised (or exited) where no probe expected it
+        if learner_frame(exc.__traceback__) is None:
+            return (FAIL, f"the check stopped on {describe(exc)}, outside your code",
+                    "Run your cells yourself: if they work, this is a bug in the kit's check "
+                    "(please report it with this message).")
         made = learner_error(exc, "your code")
         if isinstance(made, NotAttempted):
             return NOT_ATTEMPTED, str(made), ""

@@ -63,7 +63,8 @@ def every_action_classified(ns: dict) -> None:
         elif policy not in POLICIES:
             problems.append(f"{action}: policy {policy!r} is not one of the four policies")
     if problems:
-        raise Flaw(f"{len(problems)} of the ten actions lack a known class and policy",
+        verb = "lacks" if len(problems) == 1 else "lack"
+        raise Flaw(f"{len(problems)} of the ten actions {verb} a known class and policy",
                    got="\n".join(problems),
                    expected=f"classes: {', '.join(CLASSES)}\npolicies: {', '.join(POLICIES)}",
                    hint="Each of the ten actions needs a pair like ('fully_reversible', "

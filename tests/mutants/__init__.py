@@ -13,7 +13,6 @@ from __future__ import annotations
 import functools
 import importlib
 import json
-from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -91,14 +90,3 @@ def report_of(key: str, mutant_id: str) -> tuple[Report, tuple[str, ...]]:
 
 def failing(report: Report) -> dict[str, str]:
     return {r.check.name: r.message for r in report.results if r.status == FAIL}
-
-
-def counts() -> dict[str, Counter]:
-    """Mutants per drill and per check, from the mutants' declared failing checks."""
-    found = {}
-    for key in DRILL_KEYS:
-        per_check = Counter({chk.name: 0 for chk in get_drill(key).checks})
-        for mutant in mutants_of(key):
-            per_check.update(mutant.fails)
-        found[key] = per_check
-    return found

@@ -46,7 +46,7 @@ MUTANTS = [
         self.app.invoke(Command(resume=answer), self.config)
         self.decided_by = approver
         return True'''),),
-           {RACE: "at the same instant both"}),
+           {RACE: "at the same instant both decided"}),
     Mutant("cancel-between-check-and-set", "a call between the check and the set is a switch point",
            ((LOCKED, '''        if self.decided_by is not None:
             return False
@@ -55,7 +55,7 @@ MUTANTS = [
         answer = {"decision": decision, "approver": approver, "reason": reason}
         self.app.invoke(Command(resume=answer), self.config)
         return True'''),),
-           {RACE: "at the same instant both"}, subtle=True),
+           {RACE: "at the same instant both decided"}, subtle=True),
     Mutant("check-then-set-without-a-lock", "a flag without a lock: atomic only by luck",
            ((LOCKED, LOCKED.replace("        with self._lock:\n", "        if True:\n")),),
            {RACE: "their lines interleaved one by one"}, subtle=True),

@@ -7,6 +7,7 @@ from hitl_kit.checks import get_drill
 from hitl_kit.selfcheck import CORRECT, PASS
 
 from . import DRILL_KEYS, failing, mutants_of, report_of, run_mutant
+from .variants import VARIANTS
 
 CASES = [pytest.param(key, m.id, id=f"{key}-{m.id}") for key in DRILL_KEYS
          for m in mutants_of(key)]
@@ -28,6 +29,13 @@ def test_mutant_fails_exactly_the_checks_that_name_it(key, mutant_id):
 @pytest.mark.parametrize("key", DRILL_KEYS)
 def test_the_unmutated_harness_passes(key):
     report, errors = run_mutant(key, None)
+    assert not errors and report.status == CORRECT, str(report)
+
+
+@pytest.mark.parametrize(("key", "variant"), [(key, v) for key, vs in VARIANTS.items()
+                                              for v in vs], ids=lambda v: getattr(v, "id", v))
+def test_a_right_answer_written_differently_passes(key, variant):
+    report, errors = run_mutant(key, variant)
     assert not errors and report.status == CORRECT, str(report)
 
 

@@ -1,0 +1,144 @@
+"""What a learner reads: for one mutant per check, the flaw in one line, then the evidence, then
+a hint for that flaw; and no message anywhere is a traceback."""
+
+import re
+
+import pytest
+
+from hitl_kit.checks import get_drill
+from hitl_kit.selfcheck import FAIL, Flaw
+
+from . import DRILL_KEYS, mutants_of, report_of
+
+# (drill, mutant): the message's first line, and how its hint begins. One row per check.
+MESSAGES = {
+    ("drill1", "misspelt-class"): (
+        "1 of the ten actions lacks a known class and policy", "Each of the ten actions needs"),
+    ("drill1", "policy-contradicts-class"): (
+        "a policy contradicts its action's class", "The class decides the policy"),
+    ("drill1", "over-gating-a-read"): (
+        "actions the user can undo (or that change nothing) wait for a human",
+        "Gating what the user can undo is over-gating"),
+    ("drill1", "a-send-left-ungated"): (
+        "a message that leaves the mailbox is sent without a human",
+        "Once a reply or an unsubscribe request has left"),
+    ("drill1", "deletion-behind-a-soft-gate"): (
+        "a permanent deletion can happen without a human saying yes",
+        "A soft gate runs the action when nobody rejects it in time"),
+    ("drill1", "hard-gate-for-everything"): (
+        "policy_for disagrees with EMAIL_TABLE for 'read_inbox'",
+        "For an action in the table, return the policy"),
+    ("drill1", "lower-cases-the-name"): (
+        "policy_for lets an action nobody classified run without a hard gate",
+        "Compare names exactly: no .lower()"),
+    ("drill2", "reads-by-prefix"): (
+        "needs_approval lets a tool nobody classified run without a human",
+        "List the reads and answer False for exactly those names"),
+    ("drill2", "asks-for-everything"): (
+        "'read customer 2' paused, but it only reads", "Call interrupt() only when"),
+    ("drill2", "payload-without-arguments"): (
+        "the approver's payload does not say what would run",
+        "interrupt() takes the payload the human sees"),
+    ("drill2", "review-runs-the-call-too"): (
+        "one approval ran delete_customer 2 times", "Only execute runs the call"),
+    ("drill2", "anything-but-rejected-approves"): (
+        "the call ran although the answer was 'reject', a verb",
+        "Return the human's answer unchanged as the decision"),
+    ("drill2", "rebuilds-the-answer"): (
+        "the human's answer is not kept as given", "Return what interrupt() gave back as it is"),
+    ("drill2", "skips-when-state-has-a-decision"): (
+        "an approval leaks to the next task on the same thread",
+        "A thread's state keeps the last decision between tasks"),
+    ("drill2", "remembers-approvals-globally"): (
+        "an approval given on one thread lets the same call run on another",
+        "Don't remember approvals in a module-level dict or set"),
+    ("drill2", "own-memory-saver"): (
+        "your graph keeps its checkpoints somewhere other than the checkpointer it was given",
+        "builder.compile(checkpointer=checkpointer): use the argument"),
+    ("drill3", "datetime-column-type"): (
+        "a column that holds text is not a TEXT column", "Declare each of the ten columns TEXT"),
+    ("drill3", "nullable-approver"): (
+        "a row without who, what, when or how it ended can be stored",
+        "Add NOT NULL to approver_id"),
+    ("drill3", "check-ignores-case"): (
+        "a value outside the allowed list can be stored", "Compare exactly: CHECK (decision IN"),
+    ("drill3", "update-trigger-on-some-columns"): (
+        "a stored row can be changed or removed",
+        "One BEFORE UPDATE trigger on the whole table (not UPDATE OF some columns)"),
+    ("drill3", "retention-delete"): (
+        "log_action runs statements that change or remove rows",
+        "One INSERT INTO audit_log (...) VALUES (?, ...) with parameters"),
+    ("drill3", "positional-values-out-of-order"): (
+        "session_id is not stored as given", "Match each value to its column by name"),
+    ("drill3", "local-offset-kept"): (
+        "a timestamp is not ISO 8601 in UTC with an offset, or is another moment",
+        "datetime.now(UTC).isoformat() for timestamp"),
+    ("drill3", "error-names-no-field"): (
+        "an entry with a field missing is not refused clearly",
+        "Before the INSERT, compare the entry's keys with ENTRY_FIELDS"),
+    ("drill3", "no-commit"): (
+        "the audit row is lost when the caller rolls back", "End log_action with conn.commit()"),
+    ("drill4", "timer-in-milliseconds"): (
+        "nobody answered, and 1 s after a 0.1 s deadline the thread is still paused",
+        "threading.Timer takes seconds"),
+    ("drill4", "timer-never-cancelled"): (
+        "the timer still fired after ana had decided", "Cancel the timer in decide()"),
+    ("drill4", "check-then-set-without-a-lock"): (
+        "two callers at the same instant both decided",
+        "A flag alone is not enough: both threads can read 'not decided yet'"),
+    ("drill4", "timer-in-a-module-variable"): (
+        "approvals alive at the same time share state",
+        "Keep each approval's flag, lock, timer and config on the instance"),
+    ("drill4", "async-deadline-cancels-itself"): (
+        "nobody answered, and 1 s after a 0.1 s deadline the thread is still paused",
+        "After the sleep, await self.time_out()"),
+    ("drill4", "async-deadline-never-cancelled"): (
+        "the deadline task still called time_out() after ana had decided",
+        "Cancel the deadline task in decide()"),
+    ("drill4", "async-flag-set-after-await"): (
+        "two coroutines started together both resumed the graph",
+        "Every await is a point where another coroutine runs"),
+}
+LABEL = re.compile(r"^  (tried|got|expected|also): +\S|^ {12}\S")
+
+
+def test_one_row_per_check():
+    checks = {(key, chk.name) for key in DRILL_KEYS for chk in get_drill(key).checks}
+    shown = set()
+    for key, mutant_id in MESSAGES:
+        report, _ = report_of(key, mutant_id)
+        failed = [r.check.name for r in report.results if r.status == FAIL]
+        assert len(failed) == 1, (mutant_id, failed)  # a mutant only this check catches
+        shown.add((key, failed[0]))
+    assert shown == checks
+
+
+@pytest.mark.parametrize(("key", "mutant_id"), list(MESSAGES), ids=lambda v: str(v))
+def test_the_flaw_then_the_evidence_then_its_hint(key, mutant_id):
+    flaw, hint = MESSAGES[key, mutant_id]
+    report, _ = report_of(key, mutant_id)
+    result = next(r for r in report.results if r.status == FAIL)
+    first, *evidence = result.message.splitlines()
+    assert first == flaw
+    assert evidence and all(LABEL.match(line) for line in evidence), result.message
+    assert any(line.startswith("  got:") for line in evidence)
+    assert (result.hint or result.check.hint).startswith(hint)
+    shown = str(report)  # as printed: the message, then the hint, under the check's name
+    at = shown.index(result.check.name)
+    assert shown.index(flaw, at) < shown.index("hint: " + hint, at)
+
+
+@pytest.mark.parametrize("key", DRILL_KEYS)
+def test_no_message_is_a_traceback(key):
+    for mutant in mutants_of(key):
+        report, _ = report_of(key, mutant.id)
+        for result in report.results:
+            if result.status == FAIL:
+                assert "Traceback" not in result.message and 'File "' not in result.message
+                assert "\n" not in result.message.splitlines()[0]
+                assert result.hint or result.check.hint
+
+
+def test_flaw_lays_its_evidence_out_under_the_line():
+    flaw = Flaw("the flaw", tried="a\nb", got="c", hint="h")
+    assert flaw.message() == "the flaw\n  tried:    a\n            b\n  got:      c"

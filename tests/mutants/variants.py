@@ -1,0 +1,121 @@
+"""Right answers written differently from the solutions: every check must pass them. A check that
+fails one of these fails a learner for something the drill never asked."""
+
+from tests.mutants import Mutant
+
+D1_BODY = '''    _klass, policy = EMAIL_TABLE.get(action, (None, "hard_gate"))
+    return policy'''
+D2_RETURN = '    return {"decision": decision}'
+D3_INSERT = '''    with conn:  # commits, so the row is kept whatever the caller does next
+        conn.execute(f"INSERT INTO audit_log ({columns}) VALUES ({placeholders})", row)'''
+D4_LOCKED = '''        with self._lock:
+            if self.decided_by is not None:
+                return False
+            self.decided_by = approver
+            self.timer.cancel()  # harmless when the timer itself is the caller
+            answer = {"decision": decision, "approver": approver, "reason": reason}
+            self.app.invoke(Command(resume=answer), self.config)
+            return True'''
+D4_DOC = ('    """One paused thread, decided exactly once: by a person, or by the timer after '
+          '`seconds`."""\n')
+
+VARIANTS = {
+    "drill1": [
+        Mutant("try-except-lookup", "", ((D1_BODY, '''    try:
+        return EMAIL_TABLE[action][1]
+    except KeyError:
+        return "hard_gate"'''),), {}),
+        Mutant("membership-test", "", ((D1_BODY, '''    if action in EMAIL_TABLE:
+        return EMAIL_TABLE[action][1]
+    return Policy.HARD_GATE'''), ("def policy_for(", "from hitl_kit.vocabulary import Policy\n\n\n"
+                                                "def policy_for(")), {}),
+        Mutant("enum-members-in-the-table", "",
+               (('"delete_thread": ("irreversible_high", "hard_gate")',
+                 '"delete_thread": (__import__("hitl_kit.vocabulary").vocabulary.Reversibility'
+                 '.IRREVERSIBLE_HIGH, __import__("hitl_kit.vocabulary").vocabulary.Policy'
+                 '.HARD_GATE)'),), {}),
+        Mutant("sends-behind-a-hard-gate", "",
+               (('"send_reply": ("irreversible_low", "soft_gate")',
+                 '"send_reply": ("irreversible_high", "hard_gate")'),), {}),
+        Mutant("calendar-event-undoable", "",
+               (('"create_calendar_event": ("partially_reversible", "auto_with_logging")',
+                 '"create_calendar_event": ("fully_reversible", "auto_execute")'),), {}),
+    ],
+    "drill2": [
+        Mutant("needs-approval-by-inequality", "",
+               (("return tool_name not in READ_ONLY",
+                 'return tool_name != "find_customers" and tool_name != "read_customer"'),), {}),
+        Mutant("payload-with-more-context", "",
+               (('        "args": call["args"],\n',
+                 '        "args": call["args"],\n        "call_id": call.get("id"),\n'
+                 '        "risk": "high" if call["name"] == "delete_customer" else "medium",\n'),),
+               {}),
+        Mutant("review-returns-the-answer-by-name", "",
+               ((D2_RETURN, '    answer = decision\n    return {"decision": answer}'),), {}),
+        Mutant("graph-built-with-a-sequence", "",
+               (('''    builder.add_edge(START, "plan")
+    builder.add_edge("plan", "review")
+    builder.add_edge("review", "execute")
+    builder.add_edge("execute", END)
+    return builder.compile(checkpointer=checkpointer)''',
+                 '''    builder.add_edge(START, "plan")
+    builder.add_edge("plan", "review")
+    builder.add_edge("review", "execute")
+    builder.set_finish_point("execute")
+    return builder.compile(checkpointer)'''),), {}),
+    ],
+    "drill3": [
+        Mutant("commit-instead-of-with", "",
+               ((D3_INSERT, '    conn.execute(f"INSERT INTO audit_log ({columns}) VALUES '
+                            '({placeholders})", row)\n    conn.commit()'),), {}),
+        Mutant("after-triggers-that-abort", "",
+               (("BEFORE UPDATE ON audit_log", "AFTER UPDATE ON audit_log"),
+                ("BEFORE DELETE ON audit_log", "AFTER DELETE ON audit_log")), {}),
+        Mutant("no-seq-column-guard-on-rowid", "",
+               (("    seq                 INTEGER PRIMARY KEY,  -- the order the rows were written "
+                 "in\n", ""),
+                ("WHERE seq = NEW.seq", "WHERE rowid = NEW.rowid")), {}),
+        Mutant("positional-values-in-order", "",
+               ((D3_INSERT, '''    with conn:
+        conn.execute("INSERT INTO audit_log (timestamp, session_id, action_type, parameters, "
+                     "reversibility_class, approver_id, decision, outcome, proposed_at, "
+                     "executed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                     tuple(row[c] for c in ("timestamp", *ENTRY_FIELDS)))'''),), {}),
+        Mutant("raise-rollback-triggers", "",
+               (("RAISE(ABORT, 'audit_log is append-only: rows cannot be updated')",
+                 "RAISE(ROLLBACK, 'audit_log is append-only: rows cannot be updated')"),), {}),
+    ],
+    "drill4": [
+        Mutant("lock-on-the-class", "",
+               (("        self._lock = threading.Lock()\n", ""),
+                (D4_DOC, D4_DOC + "\n    _lock = threading.Lock()\n")), {}),
+        Mutant("rlock", "", (("self._lock = threading.Lock()", "self._lock = threading.RLock()"),),
+               {}),
+        Mutant("resume-outside-the-lock", "",
+               ((D4_LOCKED, '''        with self._lock:
+            if self.decided_by is not None:
+                return False
+            self.decided_by = approver
+        self.timer.cancel()
+        answer = {"decision": decision, "approver": approver, "reason": reason}
+        self.app.invoke(Command(resume=answer), self.config)
+        return True'''),), {}),
+        Mutant("async-lock", "",
+               (('''        if self.decided_by is not None:
+            return False
+        self.decided_by = approver''', '''        async with self._lock:
+            if self.decided_by is not None:
+                return False
+            self.decided_by = approver'''),
+                ("        self.decided_by = None\n        self.deadline",
+                 "        self.decided_by = None\n        self._lock = asyncio.Lock()\n"
+                 "        self.deadline")), {}),
+        Mutant("async-call-later", "",
+               (("        self.deadline = asyncio.get_running_loop().create_task(self._expire())",
+                 "        self.deadline = asyncio.get_running_loop().create_task(\n"
+                 "            asyncio.wait_for(asyncio.Event().wait(), seconds))\n"
+                 "        self.deadline.add_done_callback(\n"
+                 "            lambda t: t.cancelled() or asyncio.ensure_future(self.time_out()))"),),
+               {}),
+    ],
+}
