@@ -115,7 +115,8 @@ VARIANTS = {
                  "        self.deadline = asyncio.get_running_loop().create_task(\n"
                  "            asyncio.wait_for(asyncio.Event().wait(), seconds))\n"
                  "        self.deadline.add_done_callback(\n"
-                 "            lambda t: t.cancelled() or asyncio.ensure_future(self.time_out()))"),),
+                 "            lambda t: t.cancelled() or asyncio.ensure_future(self.time_out()))"
+                 ),),
                {}),
     ],
 }
