@@ -204,11 +204,11 @@ class Drill:
     def solution_path(self) -> Path:
         return ROOT / "solutions" / self.notebook
 
-    def check(self, namespace: dict | None = None) -> Report:
+    def check(self, namespace: dict | None = None, timeout: float = CHECK_TIMEOUT_S) -> Report:
         """Run every check against ``namespace`` (default: the caller's globals)."""
         if namespace is None:
             namespace = inspect.currentframe().f_back.f_globals
-        report = self.run(namespace)
+        report = self.run(namespace, timeout=timeout)
         self._record(report, Path.cwd())  # a kernel's working directory is its notebook's folder
         return report
 

@@ -304,3 +304,34 @@ def test_the_drills_as_committed_pass_the_linter(tmp_path):
                              str(ROOT / "pyproject.toml"), "--ignore", "F401", *copies],
                             capture_output=True, text=True)
     assert linted.returncode == 0, linted.stdout + linted.stderr
+
+
+def test_in_a_real_kernel_a_lone_check_cell_is_not_attempted_and_a_hang_is_named():
+    """The notebook side, in an IPython kernel (the checks fork from it): drill 2's check cell
+    run first in a fresh kernel, then a drill 1 answer that never returns."""
+    from jupyter_client.manager import start_new_kernel
+
+    manager, client = start_new_kernel(kernel_name="python3")
+    try:
+        def run(code: str) -> str:
+            out: list[str] = []
+
+            def keep(message):
+                content = message["content"]
+                out.append(content.get("text") or content.get("evalue") or "")
+
+            client.execute_interactive(code, timeout=60, output_hook=keep)
+            return "".join(out)
+
+        lone = run("from hitl_kit.checks import drill2\nprint(drill2.check())")
+        assert "NOT ATTEMPTED (0/9 checks pass)" in lone and "Error" not in lone, lone
+        hang = run("EMAIL_TABLE = {'read_inbox': ('fully_reversible', 'auto_execute')}\n"
+                   "def policy_for(action):\n    while True:\n        pass\n\n"
+                   "from hitl_kit.checks import drill1\n"
+                   "report = drill1.check(timeout=1.0)\n"
+                   "print([r.message for r in report.results if r.status == 'fail'])")
+        assert "your code did not finish within 1 s (in `policy_for`, line " in hang, hang
+        assert run("print(sum(1 for _ in range(3)))").strip() == "3"  # the kernel is not stuck
+    finally:
+        client.stop_channels()
+        manager.shutdown_kernel(now=True)
