@@ -25,6 +25,7 @@ Latin ones, not every confusable character Unicode lists.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import unicodedata
@@ -165,6 +166,11 @@ def item_ref(item: InboxItem) -> str:
     """The request as shown: thread, interrupt and fingerprint, as text for a form or a button."""
     return json.dumps([item.thread_id, item.interrupt_id, item.fingerprint],
                       separators=(",", ":"), ensure_ascii=False)
+
+
+def item_anchor(item: InboxItem) -> str:
+    """A short, stable HTML id for the request as shown (the dashboard's row anchor)."""
+    return "r-" + hashlib.sha256(item_ref(item).encode("utf-8")).hexdigest()[:16]
 
 
 def parse_ref(text: object) -> tuple[str, str, str]:

@@ -54,6 +54,9 @@ class Limits:
     shutdown_grace_s: float = 2.0  # requests running at stop() may finish within this
 
 
+DEFAULT_LIMITS = Limits()
+
+
 class _GuardedH11(H11Protocol):
     """uvicorn's h11 protocol plus a deadline for each request head."""
 
@@ -174,7 +177,7 @@ class LocalServer:
     """``app`` served on 127.0.0.1 in a background thread until ``stop()``, the end of a
     ``with`` block, ``lifetime_s`` (None: no limit) or the process exit."""
 
-    def __init__(self, app, *, lifetime_s: float | None = 600.0, limits: Limits = Limits()):
+    def __init__(self, app, *, lifetime_s: float | None = 600.0, limits: Limits = DEFAULT_LIMITS):
         if lifetime_s is not None and not lifetime_s > 0:
             raise ValueError("lifetime_s is a positive number of seconds, or None")
         self.limits, self.lifetime_s = limits, lifetime_s
