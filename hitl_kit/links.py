@@ -27,6 +27,7 @@ keep ``ttl_s`` short. A token is signed, not encrypted: its fields can be read.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import secrets
 import sqlite3
@@ -35,7 +36,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from urllib.parse import parse_qs, quote, urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 from itsdangerous import BadData, BadSignature, URLSafeSerializer
 
@@ -81,8 +82,10 @@ CREATE TABLE IF NOT EXISTS link_claims (
 
 
 def request_id(thread_id: str, interrupt_id: str) -> str:
-    """The id a link's URL names: thread and interrupt, URL-safe."""
-    return f"{quote(thread_id, safe='')}.{interrupt_id}"
+    """The id a link's URL names: thread (base64url, so any thread id is one path segment) and
+    interrupt."""
+    encoded = base64.urlsafe_b64encode(thread_id.encode("utf-8")).rstrip(b"=").decode("ascii")
+    return f"{encoded}.{interrupt_id}"
 
 
 def link_signer(secret: bytes) -> URLSafeSerializer:

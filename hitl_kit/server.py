@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import logging
 import socket
 import threading
 import time
@@ -153,6 +154,16 @@ async def _refuse(send, status: int, text: str) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
+class _QuietCancellations(logging.Filter):
+    """Requests cut off by stop() are expected: no traceback for them."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.exc_info and isinstance(record.exc_info[1], asyncio.CancelledError))
+
+
+logging.getLogger("uvicorn.error").addFilter(_QuietCancellations())
+
+
 class _Server(uvicorn.Server):
     def __init__(self, config: uvicorn.Config, stop_at: float | None):
         super().__init__(config)
@@ -186,7 +197,7 @@ class LocalServer:
         config = uvicorn.Config(
             BodyGuard(app, limits), http=_GuardedH11, ws="none", lifespan="off",
             loop="asyncio", log_config=None, log_level="error", access_log=False,
-            server_header=False, timeout_keep_alive=max(1, round(limits.keep_alive_s)),
+            server_header=False, proxy_headers=False, timeout_keep_alive=max(1, round(limits.keep_alive_s)),
             limit_concurrency=limits.max_connections,
             timeout_graceful_shutdown=max(1, round(limits.shutdown_grace_s)),
             h11_max_incomplete_event_size=limits.max_head_bytes)

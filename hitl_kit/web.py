@@ -30,6 +30,7 @@ a real deployment signs people in with its own SSO in ``signed_in``.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import secrets
@@ -73,6 +74,7 @@ SECURITY_HEADERS = [
 ]
 
 
+@functools.cache
 def templates() -> jinja2.Environment:
     """The page templates, every ``{{ }}`` escaped; ``| visible`` shows hidden characters."""
     env = jinja2.Environment(loader=jinja2.PackageLoader("hitl_kit", "templates"),

@@ -77,7 +77,8 @@ def test_issue_gives_an_approve_and_a_reject_link_for_the_request(links, inbox):
     urls = links.issue(item, requester="rita", approver="ana")
     assert set(urls) == {"approve", "reject"}
     for url in urls.values():
-        assert url.startswith(f"http://127.0.0.1/links/a.{item.interrupt_id}?token=")
+        assert url.startswith(f"http://127.0.0.1/links/{request_id('a', item.interrupt_id)}?token=")
+        assert request_id("a", item.interrupt_id) == f"YQ.{item.interrupt_id}"  # base64url of a
     assert token_of(urls["approve"]) != token_of(urls["reject"])
     assert fields_of(token_of(urls["approve"]))["approver"] == "ana"
 
