@@ -23,7 +23,8 @@ with the Request URL ``https://<your host>/slack/interactions``, then pass
 ``response_url_prefix="https://hooks.slack.com/"`` (the default).
 
 Limits: posted messages are remembered in memory (a restarted server no longer updates them);
-a Slack button carries no text, so a rejection's reason is fixed ("rejected in Slack").
+a Slack button carries no text, so a rejection's reason is fixed ("clicked Reject in
+Slack").
 """
 
 from __future__ import annotations
@@ -232,7 +233,7 @@ class SlackApprovals:
             return SlackReply(200, {"text": "nothing to decide"})
         try:
             (answer,) = decide(self.inbox, [action.get("value")], kind, person.name,
-                               f"{Kind(kind).past} in Slack", Channel.SLACK)
+                               f"clicked {kind.capitalize()} in Slack", Channel.SLACK)
         except ApprovalError as exc:
             return self._tell(payload, f"Refused, nothing ran: {exc}")
         if answer.ok:
