@@ -1,5 +1,5 @@
 """Command line: ``.venv/bin/python -m hitl_kit check [NOTEBOOK]``, ``hint``, ``solution``,
-``run``, ``env``, ``lab``."""
+``run``, ``env``, ``lab``, ``serve``."""
 
 from __future__ import annotations
 
@@ -123,6 +123,16 @@ def main(argv: list[str] | None = None) -> int:
                                                 "free one)")
     lab.add_argument("--token", help="the login token (default: a new random one)")
     lab.add_argument("--no-browser", action="store_true", help="do not open a browser")
+    serve = sub.add_parser("serve", help="the approvals web app (dashboard, approval links) on "
+                                          "127.0.0.1")
+    serve.add_argument("--approver", action="append", default=[],
+                       help="who may sign in and decide (repeat it; default: ana and bo)")
+    serve.add_argument("--world", metavar="PATH", help="the demo world's SQLite file")
+    serve.add_argument("--checkpoints", metavar="PATH",
+                       help="decide the threads paused in this SQLite checkpointer file "
+                            "(default: three demo requests)")
+    serve.add_argument("--minutes", type=float, default=60, help="stop by itself after this "
+                                                                 "long (default: 60)")
     run = sub.add_parser("run", help="run a task on the demo world, approving in the terminal")
     run.add_argument("task", help='e.g. "delete the test customer record"')
     run.add_argument("--approver", default="cli-user", help="your name in the decisions")
@@ -161,6 +171,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         return cmd_solution(args.drill)
     if args.command == "run":
         return cmd_run(args.task, args.approver, args.world)
+    if args.command == "serve":
+        from hitl_kit.web import serve_from_cli
+
+        return serve_from_cli(args.approver, args.world, args.checkpoints, args.minutes)
     if args.command == "lab":
         from hitl_kit.lab import launch
 

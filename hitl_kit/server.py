@@ -197,7 +197,8 @@ class LocalServer:
         config = uvicorn.Config(
             BodyGuard(app, limits), http=_GuardedH11, ws="none", lifespan="off",
             loop="asyncio", log_config=None, log_level="error", access_log=False,
-            server_header=False, proxy_headers=False, timeout_keep_alive=max(1, round(limits.keep_alive_s)),
+            server_header=False, proxy_headers=False,
+            timeout_keep_alive=max(1, round(limits.keep_alive_s)),
             limit_concurrency=limits.max_connections,
             timeout_graceful_shutdown=max(1, round(limits.shutdown_grace_s)),
             h11_max_incomplete_event_size=limits.max_head_bytes)

@@ -35,6 +35,7 @@ import hashlib
 import hmac
 import secrets
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import jinja2
@@ -49,6 +50,7 @@ from hitl_kit.audit import canonical_json
 from hitl_kit.channels import (
     Answer,
     ApproverDirectory,
+    Person,
     decide,
     item_anchor,
     item_ref,
@@ -360,3 +362,46 @@ def _answer_row(answer: Answer) -> dict:
     return {"ok": answer.ok, "thread_id": answer.thread_id, "tool": tool,
             "message": answer.message}
 
+
+
+# -- python -m hitl_kit serve ---------------------------------------------------------------------
+
+DEMO_TASKS = {"cleanup": "delete customer 4", "release": "deploy the billing service version 2.4",
+              "reply": 'send a reply to thread 3 saying "Monday works"'}
+
+
+def serve_from_cli(approvers: list[str], world_path: str | None, checkpoints: str | None,
+                   minutes: float, say: Callable[[str], None] = print) -> int:
+    """What ``python -m hitl_kit serve`` runs: the app over a demo world (three requests asked
+    for by rita), or over the threads paused in a checkpointer file; until Ctrl-C or
+    ``minutes``."""
+    from hitl_kit.approval import ApprovalAgent, durable_checkpointer
+    from hitl_kit.llm import get_chat_model
+    from hitl_kit.world import World
+
+    world = World(world_path) if world_path else World()
+    agent = ApprovalAgent(get_chat_model(), world.tools(), world=world,
+                          checkpointer=durable_checkpointer(checkpoints) if checkpoints else None)
+    inbox = ApprovalInbox(agent)
+    if checkpoints is None:
+        for thread_id, task in DEMO_TASKS.items():
+            inbox.submit(task, thread_id, requested_by="rita")
+    directory = ApproverDirectory([Person(name) for name in approvers or ["ana", "bo"]])
+    links = ApprovalLinks(inbox, secrets.token_bytes(32), ":memory:", directory=directory)
+    app = ApprovalsApp(inbox, secret=secrets.token_bytes(32), directory=directory, links=links)
+    server = app.serve(lifetime_s=minutes * 60)
+    say(f"approvals web app: {server.url}/dashboard ({len(inbox.items())} waiting; it stops "
+        f"by itself after {minutes:g} min, or press Ctrl-C)")
+    for person in directory:
+        say(f"  sign-in key for {person.name}: {app.sign_in_key(person.name)}")
+    for item in inbox.items()[:3]:
+        url = links.issue(item, requester=requester_of(inbox, item.thread_id, item.payload)
+                          or "someone", approver=directory.names[0])["approve"]
+        say(f"  an approval link for {directory.names[0]} ({item.tool}): {url}")
+    try:
+        server.wait()
+    except KeyboardInterrupt:
+        say("stopping")
+    finally:
+        server.stop()
+    return 0

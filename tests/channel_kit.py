@@ -98,7 +98,8 @@ class Forms(HTMLParser):
 
 def results(page: str) -> dict[str, str]:
     """The dashboard's results: thread id -> 'ok: message' or 'refused: message'."""
-    found = re.findall(r'<li class="(ok|refused)" data-thread="([^"]*)">.*?<span class="message">(.*?)</span>', page, re.S)
+    found = re.findall(r'<li class="(ok|refused)" data-thread="([^"]*)">.*?'
+                       r'<span class="message">(.*?)</span>', page, re.S)
     return {html.unescape(thread): f"{kind}: {html.unescape(text)}"
             for kind, thread, text in found}
 

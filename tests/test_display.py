@@ -1,10 +1,7 @@
 """What a person reads: hidden characters made visible everywhere, and no string from a model,
-from data or from a person ever rendered as HTML (card, inbox, terminal, link pages)."""
+from data or from a person ever rendered as HTML (card, inbox, terminal; the web pages in
+test_web.py)."""
 
-import secrets
-import urllib.error
-import urllib.parse
-import urllib.request
 from datetime import UTC, datetime
 from html.parser import HTMLParser
 from types import SimpleNamespace
@@ -17,7 +14,6 @@ from hitl_kit.cards import ApprovalBoard, ApprovalCard, _countdown_html
 from hitl_kit.decisions import Claim
 from hitl_kit.inbox import ApprovalInbox, InboxItem, Resolution
 from hitl_kit.inbox_widget import InboxWidget
-from hitl_kit.links import ApprovalLinks, LinkServer
 from hitl_kit.llm import OfflineChatModel
 from hitl_kit.render import claim_line, payload_rows, reveal, visible
 from hitl_kit.terminal import approve_in_terminal
@@ -310,39 +306,5 @@ def test_no_string_reaches_the_real_card_and_inbox_as_markup(agent, world):
     assert_inert(widget_html(widget), ["body", "target"], "real inbox decided")
 
 
-def test_no_string_reaches_the_link_pages_as_markup(tmp_path):
-    world = World()
-    world.update_customer(4, "name", hostile("target"))
-    agent = ApprovalAgent(OfflineChatModel(), world.tools(), world=world)
-    inbox = ApprovalInbox(agent)
-    inbox.submit("delete customer 4", "a")
-    links = ApprovalLinks(inbox, secrets.token_bytes(32), str(tmp_path / "claims.db"))
-    [item] = inbox.items()
-    requester, approver = hostile("requester"), hostile("approver")
-    signed_in = {"requester": requester, "approver": approver}
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-
-    def fetch(url, who, form=None):
-        request = urllib.request.Request(url, headers={"X-User": who},
-                                         data=urllib.parse.urlencode(form).encode()
-                                         if form is not None else None)
-        try:
-            with opener.open(request, timeout=10) as response:
-                return response.read().decode()
-        except urllib.error.HTTPError as refused:
-            return refused.read().decode()
-
-    with LinkServer(links, lambda headers: signed_in[headers["X-User"]], max_requests=4,
-                    lifetime_s=30) as server:
-        links.base_url = server.url
-        url = links.issue(item, requester)["approve"]
-        token = url.split("?token=")[1]
-        pages = {
-            "refused to the requester": (fetch(url, "requester"), ["requester"]),
-            "confirm page": (fetch(url, "approver"), ["target"]),
-            "done page": (fetch(url.split("?")[0], "approver",
-                                {"token": token, "reason": hostile("reason")}), ["approver"]),
-            "used page": (fetch(url.split("?")[0], "approver", {"token": token}), ["approver"]),
-        }
-    for where, (page, fields) in pages.items():
-        assert_inert(page, fields, where)
+# The web pages (dashboard, approval-link pages) have the same test over every page in
+# tests/test_web.py::test_no_untrusted_text_reaches_a_page_as_markup.

@@ -1,13 +1,18 @@
 """The approvals web app over HTTP: the dashboard and the approval-link pages, each decision once,
 every form protected, no untrusted text ever rendered as markup."""
 
+import os
 import re
-from dataclasses import replace
 import secrets
+import signal
+import subprocess
+import sys
 import urllib.parse
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from html.parser import HTMLParser
 
+import httpx
 import pytest
 
 from hitl_kit.channels import Person
@@ -15,6 +20,7 @@ from hitl_kit.inbox import ApprovalInbox
 from hitl_kit.web import ApprovalsApp, templates
 
 from .channel_kit import FAST, Forms, client, make_setup, message_of, results, sign_in
+from .conftest import ROOT
 
 
 @pytest.fixture
@@ -421,3 +427,24 @@ def test_the_link_address_is_url_safe_for_any_thread_id(tmp_path):
         form = confirm_form(http.get(url).text)
         assert http.post(form["action"], data=form).status_code == 200
     assert setup.executed() == 1
+
+
+def test_the_serve_command_runs_the_app_until_ctrl_c():
+    process = subprocess.Popen([sys.executable, "-m", "hitl_kit", "serve", "--minutes", "5",
+                                "--approver", "ana"], cwd=ROOT, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True,
+                               env={**os.environ, "OPENAI_API_KEY": ""})
+    try:
+        first = process.stdout.readline()
+        url = re.search(r"(http://127\.0\.0\.1:\d+)/dashboard \(3 waiting", first).group(1)
+        key = re.search(r"sign-in key for ana: (\S+)", process.stdout.readline()).group(1)
+        link = re.search(r"approval link for ana \(\w+\): (\S+)",
+                         process.stdout.readline()).group(1)
+        with httpx.Client(base_url=url, trust_env=False, timeout=10) as http:
+            assert http.post("/login", data={"key": key}).status_code == 303
+            assert "3 approval(s) waiting" in http.get("/dashboard").text
+            assert http.get(link).status_code == 200
+        process.send_signal(signal.SIGINT)  # Ctrl-C
+        assert process.wait(timeout=30) == 0 and "stopping" in process.stdout.read()
+    finally:
+        process.kill()
