@@ -349,7 +349,12 @@ def _digest(text: str) -> str:
 
 
 def _same_origin(request: Request) -> bool:
-    """False when a browser says the form came from another site (Origin, else Referer)."""
+    """False when the browser says the form came from another site. Browsers say it in
+    ``Sec-Fetch-Site``; older ones in ``Origin`` (which is "null" under this app's
+    no-referrer policy, refused) or ``Referer``."""
+    site = request.headers.get("sec-fetch-site")
+    if site is not None:
+        return site in ("same-origin", "none")  # "none": typed or bookmarked by the user
     origin = request.headers.get("origin") or request.headers.get("referer")
     if not origin:
         return True  # not a browser, or one that says nothing; the CSRF token still applies

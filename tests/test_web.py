@@ -192,8 +192,12 @@ def test_bad_dashboard_posts_are_refused_and_decide_nothing(served):
     sign_in(other, setup.app, "bo")
     bos_csrf = Forms(other.get("/dashboard").text).value("csrf")
     assert decide_on_dashboard(http, refs, "approve", csrf=bos_csrf).status_code == 403
-    cross_site = decide_on_dashboard(http, refs, "approve", origin="http://evil.example")
-    assert cross_site.status_code == 403
+    for headers in ({"origin": "http://evil.example"}, {"origin": "null"},
+                    {"referer": "http://evil.example/x"}, {"sec-fetch-site": "cross-site"},
+                    {"sec-fetch-site": "same-site", "origin": server.url}):
+        assert decide_on_dashboard(http, refs, "approve", **headers).status_code == 403
+    same = decide_on_dashboard(http, [], "approve", **{"sec-fetch-site": "same-origin"})
+    assert same.status_code == 400  # let through to the form's own checks
     assert decide_on_dashboard(http, refs, "edit").status_code == 400
     assert decide_on_dashboard(http, [], "approve").status_code == 400
     assert decide_on_dashboard(http, ['["x","y"]'], "approve").status_code == 400
