@@ -55,12 +55,18 @@ class FakeSlack:
             Route("/hooks/{ts}", self._hook, methods=["POST"]),
         ]), lifetime_s=lifetime_s)
 
-    def __enter__(self) -> FakeSlack:
+    def start(self) -> FakeSlack:
         self.server.start()
         return self
 
-    def __exit__(self, *exc) -> None:
+    def stop(self) -> None:
         self.server.stop()
+
+    def __enter__(self) -> FakeSlack:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
 
     @property
     def url(self) -> str:

@@ -237,12 +237,16 @@ class SlackApprovals:
         except ApprovalError as exc:
             return self._tell(payload, f"Refused, nothing ran: {exc}")
         if answer.ok:
-            line = f"{Kind(kind).past.capitalize()} by {person.name} in Slack: " \
-                   f"{answer.message}"
+            line = f"{Kind(kind).past.capitalize()} by {person.name} in Slack."
             return self._replace(payload, answer.item, line, decided=True)
-        if answer.decided_by is not None or answer.item is None:
-            line = f"No longer pending: {answer.message}"
-            return self._replace(payload, answer.item, line)
+        if answer.decided_by is not None or answer.item is None:  # too late: tell who won
+            with self._lock:
+                posted = self.posted.get((answer.thread_id, answer.interrupt_id))
+            if posted is None or posted.decided is None:  # a message the kit did not update
+                self._replace(payload, answer.item, f"Decided by "
+                              f"{describe_claim(answer.decided_by)}" if answer.decided_by
+                              else answer.message)
+            return self._tell(payload, f"Not applied: {answer.message}")
         return self._tell(payload, answer.message)
 
     def _replace(self, payload: dict, item: InboxItem | None, line: str,

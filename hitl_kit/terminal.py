@@ -13,6 +13,7 @@ from collections.abc import Callable
 
 from hitl_kit.approval import AlreadyDecided, ApprovalAgent, ApprovalError, Outcome
 from hitl_kit.render import claim_line, payload_rows, visible
+from hitl_kit.vocabulary import Channel
 
 CHOICES = {"a": "approve", "r": "reject", "e": "edit"}
 
@@ -48,7 +49,8 @@ def approve_in_terminal(agent: ApprovalAgent, outcome: Outcome, approver: str,
             say("no answer: the approval stays pending and nothing runs")
             return outcome
         try:
-            outcome = agent.resume(outcome.thread_id, {pending.interrupt_id: decision})
+            outcome = agent.resume(outcome.thread_id, {pending.interrupt_id: decision},
+                                   channel=Channel.CLI)
         except AlreadyDecided as exc:  # someone else (or a timeout) answered first
             say(f"not applied: this request was already {claim_line(exc.claim)}")
             outcome = agent.outcome(outcome.thread_id)

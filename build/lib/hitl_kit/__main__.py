@@ -1,0 +1,186 @@
+"""Command line: ``.venv/bin/python -m hitl_kit check [NOTEBOOK]``, ``hint``, ``solution``,
+``run``, ``env``, ``lab``, ``serve``."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+
+def _drill_for(target: str):
+    from hitl_kit.checks import get_drill
+    from hitl_kit.selfcheck import drill_key_of
+
+    return get_drill(drill_key_of(Path(target)) if target.endswith(".ipynb") else target)
+
+
+def cmd_check(path: str | None) -> int:
+    from hitl_kit.checks import check_notebook
+    from hitl_kit.selfcheck import CORRECT
+
+    if path:
+        report = check_notebook(path)
+        print(report)
+        return 0 if report.status == CORRECT else 1
+    from hitl_kit.checks import progress_table
+
+    table, all_correct = progress_table()
+    print(table)
+    return 0 if all_correct else 1
+
+
+def cmd_hint(target: str) -> int:
+    from hitl_kit.checks import check_notebook
+
+    drill = _drill_for(target)
+    print(check_notebook(target if target.endswith(".ipynb") else drill.drill_path).hints())
+    return 0
+
+
+def cmd_solution(target: str) -> int:
+    drill = _drill_for(target)
+    print(f"# {drill.title}: the solved cells of solutions/{drill.notebook}")
+    drill.solution()
+    return 0
+
+
+def cmd_run(task: str, approver: str, world_path: str | None) -> int:
+    import uuid
+
+    from hitl_kit.approval import ApprovalAgent
+    from hitl_kit.llm import get_chat_model
+    from hitl_kit.terminal import approve_in_terminal
+    from hitl_kit.world import World
+
+    if world_path is None:
+        world = World()
+        print("world: a fresh demo world, gone when this command ends "
+              "(--world PATH keeps one in a file)")
+    else:
+        existed = Path(world_path).exists()
+        world = World(world_path)
+        print(f"world: {world_path} ({'as earlier runs left it' if existed else 'new'})")
+    agent = ApprovalAgent(get_chat_model(), world.tools(), world=world)
+    try:
+        outcome = agent.start(task, thread_id=f"cli-{uuid.uuid4()}")
+        outcome = approve_in_terminal(agent, outcome, approver)
+    except Exception as exc:
+        if not _from_model_client(exc):
+            raise
+        print(f"error: the chat model failed: {_one_line(exc).rstrip('.')}. Check "
+              "OPENAI_BASE_URL and OPENAI_API_KEY, or unset OPENAI_API_KEY to run offline.",
+              file=sys.stderr)
+        return 2
+    return 1 if outcome.paused else 0
+
+
+DEBUG_ENV = "HITL_KIT_DEBUG"
+MODEL_CLIENT_MODULES = ("openai", "httpx", "httpcore", "langchain_openai")
+
+
+def _from_model_client(exc: BaseException | None) -> bool:
+    """Whether the exception (or one it was raised from) comes from the chat model's client."""
+    while exc is not None:
+        module = type(exc).__module__
+        if module.split(".")[0] in MODEL_CLIENT_MODULES or module == "hitl_kit.llm":
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
+def _message(exc: BaseException) -> str:
+    """The exception's message on one line (a KeyError's without the quotes its repr adds)."""
+    message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+    return " ".join(str(message).split())
+
+
+def _one_line(exc: BaseException) -> str:
+    message = _message(exc)
+    return f"{type(exc).__name__}: {message}" if message else type(exc).__name__
+
+
+def cmd_env() -> int:
+    from hitl_kit.environment import describe
+
+    print(describe())
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog=".venv/bin/python -m hitl_kit", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    check = sub.add_parser("check", help="check a drill notebook, or show progress on all drills")
+    check.add_argument("notebook", nargs="?", help="a drill notebook (.ipynb); none: all drills")
+    for name, text in (("hint", "hints for the checks that do not pass yet"),
+                       ("solution", "print a drill's solved cells")):
+        p = sub.add_parser(name, help=text)
+        p.add_argument("drill", help="a drill notebook path or a drill key such as drill1")
+    sub.add_parser("env", help="offline or OpenAI mode, and the versions installed")
+    lab = sub.add_parser("lab", help="open JupyterLab on notebook 00, with drills/ in reach")
+    lab.add_argument("--port", type=int, help="listen on this port (default: 8888 or the next "
+                                                "free one)")
+    lab.add_argument("--token", help="the login token (default: a new random one)")
+    lab.add_argument("--no-browser", action="store_true", help="do not open a browser")
+    serve = sub.add_parser("serve", help="the approvals web app (dashboard, approval links) on "
+                                          "127.0.0.1")
+    serve.add_argument("--approver", action="append", default=[],
+                       help="who may sign in and decide (repeat it; default: ana and bo)")
+    serve.add_argument("--world", metavar="PATH", help="the demo world's SQLite file")
+    serve.add_argument("--checkpoints", metavar="PATH",
+                       help="decide the threads paused in this SQLite checkpointer file "
+                            "(default: three demo requests)")
+    serve.add_argument("--minutes", type=float, default=60, help="stop by itself after this "
+                                                                 "long (default: 60)")
+    run = sub.add_parser("run", help="run a task on the demo world, approving in the terminal")
+    run.add_argument("task", help='e.g. "delete the test customer record"')
+    run.add_argument("--approver", default="cli-user", help="your name in the decisions")
+    run.add_argument("--world", metavar="PATH",
+                     help="keep the demo world in this SQLite file across runs "
+                          "(default: a fresh world each run)")
+    args = parser.parse_args(argv)
+    try:
+        code = _dispatch(args)
+        sys.stdout.flush()
+        return code
+    except BrokenPipeError:  # e.g. `... | head` stopped reading: not an error worth a traceback
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # so the flush at exit fails no more
+        return 141  # what a shell reports for a process ended by SIGPIPE
+    except (OSError, ValueError, KeyError) as exc:
+        print(f"error: {_message(exc)}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # a bug of the kit's: one line, the traceback on request
+        if os.environ.get(DEBUG_ENV) == "1":
+            raise
+        print(f"error: {_one_line(exc)} (a bug in hitl_kit; {DEBUG_ENV}=1 shows the "
+              "traceback)", file=sys.stderr)
+        return 2
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    if args.command == "check":
+        return cmd_check(args.notebook)
+    if args.command == "hint":
+        return cmd_hint(args.drill)
+    if args.command == "solution":
+        return cmd_solution(args.drill)
+    if args.command == "run":
+        return cmd_run(args.task, args.approver, args.world)
+    if args.command == "serve":
+        from hitl_kit.web import serve_from_cli
+
+        return serve_from_cli(args.approver, args.world, args.checkpoints, args.minutes)
+    if args.command == "lab":
+        from hitl_kit.lab import launch
+
+        return launch(args.port, args.token, open_browser=not args.no_browser)
+    return cmd_env()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,284 @@
+"""The chat model: a deterministic offline one by default, ChatOpenAI when a key is set.
+
+``get_chat_model()`` is the only thing the rest of the kit calls. Both models speak LangChain's
+chat-model interface with tool calling: ``model.bind_tools(tools).invoke(messages)`` returns an
+``AIMessage`` whose ``tool_calls`` hold the tool name and arguments. The agent never parses text.
+
+``OfflineChatModel`` stands in for an LLM so that every notebook runs without a network. It is a
+toy planner, not a language model, and its conventions are simple enough to predict:
+
+* a task is split into steps at ``;`` and at ``then``; each step becomes at most one tool call,
+  and the calls of one turn are proposed together (parallel tool calls);
+* the tool whose name (its verb above all) and description share the most words with the step
+  is chosen;
+* arguments come from the step: numbers (``customer 3``), quoted text (``"Thanks!"``), a quoted
+  text or word named by the argument (``subject "Hi"``, ``version 2.4``, ``billing service``),
+  e-mail addresses, dates, and enum values mentioned by name;
+* an id it cannot find in the step is looked up first with a ``find_``/``search_`` tool when one
+  is bound: ``delete the test customer record`` -> ``find_customers("test")``, then
+  ``delete_customer(3)``;
+* once every step has a tool result it answers in plain text.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import re
+from typing import Any
+
+from langchain_core.language_models.chat_models import BaseChatModel
+from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, ToolMessage
+from langchain_core.outputs import ChatGeneration, ChatResult
+from langchain_core.utils.function_calling import convert_to_openai_tool
+
+DEFAULT_OPENAI_MODEL = "gpt-4o-mini"
+MODEL_ENV_VAR = "HITL_KIT_OPENAI_MODEL"
+
+STOP_WORDS = frozenset(
+    "a an the to of for from in on at by with and or as is it its this that these those my our "
+    "your their me us please can could would you i we all any some one be do does so into then "
+    "which whose who what saying say says about".split()
+)
+WORD = re.compile(r'"([^"]*)"|([\w.@:+-]+)')
+STEP_BREAK = re.compile(r";|\bthen\b", re.IGNORECASE)
+DATE_LIKE = re.compile(r"^\d{4}-\d{2}-\d{2}([T ][\d:]+)?$")
+
+
+def online() -> bool:
+    """True when OPENAI_API_KEY is set, so ``get_chat_model`` returns ChatOpenAI."""
+    return bool(os.environ.get("OPENAI_API_KEY"))
+
+
+def get_chat_model(**openai_kwargs: Any) -> BaseChatModel:
+    """ChatOpenAI when OPENAI_API_KEY is set (model from HITL_KIT_OPENAI_MODEL, default
+    gpt-4o-mini; OPENAI_BASE_URL is honoured by the client), else the offline model."""
+    if not online():
+        return OfflineChatModel()
+    from langchain_openai import ChatOpenAI  # imported only when used: it is slow to import
+
+    openai_kwargs.setdefault("model", os.environ.get(MODEL_ENV_VAR, DEFAULT_OPENAI_MODEL))
+    openai_kwargs.setdefault("temperature", 0)
+    return ChatOpenAI(**openai_kwargs)
+
+
+def _stem(word: str) -> str:
+    word = word.lower()
+    return word[:-1] if len(word) > 3 and word.endswith("s") and not word.endswith("ss") else word
+
+
+@functools.lru_cache(maxsize=1024)  # tool names and descriptions are scored on every turn
+def _content_words(text: str) -> frozenset[str]:
+    return frozenset(_stem(w) for w in re.findall(r"[a-zA-Z]+", text)) - STOP_WORDS
+
+
+class _Step:
+    """One step of the task: its words, quoted texts and bare tokens."""
+
+    def __init__(self, text: str):
+        self.text = text.strip()
+        self.tokens: list[tuple[str, bool]] = []  # (text, was_quoted)
+        for quoted, bare in WORD.findall(self.text):
+            self.tokens.append((quoted, True) if bare == "" else (bare.rstrip(".,:"), False))
+        self.words = _content_words(" ".join(t for t, q in self.tokens if not q))
+
+
+# (name, description) -> (schema, spec): tools are rebuilt often, their schemas are shared. The
+# schema is kept and compared by identity, so a tool redefined with other arguments is not
+# mistaken for the old one.
+_SPECS: dict[tuple[str, str], tuple[Any, dict]] = {}
+
+
+def _tool_spec(tool: Any) -> dict:
+    if isinstance(tool, dict):
+        return tool.get("function", tool)
+    key, schema = (tool.name, tool.description), getattr(tool, "args_schema", None)
+    cached = _SPECS.get(key)
+    if cached is None or cached[0] is not schema or schema is None:
+        spec = convert_to_openai_tool(tool)
+        cached = _SPECS[key] = (schema, spec.get("function", spec))
+    return cached[1]
+
+
+def _words_of(spec: dict) -> frozenset[str]:
+    return _content_words(spec["name"].replace("_", " ") + " " + spec.get("description", ""))
+
+
+def _score(step: _Step, spec: dict) -> int:
+    """Words shared with the tool: its verb counts most, then its other name words."""
+    verb, *rest = spec["name"].split("_")
+    score = 4 * (_stem(verb) in step.words)
+    score += 2 * len(step.words & _content_words(" ".join(rest)))
+    return score + len(step.words & _content_words(spec.get("description", "")))
+
+
+def _fill_args(
+    step: _Step, spec: dict, known: dict[str, Any], ignore: frozenset[str] = frozenset()
+) -> tuple[dict, list[str]]:
+    """Arguments for ``spec`` taken from the step (and ``known`` ids); also the missing ones.
+
+    ``ignore`` holds words that must not end up in a free-text query."""
+    params = spec.get("parameters", {}).get("properties", {})
+    required = spec.get("parameters", {}).get("required", [])
+    tokens = step.tokens
+    used: set[int] = set()
+    args: dict[str, Any] = {}
+
+    def name_words(param: str) -> set[str]:
+        return {_stem(w) for w in param.split("_")} - {"id"}
+
+    def take(i: int) -> str:
+        used.add(i)
+        return tokens[i][0]
+
+    for param, schema in params.items():
+        kind = schema.get("type")
+        pwords = name_words(param)
+        enum = schema.get("enum")
+        if enum:
+            hits = [v for v in enum if _stem(str(v)) in step.words]
+            if hits:
+                args[param] = hits[0]
+            continue
+        if kind == "integer":
+            for i, (tok, quoted) in enumerate(tokens):
+                if not quoted and tok.isdigit() and i > 0 and _stem(tokens[i - 1][0]) in pwords:
+                    args[param] = int(take(i))
+                    break
+            else:
+                if param in known:
+                    args[param] = known[param]
+            continue
+        if kind != "string":
+            continue
+        for i, (tok, quoted) in enumerate(tokens):
+            if i in used:
+                continue
+            after_name = i > 0 and not tokens[i - 1][1] and _stem(tokens[i - 1][0]) in pwords
+            before_name = (
+                i + 1 < len(tokens) and not tokens[i + 1][1] and _stem(tokens[i + 1][0]) in pwords
+            )
+            looks_like_value = quoted or any(c.isdigit() for c in tok)
+            plain_word = not quoted and _stem(tok) not in STOP_WORDS | _all_param_words(params)
+            if (after_name and looks_like_value) or (before_name and plain_word):
+                args[param] = take(i)
+                break
+            if "@" in tok and pwords & {"email", "sender", "recipient"}:
+                args[param] = take(i)
+                break
+            if DATE_LIKE.match(tok) and pwords & {"at", "date", "when", "start"}:
+                args[param] = take(i)
+                break
+
+    # Quoted texts left over go, in order, to string parameters still empty.
+    leftovers = [i for i, (_, quoted) in enumerate(tokens) if quoted and i not in used]
+    for param, schema in params.items():
+        free_text = schema.get("type") == "string" and "enum" not in schema
+        if free_text and param not in args and leftovers:
+            args[param] = take(leftovers.pop(0))
+    # A free-text query is what is left of the step once the tool's own words are gone.
+    if "query" in params and "query" not in args:
+        vocabulary = ignore | _words_of(spec)
+        rest = [t for i, (t, q) in enumerate(tokens) if i not in used and not q
+                and _stem(t) not in vocabulary and _stem(t) not in STOP_WORDS and not t.isdigit()]
+        if rest:
+            args["query"] = " ".join(rest)
+    missing = [p for p in required if p not in args]
+    return args, missing
+
+
+def _all_param_words(params: dict) -> set[str]:
+    return {_stem(w) for p in params for w in p.split("_")}
+
+
+def _ids_from_results(results: list[Any]) -> dict[str, Any]:
+    """``customer_id``-style values found in earlier tool results (a single match only)."""
+    known: dict[str, Any] = {}
+    for name, content in results:
+        try:
+            data = json.loads(content)
+        except (TypeError, ValueError):
+            continue
+        rows = data if isinstance(data, list) else [data]
+        entity = name.split("_", 1)[-1].rstrip("s")  # find_customers -> customer
+        if len(rows) == 1 and isinstance(rows[0], dict) and "id" in rows[0]:
+            known[f"{entity}_id"] = rows[0]["id"]
+    return known
+
+
+class OfflineChatModel(BaseChatModel):
+    """A deterministic, offline chat model with tool calling (see the module docstring)."""
+
+    @property
+    def _llm_type(self) -> str:
+        return "hitl-kit-offline"
+
+    def bind_tools(self, tools, *, tool_choice=None, **kwargs):
+        return self.bind(tools=[_tool_spec(t) for t in tools], **kwargs)
+
+    def _generate(self, messages: list[BaseMessage], stop=None, run_manager=None, **kwargs):
+        message = self._respond(messages, kwargs.get("tools") or [])
+        return ChatResult(generations=[ChatGeneration(message=message)])
+
+    def _respond(self, messages: list[BaseMessage], specs: list[dict]) -> AIMessage:
+        task = next((m.content for m in messages if isinstance(m, HumanMessage)), "")
+        if not isinstance(task, str) or not task.strip():
+            return AIMessage(content="I need a task in plain text.")
+        proposed = [c for m in messages if isinstance(m, AIMessage) for c in m.tool_calls]
+        answered = {m.tool_call_id: m for m in messages if isinstance(m, ToolMessage)}
+        names = {c["id"]: c["name"] for c in proposed}
+        results = [(names.get(i, ""), m.content) for i, m in answered.items()]
+        known = _ids_from_results(results)
+
+        calls, unplanned = [], []
+        for text in (s for s in STEP_BREAK.split(task) if s.strip()):
+            call = self._plan_step(_Step(text), specs, known)
+            if call is None:
+                unplanned.append(text.strip())
+                continue
+            if any(p["name"] == call["name"] and p["args"] == call["args"] for p in proposed):
+                continue  # already proposed in an earlier turn
+            call["id"] = f"call_{len(proposed) + len(calls) + 1}_{call['name']}"
+            calls.append(call)
+        if calls:
+            return AIMessage(content="", tool_calls=calls)
+        return AIMessage(content=self._summary(proposed, answered, unplanned))
+
+    def _plan_step(self, step: _Step, specs: list[dict], known: dict) -> dict | None:
+        scored = sorted(((_score(step, s), -i, s) for i, s in enumerate(specs)),
+                        key=lambda t: t[:2], reverse=True)
+        if not scored or scored[0][0] == 0:
+            return None
+        spec = scored[0][2]
+        args, missing = _fill_args(step, spec, known)
+        if not missing:
+            return {"name": spec["name"], "args": args, "type": "tool_call"}
+        lookup = self._lookup_for(missing, specs)
+        if lookup is None:
+            return None
+        args, missing = _fill_args(step, lookup, {}, ignore=frozenset(_words_of(spec)))
+        return None if missing else {"name": lookup["name"], "args": args, "type": "tool_call"}
+
+    @staticmethod
+    def _lookup_for(missing: list[str], specs: list[dict]) -> dict | None:
+        for param in missing:
+            if not param.endswith("_id"):
+                continue
+            entity = param[: -len("_id")]
+            for spec in specs:
+                verb, _, noun = spec["name"].partition("_")
+                if verb in ("find", "search") and _stem(noun) == entity:
+                    return spec
+        return None
+
+    @staticmethod
+    def _summary(proposed: list[dict], answered: dict, unplanned: list[str]) -> str:
+        lines = []
+        for call in proposed:
+            reply = answered.get(call["id"])
+            if reply is not None:
+                lines.append(f"{call['name']}({json.dumps(call['args'])}): {reply.content}")
+        if unplanned:
+            lines.append("No tool of mine fits: " + "; ".join(unplanned))
+        return "\n".join(lines) if lines else "Nothing to do."

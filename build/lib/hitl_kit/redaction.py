@@ -1,0 +1,403 @@
+"""Secrets out, control characters escaped: what the audit trail does to text before storing it.
+
+Tool arguments, reasons and other free text can carry credentials. ``sanitize`` returns a copy of
+a value where secrets are replaced by ``[REDACTED sha256:<12 hex>]`` (the short hash lets an
+auditor see "the same secret as before" without seeing it), and CR, LF, other control characters
+and invisible or bidi characters are escaped, so a value cannot pass for a new log line or read
+differently from what it is::
+
+    >>> sanitize({"password": "hunter2", "to": "ana@example.com"})
+    {'password': '[REDACTED sha256:f52fbd32b2b3]', 'to': 'ana@example.com'}
+    >>> clean_text("retry; the db password: hunter2\\nok")
+    'retry; the db password: [REDACTED sha256:f52fbd32b2b3]\\\\nok'
+
+What is redacted:
+
+- any value under a secret-looking key (``password``, ``api_key``, ``X-Api-Token``, ``pw``,
+  ``pin``, ``key``, ``jwt``, ``otp``, ``sessionid``, ``ssh_key``...), whatever its type;
+- in any string: the value in ``name: value`` / ``name=value`` when the name is secret-looking
+  (``password: x``, ``PGPASSWORD=x``, ``?access_token=x`` in a URL, ``"token": "x"`` in JSON
+  text); the password in ``scheme://user:password@``; the credential after ``Bearer`` /
+  ``Basic``; ``curl -u user:password``; PEM private-key blocks; and tokens of a known shape
+  (OpenAI ``sk-...``, AWS ``AKIA...``, GitHub ``ghp_...``, GitLab, Slack, Stripe, Google
+  ``AIza...``, JWTs).
+
+Limits, up front: a secret with none of these shapes, written as prose ("my password is
+hunter2"), passes. Bare hex digests, UUIDs and call ids are **not** redacted: they are identifiers
+(commit ids, the trail's own hashes) and redacting them would hide evidence. The short hash is
+unsalted, so a weak password can be guessed from it: it is evidence, not a vault.
+
+Cost: linear in the length of the text, about 20-40 ms for 1 MB of hostile text here (see
+``benchmarks/redaction.py``). Two regex passes find candidates; each pattern starts at one
+character of a small set and has a bounded width after it, so every position costs a bounded
+number of steps. Candidates are then checked and extended in Python, and no extension reads a
+character twice. A string with more than ``MAX_FINDINGS`` candidates is redacted whole (fail
+closed) rather than piece by piece.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Mapping
+
+MAX_DEPTH = 100  # nesting of dicts and lists; deeper (or self-containing) values are refused
+MAX_FINDINGS = 2048  # candidates examined in one string before it is redacted whole
+
+# --- secret-looking names ------------------------------------------------------------------------
+
+# A name is split into lower-case words ("X-Api-Key" -> x api key, "accessToken" -> access token)
+# and squashed ("xapikey"). Errs on the side of redacting.
+_EXACT = frozenset(
+    "key pin pw pwd pass passwd password auth otp jwt sid dsn secret token cookie sessionid "
+    "passcode apikey".split()
+)
+_SECRET_WORDS = frozenset(
+    "password passwords passwd passphrase pwd pw pin secret secrets token otp totp hotp jwt "
+    "cookie cookies credential credentials authorization auth dsn apikey bearer passcode "
+    "sessionid privkey".split()
+)
+_SECRET_PARTS = (
+    "password", "passwd", "passphrase", "apikey", "secretkey", "privatekey", "accesskey",
+    "sshkey", "signingkey", "encryptionkey", "clientsecret", "appsecret", "webhooksecret",
+    "sharedsecret", "apisecret", "sessionid", "sessiontoken", "sessionkey", "connectionstring",
+    "connstr", "databaseurl", "authtoken", "accesstoken", "refreshtoken", "idtoken",
+    "bearertoken", "apitoken", "csrftoken", "xsrftoken", "credential", "authorization",
+    "setcookie",
+)  # fmt: skip
+_KEY_QUALIFIERS = frozenset(
+    "api private secret ssh access signing encryption master license session auth client gpg "
+    "pgp aes hmac rsa shared deploy app webhook".split()
+)
+# A last word that makes the name about a secret rather than the secret itself: token_count,
+# secret_name, password_policy, private_key_path, max_tokens.
+_INNOCENT_LAST = frozenset(
+    "count counts length len limit limits max min size type kind name names id ids url uri urls "
+    "endpoint path file filename expiry expires expiration ttl policy hint required enabled set "
+    "changed updated format version algorithm alg scheme prefix field fields method mode usage "
+    "used budget remaining status label tokens".split()
+)
+# Secret only as a URL query parameter: ?sig=..., ?X-Amz-Signature=...
+_QUERY_ONLY = frozenset("sig signature xamzsignature".split())
+
+_WORDS = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|[0-9]+")
+_secret_name_cache: dict[str, bool] = {}
+
+
+def _words(name: str) -> list[str]:
+    return [word.lower() for word in _WORDS.findall(name)]
+
+
+def is_secret_name(name) -> bool:
+    """True when a key or parameter name looks like it holds a secret (``api_key``, ``pw``...).
+
+    >>> [is_secret_name(n) for n in ("X-Api-Key", "ssh_key", "sessionId", "max_tokens", "key_id")]
+    [True, True, True, False, False]
+    """
+    if not isinstance(name, str):
+        return False
+    known = _secret_name_cache.get(name)
+    if known is not None:
+        return known
+    words = _words(name[:200])
+    squashed = "".join(words)
+    if squashed in _EXACT:
+        secret = True
+    elif len(words) > 1 and words[-1] in _INNOCENT_LAST:
+        secret = False
+    else:
+        secret = (
+            any(word in _SECRET_WORDS for word in words)
+            or any(part in squashed for part in _SECRET_PARTS)
+            or (words[-1:] == ["key"] and any(word in _KEY_QUALIFIERS for word in words))
+        )
+    if len(_secret_name_cache) >= 4096:
+        _secret_name_cache.clear()
+    _secret_name_cache[name] = secret
+    return secret
+
+
+# --- where secrets sit inside text ----------------------------------------------------------------
+#
+# Two passes over a string, each one regex whose alternatives all start with a character from a
+# small set (the engine skips every other character at C speed), with bounded width after it:
+#
+# - BACKWARD runs on the lower-cased text reversed, so that it can start at the separator of
+#   "name: value" and read the name *before* it: ":" "=" ":=" "=>", then a name (read backwards)
+#   that contains a secret word; "@" for the password in scheme://user:password@; the space
+#   before "bearer"/"basic" for the credential after it.
+# - FORWARD runs on the text as it is (token shapes are case-sensitive): "-" for sk-..., glpat-,
+#   xox?-, PEM blocks and curl's -u/--user; "_" for sk_live_, rk_, whsec_, gh?_, github_pat_;
+#   "A" for AKIA/ASIA/AIza; "J" for eyJ (JWTs).
+#
+# The two sets share no character, so text made of one repeated character costs one pass's
+# work per character at most. Each match is then checked and extended in Python; extensions
+# never read the same character twice (see find_secrets).
+
+# Words a secret-looking name contains, reversed; how the name is then judged: is_secret_name.
+_NAME_WORDS = ("pass", "pw", "pin", "secret", "session", "sid", "sig", "token", "otp", "jwt",
+               "key", "auth", "cookie", "credential", "dsn")
+_NAME_BACKWARD = (  # after the separator: spaces, a quote, then the name read backwards
+    r"(?=[ \t\"'\w.-])[ \t]{0,4}[\"']?(?P<NAME>[\w.-]{0,12}?(?=[" +
+    "".join(sorted({word[-1] for word in _NAME_WORDS})) + "])(?:" +
+    "|".join(word[::-1] for word in _NAME_WORDS) + "))"
+)
+BACKWARD = re.compile("|".join((
+    ":" + _NAME_BACKWARD.replace("NAME", "name_colon"),
+    "=:?" + _NAME_BACKWARD.replace("NAME", "name_equals"),
+    ">=" + _NAME_BACKWARD.replace("NAME", "name_arrow"),
+    # password (it may hold ":"), then ":", the user, "//:"
+    r"@(?P<password>[^\s/?#@:]{0,256}+(?::[^\s/?#@:]{0,256}+){0,8}?):[^\s/?#@:]{0,128}+//:",
+    # " bearer" / " basic" with at least 8 credential characters after it
+    r" (?:reraeb(?!\w)(?<=[a-z0-9._~+/=-]{8} reraeb)|cisab(?!\w)(?<=[a-z0-9._~+/=-]{8} cisab))",
+)))
+FORWARD = re.compile("|".join((
+    r"-(?:-(?P<pem>---BEGIN[A-Z0-9 ]{0,40}PRIVATE KEY[A-Z ]{0,10}-----)"
+    r"|(?P<user_option>-user(?<!\S--user)(?:[ \t]{1,4}|=)|u(?<!\S-u)[ \t]{1,4})"
+    r"[^\s:'\"]{1,128}:(?=[^\s'\"])"
+    r"|(?<=[a-z]-)(?:(?<=\bsk-)[A-Za-z0-9_-]{20}|(?<=\bglpat-)[A-Za-z0-9_-]{20}"
+    r"|(?<=\bxox[abposr]-)[A-Za-z0-9-]{10}))",
+    r"_(?<=[a-z]_)(?:(?<=\b[rs]k_)(?:live|test)_[A-Za-z0-9]{16}|(?<=\bwhsec_)[A-Za-z0-9]{16}"
+    r"|(?<=\bgh[pousr]_)[A-Za-z0-9]{30}|(?<=\bgithub_)pat_[A-Za-z0-9_]{30})",
+    r"A(?:KIA(?<!\wAKIA)[A-Z0-9]{16}(?![A-Za-z0-9])|SIA(?<!\wASIA)[A-Z0-9]{16}(?![A-Za-z0-9])"
+    r"|Iza(?<!\wAIza)[0-9A-Za-z_-]{35})",
+    r"J(?<=\beyJ)[A-Za-z0-9_-]{10}",
+)))
+PATTERNS = (BACKWARD, FORWARD)  # the scanning patterns; tests check their width is bounded
+
+_TOKEN = re.compile(r"[A-Za-z0-9._~+/=-]*")
+_VALUE = re.compile(r"[^\s\"'`;]*")
+_URL_VALUE = re.compile(r"[^\s\"'`;&#]*")
+_NAME_CHAR = re.compile(r"[\w.-]")
+_TOKEN_START = re.compile(r"[A-Za-z0-9_]")
+_TRAILING_PUNCTUATION = ".,:)]}>"
+_AUTH_SCHEMES = frozenset(("bearer", "basic", "token", "digest"))
+
+# --- redacting ------------------------------------------------------------------------------------
+
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def redaction_marker(value) -> str:
+    """``[REDACTED sha256:<first 12 hex of its sha256>]`` for a string (for another value, of
+    its canonical JSON)."""
+    raw = value if isinstance(value, str) else _CANONICAL.encode(value)
+    digest = hashlib.sha256(raw.encode("utf-8", "surrogatepass")).hexdigest()
+    return f"[REDACTED sha256:{digest[:12]}]"
+
+
+def _looks_random(token: str) -> bool:
+    """A credential rather than a word: long enough, with a digit or an inner capital."""
+    return len(token) >= 8 and (
+        any(c.isdigit() for c in token) or any(c.isupper() for c in token[1:])
+    )
+
+
+def _name_start(text: str, end: int) -> int:
+    """Where the name that ends at ``end`` starts (read back at most 64 characters)."""
+    start, limit = end, max(0, end - 64)
+    while start > limit and _NAME_CHAR.match(text, start - 1):
+        start -= 1
+    return start
+
+
+def _lower_same_length(text: str) -> str:
+    lowered = text.lower()
+    if len(lowered) != len(text):  # only U+0130 grows when lowered (Unicode 14, Python 3.11)
+        lowered = "".join(c if len(c.lower()) != 1 else c.lower() for c in text)
+    return lowered
+
+
+def _candidates(text: str) -> list[tuple[int, str, int]] | None:
+    """(where its secret would start, kind, extra) for each match of the two passes, in text
+    order; None when there are more than MAX_FINDINGS."""
+    found = []
+    n = len(text)
+    backward = _lower_same_length(text)[::-1]
+    for match in BACKWARD.finditer(backward):
+        if len(found) >= MAX_FINDINGS:
+            return None
+        group = match.lastgroup
+        if group == "password":
+            found.append((n - match.end("password"), "userinfo", n - match.start("password")))
+        elif group is None:  # " bearer" / " basic": the credential starts after the space
+            found.append((n - match.start(), "scheme", 0))
+        else:  # name:value; extra = where the name ends
+            found.append((n - match.start(), "name", n - match.start(group)))
+    for match in FORWARD.finditer(text):
+        if len(found) >= MAX_FINDINGS:
+            return None
+        group = match.lastgroup
+        if group == "user_option":  # curl -u user:password
+            found.append((match.end(), "userinfo", -1))
+        else:
+            found.append((match.start(), group or "shape", 0))
+    found.sort()
+    return found
+
+
+def find_secrets(text: str) -> list[tuple[int, int]] | None:
+    """Sorted, non-overlapping ``(start, end)`` spans of the secrets in ``text``; None when it
+    holds more than ``MAX_FINDINGS`` candidates (the caller then redacts it whole)."""
+    candidates = _candidates(text)
+    if candidates is None:
+        return None
+    spans: list[tuple[int, int]] = []
+    read_up_to = 0  # every extension starts here or later: no character is read twice
+    for at, kind, extra in candidates:
+        if at < read_up_to:
+            continue
+        span = None
+        if kind == "name":
+            span = _name_value(text, at, extra)
+        elif kind == "userinfo":
+            end = extra if extra >= 0 else _VALUE.match(text, at).end()
+            span = (at, end)
+        elif kind == "scheme":
+            end = _TOKEN.match(text, at).end()
+            read_up_to = end
+            span = (at, end) if _looks_random(text[at:end]) else None
+        elif kind == "pem":
+            end_marker = text.find("-----END", at + 10)
+            close = -1 if end_marker < 0 else text.find("-----", end_marker + 8)
+            span = (at, len(text) if close < 0 else close + 5)  # a key cut off is still a key
+        else:  # a known token shape: from the start of its prefix to the end of the token
+            start = at
+            while start > max(0, at - 16) and _TOKEN_START.match(text, start - 1):
+                start -= 1
+            end = _TOKEN.match(text, at).end()
+            read_up_to = end
+            token = text[start:end]
+            span = (start, end) if "eyJ" in token[:3] or _looks_random(token) else None
+        if span is not None and span[1] > span[0]:
+            if spans and span[0] <= spans[-1][1]:
+                spans[-1] = (spans[-1][0], max(span[1], spans[-1][1]))
+            else:
+                spans.append(span)
+            read_up_to = max(read_up_to, span[1])
+    return spans
+
+
+def _name_value(text: str, value_at: int, name_end: int) -> tuple[int, int] | None:
+    """The value after ``name:`` / ``name=`` when the name is secret-looking."""
+    start = _name_start(text, name_end)
+    name = text[start:name_end].lstrip("-.")
+    in_url = start > 0 and text[start - 1] in "?&#;"
+    if not (is_secret_name(name) or (in_url and "".join(_words(name)) in _QUERY_ONLY)):
+        return None
+    while value_at < len(text) and text[value_at] in " \t":
+        value_at += 1
+    if value_at < len(text) and text[value_at] in "\"'`":
+        close = text.find(text[value_at], value_at + 1)
+        return value_at + 1, len(text) if close < 0 else close
+    end = (_URL_VALUE if in_url else _VALUE).match(text, value_at).end()
+    while end > value_at and text[end - 1] in _TRAILING_PUNCTUATION:
+        end -= 1
+    if text[value_at:end].lower() in _AUTH_SCHEMES:  # "Authorization: Bearer xyz"
+        after = end
+        while after < len(text) and text[after] in " \t":
+            after += 1
+        end = max(end, _TOKEN.match(text, after).end())
+    return value_at, end
+
+
+def redact_text(text: str) -> str:
+    """``text`` with each secret found in it replaced by its marker."""
+    spans = find_secrets(text)
+    if spans is None:
+        return redaction_marker(text)
+    if not spans:
+        return text
+    parts, last = [], 0
+    for start, end in spans:
+        parts += (text[last:start], redaction_marker(text[start:end]))
+        last = end
+    parts.append(text[last:])
+    return "".join(parts)
+
+
+# Control characters (C0, DEL, C1), line/paragraph separators, zero-width and bidi controls,
+# the BOM, and lone surrogates (which UTF-8 cannot store).
+_UNSAFE_CHARS = re.compile(
+    "[\x00-\x1f\x7f-\x9f\u061c\u200b-\u200f\u2028-\u202e\u2060-\u2064\u2066-\u2069\ufeff"
+    "\ud800-\udfff]"
+)
+_NAMED_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def escape_controls(text: str) -> str:
+    """Make control, invisible and bidi characters visible (``\\n``, ``\\u202e``): a value can't
+    fake a new log line or be displayed in another order than it is stored."""
+    if _UNSAFE_CHARS.search(text) is None:
+        return text
+    return _UNSAFE_CHARS.sub(
+        lambda match: _NAMED_ESCAPES.get(match.group(), f"\\u{ord(match.group()):04x}"), text
+    )
+
+
+_clean_cache: dict[str, None] = {}  # short strings already known to need no change (no secrets)
+
+
+def clean_text(text: str) -> str:
+    """Secrets redacted, then unsafe characters escaped: what the trail stores for free text."""
+    if text in _clean_cache:
+        return text
+    cleaned = escape_controls(redact_text(text))
+    if cleaned == text and len(text) <= 256:
+        if len(_clean_cache) >= 4096:
+            _clean_cache.clear()
+        _clean_cache[text] = None
+    return cleaned
+
+
+def sanitize(value, *, _depth: int = 0):
+    """Copy of a JSON-like value (dicts, lists, strings, numbers) with secrets redacted and unsafe
+    characters escaped, at any depth up to ``MAX_DEPTH``.
+
+    Raises ValueError for a value nested deeper than that (or containing itself), and for a dict
+    whose keys become equal once cleaned: nothing is dropped silently.
+    """
+    if isinstance(value, str):
+        return clean_text(value)
+    if isinstance(value, Mapping):
+        if _depth >= MAX_DEPTH:
+            raise _too_deep()
+        cleaned = {}
+        for key, item in value.items():
+            clean_key = clean_text(key) if isinstance(key, str) else key
+            if clean_key in cleaned:
+                raise ValueError(
+                    f"two keys become {clean_key!r} once secrets and control characters are "
+                    "replaced; rename one of them"
+                )
+            if is_secret_name(key):
+                _check_depth(item, _depth + 1)
+                cleaned[clean_key] = redaction_marker(item)
+            else:
+                cleaned[clean_key] = sanitize(item, _depth=_depth + 1)
+        return cleaned
+    if isinstance(value, (list, tuple)):
+        if _depth >= MAX_DEPTH:
+            raise _too_deep()
+        return [sanitize(item, _depth=_depth + 1) for item in value]
+    return value
+
+
+def _check_depth(value, depth: int) -> None:
+    """ValueError if ``value`` nests deeper than MAX_DEPTH from ``depth`` (no recursion)."""
+    stack = [(value, depth)]
+    while stack:
+        item, level = stack.pop()
+        if isinstance(item, (Mapping, list, tuple)):
+            if level >= MAX_DEPTH:
+                raise _too_deep()
+            children = item.values() if isinstance(item, Mapping) else item
+            stack.extend((child, level + 1) for child in children)
+
+
+def _too_deep() -> ValueError:
+    return ValueError(
+        f"the value nests dicts/lists more than {MAX_DEPTH} levels deep (or contains itself); "
+        "flatten it or pass a summary instead"
+    )

@@ -1,0 +1,222 @@
+"""What a person reads: a pending request rendered as rows, and as escaped HTML.
+
+The domain modules (approval, inbox, decisions, timeouts) import nothing from here and no widget
+code; the card, the inbox widget, the terminal and the web pages do. Two rules hold for every
+text that came from a model, from data or from another person:
+
+* it is **escaped**: shown, never rendered as HTML;
+* it is **visible**: a character a reader cannot see or cannot tell apart from another (a bidi
+  override such as U+202E, a zero-width space, a Cyrillic ``а`` inside a Latin word, a
+  full-width letter) is shown as a ``\\u202e`` marker, and the request gets a warning line that
+  names each one. What runs contains those characters; the approver must be able to see them.
+
+``visible(text)`` and ``reveal(text)`` are the one place this is done; every channel uses them.
+"""
+
+from __future__ import annotations
+
+import functools
+import html
+import json
+import re
+import unicodedata
+from datetime import UTC, datetime
+
+from hitl_kit.vocabulary import Kind
+
+RISK_COLOURS = {"low": "#2e7d32", "medium": "#ef6c00", "high": "#c62828"}
+
+# Letters and symbols that render as nothing (or as blank space) although they are not controls.
+INVISIBLE = frozenset(map(chr, [0x034F, 0x115F, 0x1160, 0x17B4, 0x17B5, 0x2800, 0x3164, 0xFFA0,
+                                *range(0x180B, 0x1810), *range(0xFE00, 0xFE10),
+                                *range(0xE0100, 0xE01F0)]))
+BIDI_CONTROLS = frozenset(map(chr, [0x061C, 0x200E, 0x200F, *range(0x202A, 0x202F),
+                                    *range(0x2066, 0x206A)]))
+# Scripts with letters that look like Latin ones: mixed into a Latin word, they are a disguise.
+LOOKALIKE_SCRIPTS = frozenset({"CYRILLIC", "GREEK", "ARMENIAN", "CHEROKEE", "COPTIC"})
+SHORT_ESCAPES = {"\n": "\\n", "\t": "\\t", "\r": "\\r"}
+_NOT_PLAIN = re.compile(r"[^\x20-\x7e]")  # anything but printable ASCII
+_WORD = re.compile(r"\w+")
+# Letters of LOOKALIKE_SCRIPTS, and Latin letters: a word with both is a disguise.
+_LOOKALIKE_LETTER = re.compile("[\u0370-\u03ff\u0400-\u052f\u0531-\u058f\u13a0-\u13ff"
+                               "\u1c80-\u1c8f\u1f00-\u1fff\u2c80-\u2cff\u2de0-\u2dff"
+                               "\ua640-\ua69f\uab70-\uabbf\ufb13-\ufb17]")
+_LATIN_LETTER = re.compile("[A-Za-z\u00c0-\u024f\u1e00-\u1eff]")
+_MARKER = re.compile(r"\\(?:u[0-9a-f]{4}|U[0-9a-f]{8}|[ntr])")
+_CLEAN = re.compile(r"[\x20-\x7e]*")
+
+
+@functools.lru_cache(maxsize=4096)
+def _why_hidden(char: str) -> str | None:
+    """Why a reader would not see this character for what it is, or None."""
+    if char in BIDI_CONTROLS:
+        return "bidi control: reorders the text around it"
+    if char in INVISIBLE:
+        return "invisible"
+    category = unicodedata.category(char)
+    if category in ("Cc", "Cf", "Zl", "Zp", "Co", "Cs", "Cn"):
+        return "invisible or control character"
+    if category == "Zs":
+        return "a space that is not a plain space"
+    if category[0] in "LN":
+        plain = unicodedata.normalize("NFKC", char)
+        if plain != char and plain.isascii() and plain.isalnum():
+            return f"looks like {plain!r}"
+    return None
+
+
+def _script(char: str) -> str:
+    return unicodedata.name(char, "UNKNOWN").split(" ")[0]
+
+
+def _marker(char: str) -> str:
+    if char in SHORT_ESCAPES:
+        return SHORT_ESCAPES[char]
+    code = ord(char)
+    return f"\\u{code:04x}" if code <= 0xFFFF else f"\\U{code:08x}"
+
+
+def reveal(text: str, multiline: bool = False) -> tuple[str, list[str]]:
+    """``text`` with every hidden or look-alike character replaced by its ``\\uXXXX`` marker, and
+    one description per distinct character found (empty when there was nothing to show).
+    Line breaks are kept when ``multiline``; elsewhere they are shown as ``\\n``.
+
+    >>> reveal("delete customer 3\\u202e")
+    ('delete customer 3\\\\u202e', ['U+202E RIGHT-TO-LEFT OVERRIDE (bidi control: reorders the text around it)'])
+    """  # noqa: E501
+    text = str(text)
+    if _CLEAN.fullmatch(text):
+        return text, []
+    marked: dict[int, str] = {}
+    for found in _NOT_PLAIN.finditer(text):
+        char = found.group()
+        if char == "\n" and multiline:
+            continue
+        why = _why_hidden(char)
+        if why:
+            marked[found.start()] = why
+    if _LOOKALIKE_LETTER.search(text):
+        for word in _WORD.finditer(text):
+            if _LOOKALIKE_LETTER.search(word.group()) and _LATIN_LETTER.search(word.group()):
+                for i, c in enumerate(word.group(), word.start()):
+                    if c.isalpha() and _script(c) in LOOKALIKE_SCRIPTS:
+                        marked.setdefault(i, "looks like a Latin letter, inside a Latin word")
+    if not marked:
+        return text, []
+    pieces, found_chars, last = [], {}, 0
+    for i in sorted(marked):
+        char = text[i]
+        pieces += [text[last:i], _marker(char)]
+        last = i + 1
+        found_chars.setdefault(char, marked[i])
+    pieces.append(text[last:])
+    notes = [f"U+{ord(c):04X} {unicodedata.name(c, 'unnamed')} ({why})"
+             for c, why in found_chars.items()]
+    return "".join(pieces), notes
+
+
+def visible(text: str, multiline: bool = False) -> str:
+    """``reveal(text)`` without the descriptions: what to show a person."""
+    return reveal(text, multiline)[0]
+
+
+def hidden_warning(notes: list[str]) -> str:
+    """The warning line for a request whose texts held hidden or look-alike characters."""
+    return ("hidden or look-alike characters, shown as \\u markers; what runs contains them: "
+            + "; ".join(notes))
+
+
+def payload_rows(payload: dict) -> list[tuple[str, str]]:
+    """The payload as (label, text) rows, in the order an approver should read them; every text
+    made visible, with a warning row first when any held hidden characters."""
+    def text(value) -> str:
+        return value if isinstance(value, str) else json.dumps(value, default=str,
+                                                              ensure_ascii=False)
+
+    rows = [
+        ("risk", f"{str(payload['risk']).upper()} ({payload['reversibility']}, "
+                 f"{payload['policy']})"),
+        ("the agent was asked", text(payload["task"])),
+        ("it wants to run", f"{payload['tool']}: {payload['description']}"),
+        ("with arguments", text(payload["args"])),
+        ("it would touch", text(payload["target"]) if payload.get("target") else "no record"),
+        ("if you approve", text(payload["on_approve"])),
+        ("if you reject", text(payload["on_reject"])),
+        ("why you are asked", text(payload["why_gated"])),
+    ]
+    if payload.get("expires_at"):
+        rows.append(("request expires", f"{payload['expires_at']} (an approval after that does "
+                                        "not run)"))
+    if payload.get("error"):
+        rows.insert(0, ("previous answer refused", text(payload["error"])))
+    shown, notes = [], []
+    for label, value in rows:
+        value, found = reveal(value)
+        shown.append((label, value))
+        notes += [note for note in found if note not in notes]
+    if notes:
+        shown.insert(0, ("WARNING", hidden_warning(notes)))
+    return shown
+
+
+def escaped(text: str, multiline: bool = False) -> str:
+    """Any untrusted text for HTML: made visible, then escaped; its markers highlighted."""
+    shown, notes = reveal(text, multiline)
+    return _highlight(html.escape(shown)) if notes else html.escape(shown)
+
+
+def _highlight(escaped_text: str) -> str:
+    return _MARKER.sub(lambda m: f"<mark>{m.group()}</mark>", escaped_text)
+
+
+PRE_STYLE = ("margin:0;white-space:pre-wrap;word-break:normal;overflow-wrap:anywhere;"
+             "font-family:var(--jp-code-font-family, monospace)")
+
+
+def payload_table_html(payload: dict) -> str:
+    """payload_rows as an HTML table, every text escaped: it came from a model or from data, so
+    it is shown, never rendered (the card, the inbox and the web pages all use this)."""
+    rows = payload_rows(payload)
+    warned = bool(rows) and rows[0][0] == "WARNING"
+    cells = []
+    for label, text in rows:
+        value = html.escape(text)
+        colour = ""
+        if label == "WARNING":
+            colour = ";color:#c62828;font-weight:bold"
+        elif warned:
+            value = _highlight(value)
+        cells.append(
+            f"<tr><th style='text-align:left;vertical-align:top;padding-right:1em;"
+            f"white-space:nowrap{colour}'>{html.escape(label)}</th>"
+            f"<td><pre style='{PRE_STYLE}{colour}'>{value}</pre></td></tr>")
+    return f"<table style='table-layout:auto;width:100%'>{''.join(cells)}</table>"
+
+
+def context_html(payload: dict) -> str:
+    """The full context folded away under a "full context" summary."""
+    return f"<details><summary>full context</summary>{payload_table_html(payload)}</details>"
+
+
+def ago(when: str | datetime, now: datetime | None = None) -> str:
+    """'just now', '2 s ago', '5 min ago' for an ISO timestamp or a datetime."""
+    moment = datetime.fromisoformat(when) if isinstance(when, str) else when
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    seconds = max(0.0, ((now or datetime.now(UTC)) - moment).total_seconds())
+    for unit, size in (("d", 86400), ("h", 3600), ("min", 60), ("s", 1)):
+        if seconds >= size:
+            return f"{int(seconds // size)} {unit} ago"
+    return "just now"
+
+
+def claim_line(claim, now: datetime | None = None) -> str:
+    """Who decided and how, for people: 'approved by ana 2 s ago: looks right' (no ids, no ISO
+    timestamps). ``claim`` is a ``hitl_kit.decisions.Claim``."""
+    try:
+        how = Kind(claim.kind).past
+    except ValueError:
+        how = visible(str(claim.kind))
+    who = "by the system" if claim.approver == "system" else f"by {visible(claim.approver)}"
+    because = f": {visible(claim.reason)}" if claim.reason else ""
+    return f"{how} {who} {ago(claim.decided_at, now)}{because}"

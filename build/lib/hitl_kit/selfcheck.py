@@ -1,0 +1,697 @@
+"""Self-checks for the drills, in the style of Kaggle's learntools: check, hint, solution.
+
+A drill is a list of ``Check``s. Each check probes the learner's names (a notebook's globals) and
+either passes, raises ``NotAttempted`` (what it needs is not defined yet, or still the stub that
+raises ``NotImplementedError``) or raises ``Flaw``: the flaw in one line, the evidence (the input
+tried, what happened, what was expected) and the hint for that flaw. The same checks run in three
+places:
+
+* in the drill notebook's check cell: ``drill.check()`` (reads the notebook's globals);
+* from the shell: ``python -m hitl_kit check drills/01_classify_email_actions.ipynb`` runs the
+  *saved* notebook's code cells in a fresh namespace first (see ``hitl_kit.checks``);
+* in pytest, against ``solutions/`` (must pass), the pristine ``drills/`` (must read "not
+  attempted") and the mutants in ``tests/mutants/`` (each must fail the check that names it).
+
+A check never hangs and never changes the learner's objects: each one runs in a forked child
+process with a deadline. Why a fork and not a thread: a thread stuck in a learner's ``while True``
+or deadlock cannot be stopped from Python, so it would burn a core in the kernel until a restart;
+a child process is killed, and whatever the probes did to the learner's objects (class-level
+state, module caches, tables) dies with it. Where ``os.fork`` does not exist (Windows) the checks
+run in a watchdog thread instead, which reports the hang and leaves the stuck thread behind.
+
+>>> drill = Drill("demo", "Demo", "demo.ipynb", [Check("x is 2", lambda ns: None, "set x")])
+>>> drill.run({}).status
+'correct'
+"""
+
+from __future__ import annotations
+
+import ast
+import asyncio
+import contextlib
+import faulthandler
+import inspect
+import io
+import json
+import linecache
+import os
+import re
+import select
+import signal
+import sys
+import textwrap
+import threading
+import time
+import traceback
+import warnings
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+SELFCHECK_TAG = "selfcheck"  # cell tag of the drill's own check cell, skipped when run from a shell
+SOLUTION_TAG = "solution"  # cell tag of the cells ``Drill.solution()`` shows
+
+PASS, FAIL, NOT_ATTEMPTED = "pass", "fail", "not attempted"
+CORRECT, INCORRECT = "correct", "incorrect"
+
+CHECK_TIMEOUT_S = 10.0  # one check's deadline; a learner's hang ends here with a message
+CELL_TIMEOUT_S = 30.0  # one notebook cell's deadline when the shell runs the notebook
+FORK = hasattr(os, "fork")  # how checks are isolated: a child process, or a watchdog thread
+
+
+class CheckError(ValueError):
+    """What was given to the checker is not something it can check (no such file, a directory,
+    not a drill notebook, no such drill). The message says what was wrong and what to give."""
+
+    def __str__(self) -> str:  # never KeyError's extra quotes, whatever a subclass mixes in
+        return str(self.args[0]) if self.args else ""
+
+
+class NotAttempted(Exception):
+    """Raised by a check when the part it looks at is not defined yet or is still the stub."""
+
+
+class Flaw(AssertionError):
+    """A check's finding: the flaw in one line a learner understands, the evidence, a hint.
+
+    >>> print(Flaw("policy_for guesses", tried="policy_for('x')", got="'auto_execute'",
+    ...            expected="'hard_gate'").message())
+    policy_for guesses
+      tried:    policy_for('x')
+      got:      'auto_execute'
+      expected: 'hard_gate'
+    """
+
+    LABELS = ("tried", "got", "expected", "also")
+
+    def __init__(self, flaw: str, *, tried: str | None = None, got: str | None = None,
+                 expected: str | None = None, also: str | None = None, hint: str | None = None):
+        super().__init__(flaw)
+        self.flaw, self.hint = flaw, hint
+        self.evidence = [(label, str(text)) for label, text in
+                         zip(self.LABELS, (tried, got, expected, also), strict=True)
+                         if text is not None]
+
+    def message(self) -> str:
+        lines = [self.flaw]
+        for label, text in self.evidence:
+            first, *rest = text.splitlines() or [""]
+            lines.append(f"  {label + ':':9} {first}")
+            lines += [f"  {'':9} {line}" for line in rest]
+        return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    run: Callable[[dict], None]
+    hint: str  # the check's general hint; a Flaw carries the hint for its own flaw
+
+
+@dataclass(frozen=True)
+class Result:
+    check: Check
+    status: str
+    message: str = ""  # the flaw's line, then its evidence
+    hint: str = ""  # the hint for this flaw ("" -> the check's general hint)
+
+
+@dataclass
+class Report:
+    drill: Drill
+    results: list[Result]
+    cell_errors: list[str] = field(default_factory=list)
+    source: Path | None = None  # the saved notebook that was checked (None: a live namespace)
+    saved_at: float | None = None  # its modification time when it was read
+
+    @property
+    def status(self) -> str:
+        statuses = {r.status for r in self.results}
+        if self.cell_errors:
+            return INCORRECT
+        if statuses == {PASS}:
+            return CORRECT
+        if statuses == {NOT_ATTEMPTED}:
+            return NOT_ATTEMPTED
+        return INCORRECT
+
+    @property
+    def passed(self) -> int:
+        return sum(r.status == PASS for r in self.results)
+
+    def saved_line(self) -> str:
+        """When the checked file was saved: the shell reads the file, not the open notebook."""
+        if self.source is None or self.saved_at is None:
+            return ""
+        ago = _ago(time.time() - self.saved_at)
+        return (f"  checked {_shown_path(self.source)} as saved "
+                f"{datetime.fromtimestamp(self.saved_at):%Y-%m-%d %H:%M:%S} ({ago}): "
+                "save, then check")
+
+    def __str__(self) -> str:
+        mark = {PASS: "[x]", FAIL: "[ ]", NOT_ATTEMPTED: "[-]"}
+        lines = [f"{self.drill.title}: {self.status.upper()} "
+                 f"({self.passed}/{len(self.results)} checks pass)"]
+        if self.saved_line():
+            lines.append(self.saved_line())
+        lines += [f"  ! {error}" for error in self.cell_errors]
+        for r in self.results:
+            lines.append(f"  {mark[r.status]} {r.check.name}")
+            if r.status == FAIL:
+                lines += [f"        {line}" for line in r.message.splitlines()]
+                lines.append(f"        hint: {r.hint or r.check.hint}")
+        if self.status == NOT_ATTEMPTED:
+            lines.append("  Fill in the TODOs above, run the cells, then run this check again.")
+        elif self.status == INCORRECT:
+            lines.append(f"  Stuck? {self.drill.key}.hint() or "
+                         f"`.venv/bin/python -m hitl_kit solution {self.drill.key}`.")
+        return "\n".join(lines)
+
+    def hints(self) -> str:
+        """The hint of each check that does not pass yet; on a solved drill, says so instead."""
+        if self.status == CORRECT:
+            return (f"{self.drill.title}: CORRECT, all {len(self.results)} checks pass. "
+                    "No hints needed.")
+        pending = [r for r in self.results if r.status != PASS]
+        return "\n".join(f"- {r.check.name}: {r.hint or r.check.hint}" for r in pending)
+
+    def _repr_pretty_(self, printer, cycle) -> None:  # IPython shows the text, not a dataclass
+        printer.text(str(self))
+
+
+Recorder = Callable[[Report, Path], None]
+
+
+@dataclass
+class Drill:
+    key: str
+    title: str
+    notebook: str  # file name, in drills/ and in solutions/
+    checks: list[Check]
+    recorder: Recorder | None = None  # called with each report (hitl_kit.checks sets progress)
+    # Warms the libraries the checks use, once per process, before the checks fork: each child
+    # then starts warm instead of paying the first-call costs again. It never runs learner code.
+    prepare: Callable[[], None] | None = None
+    _prepared: bool = field(default=False, repr=False)
+
+    @property
+    def drill_path(self) -> Path:
+        return ROOT / "drills" / self.notebook
+
+    @property
+    def solution_path(self) -> Path:
+        return ROOT / "solutions" / self.notebook
+
+    def check(self, namespace: dict | None = None) -> Report:
+        """Run every check against ``namespace`` (default: the caller's globals)."""
+        if namespace is None:
+            namespace = inspect.currentframe().f_back.f_globals
+        report = self.run(namespace)
+        self._record(report, Path.cwd())  # a kernel's working directory is its notebook's folder
+        return report
+
+    def check_notebook(self, path: str | Path) -> Report:
+        """Run a saved notebook's code cells in a fresh namespace, then every check."""
+        path = Path(path)
+        with _threads_quiet():  # a timer the cells started may fail later: no traceback for it
+            namespace, errors = run_notebook_cells(path)  # CheckError if it is not a notebook
+            saved_at = path.stat().st_mtime
+            report = self.run(namespace, errors)
+        report.source, report.saved_at = path, saved_at
+        self._record(report, path.parent)
+        return report
+
+    def run(self, namespace: dict, cell_errors: list[str] | None = None, *,
+            timeout: float = CHECK_TIMEOUT_S, fork: bool = FORK) -> Report:
+        """Every check on ``namespace``, each isolated and bounded by ``timeout`` seconds."""
+        self.warm_up()
+        runner = _run_forked if fork else _run_in_threads
+        outcomes = runner(self.checks, namespace, timeout)
+        results = [Result(chk, *outcome) for chk, outcome in zip(self.checks, outcomes,
+                                                                  strict=True)]
+        return Report(self, results, cell_errors or [])
+
+    def warm_up(self) -> None:
+        """Run ``prepare`` once in this process (``run`` does it before its first fork)."""
+        if self.prepare is not None and not self._prepared:
+            self.prepare()
+            self._prepared = True
+
+    def hint(self, namespace: dict | None = None) -> None:
+        """Print the hint of each check that does not pass yet."""
+        if namespace is None:
+            namespace = inspect.currentframe().f_back.f_globals
+        print(self.run(namespace).hints())
+
+    def solution(self) -> None:
+        """Print the solved cells of this drill."""
+        print(solution_source(self.solution_path))
+
+    def _record(self, report: Report, where: Path) -> None:
+        if self.recorder is None:
+            return
+        try:
+            self.recorder(report, where)
+        except OSError as exc:  # progress is a convenience: never let it break a check
+            print(f"(progress not saved: {exc})")
+
+
+# -- calling the learner's code --------------------------------------------------------------------
+
+def need(namespace: dict, *names: str):
+    """The learner's names; NotAttempted, naming every missing one, while any is undefined."""
+    missing = [name for name in names if namespace.get(name) is None]
+    if missing:
+        verb = "is" if len(missing) == 1 else "are"
+        raise NotAttempted(f"{_and(missing)} {verb} not defined yet: write it and run its cell")
+    values = [namespace[name] for name in names]
+    return values[0] if len(values) == 1 else values
+
+
+def attempt(label: str, fn: Callable, *args, expected: str | None = None,
+            hint: str | None = None, **kwargs):
+    """Call the learner's ``fn`` as ``label`` says (e.g. ``"policy_for('x')"``).
+
+    A stub's NotImplementedError means not attempted; any other error becomes a Flaw that says
+    which call raised what, on which line of the learner's code, never a traceback.
+    """
+    try:
+        return fn(*args, **kwargs)
+    except (NotAttempted, Flaw):
+        raise
+    except Exception as exc:
+        raise learner_error(exc, label, expected=expected, hint=hint) from None
+
+
+def learner_error(exc: BaseException, label: str, *, expected: str | None = None,
+                  hint: str | None = None) -> Exception:
+    """NotAttempted for a stub's NotImplementedError, else a Flaw describing ``exc``."""
+    where = learner_frame(exc.__traceback__)
+    if isinstance(exc, NotImplementedError) and where is not None:
+        return NotAttempted(f"`{where.name}` still raises NotImplementedError")
+    return Flaw(f"{label} raised {describe(exc)}", tried=label,
+                got=f"{type(exc).__name__} {_at(where)}", expected=expected,
+                hint=hint or "Read the line named above: that is where your code stopped.")
+
+
+def is_stub(fn) -> bool:
+    """True while ``fn``'s body is only the stub's ``raise NotImplementedError`` (docstring and
+    comments aside). Read from its source, so nothing of the learner's runs."""
+    try:
+        tree = ast.parse(textwrap.dedent(inspect.getsource(fn)))
+    except (OSError, TypeError, SyntaxError):
+        return False
+    body = tree.body[0].body if tree.body and hasattr(tree.body[0], "body") else []
+    if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant):
+        body = body[1:]  # the docstring
+    return (len(body) == 1 and isinstance(body[0], ast.Raise) and body[0].exc is not None
+            and "NotImplementedError" in ast.unparse(body[0].exc))
+
+
+def describe(exc: BaseException) -> str:
+    """``KeyError: 'x'`` in one line, at most 160 characters."""
+    text = " ".join(str(exc).split()) or "(no message)"
+    if len(text) > 160:
+        text = text[:157] + "..."
+    return f"{type(exc).__name__}: {text}"
+
+
+def learner_frame(tb) -> traceback.FrameSummary | None:
+    """The innermost frame of a traceback that runs the learner's code, if any."""
+    frames = [f for f in traceback.extract_tb(tb) if is_learner_file(f.filename)]
+    return frames[-1] if frames else None
+
+
+def _at(frame: traceback.FrameSummary | None) -> str:
+    if frame is None:
+        return "(inside a library, called from your code)"
+    line = (frame.line or "").strip()
+    return f"in `{frame.name}`, line {frame.lineno}" + (f": {line}" if line else "")
+
+
+_LEARNER_FILES: set[str] = set()  # file names of cells run by run_notebook_cells
+_KERNEL_CELL = re.compile(r"^<ipython-input-|[/\\]ipykernel_\d+[/\\]")  # IPython's cell files
+
+
+def is_learner_file(filename: str) -> bool:
+    return filename in _LEARNER_FILES or bool(_KERNEL_CELL.search(filename))
+
+
+def learner_files_of(namespace: dict) -> None:
+    """Remember the files the learner's functions and classes were compiled from."""
+    module = namespace.get("__name__")
+    for value in list(namespace.values()):
+        for fn in _functions_of(value):
+            if getattr(fn, "__module__", None) == module and hasattr(fn, "__code__"):
+                _LEARNER_FILES.add(fn.__code__.co_filename)
+
+
+def _functions_of(value) -> Iterable:
+    if inspect.isclass(value):
+        return [v for v in vars(value).values() if inspect.isfunction(v)]
+    return [value] if inspect.isfunction(value) else []
+
+
+# -- running checks, isolated and bounded ----------------------------------------------------------
+
+def _run_one(chk: Check, namespace: dict) -> tuple[str, str, str]:
+    """(status, message, hint) of one check, every exception turned into words."""
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            chk.run(namespace)
+    except NotAttempted as exc:
+        return NOT_ATTEMPTED, str(exc), ""
+    except Flaw as exc:
+        return FAIL, exc.message(), exc.hint or ""
+    except AssertionError as exc:
+        return FAIL, str(exc) or "the check's assertion failed", ""
+    except BaseException as exc:  # the learner's code raised (or exited) where no probe expected
+        made = learner_error(exc, "your code")
+        if isinstance(made, NotAttempted):
+            return NOT_ATTEMPTED, str(made), ""
+        return FAIL, made.message(), made.hint or ""
+    return PASS, "", ""
+
+
+def _hang(timeout: float, where: str) -> tuple[str, str, str]:
+    return (FAIL, f"your code did not finish within {timeout:g} s{where}",
+            "Look for a loop that never ends, or a lock or wait that is never released (a "
+            "threading.Lock taken twice by the same thread blocks forever; an RLock does not).")
+
+
+def _run_forked(checks: list[Check], namespace: dict, timeout: float) -> list[tuple]:
+    """Each check in a child process of its own, all at once; a child past its deadline dumps
+    its threads' stacks (faulthandler) and exits, so the message can say where it hung."""
+    learner_files_of(namespace)
+    children = []
+    try:
+        for chk in checks:
+            children.append(_fork(chk, namespace, timeout))
+        outputs = _collect(children, timeout + 5.0)
+    finally:
+        for pid, _ in children:
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+            with contextlib.suppress(OSError):
+                os.waitpid(pid, 0)
+    return [_outcome(text, timeout) for text in outputs]
+
+
+def _fork(chk: Check, namespace: dict, timeout: float) -> tuple[int, int]:
+    read_end, write_end = os.pipe()
+    with warnings.catch_warnings():
+        # Python 3.12 warns about fork in a threaded process (a kernel is one). The child only
+        # runs the check's Python code, never touches the parent's sockets, and ends with _exit.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        pid = os.fork()
+    if pid:
+        os.close(write_end)
+        return pid, read_end
+    try:  # the child: nothing it prints reaches the notebook or the terminal
+        os.close(read_end)
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, 1)
+        os.dup2(devnull, 2)
+        sys.stdout = sys.stderr = io.StringIO()
+        out = os.fdopen(write_end, "w", encoding="utf-8")
+        faulthandler.dump_traceback_later(timeout, exit=True, file=out)
+        outcome = _run_one(chk, namespace)
+        faulthandler.cancel_dump_traceback_later()
+        out.write(json.dumps({"outcome": outcome}))
+        out.flush()
+    finally:
+        os._exit(0)
+
+
+def _collect(children: list[tuple[int, int]], deadline_s: float) -> list[str | None]:
+    """Everything each child wrote, read until it closes its pipe; None past the deadline."""
+    chunks = {fd: [] for _, fd in children}
+    open_fds = set(chunks)
+    deadline = time.monotonic() + deadline_s
+    while open_fds:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            break
+        ready, _, _ = select.select(list(open_fds), [], [], left)
+        for fd in ready:
+            data = os.read(fd, 65536)
+            if data:
+                chunks[fd].append(data)
+            else:
+                open_fds.discard(fd)
+                os.close(fd)
+    for fd in open_fds:
+        os.close(fd)
+    return [None if fd in open_fds else b"".join(chunks[fd]).decode("utf-8", "replace")
+            for _, fd in children]
+
+
+def _outcome(text: str | None, timeout: float) -> tuple[str, str, str]:
+    """The child's result; a hang where it dumped its stacks or never closed its pipe."""
+    if text is None:
+        return _hang(timeout, "")
+    with contextlib.suppress(ValueError, KeyError, TypeError):
+        return tuple(json.loads(text)["outcome"])
+    if "most recent call first" in text:  # faulthandler's dump: the child hit its deadline
+        return _hang(timeout, _hung_in(_dumped_frames(text)))
+    return (FAIL, "the check's process ended without a result: your code crashed Python "
+            "(or called os._exit)", "Run the drill's cells yourself to see where it stops.")
+
+
+_DUMPED_FRAME = re.compile(r'^\s+File "(.*)", line (\d+) in (\S+)', re.M)
+
+
+def _dumped_frames(text: str) -> list[tuple[str, int, str]]:
+    """(file, line, function) of every frame faulthandler dumped, innermost first per thread."""
+    return [(f, int(n), name) for f, n, name in _DUMPED_FRAME.findall(text)]
+
+
+def _hung_in(frames: Iterable[tuple[str, int, str]]) -> str:
+    for filename, lineno, name in frames:
+        if is_learner_file(filename):
+            line = linecache.getline(filename, lineno).strip()
+            return f" (in `{name}`, line {lineno}" + (f": {line})" if line else ")")
+    return ""
+
+
+def _run_in_threads(checks: list[Check], namespace: dict, timeout: float) -> list[tuple]:
+    """Without fork: each check in a daemon thread; one that overruns is reported and left."""
+    learner_files_of(namespace)
+    outcomes = []
+    for chk in checks:
+        box: list = []
+        worker = threading.Thread(target=lambda c=chk, b=box: b.append(_run_one(c, namespace)),
+                                  daemon=True, name=f"selfcheck: {chk.name}")
+        worker.start()
+        worker.join(timeout)
+        if box:
+            outcomes.append(box[0])
+            continue
+        stack = sys._current_frames().get(worker.ident)
+        frames = [(f.f_code.co_filename, f.f_lineno, f.f_code.co_name)
+                  for f, _ in traceback.walk_stack(stack)] if stack else []
+        status, message, hint = _hang(timeout, _hung_in(frames))
+        outcomes.append((status, message, hint + " It is still running: restart the kernel."))
+    return outcomes
+
+
+# -- reading and running a saved notebook ----------------------------------------------------------
+
+def _read_notebook(path: Path) -> dict:
+    path = Path(path)
+    if path.is_dir():
+        raise CheckError(f"{path} is a folder: give one notebook, e.g. "
+                         f"{path / 'NAME.ipynb'}, or no path to check every drill")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise CheckError(f"no notebook at {path}: give a drill notebook's path, e.g. "
+                         "drills/01_classify_email_actions.ipynb") from None
+    except UnicodeDecodeError:
+        raise CheckError(f"{path} is not a notebook (not UTF-8 text)") from None
+    except OSError as exc:
+        raise CheckError(f"cannot read {path}: {exc.strerror or exc}") from None
+    try:
+        notebook = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise CheckError(f"{path} is not a readable notebook (bad JSON: {exc})") from None
+    if not isinstance(notebook, dict) or not isinstance(notebook.get("cells"), list) or not all(
+            isinstance(cell, dict) for cell in notebook["cells"]):
+        raise CheckError(f"{path} is JSON but not a Jupyter notebook (no list of cells)")
+    return notebook
+
+
+def _code_cells(path: Path) -> list[dict]:
+    return [c for c in _read_notebook(path)["cells"] if c.get("cell_type") == "code"]
+
+
+def _source(cell: dict) -> str:
+    src = cell.get("source", "")
+    return "".join(src) if isinstance(src, list) else str(src)
+
+
+def _tags(cell: dict) -> list[str]:
+    metadata = cell.get("metadata")
+    return metadata.get("tags", []) if isinstance(metadata, dict) else []
+
+
+def drill_key_of(path: Path) -> str:
+    """The drill a notebook belongs to, from its metadata ``hitl_kit.drill``."""
+    metadata = _read_notebook(path).get("metadata")
+    kit = metadata.get("hitl_kit") if isinstance(metadata, dict) else None
+    key = kit.get("drill") if isinstance(kit, dict) else None
+    if not key:
+        raise CheckError(f"{path} is not a drill notebook (its metadata names no hitl_kit "
+                         "drill); drills are in drills/")
+    return str(key)
+
+
+def solution_source(path: Path) -> str:
+    cells = [c for c in _code_cells(path) if SOLUTION_TAG in _tags(c)]
+    return "\n\n".join(_source(c).strip() for c in cells)
+
+
+def code_of_cells(cells: Iterable[tuple[int, str]], label: str) -> list[tuple[int, object]]:
+    """Compile each (number, source) cell (magics and shell escapes dropped, top-level ``await``
+    allowed, as in IPython) under a file name the checks know as the learner's."""
+    compiled = []
+    for number, source in cells:
+        lines = [ln for ln in source.splitlines() if not ln.lstrip().startswith(("!", "%"))]
+        text = "\n".join(lines) + "\n"
+        filename = f"{label} cell {number}"
+        linecache.cache[filename] = (len(text), None, text.splitlines(True), filename)
+        _LEARNER_FILES.add(filename)
+        try:
+            code = compile(text, filename, "exec", flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT)
+        except SyntaxError as exc:
+            code = exc
+        compiled.append((number, code))
+    return compiled
+
+
+def run_cells(compiled: list[tuple[int, object]], namespace: dict,
+              timeout: float = CELL_TIMEOUT_S) -> list[str]:
+    """Run compiled cells in order in ``namespace``; the errors, one line each. A cell that
+    raises is reported and the next cells still run, so one mistake does not hide the others;
+    a stub called at top level (NotImplementedError) is left for the checks to call not attempted.
+    """
+    errors: list[str] = []
+    loop = asyncio.new_event_loop()  # one loop for the whole notebook, as a kernel keeps one
+    try:
+        for number, code in compiled:
+            if isinstance(code, SyntaxError):
+                errors.append(f"code cell {number} has a SyntaxError: {code.msg} "
+                              f"(line {code.lineno})")
+                continue
+            try:
+                with _quiet(), _deadline(timeout):
+                    loop.run_until_complete(_cell(code, namespace))
+            except NotImplementedError:
+                continue
+            except _CellTimeout as exc:
+                errors.append(f"code cell {number} did not finish within {timeout:g} s"
+                              f"{_hung_in(exc.frames)}")
+            except Exception as exc:
+                errors.append(f"code cell {number} raised {describe(exc)} "
+                              f"{_at(learner_frame(exc.__traceback__))}")
+    finally:
+        _close(loop)
+    return errors
+
+
+async def _cell(code, namespace: dict) -> None:
+    """One cell, run inside the event loop as in a kernel (so ``asyncio.get_running_loop()``
+    works in it, and ``asyncio.run`` does not); top-level ``await`` is awaited."""
+    result = eval(code, namespace)
+    if inspect.iscoroutine(result):
+        await result
+
+
+def run_notebook_cells(path: Path, timeout: float = CELL_TIMEOUT_S) -> tuple[dict, list[str]]:
+    """Run a saved notebook's code cells (not its self-check cell) in a fresh namespace."""
+    path = Path(path)
+    cells = [(number, _source(c)) for number, c in enumerate(_code_cells(path), start=1)
+             if SELFCHECK_TAG not in _tags(c)]
+    namespace: dict = {"__name__": "__drill__"}
+    errors = run_cells(code_of_cells(cells, path.name), namespace, timeout)
+    return namespace, errors
+
+
+@contextlib.contextmanager
+def _quiet():
+    """What a cell prints or warns is for the notebook, not for the checker's report."""
+    with (contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()),
+          warnings.catch_warnings()):
+        warnings.simplefilter("ignore")
+        yield
+
+
+@contextlib.contextmanager
+def _threads_quiet():
+    """A thread the learner's cells started (a timer) that raises prints no traceback."""
+    previous = threading.excepthook
+    threading.excepthook = lambda args: None
+    try:
+        yield
+    finally:
+        threading.excepthook = previous
+
+
+class _CellTimeout(BaseException):  # not an Exception: a learner's `except Exception` can't eat it
+    def __init__(self, frames):
+        super().__init__("cell timed out")
+        self.frames = frames
+
+
+@contextlib.contextmanager
+def _deadline(seconds: float):
+    """Interrupt the main thread after ``seconds`` (POSIX, main thread only; else no limit)."""
+    usable = hasattr(signal, "SIGALRM") and threading.current_thread() is threading.main_thread()
+    if not usable:
+        yield
+        return
+
+    def expire(signum, frame):
+        stack = [(f.f_code.co_filename, f.f_lineno, f.f_code.co_name)
+                 for f, _ in traceback.walk_stack(frame)]
+        raise _CellTimeout(stack)
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def _close(loop: asyncio.AbstractEventLoop) -> None:
+    """Cancel what the notebook's cells left running on their loop, then close it quietly."""
+    pending = asyncio.all_tasks(loop)
+    for task in pending:
+        task.cancel()
+    with contextlib.suppress(BaseException):
+        loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+    loop.close()
+
+
+# -- small words -----------------------------------------------------------------------------------
+
+def _and(items: list[str]) -> str:
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
+
+
+def _ago(seconds: float) -> str:
+    if seconds < 90:
+        return f"{max(0, round(seconds))} s ago"
+    if seconds < 90 * 60:
+        return f"{round(seconds / 60)} min ago"
+    return f"{seconds / 3600:.1f} h ago"
+
+
+def _shown_path(path: Path) -> str:
+    with contextlib.suppress(ValueError):
+        return str(Path(path).resolve().relative_to(Path.cwd().resolve()))
+    return str(path)

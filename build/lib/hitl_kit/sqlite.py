@@ -1,0 +1,67 @@
+"""SQLite access written once: the connection settings and the write transaction every durable
+part of the kit uses (ledger, audit trail, deadlines, link claims, the demo world's run records).
+
+    >>> import threading
+    >>> conn = connect(":memory:")
+    >>> lock = threading.Lock()
+    >>> with transaction(conn, lock):
+    ...     _ = conn.execute("CREATE TABLE t (x)")
+
+Limits: one ``lock`` per connection, held for the whole transaction (a ``sqlite3.Connection`` is
+not safe to use from two threads at once); ``transaction`` is not re-entrant.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+BUSY_TIMEOUT_S = 30.0  # how long a write waits for another connection's lock before failing
+
+
+def connect(path: str, *, wal: bool = True, readonly: bool = False) -> sqlite3.Connection:
+    """A connection shared by the threads of one process: autocommit mode (transactions are
+    opened explicitly with ``transaction``), the busy timeout, and WAL for files so readers
+    never block the writer."""
+    if readonly:
+        from pathlib import Path
+
+        conn = sqlite3.connect(f"{Path(path).resolve().as_uri()}?mode=ro", uri=True,
+                               timeout=BUSY_TIMEOUT_S, check_same_thread=False)
+        return conn
+    conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_S, isolation_level=None,
+                           check_same_thread=False)
+    try:
+        if wal and path not in ("", ":memory:"):
+            conn.execute("PRAGMA journal_mode=WAL")
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+@contextmanager
+def transaction(conn: sqlite3.Connection, lock: threading.Lock | threading.RLock
+                ) -> Iterator[sqlite3.Connection]:
+    """``BEGIN IMMEDIATE`` ... ``COMMIT`` (``ROLLBACK`` on any error) under ``lock``.
+
+    IMMEDIATE takes the database's write lock before the first read, so a check-then-insert is
+    atomic across connections and processes: two claims of one request cannot both see it free.
+    """
+    with lock:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield conn
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+
+
+def database_file(conn: sqlite3.Connection) -> str | None:
+    """The file behind a connection's main database, or None when it is in memory."""
+    files = [row[2] for row in conn.execute("PRAGMA database_list") if row[1] == "main"]
+    return files[0] if files and files[0] else None
