@@ -237,9 +237,9 @@ def _why_not(inbox, current, thread_id, interrupt_id, fingerprint, approver) -> 
         claim = inbox.agent.ledger.winner(thread_id, interrupt_id, fingerprint)
         if claim is not None:
             message = f"already decided by {describe_claim(claim)}; nothing more was applied"
-        elif current is None:
+        elif current is None and not inbox.agent.ledger.requests(thread_id):
             message = "no longer pending: its thread finished or is gone; nothing was applied"
-        else:
+        else:  # the same request with a new fingerprint, or the thread asking again
             message = ("changed since you saw it (its arguments or what it touches); look at "
                        "it again, it is still pending. Nothing was applied")
         return Answer(False, message, thread_id, interrupt_id, current, decided_by=claim)

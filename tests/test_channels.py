@@ -118,3 +118,14 @@ def test_a_decision_in_one_channel_shows_in_every_other(tmp_path):
     claims = setup.agent.ledger.claims("t")
     assert [(c.approver, c.kind, c.channel) for c in claims] == [("ana", "approve", "slack")]
     assert setup.world.calls["delete_customer"] == 1
+
+
+def test_an_answer_is_bound_to_the_fingerprint_it_was_shown_with(tmp_path):
+    setup = make_setup(tmp_path, {"t": "delete customer 4"})
+    item = setup.item("t")
+    (answer,) = decide(setup.inbox, [(item.thread_id, item.interrupt_id, "0" * 16)], "approve",
+                       "ana", "", Channel.DASHBOARD)
+    assert not answer.ok and answer.message.startswith("changed since you saw it")
+    assert setup.executed() == 0 and setup.agent.pending("t")
+    (answer,) = decide(setup.inbox, [item_ref(item)], "approve", "ana", "", Channel.DASHBOARD)
+    assert answer.ok and setup.executed() == 1

@@ -154,6 +154,11 @@ def test_a_request_whose_record_changed_is_refused_and_shown_again(served):
     assert setup.world.calls["delete_customer"] == 0
     new_ref = Forms(reply.text).refs()["del-4"]
     assert new_ref != refs["del-4"] and "enterprise" in reply.text
+    stale = decide_on_dashboard(http, [refs["del-4"]], "approve")  # the old page, again
+    assert results(stale.text)["del-4"].startswith("refused: changed since you saw it")
+    assert setup.world.calls["delete_customer"] == 0
+    assert results(decide_on_dashboard(http, [new_ref], "approve").text)["del-4"].startswith(
+        "ok: approved by ana")  # what ana now saw
 
 
 def test_the_requester_cannot_approve_on_the_dashboard(served):
