@@ -9,16 +9,14 @@ from types import SimpleNamespace
 import ipywidgets as widgets
 import pytest
 
-from hitl_kit.approval import AlreadyDecided, ApprovalAgent, ApprovalError, Outcome, Pending
+from hitl_kit.approval import AlreadyDecided, ApprovalError, Outcome, Pending
 from hitl_kit.cards import ApprovalBoard, ApprovalCard, _countdown_html
 from hitl_kit.decisions import Claim
 from hitl_kit.inbox import ApprovalInbox, InboxItem, Resolution
 from hitl_kit.inbox_widget import InboxWidget
-from hitl_kit.llm import OfflineChatModel
 from hitl_kit.render import claim_line, payload_rows, reveal, visible
 from hitl_kit.terminal import approve_in_terminal
 from hitl_kit.timeouts import Deadline
-from hitl_kit.world import World
 
 # -- hidden characters ------------------------------------------------------------------------
 
