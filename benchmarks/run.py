@@ -367,6 +367,7 @@ def main() -> None:
             bench_verify(workdir, args.rounds), bench_inbox(), bench_timeout_accuracy(),
             *bench_import(args.rounds),
             *bench_selfcheck(max(1, args.rounds // 2))]
+    rows += __import__("channels").bench_channels()  # benchmarks/channels.py: web app under load
     report = (f"Run {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {machine()}; medians of "
               f"{args.rounds} rounds.\n\n{table(rows)}\n")
     print(report)

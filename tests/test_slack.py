@@ -4,6 +4,7 @@
 import json
 import secrets
 import time
+from dataclasses import replace
 from urllib.parse import parse_qs, urlencode
 
 import httpx
@@ -333,3 +334,16 @@ def test_posting_needs_a_client(tmp_path):
     slack = SlackApprovals(setup.inbox, SIGNING_SECRET, setup.directory)
     with pytest.raises(ValueError, match="WebClient"):
         slack.post(setup.item("t"))
+
+
+def test_text_read_as_mrkdwn_is_escaped(tmp_path):
+    """The notification text and the replies are mrkdwn: a tool name, a reason or a name from
+    elsewhere must not become a mention or a link there."""
+    setup = make_setup(tmp_path, {"t": "delete customer 4"})
+    item = setup.item("t")
+    sneaky = replace(item, payload={**item.payload, "tool": "<!channel> <https://evil|x> &"})
+    body = message(sneaky, requester="rita")
+    assert body["text"] == ("Approval needed: &lt;!channel&gt; &lt;https://evil|x&gt; &amp; "
+                            "(high risk)")
+    decided = message(sneaky, requester="rita", decided="by <@U0ANA> & <!here>")
+    assert decided["text"] == "by &lt;@U0ANA&gt; &amp; &lt;!here&gt;"
