@@ -18,11 +18,12 @@ per request whichever channel is first. Pages are rendered by Jinja2 with autoes
 made visible (``hitl_kit.render.visible``); forms carry a CSRF token and cross-site posts are
 refused; no page runs a script, and none may be framed.
 
-    >>> import secrets
-    >>> from hitl_kit.channels import ApproverDirectory, Person
-    >>> # app = ApprovalsApp(inbox, secret=secrets.token_bytes(32),
-    >>> #                    directory=ApproverDirectory([Person("ana")]))
-    >>> # with app.serve() as server: print(server.url, app.sign_in_key("ana"))
+Usage (``notebooks/05_approval_patterns`` runs it all)::
+
+    app = ApprovalsApp(inbox, secret=secrets.token_bytes(32),
+                       directory=ApproverDirectory([Person("ana")]), links=links, slack=slack)
+    with app.serve(lifetime_s=900) as server:
+        print(f"{server.url}/dashboard", app.sign_in_key("ana"))
 
 Limits: sign-in keys and sessions live in this process's memory (a restart signs everyone out);
 a real deployment signs people in with its own SSO in ``signed_in``.
@@ -35,6 +36,7 @@ import hashlib
 import hmac
 import secrets
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -68,6 +70,7 @@ SESSION_COOKIE = "hitl_session"
 SESSION_S = 8 * 3600
 CONFIRM_S = 15 * 60  # how long a link's confirm page may wait before its button
 MAX_SELECTED = 500
+MAX_LISTED = 200  # rows on one dashboard page: nearest deadline, highest risk, oldest first
 SECURITY_HEADERS = [
     (b"content-security-policy", b"default-src 'none'; style-src 'unsafe-inline'; "
                                  b"form-action 'self'; frame-ancestors 'none'; base-uri 'none'"),
@@ -138,7 +141,7 @@ class ApprovalsApp:
         self._csrf_signer = _signer(secret, "hitl-kit csrf")
         self._confirm_signer = _signer(secret, "hitl-kit link confirm")
         self._keys: dict[str, str] = {}  # sha256 of a sign-in key -> approver name
-        self._sessions: dict[str, str] = {}  # session id -> approver name
+        self._sessions: dict[str, tuple[str, float]] = {}  # session id -> (approver, start)
         self._requesters: dict[str, str | None] = {}
         self._lock = threading.Lock()
         self.public_url = "http://127.0.0.1"
@@ -184,7 +187,7 @@ class ApprovalsApp:
                                              max_age=SESSION_S)
         except BadData:
             return None
-        name = self._sessions.get(sid) if isinstance(sid, str) else None
+        name, _ = self._sessions.get(sid, (None, 0.0)) if isinstance(sid, str) else (None, 0.0)
         if name is None or self.directory.find(name) is None:
             return None
         return name, sid
@@ -201,9 +204,11 @@ class ApprovalsApp:
         if name is None or self.directory.find(name) is None:
             return self._page(request, "login.html", 403, title="Sign in",
                               error="that key is not valid; ask for a new one")
-        sid = secrets.token_urlsafe(18)
+        sid, now = secrets.token_urlsafe(18), time.time()
         with self._lock:
-            self._sessions[sid] = name
+            for old in [s for s, (_, at) in self._sessions.items() if at < now - SESSION_S]:
+                del self._sessions[old]  # expired: its cookie is refused anyway
+            self._sessions[sid] = (name, now)
         response = RedirectResponse("/dashboard", 303)
         response.set_cookie(SESSION_COOKIE, self._session_signer.dumps(sid), max_age=SESSION_S,
                             httponly=True, samesite="strict",
@@ -234,9 +239,9 @@ class ApprovalsApp:
         who = self.signed_in(request)
         if who is None:
             return RedirectResponse("/login", 303)
-        rows = await run_in_threadpool(self._rows)
+        rows, total = await run_in_threadpool(self._rows)
         return self._page(request, "dashboard.html", title="Approvals", items=rows,
-                          answers=None, error=None, who=who)
+                          total=total, answers=None, error=None, who=who)
 
     async def dashboard_decide(self, request: Request):
         who = self.signed_in(request)
@@ -262,19 +267,20 @@ class ApprovalsApp:
                 answers = [_answer_row(a) for a in found]
             except ApprovalError as exc:
                 error, status = str(exc), 400
-        rows = await run_in_threadpool(self._rows)
+        rows, total = await run_in_threadpool(self._rows)
         return self._page(request, "dashboard.html", status, title="Approvals", items=rows,
-                          answers=answers, error=error, who=who)
+                          total=total, answers=answers, error=error, who=who)
 
-    def _rows(self) -> list[Row]:
-        rows = []
-        for item in self.inbox.items():
+    def _rows(self) -> tuple[list[Row], int]:
+        """The first MAX_LISTED pending requests as rows, and how many are pending."""
+        items, rows = self.inbox.items(), []
+        for item in items[:MAX_LISTED]:
             risk = item.risk if item.risk in set(Risk) else Risk.HIGH
             rows.append(Row(item, item_ref(item), item_anchor(item), str(risk),
                 visible(canonical_json(item.payload["args"])),
                 self._requester(item) or "nobody recorded", payload_rows(item.payload),
                 item.payload.get("problem")))
-        return rows
+        return rows, len(items)
 
     def _requester(self, item: InboxItem) -> str | None:
         if item.thread_id not in self._requesters:  # a thread's requester never changes

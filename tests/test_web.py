@@ -457,3 +457,13 @@ def test_the_serve_command_runs_the_app_until_ctrl_c():
         assert process.wait(timeout=30) == 0 and "stopping" in process.stdout.read()
     finally:
         process.kill()
+
+
+def test_a_long_queue_lists_its_most_urgent_requests_first(served, monkeypatch):
+    setup, server, http = served
+    monkeypatch.setattr("hitl_kit.web.MAX_LISTED", 2)
+    sign_in(http, setup.app, "ana")
+    page = http.get("/dashboard").text
+    assert "3 approval(s) waiting" in page and "Showing the first 2" in page
+    shown = set(Forms(page).refs())
+    assert len(shown) == 2 and "reply" not in shown  # the medium-risk one waits below the fold
