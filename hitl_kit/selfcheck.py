@@ -157,9 +157,13 @@ class Report:
         if self.saved_line():
             lines.append(self.saved_line())
         lines += [f"  ! {error}" for error in self.cell_errors]
+        shown: set[str] = set()
         for r in self.results:
             lines.append(f"  {mark[r.status]} {r.check.name}")
-            if r.status == FAIL:
+            if r.status == FAIL and r.message in shown:  # one flaw that fails several checks
+                lines.append(f"        {r.message.splitlines()[0]} (as above)")
+            elif r.status == FAIL:
+                shown.add(r.message)
                 lines += [f"        {line}" for line in r.message.splitlines()]
                 lines.append(f"        hint: {r.hint or r.check.hint}")
         if self.status == NOT_ATTEMPTED:

@@ -335,3 +335,25 @@ def test_in_a_real_kernel_a_lone_check_cell_is_not_attempted_and_a_hang_is_named
     finally:
         client.stop_channels()
         manager.shutdown_kernel(now=True)
+
+
+@pytest.mark.parametrize("drill", DRILLS, ids=lambda d: d.key)
+def test_without_fork_the_same_checks_run_in_watchdog_threads(drill):
+    """Where os.fork is missing (Windows) every check runs in a thread of its own."""
+    from .mutants import mutants_of, namespace_of
+
+    namespace, errors = namespace_of(drill.key, None)
+    assert not errors and drill.run(namespace, fork=False).status == CORRECT
+    mutant = next(m for m in mutants_of(drill.key) if m.subtle and len(m.fails) == 1)
+    namespace, _ = namespace_of(drill.key, mutant)
+    failed = {r.check.name for r in drill.run(namespace, fork=False).results if r.status == FAIL}
+    assert failed == set(mutant.fails)
+
+
+@pytest.mark.parametrize("module", ["hitl_kit.selfcheck", "hitl_kit.checks.names"])
+def test_the_docstring_examples_run(module):
+    import doctest
+    import importlib
+
+    result = doctest.testmod(importlib.import_module(module))
+    assert result.attempted and not result.failed

@@ -253,6 +253,8 @@ def answer_in_time_wins_and_timer_never_fires(ns: dict) -> None:
                 by_timer.append(time.monotonic())
             return super().time_out()
 
+    Watched.__name__ = Watched.__qualname__ = cls.__name__  # as the learner knows it
+
     example = make_example()
     _pause(example, "answered")
     deadline = N * 2
@@ -708,6 +710,8 @@ def async_answer_in_time_wins(ns: dict) -> None:
         async def time_out(self):
             fired.append(asyncio.current_task())
             return await super().time_out()
+
+    Watched.__name__ = Watched.__qualname__ = cls.__name__  # as the learner knows it
 
     example = make_example()
     _pause(example, "async-answered")
