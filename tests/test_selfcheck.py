@@ -123,9 +123,13 @@ def test_hint_on_a_solved_drill_says_it_passes(capsys):
 
 # -- a check never hangs ---------------------------------------------------------------------------
 
+# The loop can be ended from outside (STOP), so that a watchdog-thread run does not leave a thread
+# spinning in this test process for the rest of the suite (a thread blocked on a lock costs
+# nothing).
 HANGS = {
-    "a loop that never ends": "def policy_for(action):\n    while True:\n        pass\n",
-    "a lock taken twice": ("import threading\n_lock = threading.Lock()\n\n"
+    "a loop that never ends": ("STOP = []\n\ndef policy_for(action):\n    while not STOP:\n"
+                               "        pass\n"),
+    "a lock taken twice": ("import threading\nSTOP = []\n_lock = threading.Lock()\n\n"
                            "def policy_for(action):\n    with _lock:\n        with _lock:\n"
                            "            return 'hard_gate'\n"),
 }
@@ -137,7 +141,10 @@ def test_a_hanging_answer_ends_with_a_message_naming_where(tmp_path, hang, fork)
     namespace, _ = run_notebook_cells(SOLUTION_1)
     run_cells(code_of_cells([(3, HANGS[hang])], "hang.ipynb"), namespace)
     started = time.monotonic()
-    report = get_drill("drill1").run(namespace, timeout=1.0, fork=fork)
+    try:
+        report = get_drill("drill1").run(namespace, timeout=1.0, fork=fork)
+    finally:
+        namespace["STOP"].append(True)
     assert time.monotonic() - started < 5
     failed = {r.check.name: r.message for r in report.results if r.status == FAIL}
     assert len(failed) == 2, str(report)  # the two checks that call policy_for
@@ -265,8 +272,9 @@ def test_cli_check_of_something_that_is_not_a_drill_notebook_is_one_clear_line(c
         assert '"' not in result.stderr.split(":")[0]  # no KeyError-style quoting
 
 
-def test_cli_check_of_the_drills_folder_is_one_clear_line():
-    result = run_cli("check", "drills")
+def test_cli_check_of_the_drills_folder_is_one_clear_line(cli, monkeypatch):
+    monkeypatch.chdir(ROOT)
+    result = cli("check", "drills")
     assert result.returncode == 2
     assert result.stderr.strip() == ("error: drills is a folder: give one notebook, e.g. "
                                      "drills/NAME.ipynb, or no path to check every drill")
