@@ -33,7 +33,7 @@ from hitl_kit.selfcheck import (
 from hitl_kit.vocabulary import Approver, Verdict
 
 N = 0.1  # the deadline the checks use, in seconds
-WAIT_S = 1.0  # how long a check waits for something that should happen well within it
+WAIT_S = 3.0  # how long a check waits for something due in 0.1 s (a loaded machine is slow)
 LONG_S = 30.0  # a deadline that never comes during a check
 TRACED_TRIALS = 12  # races interleaved line by line (each order six times)
 SWITCH_TRIALS = 24  # races left to a tiny switch interval
@@ -99,10 +99,12 @@ def _learner_frames(exc: BaseException) -> list:
     return [f for f in traceback.extract_tb(exc.__traceback__) if is_learner_file(f.filename)]
 
 
-def _wait_for_rows(example, thread_id: str, count: int, seconds: float) -> float:
-    """Wait until ``thread_id`` has ``count`` log rows; the seconds waited."""
+def _wait_for_rows(example, thread_id: str, count: int, seconds: float,
+                   hopeless=lambda: False) -> float:
+    """Wait until ``thread_id`` has ``count`` log rows (or waiting is ``hopeless``)."""
     started = time.monotonic()
-    while len(_rows(example, thread_id)) < count and time.monotonic() - started < seconds:
+    while (len(_rows(example, thread_id)) < count and time.monotonic() - started < seconds
+           and not hopeless()):
         time.sleep(0.005)
     return time.monotonic() - started
 
@@ -159,6 +161,13 @@ class _TimerSpy:
     def installed(self, ns: dict):
         return _swapped(ns, threading, {"Timer": self.Timer})
 
+    def hopeless(self) -> bool:
+        """The one timer made cannot end the wait in time: no need to wait it out."""
+        if len(self.timers) != 1:
+            return False
+        timer = self.timers[0]
+        return not callable(timer.function) or timer.interval != N or timer.error is not None
+
     def diagnosis(self, seconds: float) -> tuple[str, str]:
         """(what the timer did, the hint for it) when the thread is still paused."""
         if not self.timers:
@@ -200,7 +209,7 @@ def no_answer_rejects_as_timed_out(ns: dict) -> None:
     with spy.installed(ns):
         started = time.monotonic()
         _construct(cls, example, "quiet", N)
-        _wait_for_rows(example, "quiet", 1, WAIT_S)
+        _wait_for_rows(example, "quiet", 1, WAIT_S, spy.hopeless)
         waited = time.monotonic() - started
     _judge_timeout(example, "quiet", waited, N, spy.diagnosis)
 
@@ -210,8 +219,8 @@ def _judge_timeout(example, thread_id: str, waited: float, seconds: float, diagn
     tried = f"nobody answers a {seconds:g} s deadline"
     if not rows:
         what, hint = diagnosis(seconds)
-        raise Flaw(f"nobody answered, and {WAIT_S:g} s after a {seconds:g} s deadline the "
-                   "thread is still paused", tried=tried, got=what,
+        raise Flaw(f"nobody answered, and the thread is still paused after the {seconds:g} s "
+                   "deadline", tried=f"{tried}, then wait {waited:.1f} s", got=what,
                    expected=f"a rejection by {SYSTEM!r} after {seconds:g} s", hint=hint)
     first = rows[0]
     if len(rows) > 1:
@@ -654,9 +663,11 @@ def _in_event_loop() -> bool:
     return True
 
 
-async def _wait_rows_async(example, thread_id: str, count: int, seconds: float) -> None:
+async def _wait_rows_async(example, thread_id: str, count: int, seconds: float,
+                           hopeless=lambda: False) -> None:
     started = time.monotonic()
-    while len(_rows(example, thread_id)) < count and time.monotonic() - started < seconds:
+    while (len(_rows(example, thread_id)) < count and time.monotonic() - started < seconds
+           and not hopeless()):
         await asyncio.sleep(0.005)
 
 
@@ -693,7 +704,8 @@ def async_no_answer_rejects(ns: dict) -> None:
     async def probe():
         started = time.monotonic()
         approval = await _create(cls, example, "async-quiet", N)
-        await _wait_rows_async(example, "async-quiet", 1, WAIT_S)
+        await _wait_rows_async(example, "async-quiet", 1, WAIT_S,
+                               lambda: spy.blocking or any(a != N for a in spy.asked))
         return approval, time.monotonic() - started
 
     with spy.installed(ns):
@@ -718,34 +730,19 @@ def async_answer_in_time_wins(ns: dict) -> None:
     deadline = N * 2
 
     async def probe():
-        lag = {"worst": 0.0}
-
-        async def heartbeat():  # a blocked event loop shows up as a late beat
-            while True:
-                before = time.monotonic()
-                await asyncio.sleep(0.01)
-                lag["worst"] = max(lag["worst"], time.monotonic() - before - 0.01)
-
-        beat = asyncio.create_task(heartbeat())
         approval = await _create(Watched, example, "async-answered", deadline)
         await asyncio.sleep(deadline / 4)  # the deadline task is running; then ana clicks
         won = await _call("await decide('approved', 'ana', 'looks right')", approval.decide,
                           "approved", "ana", "looks right")
         await asyncio.sleep(deadline * 1.5)
-        beat.cancel()
-        return won, lag["worst"]
+        return won
 
     spy = _SleepSpy()
     with spy.installed(ns):
-        won, lag = _in_new_loop(probe)
+        won = _in_new_loop(probe)
     tried = (f"await decide('approved', 'ana', 'looks right') {deadline / 4:g} s into a "
              f"{deadline:g} s deadline")
     spy.blocked(tried)
-    if lag > deadline / 2:
-        raise Flaw("your deadline blocks the event loop", tried=tried,
-                   got=f"nothing else ran for {lag:.2f} s", expected="other tasks keep running",
-                   hint="In a coroutine, wait with `await asyncio.sleep(seconds)`; time.sleep() "
-                        "stops the whole event loop, clicks included.")
     rows = _rows(example, "async-answered")
     if won is not True or [(r["decision"], r["approver"], r["reason"]) for r in rows] != [
             ("approved", "ana", "looks right")]:

@@ -79,7 +79,7 @@ MESSAGES = {
     ("drill3", "no-commit"): (
         "the audit row is lost when the caller rolls back", "End log_action with conn.commit()"),
     ("drill4", "timer-in-milliseconds"): (
-        "nobody answered, and 1 s after a 0.1 s deadline the thread is still paused",
+        "nobody answered, and the thread is still paused after the 0.1 s deadline",
         "threading.Timer takes seconds"),
     ("drill4", "timer-never-cancelled"): (
         "the timer still fired after ana had decided", "Cancel the timer in decide()"),
@@ -90,7 +90,7 @@ MESSAGES = {
         "approvals alive at the same time share state",
         "Keep each approval's flag, lock, timer and config on the instance"),
     ("drill4", "async-deadline-cancels-itself"): (
-        "nobody answered, and 1 s after a 0.1 s deadline the thread is still paused",
+        "nobody answered, and the thread is still paused after the 0.1 s deadline",
         "After the sleep, await self.time_out()"),
     ("drill4", "async-deadline-never-cancelled"): (
         "the deadline task still called time_out() after ana had decided",
