@@ -390,8 +390,10 @@ def _hang(timeout: float, where: str) -> tuple[str, str, str]:
 
 
 def _run_forked(checks: list[Check], namespace: dict, timeout: float) -> list[tuple]:
-    """Each check in a child process of its own, all at once; a child past its deadline dumps
-    its threads' stacks (faulthandler) and exits, so the message can say where it hung."""
+    """Each check in a child process of its own, all at once: what one check does to the
+    learner's objects (a module-level cache, a class attribute) never reaches another. Past
+    the deadline a child dumps its threads' stacks (faulthandler) and exits, so the message
+    can say where it hung."""
     learner_files_of(namespace)
     children = []
     try:
@@ -404,7 +406,7 @@ def _run_forked(checks: list[Check], namespace: dict, timeout: float) -> list[tu
                 os.kill(pid, signal.SIGKILL)
             with contextlib.suppress(OSError):
                 os.waitpid(pid, 0)
-    return [_outcome(text, timeout) for text in outputs]
+    return [_outcome(text, finished, timeout) for text, finished in outputs]
 
 
 def _fork(chk: Check, namespace: dict, timeout: float) -> tuple[int, int]:
@@ -433,8 +435,8 @@ def _fork(chk: Check, namespace: dict, timeout: float) -> tuple[int, int]:
         os._exit(0)
 
 
-def _collect(children: list[tuple[int, int]], deadline_s: float) -> list[str | None]:
-    """Everything each child wrote, read until it closes its pipe; None past the deadline."""
+def _collect(children: list[tuple[int, int]], deadline_s: float) -> list[tuple[str, bool]]:
+    """What each child wrote, and whether it closed its pipe before the deadline."""
     chunks = {fd: [] for _, fd in children}
     open_fds = set(chunks)
     deadline = time.monotonic() + deadline_s
@@ -452,18 +454,19 @@ def _collect(children: list[tuple[int, int]], deadline_s: float) -> list[str | N
                 os.close(fd)
     for fd in open_fds:
         os.close(fd)
-    return [None if fd in open_fds else b"".join(chunks[fd]).decode("utf-8", "replace")
+    return [(b"".join(chunks[fd]).decode("utf-8", "replace"), fd not in open_fds)
             for _, fd in children]
 
 
-def _outcome(text: str | None, timeout: float) -> tuple[str, str, str]:
-    """The child's result; a hang where it dumped its stacks or never closed its pipe."""
-    if text is None:
-        return _hang(timeout, "")
+def _outcome(text: str, finished: bool, timeout: float) -> tuple[str, str, str]:
+    """The child's result; else a hang (its stacks dump, or silence past the deadline), or a
+    crash (it ended without a word)."""
     with contextlib.suppress(ValueError, KeyError, TypeError):
         return tuple(json.loads(text)["outcome"])
     if "most recent call first" in text:  # faulthandler's dump: the child hit its deadline
         return _hang(timeout, _hung_in(_dumped_frames(text)))
+    if not finished:
+        return _hang(timeout, "")
     return (FAIL, "the check's process ended without a result: your code crashed Python "
             "(or called os._exit)", "Run the drill's cells yourself to see where it stops.")
 
