@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import concurrent.futures
 import html
 import json
 import re
@@ -153,6 +154,13 @@ async def _run(base: str, jobs: list[tuple[str, str]], signing: str, clients: in
         await asyncio.gather(*(worker() for _ in range(clients)))
 
 
+def on_own_loop(coroutine):
+    """``asyncio.run`` in a thread of its own: the caller may be inside a running event loop
+    (a notebook, or a test after one that left its loop set)."""
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coroutine).result()
+
+
 def decide_under_load(requests: int = 1000, clients: int = 20, time_limit_s: float = 600.0,
                       workdir: Path | None = None) -> LoadResult:
     """Race ``requests`` pending requests through Slack and email links from ``clients``
@@ -167,7 +175,7 @@ def decide_under_load(requests: int = 1000, clients: int = 20, time_limit_s: flo
             jobs += [("link", url.removeprefix(server.url)), ("slack", item_ref(item))]
         started = time.perf_counter()
         try:
-            asyncio.run(asyncio.wait_for(_run(server.url, jobs, signing, clients, result),
+            on_own_loop(asyncio.wait_for(_run(server.url, jobs, signing, clients, result),
                                          time_limit_s))
         except TimeoutError:
             result.errors.append(f"stopped at the {time_limit_s:.0f} s time limit")

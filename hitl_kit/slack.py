@@ -58,6 +58,7 @@ from hitl_kit.channels import (
     describe_claim,
     item_anchor,
     item_ref,
+    requester_of,
 )
 from hitl_kit.decisions import Claim
 from hitl_kit.inbox import ApprovalInbox, InboxItem
@@ -188,18 +189,18 @@ class SlackApprovals:
 
     # -- asking -----------------------------------------------------------------------------------
     def post(self, item: InboxItem, requester: str | None = None) -> Posted:
-        """Post the request to the channel (``chat.postMessage``)."""
+        """Post the request to the channel (``chat.postMessage``); ``requester`` defaults to
+        whoever started the thread."""
         if self.client is None:
             raise ValueError("no WebClient to post with: pass client=WebClient(token=...)")
-        body = message(item, requester, dashboard_url=self._dashboard_link(item))
+        requester = requester or requester_of(self.inbox, item.thread_id, item.payload)
+        dashboard = None if not self.dashboard_url else f"{self.dashboard_url}#{item_anchor(item)}"
+        body = message(item, requester, dashboard_url=dashboard)
         reply = self.client.chat_postMessage(channel=self.channel, **body)
         posted = Posted(item, requester, reply["channel"], reply["ts"])
         with self._lock:
             self.posted[item.thread_id, item.interrupt_id] = posted
         return posted
-
-    def _dashboard_link(self, item: InboxItem) -> str | None:
-        return None if not self.dashboard_url else f"{self.dashboard_url}#{item_anchor(item)}"
 
     # -- the endpoint -----------------------------------------------------------------------------
     def handle(self, body: bytes, headers: Mapping[str, str]) -> SlackReply:

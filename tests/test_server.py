@@ -15,6 +15,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
+from benchmarks.channels import on_own_loop
 from hitl_kit.server import Limits, LocalServer
 
 
@@ -150,7 +151,7 @@ def test_others_are_served_while_hostile_clients_hold_connections(patient):
     short_body = connect(patient)
     short_body.sendall(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nabc")
     assert get(patient, timeout=10).text == "hello"
-    statuses = asyncio.run(many_gets(patient.url, 200))  # 200 at once, on top of them
+    statuses = on_own_loop(many_gets(patient.url, 200))  # 200 at once, on top of them
     assert statuses == [200] * 200
     short_body.sendall(b"x" * 97)  # the slow client finishes: it is answered too
     reply = b""

@@ -347,3 +347,12 @@ def test_text_read_as_mrkdwn_is_escaped(tmp_path):
                             "(high risk)")
     decided = message(sneaky, requester="rita", decided="by <@U0ANA> & <!here>")
     assert decided["text"] == "by &lt;@U0ANA&gt; &amp; &lt;!here&gt;"
+
+
+def test_a_message_names_who_started_the_thread_by_default(wired, fake):
+    setup, slack, server, posted = wired
+    again = slack.post(setup.item("del-4"))  # no requester given
+    context = [b for b in fake.messages[again.ts]["blocks"] if b["type"] == "context"]
+    assert context[0]["elements"][0]["text"].startswith("requested by rita · thread del-4")
+    button = [b for b in fake.messages[again.ts]["blocks"] if b["type"] == "actions"]
+    assert button[0]["elements"][2]["url"].startswith(f"{server.url}/dashboard#r-")
