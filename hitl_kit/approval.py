@@ -39,6 +39,7 @@ from typing import Any
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.types import Command
 
+from hitl_kit.approvers import Approvers, NotAllowed
 from hitl_kit.decisions import Claim, DecisionLedger, Request, StaleTurn, ledger_for
 from hitl_kit.graph import ModelError, answer_of, build_graph
 from hitl_kit.policy import ActionPolicy
@@ -49,24 +50,31 @@ from hitl_kit.requests import (
     approval_payload,
     parse_decision,
     request_fingerprint,
+    same_person,
     target_digest,
     validate_args,
 )
-from hitl_kit.vocabulary import Approver, Channel, Kind, Policy
+from hitl_kit.vocabulary import Approver, Channel, Event, Kind, Policy, Verdict
 
-__all__ = ["AlreadyDecided", "ApprovalAgent", "ApprovalError", "Decision", "ModelError", "Outcome",
-           "Pending", "approval_payload", "build_graph", "durable_checkpointer",
-           "parse_decision", "request_fingerprint", "validate_args"]
+__all__ = ["AlreadyDecided", "ApprovalAgent", "ApprovalError", "Approvers", "Decision",
+           "ModelError", "NotAllowed", "Outcome", "Pending", "approval_payload", "build_graph",
+           "durable_checkpointer", "parse_decision", "request_fingerprint", "validate_args"]
 
 
 class AlreadyDecided(ApprovalError):
-    """Another decision won this approval first; ``claim`` says whose."""
+    """Another decision won this approval first; ``claim`` says whose. ``in_flight``: the
+    winner is being applied right now by a live resume (else, if not applied, its process
+    stopped)."""
 
-    def __init__(self, claim: Claim):
+    def __init__(self, claim: Claim, in_flight: bool = False):
         self.claim = claim
-        where = ("is not pending any more" if claim.applied else
-                 "has not reached the graph yet (the process that claimed it stopped before "
-                 "resuming; agent.recover() applies it)")
+        if claim.applied:
+            where = "is not pending any more"
+        elif in_flight:
+            where = "is being applied right now"
+        else:
+            where = ("has not reached the graph yet (the process that claimed it stopped before "
+                     "resuming; agent.recover() applies it)")
         super().__init__(
             f"already decided by {claim.describe()}: approval {claim.interrupt_id} on thread "
             f"{claim.thread_id!r} {where}, and this decision was not applied")
@@ -111,12 +119,16 @@ class ApprovalAgent:
 
     def __init__(self, model, tools: list, policy: ActionPolicy | None = None, world=None,
                  checkpointer=None, audit=None, ledger: DecisionLedger | None = None,
-                 approval_ttl: float | None = None):
+                 approval_ttl: float | None = None, approvers: Approvers | None = None):
         checkpointer = checkpointer if checkpointer is not None else InMemorySaver()
         self.ledger = ledger if ledger is not None else ledger_for(checkpointer)
+        if approvers is not None:
+            approvers.check_names(t.name for t in tools)
+        self.approvers = approvers
         self.graph = build_graph(model, tools, policy, world, checkpointer, audit, approval_ttl,
                                  journal=self.ledger)
         self.kit = self.graph.kit
+        self.kit.approvers = approvers
         self.tools = self.kit.tools
         self.audit = audit
         self.on_decided: list[Callable[[list[Claim], Outcome], None]] = []
@@ -192,18 +204,21 @@ class ApprovalAgent:
         self._recover_if_left(thread_id)
         requests = {r.interrupt_id: r for r in self._requests(thread_id)}
         chosen = self._match(thread_id, decisions, requests)
-        resume, claims = {}, []
+        checked = []
         for interrupt_id, value in chosen.items():
             request = requests[interrupt_id]
             decision = parse_decision(value, self.tools.get(request.payload["tool"]),
                                       system=system)
-            decision = self._bind(thread_id, decision, request, channel)
-            resume[interrupt_id] = decision.as_resume_value()
-            claims.append(Claim(thread_id, interrupt_id, request.fingerprint, decision.kind,
-                                decision.approver, decision.reason, channel=decision.channel,
-                                role=decision.role,
-                                args=None if decision.args is None else json.dumps(decision.args)))
+            checked.append((request, self._bind(thread_id, decision, request, channel)))
+        several = [r for r, d in checked if d.kind == Kind.APPROVE and self._needed(r) > 1]
+        if several and len(checked) > 1:
+            raise ApprovalError("a request that needs two approvals is answered on its own: "
+                                "send its decision alone; nothing was applied")
         holder = uuid.uuid4().hex
+        if several:
+            request, decision = checked[0]
+            return self._approve_one_of_several(thread_id, request, decision, holder)
+        claims = [_claim_of(thread_id, r, d) for r, d in checked]
         try:
             earlier = self.ledger.claim_and_take_turn(claims, thread_id, holder)
         except TimeoutError as exc:
@@ -212,21 +227,92 @@ class ApprovalAgent:
             raise ApprovalError(f"{exc}; it was recovered just now: look at it again and "
                                 f"decide ({self._recover_if_left(thread_id)})") from None
         if earlier is not None:
-            raise AlreadyDecided(earlier)
+            raise self._already(earlier)
+        resume = {r.interrupt_id: d.as_resume_value() for r, d in checked}
         outcome = self._run(thread_id, holder, Command(resume=resume), claims)
         self._tell(claims, outcome)
         return outcome
 
+    def _needed(self, request: Request) -> int:
+        return 1 if self.approvers is None else self.approvers.needed(request.payload)
+
+    def _approve_one_of_several(self, thread_id: str, request: Request, decision: Decision,
+                                holder: str) -> Outcome:
+        """An approval of a request that needs several people: recorded, and the graph resumes
+        only with the last one needed, carrying them all."""
+        claim = _claim_of(thread_id, request, decision)
+        try:
+            state, found = self.ledger.approve_with(claim, self._needed(request), holder)
+        except TimeoutError as exc:
+            raise ApprovalError(str(exc)) from None
+        except StaleTurn as exc:
+            raise ApprovalError(f"{exc}; it was recovered just now: look at it again and "
+                                f"decide ({self._recover_if_left(thread_id)})") from None
+        if state == "decided":
+            raise self._already(found)
+        if state == "again":
+            self._refuse(thread_id, request, decision, f"{decision.approver} already approved "
+                         "this request; a second, different person must approve it")
+        if state == "partial":
+            self._audit_decided(thread_id, request, decision, len(found))
+            outcome = self.outcome(thread_id)
+            self._tell([], outcome)
+            return outcome
+        decision = replace(decision, approvals=tuple(a.as_dict() for a in found))
+        resume = {request.interrupt_id: decision.as_resume_value()}
+        outcome = self._run(thread_id, holder, Command(resume=resume), [claim])
+        self._tell([claim], outcome)
+        return outcome
+
+    def approvals(self, thread_id: str, interrupt_id: str, fingerprint: str) -> list:
+        """The approvals recorded so far for a request that needs several (for "1 of 2")."""
+        return self.ledger.approvals((thread_id, interrupt_id, fingerprint))
+
+    def _already(self, claim: Claim) -> AlreadyDecided:
+        turn = self.ledger.turn_of(claim.thread_id)
+        return AlreadyDecided(claim, in_flight=turn is not None and not turn.stale)
+
+    def _check_person(self, thread_id: str, decision: Decision, request: Request) -> Decision:
+        """Who may decide: the approver's role for this request (``Approvers``), and never the
+        person who asked for the task approving (or editing) its own action. A refusal is
+        recorded in the audit trail before it is raised."""
+        payload = request.payload
+        if decision.kind in (Kind.APPROVE, Kind.EDIT) and same_person(
+                decision.approver, payload.get("requested_by")):
+            self._refuse(thread_id, request, decision, f"{decision.approver} asked for this "
+                         "task and may not approve its actions: another person must")
+        if self.approvers is None:
+            return decision
+        try:
+            role = self.approvers.role_for(decision.approver, payload)
+        except NotAllowed as exc:
+            self._refuse(thread_id, request, decision, str(exc))
+        return replace(decision, role=role)
+
+    def _refuse(self, thread_id: str, request: Request, decision: Decision, why: str):
+        if self.audit is not None:
+            self.audit.append(_audit_row(thread_id, request, decision, Event.REFUSED,
+                                         reason=why, key=f"refused:{uuid.uuid4().hex[:12]}"))
+        raise NotAllowed(f"{why}; nothing was applied")
+
+    def _audit_decided(self, thread_id: str, request: Request, decision: Decision,
+                       count: int) -> None:
+        if self.audit is not None:
+            self.audit.append(_audit_row(
+                thread_id, request, decision, Event.DECIDED, reason=decision.reason or None,
+                key=f"decided:{count}", verdict=Verdict.APPROVED,
+                details={"approvals_needed": self._needed(request), "approval": count}))
+
     def _bind(self, thread_id: str, decision: Decision, request: Request,
               channel: str) -> Decision:
         """The decision bound to this request, or ApprovalError: it was made on another version
-        of the request, it approves what cannot run, a default the gate does not allow, or what
-        the call would touch changed since it was shown."""
+        of the request, it approves what cannot run, a default the gate does not allow, what
+        the call would touch changed since it was shown, or its approver may not decide it."""
         payload = request.payload
         if decision.fingerprint is not None and decision.fingerprint != request.fingerprint:
             earlier = self.ledger.winner(thread_id, fingerprint=decision.fingerprint)
             if earlier is not None:
-                raise AlreadyDecided(earlier)
+                raise self._already(earlier)
             raise ApprovalError(
                 f"this decision was made on request {decision.fingerprint}, but the request "
                 f"pending now is {request.fingerprint}: the action or its arguments changed. "
@@ -242,9 +328,15 @@ class ApprovalAgent:
             if decision.kind == Kind.PROCEED:  # fail closed: a call that cannot run times out
                 decision = replace(decision, kind=Kind.TIMEOUT, reason=decision.reason +
                                    f"; it did not proceed: {payload['problem']}")
+        if decision.kind == Kind.PROCEED and self._needed(request) > 1:
+            decision = replace(decision, kind=Kind.TIMEOUT, reason=decision.reason +
+                               "; it did not proceed: it needs two approvals")
+        decision = replace(decision, fingerprint=request.fingerprint, channel=str(channel))
+        if not decision.kind.by_system:
+            decision = self._check_person(thread_id, decision, request)
         if decision.kind in (Kind.APPROVE, Kind.PROCEED):
             self._check_target(thread_id, request)
-        return replace(decision, fingerprint=request.fingerprint, channel=str(channel))
+        return decision
 
     def _check_target(self, thread_id: str, request: Request) -> None:
         payload = request.payload
@@ -266,7 +358,7 @@ class ApprovalAgent:
         earlier = self.ledger.winner(thread_id, request.interrupt_id, request.fingerprint)
         if earlier is not None:
             self.ledger.finish_turn(thread_id, holder)
-            raise AlreadyDecided(earlier)
+            raise self._already(earlier)
         refresh = {request.interrupt_id: {"kind": REFRESH, "reason": reason}}
         outcome = self._run(thread_id, holder, Command(resume=refresh))
         self._tell([], outcome)
@@ -278,7 +370,7 @@ class ApprovalAgent:
             if fingerprint and fingerprint not in {r.fingerprint for r in requests.values()}:
                 earlier = self.ledger.winner(thread_id, fingerprint=fingerprint)
                 if earlier is not None:
-                    raise AlreadyDecided(earlier)
+                    raise self._already(earlier)
             if len(requests) > 1:
                 raise ApprovalError(f"{len(requests)} approvals are pending on {thread_id!r}; "
                                     "answer them by interrupt id: {id: decision, ...}")
@@ -288,7 +380,7 @@ class ApprovalAgent:
         for interrupt_id in decisions.keys() - requests.keys():
             earlier = self.ledger.winner(thread_id, interrupt_id)
             if earlier is not None:
-                raise AlreadyDecided(earlier)
+                raise self._already(earlier)
         if not requests:
             raise ApprovalError(self._why_nothing_pending(thread_id))
         unknown = set(decisions) - set(requests)
@@ -378,6 +470,28 @@ class ApprovalAgent:
         from hitl_kit.recovery import recover
 
         return recover(self)
+
+
+def _claim_of(thread_id: str, request: Request, decision: Decision) -> Claim:
+    return Claim(thread_id, request.interrupt_id, request.fingerprint, decision.kind,
+                 decision.approver, decision.reason, channel=decision.channel,
+                 role=decision.role,
+                 args=None if decision.args is None else json.dumps(decision.args))
+
+
+def _audit_row(thread_id: str, request: Request, decision: Decision, event: Event, *,
+               reason: str | None, key: str, verdict: Verdict | None = None,
+               details: dict | None = None) -> dict:
+    """An audit row about a person's decision on a request (refused, or one of several)."""
+    payload = request.payload
+    args = payload["args"] if isinstance(payload["args"], dict) else {"raw": payload["args"]}
+    return {"event_key": f"{thread_id}:{payload['tool_call_id']}:{key}",
+            "session_id": thread_id, "action_type": payload["tool"] or "(no name)",
+            "parameters": args, "reversibility_class": payload["reversibility"],
+            "event": str(event), "channel": decision.channel, "approver_id": decision.approver,
+            "approver_role": decision.role, "decision": None if verdict is None else str(verdict),
+            "reason": reason, "proposed_at": payload.get("proposed_at") or request.asked_at,
+            "details": details}
 
 
 def requests_of(outcome: Outcome) -> list[Request]:

@@ -44,6 +44,7 @@ from hitl_kit.render import (
     payload_table_html,
 )
 from hitl_kit.timeouts import DECIDED, PROCEEDED, TIMED_OUT, ApprovalTimer, DeadlineWatcher
+from hitl_kit.vocabulary import Channel
 
 TICK_S = 0.25  # how often a countdown is redrawn
 LABELS = {"description_width": "initial"}  # "edit args" and "approver" on one line each
@@ -146,7 +147,8 @@ class ApprovalCard(widgets.VBox):
                     return
             try:
                 outcome = self.agent.resume(self.thread_id,
-                                            {self.pending.interrupt_id: decision})
+                                            {self.pending.interrupt_id: decision},
+                                            channel=Channel.CARD)
             except AlreadyDecided as exc:
                 self._lock_buttons()
                 self._settle(f"<b>Not applied</b>: this request was already "
@@ -154,6 +156,17 @@ class ApprovalCard(widgets.VBox):
                 return
             except ApprovalError as exc:
                 self.note.value = f"<b>refused, nothing ran</b>: {escaped(str(exc))}"
+                return
+            if kind == "approve" and any(p.interrupt_id == self.pending.interrupt_id
+                                         and p.fingerprint == self.pending.fingerprint
+                                         for p in outcome.pending):
+                # One approval of several (two-person rule): recorded, still waiting.
+                approvals = self.agent.approvals(self.thread_id, self.pending.interrupt_id,
+                                                 self.pending.fingerprint)
+                needed = self.pending.payload.get("approvals_needed", 2)
+                self.note.value = (f"<b>{len(approvals)} of {needed} approvals</b> ("
+                                   f"{escaped(', '.join(a.approver for a in approvals))}): "
+                                   "waiting for another, different approver")
                 return
             self.outcome = outcome
             self._lock_buttons()

@@ -60,6 +60,11 @@ SCHEMA_SQL = (
         decided_at TEXT NOT NULL, channel TEXT NOT NULL DEFAULT 'api', role TEXT,
         args TEXT, applied INTEGER NOT NULL DEFAULT 0,
         PRIMARY KEY (thread_id, interrupt_id, fingerprint)) STRICT""",
+    """CREATE TABLE IF NOT EXISTS hitl_approvals (
+        thread_id TEXT NOT NULL, interrupt_id TEXT NOT NULL, fingerprint TEXT NOT NULL,
+        approver_key TEXT NOT NULL, approver TEXT NOT NULL, role TEXT, channel TEXT NOT NULL,
+        approved_at TEXT NOT NULL,
+        PRIMARY KEY (thread_id, interrupt_id, fingerprint, approver_key)) STRICT""",
     """CREATE TABLE IF NOT EXISTS hitl_escalations (
         thread_id TEXT NOT NULL, interrupt_id TEXT NOT NULL, fingerprint TEXT NOT NULL,
         escalated_to TEXT NOT NULL, reason TEXT NOT NULL, escalated_at TEXT NOT NULL,
@@ -120,6 +125,23 @@ class Escalation:
     escalated_to: str
     reason: str
     escalated_at: str
+
+
+@dataclass(frozen=True)
+class Approval:
+    """One person's approval of a request that needs several (the two-person rule)."""
+
+    thread_id: str
+    interrupt_id: str
+    fingerprint: str
+    approver: str
+    role: str | None
+    channel: str
+    approved_at: str
+
+    def as_dict(self) -> dict:
+        return {"approver": self.approver, "role": self.role, "channel": self.channel,
+                "approved_at": self.approved_at}
 
 
 @dataclass(frozen=True)
@@ -286,6 +308,62 @@ class DecisionLedger:
             else:
                 conn.execute("DELETE FROM hitl_turns WHERE thread_id = ? AND holder = ?",
                              (thread_id, holder))
+
+    def approve_with(self, claim: Claim, needed: int, holder: str,
+                     wait_s: float | None = None) -> tuple[str, object]:
+        """One approval of a request that needs ``needed`` different people, judged in one
+        transaction. Returns ``("decided", winner)`` when a decision already won,
+        ``("again", approval)`` when this person approved it before, ``("partial", approvals)``
+        when more are needed (recorded; nothing resumes), or ``("complete", approvals)`` when
+        this one completes it: then the claim is recorded and the thread's turn taken, as in
+        ``claim_and_take_turn``."""
+        from hitl_kit.requests import normalise_name
+
+        person = normalise_name(claim.approver)
+        give_up = time.monotonic() + (TURN_WAIT_S if wait_s is None else wait_s)
+        while True:
+            with self._transaction(claim.thread_id) as conn:
+                winner = self._winner(conn, *claim.key)
+                if winner is not None:
+                    return "decided", winner
+                approvals = self._approvals(conn, claim.key)
+                mine = next((a for a in approvals if normalise_name(a.approver) == person), None)
+                if mine is not None:
+                    return "again", mine
+                new = Approval(*claim.key, claim.approver, claim.role, str(claim.channel),
+                               claim.decided_at)
+                if len(approvals) + 1 < needed:
+                    self._insert_approval(conn, new, person)
+                    return "partial", [*approvals, new]
+                if self._take_turn(conn, claim.thread_id, holder, take_stale=False):
+                    self._insert_approval(conn, new, person)
+                    self._claim(conn, [claim])
+                    return "complete", [*approvals, new]
+            if time.monotonic() > give_up:
+                raise TimeoutError(_busy(claim.thread_id))
+            time.sleep(TURN_POLL_S)
+
+    @staticmethod
+    def _insert_approval(conn, approval: Approval, person: str) -> None:
+        conn.execute("INSERT INTO hitl_approvals (thread_id, interrupt_id, fingerprint, "
+                     "approver_key, approver, role, channel, approved_at) VALUES "
+                     "(?, ?, ?, ?, ?, ?, ?, ?)",
+                     (approval.thread_id, approval.interrupt_id, approval.fingerprint, person,
+                      approval.approver, approval.role, approval.channel,
+                      approval.approved_at))
+
+    @staticmethod
+    def _approvals(conn, key: tuple[str, str, str]) -> list[Approval]:
+        rows = conn.execute(
+            "SELECT thread_id, interrupt_id, fingerprint, approver, role, channel, approved_at "
+            "FROM hitl_approvals WHERE thread_id = ? AND interrupt_id = ? AND fingerprint = ? "
+            "ORDER BY approved_at, approver_key", key).fetchall()
+        return [Approval(*row) for row in rows]
+
+    def approvals(self, key: tuple[str, str, str]) -> list[Approval]:
+        """The approvals recorded so far for one request (thread, interrupt id, fingerprint)."""
+        with self._reading() as conn:
+            return self._approvals(conn, key)
 
     def withdraw(self, claims: list[Claim]) -> None:
         """Forget claims whose decision never reached the graph (the resume failed)."""

@@ -42,7 +42,9 @@ from langgraph.graph.message import add_messages
 from langgraph.types import Send, interrupt
 
 from hitl_kit.decisions import DecisionLedger
-from hitl_kit.policy import ActionPolicy
+from hitl_kit.policy import ORDER as CLASS_ORDER
+from hitl_kit.policy import ActionPolicy, Ruling
+from hitl_kit.provenance import provenance
 from hitl_kit.requests import (
     REFRESH,
     ApprovalError,
@@ -59,10 +61,13 @@ from hitl_kit.vocabulary import (
     Event,
     Execution,
     Kind,
+    Policy,
+    Reversibility,
     Verdict,
 )
 
 MAX_TURNS = 8
+AGENT_KEYS = ("channel", "role", "approvals")  # what the agent adds to a caller's decision
 IDEMPOTENCY_KEY = "idempotency_key"  # the injected argument a tool declares to run once per key
 
 
@@ -94,6 +99,7 @@ class Kit:
     journal: DecisionLedger
     world: Any = None
     audit: Any = None
+    approvers: Any = None  # hitl_kit.approvers.Approvers: who may decide what
     approval_ttl: float | None = None
     proposals: dict = field(default_factory=dict)  # proposal rows this process wrote
 
@@ -195,46 +201,94 @@ def _with_unique_ids(reply: AIMessage, history: list) -> AIMessage:
                                     "additional_kwargs": kwargs})
 
 
-def route_after_plan(state: AgentState):
-    """One gate task per proposed call, malformed ones included; END when the model answered."""
+def route_after_plan(state: AgentState, *, kit: Kit):
+    """One gate task per proposed call, malformed ones included; END when the model answered.
+
+    Each call is checked and classified here, once: what it would touch is read, the impact
+    rules are applied, and the sources it came after are listed. The gate task keeps that as its
+    input, so a gate that runs again on resume (even after a restart, with the world changed
+    since) starts from the same ruling: a call that was gated stays gated.
+    """
     last = state["messages"][-1]
     calls = [*last.tool_calls, *last.invalid_tool_calls]
     if not calls or state.get("turns", 0) > MAX_TURNS:
         return END
-    sends = [Send("gate", {"task": state["task"], "call": c,
-                           "proposed_at": state["proposed_at"][c["id"]]})
-             for c in last.tool_calls]
-    sends += [Send("gate", {"task": state["task"], "proposed_at": state["proposed_at"][c["id"]],
-                            "call": {"name": c.get("name") or "", "args": c.get("args") or "",
-                                     "id": c["id"]},
-                            "problem": "the model's arguments cannot be used: "
-                                       f"{c.get('error') or 'they are not valid JSON'}"})
-              for c in last.invalid_tool_calls]
+    sources = provenance(state["messages"][:-1] + [last])
+    sends = []
+    for call in last.tool_calls:
+        call, problem = dict(call), _problem_with(call, kit.tools.get(call["name"]))
+        if problem is None:
+            call["args"] = validate_args(kit.tools[call["name"]], call["args"])
+        sends.append(_gate_task(kit, state, call, problem, sources))
+    for bad in last.invalid_tool_calls:
+        call = {"name": bad.get("name") or "", "args": bad.get("args") or "", "id": bad["id"]}
+        problem = ("the model's arguments cannot be used: "
+                   f"{bad.get('error') or 'they are not valid JSON'}")
+        sends.append(_gate_task(kit, state, call, problem, sources))
     return sends
+
+
+def _gate_task(kit: Kit, state: AgentState, call: dict, problem: str | None,
+               sources: list[dict]) -> Send:
+    target = kit.target(call) if problem is None else None
+    ruling = kit.policy.classify(call["name"], call["args"] if problem is None else None, target)
+    return Send("gate", {"task": state["task"], "call": {k: call[k] for k in ("name", "args",
+                                                                             "id")},
+                         "proposed_at": state["proposed_at"][call["id"]], "problem": problem,
+                         "ruling": _ruling_dict(ruling), "provenance": sources,
+                         "requested_by": state.get("requested_by")})
+
+
+def _ruling_dict(ruling: Ruling) -> dict:
+    """The ruling as plain data, as the checkpoint keeps it."""
+    def text(value):
+        return None if value is None else str(value)
+
+    return {"action": ruling.action, "reversibility": text(ruling.reversibility),
+            "policy": str(ruling.policy), "reason": ruling.reason, "base": text(ruling.base),
+            "raised_by": list(ruling.raised_by)}
+
+
+def _ruling_of(saved: dict) -> Ruling:
+    return Ruling(saved["action"],
+                  None if saved["reversibility"] is None else Reversibility(
+                      saved["reversibility"]),
+                  Policy(saved["policy"]), saved["reason"],
+                  None if saved["base"] is None else Reversibility(saved["base"]),
+                  tuple(saved["raised_by"]))
+
+
+def _at_least(ruling: Ruling, floor: Ruling) -> Ruling:
+    """The more severe of two rulings: a call shown again never drops below how it was gated."""
+    def rank(r: Ruling) -> int:
+        return len(CLASS_ORDER) if r.reversibility is None else CLASS_ORDER.index(r.reversibility)
+    return ruling if rank(ruling) >= rank(floor) else floor
 
 
 # -- gate -----------------------------------------------------------------------------------------
 
 def gate(item: dict, config, *, kit: Kit) -> dict:
-    """Classify one call; pause for a human when its policy says so; return the decision."""
-    call = dict(item["call"])
-    ruling = kit.policy.classify(call["name"])
-    _audit_proposal(kit, config, call, ruling, item["proposed_at"])
+    """Pause for a human when the call's ruling says so; return the decision."""
+    call, problem = dict(item["call"]), item.get("problem")
+    ruling = _ruling_of(item["ruling"])
+    _audit_proposal(kit, config, call, ruling, item)
     tool = kit.tools.get(call["name"])
-    problem = item.get("problem") or _problem_with(call, tool)
-    if problem is None:
-        call["args"] = validate_args(tool, call["args"])
     if not ruling.needs_human:
-        verdict = Verdict.AUTO_APPROVED
-        return {"decisions": [_record(call, ruling, verdict, Approver.AUTO, Channel.POLICY,
-                                      problem=problem)]}
+        return {"decisions": [_record(call, ruling, Verdict.AUTO_APPROVED, Approver.AUTO,
+                                      Channel.POLICY, problem=problem)]}
     expires_at = _expiry(kit, item["proposed_at"])
-    revision, refused, edited_by = 0, None, None
+    revision, refused, edited_by, first = 0, None, None, ruling
     while True:  # an edit or a changed record is classified again and shown again
         target = kit.target(call) if problem is None else None
+        if revision:
+            ruling = _at_least(kit.policy.classify(
+                call["name"], call["args"] if problem is None else None, target), first)
         payload = approval_payload(item["task"], call, ruling, tool, target, revision=revision,
                                    problem=problem)
-        payload["proposed_at"] = item["proposed_at"]
+        payload.update(proposed_at=item["proposed_at"], provenance=item.get("provenance", []),
+                       requested_by=item.get("requested_by"), raised_by=list(ruling.raised_by))
+        if kit.approvers is not None:
+            payload.update(kit.approvers.describe_for(payload))
         if expires_at is not None:
             payload["expires_at"] = expires_at
         if refused is not None:
@@ -261,7 +315,8 @@ def gate(item: dict, config, *, kit: Kit) -> dict:
         approver = Approver.AUTO if decision.kind == Kind.PROCEED else decision.approver
         record = _record(call, ruling, decision.kind.verdict, approver, decision.channel,
                          decision.reason, role=decision.role, problem=problem)
-        record.update(edited_by=edited_by, expires_at=expires_at, target=target)
+        record.update(edited_by=edited_by, expires_at=expires_at, target=target,
+                      approvals=decision.approvals, raised_by=list(ruling.raised_by))
         return {"decisions": [record]}
 
 
@@ -281,13 +336,14 @@ def _decision_from(answer: Any, tool) -> Decision:
     ``Command(resume=...)`` that skipped the agent is checked like any caller's decision."""
     if not isinstance(answer, dict):
         return parse_decision(answer, tool)
-    extra = {k: answer.get(k) for k in ("channel", "role")}
+    extra = {k: answer.get(k) for k in AGENT_KEYS}
     system = answer.get("kind") in (Kind.TIMEOUT, Kind.PROCEED)
-    plain = {k: v for k, v in answer.items() if k not in ("channel", "role") and v is not None}
+    plain = {k: v for k, v in answer.items() if k not in AGENT_KEYS and v is not None}
     decision = parse_decision(plain, tool, system=system)
     channel = extra["channel"] if extra["channel"] in set(Channel) else Channel.API
+    approvals = tuple(extra["approvals"] or ()) if isinstance(extra["approvals"], list) else ()
     return Decision(decision.kind, decision.approver, decision.reason, decision.args,
-                    decision.fingerprint, channel, extra["role"])
+                    decision.fingerprint, channel, extra["role"], approvals)
 
 
 def _expiry(kit: Kit, proposed_at: str) -> str | None:
@@ -400,13 +456,19 @@ def _why_not_now(kit: Kit, record: dict) -> str | None:
 
 # -- audit rows -----------------------------------------------------------------------------------
 
-def _audit_proposal(kit: Kit, config, call: dict, ruling, proposed_at: str) -> None:
+def _audit_proposal(kit: Kit, config, call: dict, ruling: Ruling, item: dict) -> None:
     if kit.audit is None:
         return
     thread_id = config["configurable"]["thread_id"]
     event_key = f"{thread_id}:{call['id']}:proposed"
     if event_key in kit.proposals:  # the gate runs again on every resume: written already
         return
+    details = {"raised_by": list(ruling.raised_by)} if ruling.raised_by else {}
+    shown = [p for p in item.get("provenance") or [] if p.get("suspicious")]
+    if shown:
+        details["provenance"] = shown
+    if item.get("problem"):
+        details["problem"] = item["problem"]
     kit.audit.append({
         "event_key": event_key,
         "session_id": thread_id,
@@ -415,7 +477,8 @@ def _audit_proposal(kit: Kit, config, call: dict, ruling, proposed_at: str) -> N
         "reversibility_class": ruling.reversibility.value if ruling.reversibility
         else UNCLASSIFIED,
         "event": str(Event.PROPOSED),
-        "proposed_at": proposed_at,
+        "proposed_at": item["proposed_at"],
+        "details": details or None,
     })
     if len(kit.proposals) > 10_000:  # a cache, not a record: the trail itself is idempotent
         kit.proposals.clear()
@@ -450,6 +513,9 @@ def _resolution_entry(thread_id: str, record: dict, message: ToolMessage,
         "proposed_at": proposed_at,
         "executed_at": executed_at,
     }
+    details = {k: record[k] for k in ("raised_by", "approvals") if record.get(k)}
+    if details:
+        entry["details"] = details
     return entry
 
 
@@ -480,7 +546,7 @@ def build_graph(model, tools: list, policy: ActionPolicy | None = None, world=No
     graph.add_node("gate", partial(gate, kit=kit))
     graph.add_node("execute", partial(execute, kit=kit))
     graph.add_edge(START, "plan")
-    graph.add_conditional_edges("plan", route_after_plan, ["gate", END])
+    graph.add_conditional_edges("plan", partial(route_after_plan, kit=kit), ["gate", END])
     graph.add_edge("gate", "execute")
     graph.add_edge("execute", "plan")
     compiled = graph.compile(checkpointer=checkpointer if checkpointer is not None

@@ -11,13 +11,17 @@ toy planner, not a language model, and its conventions are simple enough to pred
   and the calls of one turn are proposed together (parallel tool calls);
 * the tool whose name (its verb above all) and description share the most words with the step
   is chosen;
-* arguments come from the step: numbers (``customer 3``), quoted text (``"Thanks!"``), a quoted
-  text or word named by the argument (``subject "Hi"``, ``version 2.4``, ``billing service``),
+* arguments come from the step: numbers (``customer 3``, ``amount 40``), quoted text
+  (``"Thanks!"``), a quoted text or word named by the argument (``subject "Hi"``,
+  ``version 2.4``, ``billing service``),
   e-mail addresses, dates, and enum values mentioned by name;
 * an id it cannot find in the step is looked up first with a ``find_``/``search_`` tool when one
   is bound: ``delete the test customer record`` -> ``find_customers("test")``, then
   ``delete_customer(3)``;
-* once every step has a tool result it answers in plain text.
+* once every step has a tool result it answers in plain text;
+* it can be steered by what it reads, as a real model can (prompt injection): text in a tool
+  result that addresses the assistant (``Assistant: ...``, ``AI assistant, ...``) is taken as
+  more steps of the task. Notebook 08 shows the gate stopping what such an email asks for.
 """
 
 from __future__ import annotations
@@ -127,6 +131,33 @@ def _not_an_object(raw_call: dict) -> bool:
         return False  # not JSON at all: LangChain files it as invalid by itself
 
 
+ADDRESSED = re.compile(r"(?:^|[\n.!?]\s{0,3})(?:an?\s{1,3})?(?:ai\s{1,3})?assistant\s{0,3}"
+                       r"[:,]\s{0,3}([^\n]{1,300})", re.IGNORECASE)
+
+
+def _addressed_to_me(content: Any) -> list[str]:
+    """Instructions a tool result addresses to the assistant (the offline model obeys them,
+    which is the point of the prompt-injection demonstration). JSON results are read field by
+    field, as a model reads the text, not the quoting."""
+    text = content if isinstance(content, str) else str(content)
+    try:
+        texts = list(_strings(json.loads(text)))
+    except (ValueError, RecursionError):
+        texts = [text]
+    return [m.group(1).strip() for t in texts for m in ADDRESSED.finditer(t[:20_000])]
+
+
+def _strings(value: Any):
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from _strings(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _strings(item)
+
+
 def _stem(word: str) -> str:
     word = word.lower()
     return word[:-1] if len(word) > 3 and word.endswith("s") and not word.endswith("ss") else word
@@ -205,10 +236,12 @@ def _fill_args(
             if hits:
                 args[param] = hits[0]
             continue
-        if kind == "integer":
+        if kind in ("integer", "number"):
             for i, (tok, quoted) in enumerate(tokens):
-                if not quoted and tok.isdigit() and i > 0 and _stem(tokens[i - 1][0]) in pwords:
-                    args[param] = int(take(i))
+                number = tok.replace(".", "", 1) if kind == "number" else tok
+                if not quoted and number.isdigit() and i > 0 and \
+                        _stem(tokens[i - 1][0]) in pwords:
+                    args[param] = int(take(i)) if kind == "integer" else float(take(i))
                     break
             else:
                 if param in known:
@@ -295,8 +328,10 @@ class OfflineChatModel(BaseChatModel):
         results = [(names.get(i, ""), m.content) for i, m in answered.items()]
         known = _ids_from_results(results)
 
+        injected = [line for _, content in results for line in _addressed_to_me(content)]
         calls, unplanned = [], []
-        for text in (s for s in STEP_BREAK.split(task) if s.strip()):
+        steps = [s for text in (task, *injected) for s in STEP_BREAK.split(text) if s.strip()]
+        for text in steps:
             call = self._plan_step(_Step(text), specs, known)
             if call is None:
                 unplanned.append(text.strip())

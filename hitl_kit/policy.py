@@ -1,44 +1,39 @@
 """Classify every action by reversibility, and let the class decide the approval policy.
 
-Two tables, both plain data:
+Three tables, all plain data:
 
 * ``ACTION_TABLE``: tool name -> reversibility class (one row per tool of the demo world);
-* ``POLICY_BY_CLASS``: reversibility class -> policy.
+* ``POLICY_BY_CLASS``: reversibility class -> policy;
+* ``IMPACT_RULES``: what raises a tool's class for one call: its arguments or the record it
+  would touch (a refund over 1,000, a mailing list of more than 100 people).
 
-``ActionPolicy`` checks both tables when it is built (a malformed table fails at load time, not in
+``ActionPolicy`` checks the tables when it is built (a malformed table fails at load time, not in
 the middle of a run) and answers one question: what must happen before this call runs?
 An action nobody classified gets the strictest answer, a hard gate, and the reason says why.
+A rule can only raise a class, never lower it; a rule that cannot be evaluated for a call (a
+field missing, a value of the wrong type) raises it to the top: fail closed.
+
+    >>> policy = ActionPolicy()
+    >>> policy.classify("send_mass_email", {"list_name": "vip"}, {"recipients": 12}).policy
+    <Policy.SOFT_GATE: 'soft_gate'>
+    >>> ruling = policy.classify("send_mass_email", {"list_name": "all"}, {"recipients": 250})
+    >>> ruling.policy, ruling.raised_by
+    (<Policy.HARD_GATE: 'hard_gate'>, ('target.recipients is 250, > 100',))
 """
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from enum import Enum, StrEnum
+from enum import Enum
+from typing import Any
 
 from hitl_kit.spoilers.drill1 import EMAIL_ASSISTANT_ACTIONS
+from hitl_kit.vocabulary import Policy, Reversibility
 
-
-class Reversibility(StrEnum):
-    """How far an action can be undone."""
-
-    FULLY_REVERSIBLE = "fully_reversible"
-    PARTIALLY_REVERSIBLE = "partially_reversible"
-    IRREVERSIBLE_LOW = "irreversible_low"
-    IRREVERSIBLE_HIGH = "irreversible_high"
-
-
-class Policy(StrEnum):
-    """What happens before an action runs, from least to most friction."""
-
-    AUTO_EXECUTE = "auto_execute"
-    AUTO_WITH_LOGGING = "auto_with_logging"  # runs at once; logged; bursts raise an alert
-    SOFT_GATE = "soft_gate"  # warn; proceeds unless a human rejects it in time
-    HARD_GATE = "hard_gate"  # blocked until a human approves it
-
-    @property
-    def needs_human(self) -> bool:
-        return self in (Policy.SOFT_GATE, Policy.HARD_GATE)
+__all__ = ["ACTION_TABLE", "IMPACT_RULES", "POLICY_BY_CLASS", "SHOWN_ACTIONS", "ActionPolicy",
+           "ImpactRule", "Policy", "PolicyTableError", "Reversibility", "Ruling"]
 
 
 POLICY_BY_CLASS: dict[str, str] = {
@@ -56,14 +51,29 @@ CUSTOMER_ACTIONS: list[tuple[str, str]] = [
     ("find_customers", "fully_reversible"),
     ("read_customer", "fully_reversible"),
     ("update_customer", "partially_reversible"),
+    ("issue_refund", "irreversible_low"),  # money leaves; a small refund needs only a warning
     ("delete_customer", "irreversible_high"),
 ]
 HIGH_STAKES_ACTIONS: list[tuple[str, str]] = [
-    ("send_mass_email", "irreversible_high"),
+    ("send_mass_email", "irreversible_low"),  # raised to high by IMPACT_RULES for a big list
     ("deploy_to_prod", "irreversible_high"),
 ]
 SHOWN_ACTIONS = CUSTOMER_ACTIONS + HIGH_STAKES_ACTIONS
 ACTION_TABLE = CUSTOMER_ACTIONS + EMAIL_ASSISTANT_ACTIONS + HIGH_STAKES_ACTIONS
+
+# (tool, field, operator, value, raise to). ``field`` is "args.<name>" (what the model asked
+# for) or "target.<path>" (the record the call would touch, read just before the approver sees
+# it). The seed's two email rows are one tool here: one message is a soft gate, a big list hard.
+IMPACT_RULES: list[tuple[str, str, str, Any, str]] = [
+    ("send_mass_email", "target.recipients", ">", 100, "irreversible_high"),
+    ("issue_refund", "args.amount", ">", 1000, "irreversible_high"),
+    ("update_customer", "target.customer.plan", "==", "enterprise", "irreversible_low"),
+]
+OPERATORS = {">": operator.gt, ">=": operator.ge, "<": operator.lt, "<=": operator.le,
+             "==": operator.eq, "!=": operator.ne,
+             "in": lambda found, allowed: found in allowed,
+             "not in": lambda found, allowed: found not in allowed}
+ORDER = list(Reversibility)  # least to most severe
 
 
 class PolicyTableError(ValueError):
@@ -72,16 +82,55 @@ class PolicyTableError(ValueError):
 
 @dataclass(frozen=True)
 class Ruling:
-    """The answer for one action: its class (None when unclassified), the policy and why."""
+    """The answer for one call: its class (None when unclassified), the policy and why.
+    ``raised_by`` explains each impact rule that raised the class above ``base``."""
 
     action: str
     reversibility: Reversibility | None
     policy: Policy
     reason: str
+    base: Reversibility | None = None
+    raised_by: tuple[str, ...] = ()
 
     @property
     def needs_human(self) -> bool:
         return self.policy.needs_human
+
+
+class RuleError(ValueError):
+    """An impact rule that cannot be evaluated for this call."""
+
+
+@dataclass(frozen=True)
+class ImpactRule:
+    """Raise ``tool``'s class to ``raise_to`` when ``field`` ``op`` ``value`` holds."""
+
+    tool: str
+    field: str
+    op: str
+    value: Any
+    raise_to: Reversibility
+
+    def holds(self, args: Mapping | None, target: Any) -> tuple[bool, str]:
+        """Whether the rule holds for this call, and what it found; RuleError when it cannot
+        tell (the field is missing, or its value cannot be compared)."""
+        where, _, path = self.field.partition(".")
+        found: Any = args if where == "args" else target
+        for part in path.split("."):
+            if not isinstance(found, Mapping) or part not in found:
+                raise RuleError(f"{self.field} is missing")
+            found = found[part]
+        numeric = self.op in (">", ">=", "<", "<=")
+        if numeric and (isinstance(found, bool) or not isinstance(found, int | float)):
+            raise RuleError(f"{self.field} is {found!r}, not a number")
+        shown = int(found) if isinstance(found, float) and found.is_integer() else found
+        try:
+            return bool(OPERATORS[self.op](found, self.value)), f"{self.field} is {shown!r}"
+        except TypeError as exc:
+            raise RuleError(f"{self.field} is {found!r}: {exc}") from None
+
+    def describe(self) -> str:
+        return f"{self.field} {self.op} {self.value!r} raises {self.tool} to {self.raise_to}"
 
 
 def _as_enum(enum: type[Enum], value: object, where: str) -> Enum:
@@ -97,15 +146,18 @@ def _as_enum(enum: type[Enum], value: object, where: str) -> Enum:
 class ActionPolicy:
     """A validated classification table plus class->policy table.
 
-    ``rows`` is an iterable of ``(action, class)`` pairs (or a mapping). Raises
-    ``PolicyTableError`` for an unknown class or policy, an action listed twice, or a class with
-    no policy.
+    ``rows`` is an iterable of ``(action, class)`` pairs (or a mapping); ``rules`` the impact
+    rules (default: the kit's ``IMPACT_RULES`` for the tools in ``rows`` that they raise).
+    Raises ``PolicyTableError`` for an unknown class or policy, an action listed twice, a class
+    with no policy, or a rule that is malformed, names an unknown tool, or does not raise its
+    tool's class.
     """
 
     def __init__(
         self,
         rows: Iterable[tuple[str, str]] | Mapping[str, str] = ACTION_TABLE,
         policies: Mapping[str, str] = POLICY_BY_CLASS,
+        rules: Iterable | None = None,
     ):
         self.policies: dict[Reversibility, Policy] = {}
         for klass, policy in policies.items():
@@ -130,9 +182,41 @@ class ActionPolicy:
                     f"action {action!r} is listed twice; keep exactly one row per action"
                 )
             self.classes[action] = _as_enum(Reversibility, klass, f"class of {action!r}")
+        if rules is None:  # the kit's rules, for the tools of this table that they raise
+            rules = [r for r in IMPACT_RULES if r[0] in self.classes
+                     and ORDER.index(Reversibility(r[4])) > ORDER.index(self.classes[r[0]])]
+        self.rules = [self._checked_rule(row) for row in rules]
+
+    def _checked_rule(self, row) -> ImpactRule:
+        if not (isinstance(row, tuple | list) and len(row) == 5):
+            raise PolicyTableError(f"impact rule {row!r} is not (tool, field, operator, value, "
+                                   "raise to)")
+        tool, field, op, value, raise_to = row
+        if tool not in self.classes:
+            raise PolicyTableError(f"impact rule {row!r}: {tool!r} is not in the action table")
+        where, _, path = field.partition(".") if isinstance(field, str) else ("", "", "")
+        if where not in ("args", "target") or not path or "" in path.split("."):
+            raise PolicyTableError(f"impact rule {row!r}: the field must be 'args.<name>' or "
+                                   "'target.<path>'")
+        if op not in OPERATORS:
+            raise PolicyTableError(f"impact rule {row!r}: operator {op!r} is unknown; use one "
+                                   f"of {', '.join(OPERATORS)}")
+        if op in (">", ">=", "<", "<=") and (isinstance(value, bool)
+                                            or not isinstance(value, int | float)):
+            raise PolicyTableError(f"impact rule {row!r}: {op} compares numbers, not {value!r}")
+        if op in ("in", "not in") and not isinstance(value, list | tuple | set | frozenset):
+            raise PolicyTableError(f"impact rule {row!r}: {op} needs a list of values")
+        raised = _as_enum(Reversibility, raise_to, f"impact rule {row!r}")
+        base = self.classes[tool]
+        if ORDER.index(raised) <= ORDER.index(base):
+            raise PolicyTableError(
+                f"impact rule {row!r} would not raise {tool} above its class {base}: a rule "
+                "may only raise a class, never keep or lower it")
+        return ImpactRule(tool, field, op, value, raised)
 
     @classmethod
-    def from_tools(cls, tools: Iterable, policies: Mapping[str, str] = POLICY_BY_CLASS):
+    def from_tools(cls, tools: Iterable, policies: Mapping[str, str] = POLICY_BY_CLASS,
+                   rules: Iterable | None = None):
         """Build the table from tools that carry ``metadata["reversibility"]``."""
         rows = []
         for tool in tools:
@@ -140,10 +224,12 @@ class ActionPolicy:
             if klass is None:
                 continue  # left out on purpose: an untagged tool is unclassified -> hard gate
             rows.append((tool.name, klass))
-        return cls(rows, policies)
+        return cls(rows, policies, rules)
 
-    def classify(self, action: str) -> Ruling:
-        """The ruling for one action. Unknown actions fail closed to a hard gate."""
+    def classify(self, action: str, args: Mapping | None = None, target: Any = None) -> Ruling:
+        """The ruling for one call. Unknown actions fail closed to a hard gate. Given the call's
+        ``args`` (and the ``target`` it would touch), impact rules may raise the class; a rule
+        that cannot be evaluated raises it to the top. Without ``args``: the tool's own class."""
         klass = self.classes.get(action)
         if klass is None:
             return Ruling(
@@ -153,8 +239,24 @@ class ActionPolicy:
                 f"{action!r} is unclassified: it is not in the action table, so it needs a human "
                 "(fail closed). Add it to the table to change that.",
             )
+        base, raised_by = klass, []
+        for rule in (r for r in self.rules if r.tool == action and args is not None):
+            try:
+                holds, found = rule.holds(args, target)
+            except RuleError as exc:
+                holds, found = True, f"{exc}, so the rule cannot tell (fail closed)"
+                rule = ImpactRule(rule.tool, rule.field, rule.op, rule.value, ORDER[-1])
+            if holds:
+                raised_by.append(f"{found}, {rule.op} {rule.value!r}"
+                                 if "fail closed" not in found else found)
+                if ORDER.index(rule.raise_to) > ORDER.index(klass):
+                    klass = rule.raise_to
         policy = self.policies[klass]
-        return Ruling(action, klass, policy, f"{action!r} is {klass.value}: policy {policy.value}")
+        reason = f"{action!r} is {base.value}: policy {self.policies[base].value}"
+        if klass != base:
+            reason = (f"{action!r} is {base.value}, raised to {klass.value} ("
+                      f"{'; '.join(raised_by)}): policy {policy.value}")
+        return Ruling(action, klass, policy, reason, base, tuple(raised_by))
 
     def __contains__(self, action: str) -> bool:
         return action in self.classes

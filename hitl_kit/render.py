@@ -144,6 +144,24 @@ def payload_rows(payload: dict) -> list[tuple[str, str]]:
         ("if you reject", text(payload["on_reject"])),
         ("why you are asked", text(payload["why_gated"])),
     ]
+    if payload.get("raised_by"):
+        rows.insert(1, ("raised by", "; ".join(map(text, payload["raised_by"]))))
+    suspicious = [p for p in payload.get("provenance") or [] if p.get("suspicious")]
+    if payload.get("provenance"):
+        read = ", ".join(text(p["source"]) for p in payload["provenance"])
+        rows.insert(2, ("it had read", read))
+    for source in suspicious:
+        if source.get("quote"):
+            rows.insert(3, ("READ THIS FIRST", f"{text(source['source'])} says: "
+                                               f"\"{text(source['quote'])}\""))
+    if payload.get("may_decide") or (payload.get("approvals_needed") or 1) > 1:
+        who = " or ".join(payload.get("may_decide") or []) or "any approver"
+        needed = payload.get("approvals_needed") or 1
+        rows.append(("who may approve", who + (f"; {needed} different people must approve"
+                                               if needed > 1 else "")))
+    if payload.get("requested_by"):
+        rows.append(("asked for by", f"{text(payload['requested_by'])} (who may not approve "
+                                     "it)"))
     if payload.get("expires_at"):
         rows.append(("request expires", f"{payload['expires_at']} (an approval after that does "
                                         "not run)"))

@@ -97,7 +97,8 @@ class Decision:
     """An answer to one pending approval: a person's, or the system's when time ran out.
 
     ``fingerprint`` binds it to the request it was made on; ``args`` are an edit's new
-    arguments. ``channel`` and ``role`` are filled in by the agent, never by the caller.
+    arguments. ``channel``, ``role`` and ``approvals`` are filled in by the agent, never by the
+    caller.
     """
 
     kind: Kind
@@ -107,6 +108,7 @@ class Decision:
     fingerprint: str | None = None
     channel: str | None = None
     role: str | None = None
+    approvals: tuple = ()  # under a two-person rule: each approval that made it, in order
 
     def as_dict(self) -> dict:
         """The decision as a caller sends it (the keys ``parse_decision`` accepts)."""
@@ -116,7 +118,7 @@ class Decision:
     def as_resume_value(self) -> dict:
         return {"kind": str(self.kind), "approver": self.approver, "reason": self.reason,
                 "args": self.args, "fingerprint": self.fingerprint, "channel": self.channel,
-                "role": self.role}
+                "role": self.role, "approvals": list(self.approvals)}
 
 
 def parse_decision(value: Any, tool=None, *, system: bool = False) -> Decision:

@@ -53,7 +53,15 @@ STATE_OF_SYSTEM_KIND = {"timeout": TIMED_OUT, "proceed": PROCEEDED}
 
 @dataclass(frozen=True)
 class Deadline:
-    """How long a pending approval waits for a person, and what happens when nobody decides."""
+    """How long a pending approval waits for a person, and what happens when nobody decides.
+
+        >>> Deadline(300).describe()
+        'rejected by default, nothing runs'
+        >>> Deadline(60, "escalate", escalate_to="oncall").after_escalation
+        Deadline(seconds=60, default='reject', escalate_to=None, then=None)
+        >>> Deadline(60, "proceed").describe()  # soft gates only: see ApprovalTimer
+        'it proceeds (soft gate)'
+    """
 
     seconds: float
     default: str = "reject"  # reject | escalate | proceed (soft gates only)

@@ -44,6 +44,8 @@ CREATE TABLE events (id INTEGER PRIMARY KEY, title TEXT NOT NULL, starts_at TEXT
 CREATE TABLE list_members (list_name TEXT NOT NULL, email TEXT NOT NULL);
 CREATE TABLE deployments (id INTEGER PRIMARY KEY, service TEXT NOT NULL, version TEXT NOT NULL,
                           deployed_at TEXT NOT NULL);
+CREATE TABLE refunds (id INTEGER PRIMARY KEY, customer_id INTEGER NOT NULL, amount REAL NOT NULL,
+                      issued_at TEXT NOT NULL);
 CREATE TABLE effect_runs (idempotency_key TEXT PRIMARY KEY, action TEXT NOT NULL,
                           result TEXT NOT NULL, ran_at TEXT NOT NULL);
 """
@@ -220,12 +222,30 @@ class World:
             self._db.execute(f"UPDATE customers SET {field}=? WHERE id=?", (value, customer_id))
         return {"before": before, "after": self._customer(customer_id)}
 
+    def issue_refund(self, customer_id: int, amount: float) -> dict:
+        """Refund an amount of money to a customer. The money leaves at once."""
+        if isinstance(amount, bool) or not 0 < amount < 1_000_000:
+            raise ValueError(f"a refund is a positive amount under 1,000,000, not {amount!r}")
+        self._customer(customer_id)
+        with self._write():
+            cur = self._db.execute("INSERT INTO refunds (customer_id, amount, issued_at) "
+                                   "VALUES (?,?,?)", (customer_id, amount, _now()))
+        return {"refund_id": cur.lastrowid, "customer_id": customer_id, "amount": amount}
+
     def delete_customer(self, customer_id: int) -> dict:
         """Delete a customer record permanently."""
         before = self._customer(customer_id)
         with self._write():
             self._db.execute("DELETE FROM customers WHERE id=?", (customer_id,))
         return {"deleted": before}
+
+    def receive_mail(self, sender: str, subject: str, body: str) -> int:
+        """Put an incoming email in the inbox (not a tool: mail arrives from outside, and what
+        it says is untrusted). Returns the new thread's id."""
+        with self._write():
+            cur = self._db.execute("INSERT INTO threads (sender, subject, body) VALUES (?,?,?)",
+                                   (sender, subject, body))
+        return cur.lastrowid
 
     # -- the email assistant ---------------------------------------------------------------------
     def read_inbox(self, limit: int = 10) -> list[dict]:

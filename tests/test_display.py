@@ -188,7 +188,7 @@ class ScriptedAgent:
     def __init__(self, *answers):
         self.answers = list(answers)
 
-    def resume(self, thread_id, decision):
+    def resume(self, thread_id, decision, **kwargs):
         answer = self.answers.pop(0)
         if isinstance(answer, Exception):
             raise answer
