@@ -239,6 +239,13 @@ class World:
             self._db.execute("DELETE FROM customers WHERE id=?", (customer_id,))
         return {"deleted": before}
 
+    def add_list_members(self, list_name: str, emails: list[str]) -> int:
+        """Put addresses on a mailing list (not a tool: set-up for a demonstration)."""
+        with self._write():
+            self._db.executemany("INSERT INTO list_members VALUES (?, ?)",
+                                 [(list_name, email) for email in emails])
+        return len(self._members(list_name))
+
     def receive_mail(self, sender: str, subject: str, body: str) -> int:
         """Put an incoming email in the inbox (not a tool: mail arrives from outside, and what
         it says is untrusted). Returns the new thread's id."""

@@ -61,9 +61,7 @@ def test_the_same_tool_is_gated_by_what_the_call_would_do(tmp_path):
 
 def test_a_mailing_list_is_a_soft_gate_until_it_is_big(tmp_path):
     world, agent, _ = make(tmp_path, approvers=None)
-    with world._write():  # a small list of twelve
-        world._db.executemany("INSERT INTO list_members VALUES ('vip', ?)",
-                              [(f"v{i}@example.com",) for i in range(12)])
+    assert world.add_list_members("vip", [f"v{i}@example.com" for i in range(12)]) == 12
     assert agent.start(MASS.format("vip"), "vip").pending[0].payload["policy"] == "soft_gate"
     big = agent.start(MASS.format("customers"), "all").pending[0].payload
     assert big["policy"] == "hard_gate" and big["target"]["recipients"] == 250
