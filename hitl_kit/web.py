@@ -44,6 +44,7 @@ import jinja2
 from itsdangerous import BadData, URLSafeTimedSerializer
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, RedirectResponse
 from starlette.routing import Route
@@ -70,6 +71,7 @@ SESSION_COOKIE = "hitl_session"
 SESSION_S = 8 * 3600
 CONFIRM_S = 15 * 60  # how long a link's confirm page may wait before its button
 MAX_SELECTED = 500
+LOCAL_HOSTS = ("127.0.0.1", "localhost")  # pass your public host name when serving it elsewhere
 MAX_LISTED = 200  # rows on one dashboard page: nearest deadline, highest risk, oldest first
 SECURITY_HEADERS = [
     (b"content-security-policy", b"default-src 'none'; style-src 'unsafe-inline'; "
@@ -127,10 +129,12 @@ class Row:
 class ApprovalsApp:
     """The web app over ``inbox``. ``directory`` says who may sign in and decide; ``links`` and
     ``slack`` add their routes' handlers (``hitl_kit.links.ApprovalLinks``,
-    ``hitl_kit.slack.SlackApprovals``). ``secret`` signs sessions and CSRF tokens."""
+    ``hitl_kit.slack.SlackApprovals``). ``secret`` signs sessions and CSRF tokens. Requests
+    naming another host than ``allowed_hosts`` are refused (400)."""
 
     def __init__(self, inbox: ApprovalInbox, *, secret: bytes, directory: ApproverDirectory,
-                 links: ApprovalLinks | None = None, slack=None):
+                 links: ApprovalLinks | None = None, slack=None,
+                 allowed_hosts: tuple[str, ...] = LOCAL_HOSTS):
         if not isinstance(secret, bytes) or len(secret) < MIN_SECRET_BYTES:
             raise ValueError(f"the web app's secret must be at least {MIN_SECRET_BYTES} random "
                              f"bytes. {SECRET_HINT}")
@@ -157,7 +161,10 @@ class ApprovalsApp:
             Route("/links/{request_id}", self.link_decide, methods=["POST"]),
             Route("/slack/interactions", self.slack_interaction, methods=["POST"]),
         ]
-        self.app = SecurityHeaders(Starlette(routes=routes))
+        # A Host header naming any other site is a DNS-rebinding page talking to 127.0.0.1.
+        self.app = SecurityHeaders(TrustedHostMiddleware(Starlette(routes=routes),
+                                                         allowed_hosts=list(allowed_hosts),
+                                                         www_redirect=False))
 
     # -- serving ----------------------------------------------------------------------------------
     def serve(self, *, lifetime_s: float | None = 600.0, limits: Limits = DEFAULT_LIMITS

@@ -467,3 +467,12 @@ def test_a_long_queue_lists_its_most_urgent_requests_first(served, monkeypatch):
     assert "3 approval(s) waiting" in page and "Showing the first 2" in page
     shown = set(Forms(page).refs())
     assert len(shown) == 2 and "reply" not in shown  # the medium-risk one waits below the fold
+
+
+def test_a_request_for_another_host_is_refused(served):
+    """A page on evil.example whose name resolves to 127.0.0.1 (DNS rebinding) gets nothing."""
+    setup, server, http = served
+    for host in ("evil.example", f"evil.example:{server.port}", "127.0.0.1.evil.example"):
+        assert http.get("/login", headers={"host": host}).status_code == 400
+    assert http.get("/login", headers={"host": f"localhost:{server.port}"}).status_code == 200
+    assert http.get("/login").status_code == 200
