@@ -40,7 +40,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 
 MAX_DEPTH = 100  # nesting of dicts and lists; deeper (or self-containing) values are refused
 MAX_FINDINGS = 2048  # candidates examined in one string before it is redacted whole
@@ -51,7 +51,7 @@ MAX_FINDINGS = 2048  # candidates examined in one string before it is redacted w
 # and squashed ("xapikey"). Errs on the side of redacting.
 _EXACT = frozenset(
     "key pin pw pwd pass passwd password auth otp jwt sid dsn secret token cookie sessionid "
-    "passcode apikey".split()
+    "passcode apikey databaseurl dburl".split()
 )
 _SECRET_WORDS = frozenset(
     "password passwords passwd passphrase pwd pw pin secret secrets token otp totp hotp jwt "
@@ -144,18 +144,21 @@ _NAME_BACKWARD = (  # after the separator: spaces, a quote, then the name read b
     "|".join(word[::-1] for word in _NAME_WORDS) + "))"
 )
 BACKWARD = re.compile("|".join((
-    ":" + _NAME_BACKWARD.replace("NAME", "name_colon"),
-    "=:?" + _NAME_BACKWARD.replace("NAME", "name_equals"),
+    ":(?<!=:)" + _NAME_BACKWARD.replace("NAME", "name_colon"),  # not the ":" of ":="
+    "=(?<!==):?" + _NAME_BACKWARD.replace("NAME", "name_equals"),  # not "==" (a comparison)
     ">=" + _NAME_BACKWARD.replace("NAME", "name_arrow"),
     # password (it may hold ":"), then ":", the user, "//:"
-    r"@(?P<password>[^\s/?#@:]{0,256}+(?::[^\s/?#@:]{0,256}+){0,8}?):[^\s/?#@:]{0,128}+//:",
+    r"@(?P<password>[^\s/?#@:\\]{0,256}+(?::[^\s/?#@:\\]{0,256}+){0,8}?)"
+    r":[^\s/?#@:\\]{0,128}+//:",
     # " bearer" / " basic" with at least 8 credential characters after it
     r" (?:reraeb(?!\w)(?<=[a-z0-9._~+/=-]{8} reraeb)|cisab(?!\w)(?<=[a-z0-9._~+/=-]{8} cisab))",
 )))
 FORWARD = re.compile("|".join((
-    r"-(?:-(?P<pem>---BEGIN[A-Z0-9 ]{0,40}PRIVATE KEY[A-Z ]{0,10}-----)"
-    r"|(?P<user_option>-user(?<!\S--user)(?:[ \t]{1,4}|=)|u(?<!\S-u)[ \t]{1,4})"
-    r"[^\s:'\"]{1,128}:(?=[^\s'\"])"
+    # (no groups in this pass: entering one costs time at every "-"; find_secrets tells the
+    # alternatives apart by the text where they start)
+    r"-(?:----BEGIN[A-Z0-9 ]{0,40}PRIVATE KEY[A-Z ]{0,10}-----"
+    r"|(?:-user(?<!\S--user)(?:[ \t]{1,4}|=)|u(?<!\S-u)[ \t]{1,4})"
+    r"[^\s:'\"\\]{1,128}:(?=[^\s'\"\\])"
     r"|(?<=[a-z]-)(?:(?<=\bsk-)[A-Za-z0-9_-]{20}|(?<=\bglpat-)[A-Za-z0-9_-]{20}"
     r"|(?<=\bxox[abposr]-)[A-Za-z0-9-]{10}))",
     r"_(?<=[a-z]_)(?:(?<=\b[rs]k_)(?:live|test)_[A-Za-z0-9]{16}|(?<=\bwhsec_)[A-Za-z0-9]{16}"
@@ -167,12 +170,15 @@ FORWARD = re.compile("|".join((
 PATTERNS = (BACKWARD, FORWARD)  # the scanning patterns; tests check their width is bounded
 
 _TOKEN = re.compile(r"[A-Za-z0-9._~+/=-]*")
-_VALUE = re.compile(r"[^\s\"'`;]*")
-_URL_VALUE = re.compile(r"[^\s\"'`;&#]*")
+# A value ends at a space, a quote, ";" or "\\" (where an escaped line break would be once the
+# text is stored: cleaning stored text again finds the same values).
+_VALUE = re.compile(r"[^\s\"'`;\\]*")
+_URL_VALUE = re.compile(r"[^\s\"'`;&#\\]*")
 _NAME_CHAR = re.compile(r"[\w.-]")
 _TOKEN_START = re.compile(r"[A-Za-z0-9_]")
 _TRAILING_PUNCTUATION = ".,:)]}>"
 _AUTH_SCHEMES = frozenset(("bearer", "basic", "token", "digest"))
+_MARKER_START = "[REDACTED sha256:"
 
 # --- redacting ------------------------------------------------------------------------------------
 
@@ -209,13 +215,22 @@ def _lower_same_length(text: str) -> str:
     return lowered
 
 
+def _overlapping(pattern: re.Pattern, text: str) -> Iterator[re.Match]:
+    """Every match of ``pattern``, also those that start inside an earlier one (finditer would
+    skip them: the ":" of "redis://:pw@" ends a userinfo match and starts a name: value one)."""
+    search, pos = pattern.search, 0
+    while (match := search(text, pos)) is not None:
+        yield match
+        pos = match.start() + 1
+
+
 def _candidates(text: str) -> list[tuple[int, str, int]] | None:
     """(where its secret would start, kind, extra) for each match of the two passes, in text
     order; None when there are more than MAX_FINDINGS."""
     found = []
     n = len(text)
     backward = _lower_same_length(text)[::-1]
-    for match in BACKWARD.finditer(backward):
+    for match in _overlapping(BACKWARD, backward):
         if len(found) >= MAX_FINDINGS:
             return None
         group = match.lastgroup
@@ -225,14 +240,17 @@ def _candidates(text: str) -> list[tuple[int, str, int]] | None:
             found.append((n - match.start(), "scheme", 0))
         else:  # name:value; extra = where the name ends
             found.append((n - match.start(), "name", n - match.start(group)))
-    for match in FORWARD.finditer(text):
+    for match in _overlapping(FORWARD, text):
         if len(found) >= MAX_FINDINGS:
             return None
-        group = match.lastgroup
-        if group == "user_option":  # curl -u user:password
-            found.append((match.end(), "userinfo", -1))
+        start = match.start()
+        if text.startswith("-----BEGIN", start):
+            found.append((start, "pem", 0))
+        elif text.startswith(("-u", "--user"), start) and (start == 0
+                                                          or text[start - 1].isspace()):
+            found.append((match.end(), "userinfo", -1))  # curl -u user:password
         else:
-            found.append((match.start(), group or "shape", 0))
+            found.append((start, "shape", 0))
     found.sort()
     return found
 
@@ -250,10 +268,12 @@ def find_secrets(text: str) -> list[tuple[int, int]] | None:
             continue
         span = None
         if kind == "name":
-            span = _name_value(text, at, extra)
+            span = _name_value(text, at, extra, spans[-1][1] if spans else 0)
         elif kind == "userinfo":
             end = extra if extra >= 0 else _VALUE.match(text, at).end()
-            span = (at, end)
+            read_up_to = end
+            numeric = extra < 0 and text[at:end].isdigit()  # -u 1000:1000 is a uid:gid
+            span = None if numeric else (at, end)
         elif kind == "scheme":
             end = _TOKEN.match(text, at).end()
             read_up_to = end
@@ -270,7 +290,8 @@ def find_secrets(text: str) -> list[tuple[int, int]] | None:
             read_up_to = end
             token = text[start:end]
             span = (start, end) if "eyJ" in token[:3] or _looks_random(token) else None
-        if span is not None and span[1] > span[0]:
+        if span is not None and span[1] > span[0] and not text.startswith(_MARKER_START,
+                                                                          span[0]):
             if spans and span[0] <= spans[-1][1]:
                 spans[-1] = (spans[-1][0], max(span[1], spans[-1][1]))
             else:
@@ -279,9 +300,12 @@ def find_secrets(text: str) -> list[tuple[int, int]] | None:
     return spans
 
 
-def _name_value(text: str, value_at: int, name_end: int) -> tuple[int, int] | None:
-    """The value after ``name:`` / ``name=`` when the name is secret-looking."""
+def _name_value(text: str, value_at: int, name_end: int, floor: int) -> tuple[int, int] | None:
+    """The value after ``name:`` / ``name=`` when the name is secret-looking. The name starts
+    at ``floor`` at the earliest: a name does not reach into a secret redacted before it."""
     start = _name_start(text, name_end)
+    if floor <= name_end:
+        start = max(start, floor)
     name = text[start:name_end].lstrip("-.")
     in_url = start > 0 and text[start - 1] in "?&#;"
     if not (is_secret_name(name) or (in_url and "".join(_words(name)) in _QUERY_ONLY)):
@@ -290,7 +314,10 @@ def _name_value(text: str, value_at: int, name_end: int) -> tuple[int, int] | No
         value_at += 1
     if value_at < len(text) and text[value_at] in "\"'`":
         close = text.find(text[value_at], value_at + 1)
-        return value_at + 1, len(text) if close < 0 else close
+        value_at, end = value_at + 1, len(text) if close < 0 else close
+        return None if text.startswith(_MARKER_START, value_at) else (value_at, end)
+    if text.startswith(_MARKER_START, value_at):  # redacted already
+        return None
     end = (_URL_VALUE if in_url else _VALUE).match(text, value_at).end()
     while end > value_at and text[end - 1] in _TRAILING_PUNCTUATION:
         end -= 1
@@ -331,6 +358,8 @@ def escape_controls(text: str) -> str:
     fake a new log line or be displayed in another order than it is stored."""
     if _UNSAFE_CHARS.search(text) is None:
         return text
+    for char, escaped in _NAMED_ESCAPES.items():  # the common ones at C speed
+        text = text.replace(char, escaped)
     return _UNSAFE_CHARS.sub(
         lambda match: _NAMED_ESCAPES.get(match.group(), f"\\u{ord(match.group()):04x}"), text
     )
