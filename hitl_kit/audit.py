@@ -85,8 +85,10 @@ from hitl_kit.redaction import sanitize  # noqa: F401  (re-exported)
 
 # --- the schema ----------------------------------------------------------------------------------
 
-_UTC_GLOB = ("[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]T[0-9][0-9]:[0-9][0-9]:[0-9][0-9]"
-             ".[0-9][0-9][0-9][0-9][0-9][0-9]+00:00")
+# The shape of datetime.isoformat(timespec="microseconds") in UTC: fixed width, so text order is
+# time order. (LIKE checks the shape; a GLOB of digits costs three times as much on every insert,
+# and append writes only what to_utc_iso made.)
+_UTC_LIKE = "____-__-__T__:__:__.______+00:00"
 
 
 def _json_object(column: str, *, nullable: bool = False) -> str:
@@ -95,15 +97,15 @@ def _json_object(column: str, *, nullable: bool = False) -> str:
     return f"{column} IS NULL OR ({check})" if nullable else check
 
 
-def _hex64(column: str) -> str:
-    return f"length({column}) = 64 AND {column} NOT GLOB '*[^0-9a-f]*'"
+def _hash(column: str) -> str:
+    return f"length({column}) = 64"  # a GLOB for hex digits costs ~3 us a row: verify rehashes
 
 
 # name, type, CHECK on the column alone (None: no check)
 _COLUMN_DEFINITIONS = (
     ("seq", "INTEGER PRIMARY KEY", None),
     ("event_key", "TEXT NOT NULL UNIQUE", "event_key <> ''"),
-    ("recorded_at", "TEXT NOT NULL", f"recorded_at GLOB '{_UTC_GLOB}'"),
+    ("recorded_at", "TEXT NOT NULL", f"recorded_at LIKE '{_UTC_LIKE}'"),
     ("session_id", "TEXT NOT NULL", "session_id <> ''"),
     ("action_type", "TEXT NOT NULL", "action_type <> ''"),
     ("parameters", "TEXT NOT NULL", _json_object("parameters")),
@@ -117,10 +119,10 @@ _COLUMN_DEFINITIONS = (
     ("outcome", "TEXT", f"outcome IN {sql_list(OUTCOMES)}"),
     ("reason", "TEXT", None),
     ("details", "TEXT", _json_object("details", nullable=True)),
-    ("proposed_at", "TEXT NOT NULL", f"proposed_at GLOB '{_UTC_GLOB}'"),
-    ("executed_at", "TEXT", f"executed_at GLOB '{_UTC_GLOB}'"),
-    ("prev_hash", "TEXT NOT NULL", _hex64("prev_hash")),
-    ("row_hash", "TEXT NOT NULL", _hex64("row_hash")),
+    ("proposed_at", "TEXT NOT NULL", f"proposed_at LIKE '{_UTC_LIKE}'"),
+    ("executed_at", "TEXT", f"executed_at LIKE '{_UTC_LIKE}'"),
+    ("prev_hash", "TEXT NOT NULL", _hash("prev_hash")),
+    ("row_hash", "TEXT NOT NULL", _hash("row_hash")),
 )
 assert tuple(name for name, _, _ in _COLUMN_DEFINITIONS) == COLUMNS
 
@@ -290,10 +292,6 @@ _READER_ALLOWS = {sqlite3.SQLITE_SELECT, sqlite3.SQLITE_READ, sqlite3.SQLITE_FUN
 
 def _deny_tampering(action, arg1, arg2, db_name, trigger_name):
     """Authorizer of the writer: INSERT and SELECT pass, changes to history do not."""
-    if action == sqlite3.SQLITE_UPDATE and arg1 == "sqlite_master":
-        # Asked while preparing a read of pragma_schema_version(); a real UPDATE of
-        # sqlite_master needs PRAGMA writable_schema, refused below.
-        return sqlite3.SQLITE_OK
     if action in _WRITER_DENIES:
         return sqlite3.SQLITE_DENY
     # A PRAGMA with an argument sets something (journal_mode=DELETE, ignore_check_constraints=1)
@@ -458,14 +456,16 @@ class AuditTrail:
         return {name: row[name] for name in COLUMNS}
 
     def _append_in_one_statement(self, row: dict) -> dict | None:
-        """The common case in one statement (its own transaction): insert only if the schema and
-        the newest row are still what this trail last saw. None: take the careful path."""
+        """The common case in one statement (its own transaction): insert only if the newest row
+        is still the one this trail last saw, after checking the schema did not change. None:
+        take the careful path."""
+        if self._read_schema_version() != self._schema_version:
+            return None
         stored = self._chain(row, self._last)
         try:
             cursor = self._conn.execute(
                 _INSERT_IF_UNCHANGED_SQL,
-                [*stored.values(), self._schema_version, self._last[0], self._last[0],
-                 self._last[1]],
+                [*stored.values(), self._last[0], self._last[0], self._last[1]],
             )
         except (sqlite3.IntegrityError, sqlite3.OperationalError):
             return None  # a key already there, or another writer in between: look carefully
@@ -606,8 +606,7 @@ _PLACEHOLDERS = ", ".join("?" * len(COLUMNS))
 _INSERT_SQL = f"INSERT INTO audit_log ({', '.join(COLUMNS)}) VALUES ({_PLACEHOLDERS})"
 _INSERT_IF_UNCHANGED_SQL = (
     f"INSERT INTO audit_log ({', '.join(COLUMNS)}) SELECT {_PLACEHOLDERS} "
-    "WHERE (SELECT schema_version FROM pragma_schema_version()) = ? "
-    "AND (SELECT max(seq) FROM audit_log) = ? "
+    "WHERE (SELECT max(seq) FROM audit_log) = ? "
     "AND (SELECT row_hash FROM audit_log WHERE seq = ?) = ?"
 )
 

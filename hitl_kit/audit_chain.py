@@ -182,8 +182,9 @@ ROW_RULES_SQL = (
     "event <> 'resolved' OR ((outcome = 'not_executed') = (executed_at IS NULL))",
 )
 
-_UTC_ISO = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{6}\+00:00")
-_HEX64 = re.compile(r"[0-9a-f]{64}")
+# What the table's CHECKs accept, the same in Python: the shape of UTC ISO text (SQL LIKE: "_" is
+# any character, letters match either case) and hashes of 64 characters.
+_UTC_LIKE = re.compile(r".{4}-.{2}-.{2}[Tt].{2}:.{2}:.{2}\..{6}\+00:00", re.DOTALL)
 _NOT_NULL = ("event_key", "recorded_at", "session_id", "action_type", "parameters",
              "reversibility_class", "event", "proposed_at", "prev_hash", "row_hash")
 
@@ -222,7 +223,7 @@ def check_columns(row: Mapping) -> None:
             raise ValueError(f"{field} is {row[field]!r}; use one of {', '.join(allowed)}")
     for field in TIMESTAMP_FIELDS:
         value = row[field]
-        if value is not None and not (isinstance(value, str) and _UTC_ISO.fullmatch(value)):
+        if value is not None and not (isinstance(value, str) and _UTC_LIKE.fullmatch(value)):
             raise ValueError(f"{field} is {value!r}, not UTC ISO 8601 text "
                              "('2026-11-26T21:30:00.000000+00:00')")
     if not _is_json_object(row["parameters"]):
@@ -230,8 +231,8 @@ def check_columns(row: Mapping) -> None:
     if row["details"] is not None and not _is_json_object(row["details"]):
         raise ValueError("details is not the JSON text of an object")
     for field in ("prev_hash", "row_hash"):
-        if not (isinstance(row[field], str) and _HEX64.fullmatch(row[field])):
-            raise ValueError(f"{field} is not 64 lower-case hex digits")
+        if not (isinstance(row[field], str) and len(row[field]) == 64):
+            raise ValueError(f"{field} is not 64 characters long (a sha256 in hex)")
 
 
 def check_rules(row: Mapping) -> None:
@@ -313,6 +314,8 @@ def to_utc_iso(field: str, value) -> str | None:
     """Tz-aware datetime or ISO 8601 string with offset -> fixed-width UTC ISO text."""
     if value is None:
         return None
+    if type(value) is datetime and value.tzinfo is UTC:  # the common case, made cheap
+        return value.isoformat(timespec="microseconds")
     if isinstance(value, str):
         try:
             value = datetime.fromisoformat(value)
@@ -339,7 +342,7 @@ _JSON_FIELD_HINT = {"parameters": "a dict of tool arguments",
 
 
 def _json_text(field: str, value) -> str:
-    if not isinstance(value, Mapping):
+    if type(value) is not dict and not isinstance(value, Mapping):
         raise ValueError(f"{field} must be {_JSON_FIELD_HINT[field]}, not {type(value).__name__}")
     try:
         cleaned = sanitize(value)
@@ -361,7 +364,7 @@ def normalize_entry(entry: Mapping) -> dict:
     become canonical JSON, timestamps UTC ISO text, and the row must pass ``check_row``'s rules.
     Raises ValueError saying what is wrong.
     """
-    if not isinstance(entry, Mapping):
+    if type(entry) is not dict and not isinstance(entry, Mapping):
         raise ValueError(f"entry must be a dict, not {type(entry).__name__}")
     unknown = [field for field in entry if field not in _INPUT_SET]
     if unknown:

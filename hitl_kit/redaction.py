@@ -389,7 +389,7 @@ def sanitize(value, *, _depth: int = 0):
     """
     if isinstance(value, str):
         return clean_text(value)
-    if isinstance(value, Mapping):
+    if type(value) is dict or isinstance(value, Mapping):
         if _depth >= MAX_DEPTH:
             raise _too_deep()
         cleaned = {}

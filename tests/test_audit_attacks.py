@@ -287,3 +287,55 @@ def test_tampered_trail_copy_with_dropped_triggers_keeps_the_first_bad_row(trail
     result = verify_file(db_path)
     assert (result.ok, result.first_bad_seq) == (False, 4)
     assert "missing" in result.problem
+
+
+# --- the same guards on the one-statement append path (a trail without a head file) ----------
+
+
+@pytest.fixture
+def headless(db_path):
+    with AuditTrail(db_path, durable=False) as audit_trail:
+        for n in range(1, 6):
+            audit_trail.append(proposal(n))
+        yield audit_trail
+
+
+def test_a_trail_without_head_appends_with_one_insert(headless):
+    statements = []
+    headless._conn.set_trace_callback(statements.append)
+    headless.append(proposal(6))
+    statements = [sql for sql in statements if not sql.startswith("--")]  # trigger bodies
+    assert statements[0] == "PRAGMA schema_version"  # checked first: see the tests below
+    # then one INSERT (SQLite traces it again for its trigger): no BEGIN, SELECT or COMMIT
+    (insert,) = set(statements[1:])
+    assert insert.startswith("INSERT INTO audit_log")
+    assert headless.verify().ok
+
+
+@pytest.mark.parametrize("tamper", [
+    drop_delete_through_the_writers_private_connection,
+    drop_a_trigger_from_a_plain_connection,
+    delete_a_middle_row_and_put_the_trigger_back,
+])
+def test_a_guard_removed_stops_the_next_append_without_a_head_too(headless, db_path, tamper):
+    tamper(headless, db_path)
+    rows_before = count_rows(db_path)
+    with pytest.raises(AuditSchemaError, match="Nothing was written"):
+        headless.append(proposal(6))
+    assert count_rows(db_path) == rows_before
+
+
+def test_another_writer_in_between_keeps_one_chain(headless, db_path):
+    with AuditTrail(db_path, durable=False) as other:
+        for n in range(6, 12):
+            (headless if n % 2 else other).append(proposal(n))
+    result = headless.verify()
+    assert result.ok and result.rows_checked == 11
+
+
+def test_the_writer_cannot_edit_the_schema_table(headless):
+    for sql in ("UPDATE sqlite_master SET sql = 'CREATE TABLE x (y)' WHERE name = 'audit_log'",
+                "PRAGMA writable_schema = 1"):
+        with pytest.raises(sqlite3.DatabaseError):
+            headless._conn.execute(sql)
+    assert headless.verify().ok
