@@ -34,6 +34,9 @@ Readers use ``open_readonly``; ``hitl_kit.audit_queries`` reads the trail into p
 
 Limits: someone who can write both the file and every copy of the head can rewrite history
 undetected; the trail makes that visible only as long as one copy of the head is out of reach.
+An append that died between writing the head and committing its row is told apart from a cut
+row by the schema version (deleting a row means dropping a trigger); a database file swapped for
+a copy made exactly one append earlier looks the same as that crash and is not reported.
 Code in the agent's own Python process can reach the writer's private connection: layers 3 and
 4 are what catch it.
 """
@@ -46,9 +49,9 @@ import os
 import sqlite3
 import tempfile
 import threading
-import time
 from collections.abc import Mapping
 from contextlib import closing
+from dataclasses import dataclass
 from pathlib import Path
 
 from hitl_kit import sqlite as kit_sqlite
@@ -220,12 +223,27 @@ def schema_problems(conn: sqlite3.Connection) -> list[str]:
 # --- the head, kept outside the database ---------------------------------------------------------
 
 
-def _write_head(head_path: Path, seq: int, row_hash: str, *, durable: bool) -> None:
+@dataclass(frozen=True)
+class HeadRecord:
+    """What a head file holds: the trail's newest row, and to recognise an append that died
+    between writing the head and committing its row, where the trail ended before that append
+    (``previous``) and the schema version then."""
+
+    seq: int
+    row_hash: str
+    previous: tuple[int, str] | None = None
+    schema_version: int | None = None
+
+
+def _write_head(head_path: Path, head: HeadRecord, *, durable: bool) -> None:
     """Replace the head file atomically: readers see the old head or the new one, never half."""
+    saved = {"seq": head.seq, "row_hash": head.row_hash}
+    if head.previous is not None:
+        saved.update(previous=list(head.previous), schema_version=head.schema_version)
     fd, temp_name = tempfile.mkstemp(dir=head_path.parent, prefix=head_path.name, suffix=".tmp")
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as file:
-            file.write(json.dumps({"seq": seq, "row_hash": row_hash}) + "\n")
+            file.write(json.dumps(saved) + "\n")
             if durable:
                 file.flush()
                 os.fsync(file.fileno())
@@ -235,22 +253,52 @@ def _write_head(head_path: Path, seq: int, row_hash: str, *, durable: bool) -> N
         raise
 
 
-def read_head(head_path: str | os.PathLike) -> tuple[int, str] | None:
-    """The (seq, row_hash) saved in a head file, or None if there is no file.
-    Raises ValueError if the file is not a head."""
+def read_head_record(head_path: str | os.PathLike) -> HeadRecord | None:
+    """The head file's content, or None if there is no file. ValueError if it is not a head."""
     try:
         text = Path(head_path).read_text(encoding="utf-8")
     except FileNotFoundError:
         return None
     try:
         saved = json.loads(text)
-        seq, row_hash = saved["seq"], saved["row_hash"]
+        head = HeadRecord(saved["seq"], saved["row_hash"],
+                          tuple(saved["previous"]) if "previous" in saved else None,
+                          saved.get("schema_version"))
     except (ValueError, TypeError, KeyError):
         raise ValueError(f"{head_path} is not a head file ({{'seq': ..., 'row_hash': ...}})"
                          ) from None
-    if type(seq) is not int or not isinstance(row_hash, str):
+    if type(head.seq) is not int or not isinstance(head.row_hash, str):
         raise ValueError(f"{head_path} is not a head file: seq must be an int, row_hash a str")
-    return seq, row_hash
+    return head
+
+
+def read_head(head_path: str | os.PathLike) -> tuple[int, str] | None:
+    """The (seq, row_hash) saved in a head file, or None if there is no file.
+    Raises ValueError if the file is not a head."""
+    head = read_head_record(head_path)
+    return None if head is None else (head.seq, head.row_hash)
+
+
+def _head_to_check(conn: sqlite3.Connection, head_path: Path
+                   ) -> tuple[tuple[int, str] | None, str | None]:
+    """(the head to check the trail's end against, or why there is none).
+
+    An append writes the head, then commits its row. A process that died in between leaves the
+    head one row ahead, and says where the trail ended before: if the trail still ends there and
+    the schema version is the one the head saw (so no trigger was dropped, and no row can have
+    been deleted), the append simply never happened, and the trail is checked against that end.
+    """
+    try:
+        head = read_head_record(head_path)
+    except ValueError as exc:
+        return None, str(exc)
+    if head is None:
+        return None, _missing_head(head_path)
+    last = _last_link(conn) or (0, GENESIS_HASH)
+    if ((head.seq, head.row_hash) != last and head.previous == last
+            and head.schema_version == conn.execute("PRAGMA schema_version").fetchone()[0]):
+        return last, None
+    return (head.seq, head.row_hash), None
 
 
 def _recorded_head(conn: sqlite3.Connection, db_path: Path) -> Path | None:
@@ -414,7 +462,7 @@ class AuditTrail:
         self._conn.execute("INSERT INTO audit_meta (name, value) VALUES ('head_file', ?)",
                            (_head_for_meta(head_path, self.path),))
         last = _last_link(self._conn) or (0, GENESIS_HASH)
-        _write_head(head_path, *last, durable=self.durable)
+        _write_head(head_path, HeadRecord(*last), durable=self.durable)
         return head_path
 
     def _read_schema_version(self) -> int:
@@ -493,11 +541,12 @@ class AuditTrail:
             stored = self._chain(row, last)
             self._conn.execute(_INSERT_SQL, list(stored.values()))
             # Written while we hold the lock so several writers update it in chain order. If
-            # COMMIT then fails, the head is one row ahead and verify() says so: a false alarm
-            # is better than a silent gap.
+            # the process dies before COMMIT, the head is one row ahead and names where the
+            # trail ended before: _head_to_check recognises that.
             if self.head_path is not None:
-                _write_head(self.head_path, stored["seq"], stored["row_hash"],
-                            durable=self.durable)
+                head = HeadRecord(stored["seq"], stored["row_hash"], last or (0, GENESIS_HASH),
+                                  self._schema_version)
+                _write_head(self.head_path, head, durable=self.durable)
             self._conn.execute("COMMIT")
         except BaseException:
             if self._conn.in_transaction:
@@ -524,12 +573,7 @@ class AuditTrail:
 
     def _check_head(self, last: tuple[int, str] | None) -> None:
         expected = last or (0, GENESIS_HASH)
-        try:
-            saved = read_head(self.head_path)
-        except ValueError as exc:
-            saved, problem = None, str(exc)
-        else:
-            problem = _missing_head(self.head_path) if saved is None else None
+        saved, problem = _head_to_check(self._conn, self.head_path)
         if saved is not None and saved != expected:
             problem = (f"the head file {self.head_path} says row {saved[0]}, the trail ends at "
                        f"row {expected[0]}" if saved[0] != expected[0] else
@@ -554,7 +598,7 @@ class AuditTrail:
                 raise AuditHeadError(f"{self.path} does not verify, so it gets no new head: "
                                      f"{result.problem}")
             last = _last_link(self._conn) or (0, GENESIS_HASH)
-            _write_head(self.head_path, *last, durable=self.durable)
+            _write_head(self.head_path, HeadRecord(*last), durable=self.durable)
             self._schema_version = self._read_schema_version()
         return last
 
@@ -572,7 +616,7 @@ class AuditTrail:
             return VerifyResult(False, 0, None, "; ".join(problems), tuple(problems))
         head_problem = None
         if head is None and use_head_file and self.head_path is not None:
-            head, head_problem = _head_from_file(self.head_path)
+            head, head_problem = _head_to_check(self._conn, self.head_path)
         result = _verify_chain(self._conn, head)
         if head_problem and result.ok:
             result = VerifyResult(False, result.rows_checked, None, head_problem)
@@ -614,15 +658,6 @@ _INSERT_IF_UNCHANGED_SQL = (
 def _last_link(conn: sqlite3.Connection) -> tuple[int, str] | None:
     last = conn.execute("SELECT seq, row_hash FROM audit_log ORDER BY seq DESC LIMIT 1").fetchone()
     return None if last is None else (last[0], last[1])
-
-
-def _head_from_file(head_path: Path) -> tuple[tuple[int, str] | None, str | None]:
-    """(head, problem): the head saved in the file, or why there is none to check against."""
-    try:
-        head = read_head(head_path)
-    except ValueError as exc:
-        return None, str(exc)
-    return head, (_missing_head(head_path) if head is None else None)
 
 
 def _verify_chain(conn: sqlite3.Connection, head: tuple[int, str] | None) -> VerifyResult:
@@ -677,24 +712,19 @@ def verify_file(path: str | os.PathLike, head: tuple[int, str] | None = None, *,
     file = Path(path)
     with closing(open_readonly(file)) as conn:
         conn.isolation_level = None
-        for attempt in range(3):
-            conn.execute("BEGIN")  # one snapshot for the schema, the rows and the head
-            try:
-                problems = schema_problems(conn)
-                if _unreadable(problems):
-                    return VerifyResult(False, 0, None, "; ".join(problems), tuple(problems))
-                checked_head, head_problem = head, None
-                recorded = None
-                if head is None and use_head and "audit_meta is missing" not in problems:
-                    recorded = _recorded_head(conn, file)
-                    if recorded is not None:
-                        checked_head, head_problem = _head_from_file(recorded)
-                result = _verify_chain(conn, checked_head)
-            finally:
-                conn.execute("COMMIT")
-            if result.ok or recorded is None or attempt == 2:
-                break
-            time.sleep(0.05)  # a writer may be between writing the head and its row: look again
+        conn.execute("BEGIN")  # one snapshot for the schema, the rows and the head
+        try:
+            problems = schema_problems(conn)
+            if _unreadable(problems):
+                return VerifyResult(False, 0, None, "; ".join(problems), tuple(problems))
+            checked_head, head_problem = head, None
+            if head is None and use_head and "audit_meta is missing" not in problems:
+                recorded = _recorded_head(conn, file)
+                if recorded is not None:
+                    checked_head, head_problem = _head_to_check(conn, recorded)
+            result = _verify_chain(conn, checked_head)
+        finally:
+            conn.execute("COMMIT")
     if head_problem and result.ok:
         result = VerifyResult(False, result.rows_checked, None, head_problem)
     return result.with_schema_problems(problems)

@@ -339,3 +339,39 @@ def test_the_writer_cannot_edit_the_schema_table(headless):
         with pytest.raises(sqlite3.DatabaseError):
             headless._conn.execute(sql)
     assert headless.verify().ok
+
+
+# --- a process that died between writing the head and committing its row ------------------------
+
+
+def test_an_append_that_died_before_its_commit_is_not_a_cut(trail, db_path, head_path,
+                                                          monkeypatch):
+    """The head is written first, the row committed second; a SIGKILL in between leaves the
+    head one row ahead. That is recognised (the head names where the trail ended before, and
+    the schema is unchanged, so no row can have been deleted) and the trail goes on."""
+    real_write = audit._write_head
+
+    def write_then_die(*args, **kwargs):
+        real_write(*args, **kwargs)
+        raise KeyboardInterrupt("killed between the head and the COMMIT")
+
+    monkeypatch.setattr(audit, "_write_head", write_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        trail.append(proposal(6))
+    monkeypatch.undo()
+    assert audit.read_head(head_path)[0] == 6 and count_rows(db_path) == 5
+
+    for result in (trail.verify(), verify_file(db_path)):
+        assert result.ok, result.problem
+    trail.append(proposal(6))  # the same event again: written now
+    assert trail.verify().ok and count_rows(db_path) == 6
+
+
+def test_a_cut_last_row_is_still_found(trail, db_path, head_path):
+    """The same look from outside (the head one row past the trail) after a row was really
+    cut: deleting it meant dropping a trigger, which changed the schema version the head saw."""
+    cut_the_last_row_and_put_the_trigger_back(trail, db_path)
+    result = verify_file(db_path)
+    assert not result.ok and "rows 5..5 were removed" in result.problem
+    with pytest.raises(audit.AuditIntegrityError):
+        trail.append(proposal(6))
