@@ -1,5 +1,5 @@
 """Command line: ``.venv/bin/python -m hitl_kit check [NOTEBOOK]``, ``hint``, ``solution``,
-``run``, ``env``, ``lab``, ``serve``."""
+``run``, ``resume``, ``env``, ``lab``, ``serve``."""
 
 from __future__ import annotations
 
@@ -46,24 +46,43 @@ def cmd_solution(target: str) -> int:
     return 0
 
 
-def cmd_run(task: str, approver: str, world_path: str | None) -> int:
-    import uuid
-
-    from hitl_kit.approval import ApprovalAgent
+def _open_agent(world_path: str | None, state: str | None):
+    """The agent the terminal commands use: everything in memory, the world in a file, or (with
+    ``state``) world, checkpoints, ledger and audit trail in one folder that outlives the run."""
+    from hitl_kit.approval import ApprovalAgent, durable_checkpointer
+    from hitl_kit.audit import AuditTrail
     from hitl_kit.llm import get_chat_model
-    from hitl_kit.terminal import approve_in_terminal
     from hitl_kit.world import World
 
+    if state is not None:
+        folder = Path(state)
+        folder.mkdir(parents=True, exist_ok=True)
+        world_path = str(folder / "world.db")
     if world_path is None:
         world = World()
         print("world: a fresh demo world, gone when this command ends "
-              "(--world PATH keeps one in a file)")
+              "(--world PATH keeps one in a file, --state DIR keeps everything)")
     else:
         existed = Path(world_path).exists()
         world = World(world_path)
         print(f"world: {world_path} ({'as earlier runs left it' if existed else 'new'})")
-    agent = ApprovalAgent(get_chat_model(), world.tools(), world=world)
+    if state is None:
+        return ApprovalAgent(get_chat_model(), world.tools(), world=world)
+    print(f"state: {state} (paused approvals stay there: `.venv/bin/python -m hitl_kit resume "
+          f"--state {state}` asks again)")
+    return ApprovalAgent(get_chat_model(), world.tools(), world=world,
+                         checkpointer=durable_checkpointer(str(folder / "checkpoints.db")),
+                         audit=AuditTrail(folder / "audit.db", head_path=folder / "audit.head"))
+
+
+def cmd_run(task: str, approver: str, world_path: str | None, state: str | None = None) -> int:
+    import uuid
+
+    from hitl_kit.terminal import approve_in_terminal
+
+    agent = _open_agent(world_path, state)
     try:
+        # A developer tool: whoever runs the task approves its actions (no requester set).
         outcome = agent.start(task, thread_id=f"cli-{uuid.uuid4()}")
         outcome = approve_in_terminal(agent, outcome, approver)
     except Exception as exc:
@@ -74,6 +93,29 @@ def cmd_run(task: str, approver: str, world_path: str | None) -> int:
               file=sys.stderr)
         return 2
     return 1 if outcome.paused else 0
+
+
+def cmd_resume(approver: str, state: str) -> int:
+    """Finish what a crash left behind, then ask about every approval still pending."""
+    from hitl_kit.inbox import ApprovalInbox
+    from hitl_kit.terminal import approve_in_terminal
+
+    if not (Path(state) / "checkpoints.db").exists():
+        raise ValueError(f"{state} holds no saved approvals: start one with `run ... --state "
+                         f"{state}`")
+    agent = _open_agent(None, state)
+    inbox = ApprovalInbox(agent)  # opening it recovers crashed threads
+    for done in inbox.recovered:
+        print(f"recovered: {done}")
+    threads = inbox.thread_ids()
+    if not threads:
+        print("nothing is waiting for approval")
+        return 0
+    paused = 0
+    for thread_id in threads:
+        print(f"\n-- thread {thread_id}")
+        paused += approve_in_terminal(agent, agent.outcome(thread_id), approver).paused
+    return 1 if paused else 0
 
 
 DEBUG_ENV = "HITL_KIT_DEBUG"
@@ -139,6 +181,13 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--world", metavar="PATH",
                      help="keep the demo world in this SQLite file across runs "
                           "(default: a fresh world each run)")
+    run.add_argument("--state", metavar="DIR",
+                     help="keep world, paused approvals and audit trail in this folder, so an "
+                          "unanswered approval outlives the run")
+    resume = sub.add_parser("resume", help="recover what a crash left, then answer every "
+                                           "approval pending in a --state folder")
+    resume.add_argument("--state", metavar="DIR", required=True, help="the folder `run` used")
+    resume.add_argument("--approver", default="cli-user", help="your name in the decisions")
     args = parser.parse_args(argv)
     try:
         code = _dispatch(args)
@@ -170,7 +219,11 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "solution":
         return cmd_solution(args.drill)
     if args.command == "run":
-        return cmd_run(args.task, args.approver, args.world)
+        if args.world and args.state:
+            raise ValueError("give --world or --state, not both (--state keeps the world too)")
+        return cmd_run(args.task, args.approver, args.world, args.state)
+    if args.command == "resume":
+        return cmd_resume(args.approver, args.state)
     if args.command == "serve":
         from hitl_kit.web import serve_from_cli
 

@@ -46,7 +46,12 @@ def approve_in_terminal(agent: ApprovalAgent, outcome: Outcome, approver: str,
                     say(f"not JSON ({exc}); nothing was sent")
                     continue
         except EOFError:
-            say("no answer: the approval stays pending and nothing runs")
+            if agent.durability == "sync":  # a durable checkpointer keeps the thread
+                say("no answer: nothing runs, and the approval stays pending (answer it later "
+                    "with `.venv/bin/python -m hitl_kit resume --state DIR`)")
+            else:
+                say("no answer: nothing runs, and since this run keeps its state in memory "
+                    "only, the request ends with it (use --state DIR to keep it pending)")
             return outcome
         try:
             outcome = agent.resume(outcome.thread_id, {pending.interrupt_id: decision},

@@ -61,10 +61,25 @@ def test_edit_that_is_not_json_sends_nothing(run):
     assert len(world.rows("customers")) == 4
 
 
-def test_no_answer_leaves_it_pending_and_runs_nothing(run):
+def test_no_answer_runs_nothing_and_says_what_becomes_of_the_request(run):
     result, world = run("delete customer 4", "")
-    assert result.returncode == 1
-    assert "stays pending" in result.stdout and len(world.rows("customers")) == 4
+    assert result.returncode == 1 and len(world.rows("customers")) == 4
+    assert "stays pending" not in result.stdout  # in memory only: it would not be true
+    assert "ends with it" in result.stdout
+
+
+def test_with_a_state_folder_the_request_stays_pending_and_resume_answers_it(
+        tmp_path, monkeypatch, capsys):
+    state = str(tmp_path / "state")
+    monkeypatch.setattr(sys, "stdin", io.StringIO(""))
+    assert main(["run", "delete customer 4", "--approver", "dev", "--state", state]) == 1
+    assert "stays pending" in capsys.readouterr().out
+    monkeypatch.setattr(sys, "stdin", io.StringIO("a\n"))
+    assert main(["resume", "--state", state, "--approver", "dev"]) == 0
+    assert [c["id"] for c in World(str(tmp_path / "state" / "world.db")).rows("customers")] \
+        == [1, 2, 3]
+    assert main(["resume", "--state", state]) == 0
+    assert "nothing is waiting" in capsys.readouterr().out
 
 
 def test_read_only_task_asks_nothing(run):
