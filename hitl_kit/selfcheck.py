@@ -7,8 +7,8 @@ tried, what happened, what was expected) and the hint for that flaw. The same ch
 places:
 
 * in the drill notebook's check cell: ``drill.check()`` (reads the notebook's globals);
-* from the shell: ``python -m hitl_kit check drills/01_classify_email_actions.ipynb`` runs the
-  *saved* notebook's code cells in a fresh namespace first (see ``hitl_kit.checks``);
+* from the shell: ``.venv/bin/python -m hitl_kit check drills/NAME.ipynb`` runs the *saved*
+  notebook's code cells in a fresh namespace first (see ``hitl_kit.checks``);
 * in pytest, against ``solutions/`` (must pass), the pristine ``drills/`` (must read "not
   attempted") and the mutants in ``tests/mutants/`` (each must fail the check that names it).
 
@@ -17,11 +17,15 @@ process with a deadline. Why a fork and not a thread: a thread stuck in a learne
 or deadlock cannot be stopped from Python, so it would burn a core in the kernel until a restart;
 a child process is killed, and whatever the probes did to the learner's objects (class-level
 state, module caches, tables) dies with it. Where ``os.fork`` does not exist (Windows) the checks
-run in a watchdog thread instead, which reports the hang and leaves the stuck thread behind.
+run in a watchdog thread instead (also with ``HITL_KIT_SELFCHECK_FORK=0``), which reports the
+hang and leaves the stuck thread behind.
 
->>> drill = Drill("demo", "Demo", "demo.ipynb", [Check("x is 2", lambda ns: None, "set x")])
->>> drill.run({}).status
-'correct'
+>>> def x_is_2(ns):
+...     if need(ns, "x") != 2:
+...         raise Flaw("x is not 2", got=repr(ns["x"]), expected="2")
+>>> drill = Drill("demo", "Demo", "demo.ipynb", [Check("x is 2", x_is_2, "Set x = 2.")])
+>>> [drill.run(ns).status for ns in ({}, {"x": 1}, {"x": 2})]
+['not attempted', 'incorrect', 'correct']
 """
 
 from __future__ import annotations
@@ -58,7 +62,10 @@ CORRECT, INCORRECT = "correct", "incorrect"
 
 CHECK_TIMEOUT_S = 10.0  # one check's deadline; a learner's hang ends here with a message
 CELL_TIMEOUT_S = 30.0  # one notebook cell's deadline when the shell runs the notebook
-FORK = hasattr(os, "fork")  # how checks are isolated: a child process, or a watchdog thread
+# How checks are isolated: a child process, or a watchdog thread where fork is missing or
+# HITL_KIT_SELFCHECK_FORK=0 asks for threads (an escape hatch for a platform where forking a
+# kernel misbehaves).
+FORK = hasattr(os, "fork") and os.environ.get("HITL_KIT_SELFCHECK_FORK", "1") != "0"
 
 
 class CheckError(ValueError):

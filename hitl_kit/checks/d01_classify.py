@@ -86,35 +86,32 @@ def policy_follows_class(ns: dict) -> None:
                         "the class is what to change.")
 
 
-def undoable_actions_not_gated(ns: dict) -> None:
-    table = _table(ns)
-    gated = [f"{a}: {_pair(table, a)[1]}" for a in UNDOABLE if _pair(table, a)[1] in GATES]
-    if gated:
-        raise Flaw("actions the user can undo (or that change nothing) wait for a human",
-                   got="\n".join(gated), expected="auto_execute or auto_with_logging",
-                   hint="Gating what the user can undo is over-gating: approvers learn to click "
-                        "Approve without reading. Can the user take it back themselves?")
+def _rule(actions: tuple[str, ...], allowed: tuple[str, ...], flaw: str, hint: str):
+    """A check that each of ``actions`` has one of the ``allowed`` policies in the table (a row
+    that is missing or unreadable is the first check's to report)."""
+    def check(ns: dict) -> None:
+        table = _table(ns)
+        policies = {a: _pair(table, a)[1] for a in actions}
+        wrong = [f"{a}: {p}" for a, p in policies.items() if p is not None and p not in allowed]
+        if wrong:
+            raise Flaw(flaw, got="\n".join(wrong), expected=" or ".join(allowed), hint=hint)
+
+    return check
 
 
-def sends_wait_for_a_human(ns: dict) -> None:
-    table = _table(ns)
-    open_ = [f"{a}: {_pair(table, a)[1]}" for a in SENDS if _pair(table, a)[1] not in GATES]
-    if open_:
-        raise Flaw("a message that leaves the mailbox is sent without a human",
-                   got="\n".join(open_), expected="soft_gate or hard_gate",
-                   hint="Once a reply or an unsubscribe request has left, nobody can call it "
-                        "back: it is irreversible, whatever it costs.")
-
-
-def destruction_waits_for_a_hard_gate(ns: dict) -> None:
-    table = _table(ns)
-    weak = [f"{a}: {_pair(table, a)[1]}" for a in DESTROYS
-            if _pair(table, a)[1] != Policy.HARD_GATE]
-    if weak:
-        raise Flaw("a permanent deletion can happen without a human saying yes",
-                   got="\n".join(weak), expected="hard_gate",
-                   hint="A soft gate runs the action when nobody rejects it in time. Deleting "
-                        "past the trash cannot be undone and costs a lot: irreversible_high.")
+undoable_actions_not_gated = _rule(
+    UNDOABLE, (Policy.AUTO_EXECUTE, Policy.AUTO_WITH_LOGGING),
+    "actions the user can undo (or that change nothing) wait for a human",
+    "Gating what the user can undo is over-gating: approvers learn to click Approve without "
+    "reading. Can the user take it back themselves?")
+sends_wait_for_a_human = _rule(
+    SENDS, GATES, "a message that leaves the mailbox is sent without a human",
+    "Once a reply or an unsubscribe request has left, nobody can call it back: it is "
+    "irreversible, whatever it costs.")
+destruction_waits_for_a_hard_gate = _rule(
+    DESTROYS, (Policy.HARD_GATE,), "a permanent deletion can happen without a human saying yes",
+    "A soft gate runs the action when nobody rejects it in time. Deleting past the trash cannot "
+    "be undone and costs a lot: irreversible_high.")
 
 
 def _policy_for(ns: dict):

@@ -2,20 +2,13 @@
 fails one of these fails a learner for something the drill never asked."""
 
 from tests.mutants import Mutant
+from tests.mutants.drill4 import LOCKED as D4_LOCKED
 
 D1_BODY = '''    _klass, policy = EMAIL_TABLE.get(action, (None, "hard_gate"))
     return policy'''
 D2_RETURN = '    return {"decision": decision}'
 D3_INSERT = '''    with conn:  # commits, so the row is kept whatever the caller does next
         conn.execute(f"INSERT INTO audit_log ({columns}) VALUES ({placeholders})", row)'''
-D4_LOCKED = '''        with self._lock:
-            if self.decided_by is not None:
-                return False
-            self.decided_by = approver
-            self.timer.cancel()  # harmless when the timer itself is the caller
-            answer = {"decision": decision, "approver": approver, "reason": reason}
-            self.app.invoke(Command(resume=answer), self.config)
-            return True'''
 D4_DOC = ('    """One paused thread, decided exactly once: by a person, or by the timer after '
           '`seconds`."""\n')
 
