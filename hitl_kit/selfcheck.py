@@ -594,8 +594,19 @@ def run_cells(compiled: list[tuple[int, object]], namespace: dict,
     """Run compiled cells in order in ``namespace``; the errors, one line each. A cell that
     raises is reported and the next cells still run, so one mistake does not hide the others;
     a stub called at top level (NotImplementedError) is left for the checks to call not attempted.
+
+    The cells get an event loop of their own, as in a kernel. In a thread that already runs a
+    loop (a kernel's cell calling this, say) they run on a thread of their own instead.
     """
     errors: list[str] = []
+    if threading.current_thread() is threading.main_thread() and not _loop_running():
+        _run_cells_here(compiled, namespace, timeout, errors, {})
+        return errors
+    return _run_cells_on_a_thread(compiled, namespace, timeout, errors)
+
+
+def _run_cells_here(compiled, namespace: dict, timeout: float, errors: list[str],
+                    now_running: dict) -> None:
     loop = asyncio.new_event_loop()  # one loop for the whole notebook, as a kernel keeps one
     try:
         for number, code in compiled:
@@ -603,6 +614,7 @@ def run_cells(compiled: list[tuple[int, object]], namespace: dict,
                 errors.append(f"code cell {number} has a SyntaxError: {code.msg} "
                               f"(line {code.lineno})")
                 continue
+            now_running.update(cell=number, since=time.monotonic())
             try:
                 with _quiet(), _deadline(timeout):
                     loop.run_until_complete(_cell(code, namespace))
@@ -615,8 +627,38 @@ def run_cells(compiled: list[tuple[int, object]], namespace: dict,
                 errors.append(f"code cell {number} raised {describe(exc)} "
                               f"{_at(learner_frame(exc.__traceback__))}")
     finally:
+        now_running.clear()
         _close(loop)
+
+
+def _run_cells_on_a_thread(compiled, namespace: dict, timeout: float,
+                           errors: list[str]) -> list[str]:
+    """The cells on a worker thread, watched from here: a cell past its deadline is reported
+    and the cells after it are not run (the stuck thread cannot be stopped, only left)."""
+    now_running: dict = {}
+    streams = sys.stdout, sys.stderr
+    worker = threading.Thread(target=_run_cells_here, daemon=True, name="hitl-kit cells",
+                              args=(compiled, namespace, timeout, errors, now_running))
+    worker.start()
+    while worker.is_alive():
+        worker.join(0.02)
+        running = dict(now_running)
+        if running and time.monotonic() - running["since"] > timeout and worker.is_alive():
+            sys.stdout, sys.stderr = streams  # the stuck cell never leaves its redirect
+            stack = sys._current_frames().get(worker.ident)
+            frames = [(f.f_code.co_filename, f.f_lineno, f.f_code.co_name)
+                      for f, _ in traceback.walk_stack(stack)] if stack else []
+            return [*errors, f"code cell {running['cell']} did not finish within {timeout:g} s"
+                             f"{_hung_in(frames)}; the cells after it were not run"]
     return errors
+
+
+def _loop_running() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
 
 
 async def _cell(code, namespace: dict) -> None:

@@ -365,3 +365,25 @@ def test_the_docstring_examples_run(module):
 
     result = doctest.testmod(importlib.import_module(module))
     assert result.attempted and not result.failed
+
+
+def test_check_notebook_from_inside_a_running_event_loop(tmp_path):
+    """A kernel's cell (notebooks 00 and 09 show progress_table()) and Playwright's sync API
+    both run inside an event loop: the cells then run on a thread of their own."""
+    import asyncio
+
+    hanging = with_cell_replaced(SOLUTION_1, tmp_path, "def policy_for(action: str) -> str:",
+                                 "STOP = []\nwhile not STOP:\n    pass\n\n\n"
+                                 "def policy_for(action: str) -> str:")
+
+    async def inside_a_loop():
+        solved = check_notebook(SOLUTION_1).status
+        pristine = check_notebook(committed_copy(get_drill("drill4").drill_path, tmp_path))
+        namespace, errors = run_notebook_cells(hanging, timeout=0.5)
+        namespace["STOP"].append(True)  # lets the abandoned cell thread end
+        return solved, pristine.status, errors
+
+    solved, pristine, errors = asyncio.run(inside_a_loop())
+    assert (solved, pristine) == (CORRECT, NOT_ATTEMPTED)
+    assert errors == ["code cell 3 did not finish within 0.5 s (in `<module>`, line 2: while not "
+                      "STOP:); the cells after it were not run"]
