@@ -28,9 +28,11 @@ def pytest_runtest_setup(item):
         require_browser()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def browser():
-    """A headless Debian Chromium, shared by every browser test of the session."""
+    """A headless Debian Chromium, shared by every browser test. Package-scoped: Playwright's
+    sync API keeps an event loop running in the main thread while it is open, which would break
+    every later test that runs one of its own (asyncio.run), so it closes with the package."""
     require_browser()
     from playwright.sync_api import sync_playwright
 
@@ -59,7 +61,7 @@ class LiveLab:
     kernel_tmp: Path
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def live_lab(tmp_path_factory):
     """One server for every browser scenario; nobody clicks for the learner here."""
     require_browser()
