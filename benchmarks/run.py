@@ -198,12 +198,12 @@ def bench_audit_append(workdir: Path, rounds: int) -> dict:
         offset[0] += 1
         trail.append(audit_entry(offset[0]))
 
-    raw_s = median_seconds(raw_insert, 200, rounds)
-    kit_s = median_seconds(kit_append, 200, rounds)
+    took = interleaved({"raw": raw_insert, "kit": kit_append}, 200, rounds)
+    raw_s, kit_s = took["raw"], took["kit"]
     return {"figure": "audit append, one row per commit, hash chain, synchronous=FULL",
             "baseline": f"raw INSERT + commit: {1 / raw_s:,.0f} rows/s",
             "measured": f"{1 / kit_s:,.0f} rows/s", "value": f"{raw_s / kit_s:.2f}x the raw rate",
-            "target": ">= 0.8x", "met": raw_s / kit_s >= 0.8}
+            "target": ">= 0.9x", "met": raw_s / kit_s >= 0.9}
 
 
 # -- verify -------------------------------------------------------------------------------------
@@ -225,13 +225,13 @@ def bench_verify(workdir: Path, rounds: int) -> dict:
     def verify(_):
         assert verify_file(path).ok
 
-    select_s = median_seconds(plain_select, 1, rounds)
-    verify_s = median_seconds(verify, 1, rounds)
+    took = interleaved({"select": plain_select, "verify": verify}, 1, rounds)
+    select_s, verify_s = took["select"], took["verify"]
     ratio = verify_s / select_s
     return {"figure": "verify the chain of 100,000 rows",
             "baseline": f"plain SELECT of the rows: {select_s * 1e3:.0f} ms",
             "measured": f"{verify_s * 1e3:.0f} ms", "value": f"{ratio:.2f}x",
-            "target": "<= 5x and < 1 s", "met": ratio <= 5 and verify_s < 1}
+            "target": "<= 3x and < 1 s", "met": ratio <= 3 and verify_s < 1}
 
 
 # -- the inbox ----------------------------------------------------------------------------------

@@ -76,14 +76,15 @@ from hitl_kit.audit_chain import (  # noqa: F401  (re-exported: the trail's publ
     _Walk,
     canonical_json,
     check_row,
+    check_rules,
     compute_row_hash,
     normalize_entry,
+    one_of,
     same_or_conflict,
     to_utc_iso,
     utc_now_iso,
     verify_rows,
 )
-from hitl_kit.audit_chain import _sql_list as sql_list
 from hitl_kit.redaction import sanitize  # noqa: F401  (re-exported)
 
 # --- the schema ----------------------------------------------------------------------------------
@@ -113,13 +114,13 @@ _COLUMN_DEFINITIONS = (
     ("action_type", "TEXT NOT NULL", "action_type <> ''"),
     ("parameters", "TEXT NOT NULL", _json_object("parameters")),
     ("reversibility_class", "TEXT NOT NULL",
-     f"reversibility_class IN {sql_list(REVERSIBILITY_CLASSES)}"),
-    ("event", "TEXT NOT NULL", f"event IN {sql_list(EVENTS)}"),
-    ("channel", "TEXT", f"channel IN {sql_list(CHANNELS)}"),
+     one_of("reversibility_class", REVERSIBILITY_CLASSES)),
+    ("event", "TEXT NOT NULL", one_of("event", EVENTS)),
+    ("channel", "TEXT", one_of("channel", CHANNELS)),
     ("approver_id", "TEXT", "approver_id <> ''"),
     ("approver_role", "TEXT", "approver_role <> ''"),
-    ("decision", "TEXT", f"decision IN {sql_list(DECISIONS)}"),
-    ("outcome", "TEXT", f"outcome IN {sql_list(OUTCOMES)}"),
+    ("decision", "TEXT", one_of("decision", DECISIONS)),
+    ("outcome", "TEXT", one_of("outcome", OUTCOMES)),
     ("reason", "TEXT", None),
     ("details", "TEXT", _json_object("details", nullable=True)),
     ("proposed_at", "TEXT NOT NULL", f"proposed_at LIKE '{_UTC_LIKE}'"),
@@ -488,7 +489,7 @@ class AuditTrail:
         back raises AuditSchemaError, a head file that does not match AuditHeadError; neither
         writes anything.
         """
-        row = normalize_entry(entry)
+        row = normalize_entry(entry, check=False)  # SQLite checks; check_rules explains refusals
         with self._lock:
             if self.head_path is None and self._last is not None:
                 stored = self._append_in_one_statement(row)
@@ -504,27 +505,25 @@ class AuditTrail:
         return {name: row[name] for name in COLUMNS}
 
     def _append_in_one_statement(self, row: dict) -> dict | None:
-        """The common case in one statement (its own transaction): insert only if the newest row
-        is still the one this trail last saw, after checking the schema did not change. None:
-        take the careful path."""
+        """The common case: one INSERT, its own transaction, chained to the newest row this
+        trail wrote, once the schema version shows nothing changed. (A check that cannot be
+        switched off from the connection: an authorizer can be.) If another writer appended in
+        between, the row's seq is taken and the guard trigger refuses it; a duplicate event_key
+        is refused the same way. None: take the careful path."""
         if self._read_schema_version() != self._schema_version:
             return None
         stored = self._chain(row, self._last)
         try:
-            cursor = self._conn.execute(
-                _INSERT_IF_UNCHANGED_SQL,
-                [*stored.values(), self._last[0], self._last[0], self._last[1]],
-            )
-        except (sqlite3.IntegrityError, sqlite3.OperationalError):
-            return None  # a key already there, or another writer in between: look carefully
-        if cursor.rowcount != 1:
-            return None
+            self._conn.execute(_INSERT_SQL, list(stored.values()))
+        except sqlite3.DatabaseError:
+            return None  # taken, refused or busy: look carefully
         self._last = (stored["seq"], stored["row_hash"])
         return stored
 
     def _append(self, row: dict) -> dict:
         # IMMEDIATE takes the write lock before we read the last hash, so no other writer can
         # add a row between our read and our insert: the chain stays one line.
+        check_rules(row)
         self._conn.execute("BEGIN IMMEDIATE")
         try:
             if self._read_schema_version() != self._schema_version:
@@ -539,7 +538,11 @@ class AuditTrail:
             if self.head_path is not None:
                 self._check_head(last)
             stored = self._chain(row, last)
-            self._conn.execute(_INSERT_SQL, list(stored.values()))
+            try:
+                self._conn.execute(_INSERT_SQL, list(stored.values()))
+            except sqlite3.IntegrityError:
+                check_rules(stored)  # raises ValueError saying which rule, if it is a rule
+                raise
             # Written while we hold the lock so several writers update it in chain order. If
             # the process dies before COMMIT, the head is one row ahead and names where the
             # trail ended before: _head_to_check recognises that.
@@ -648,11 +651,6 @@ class AuditTrail:
 
 _PLACEHOLDERS = ", ".join("?" * len(COLUMNS))
 _INSERT_SQL = f"INSERT INTO audit_log ({', '.join(COLUMNS)}) VALUES ({_PLACEHOLDERS})"
-_INSERT_IF_UNCHANGED_SQL = (
-    f"INSERT INTO audit_log ({', '.join(COLUMNS)}) SELECT {_PLACEHOLDERS} "
-    "WHERE (SELECT max(seq) FROM audit_log) = ? "
-    "AND (SELECT row_hash FROM audit_log WHERE seq = ?) = ?"
-)
 
 
 def _last_link(conn: sqlite3.Connection) -> tuple[int, str] | None:

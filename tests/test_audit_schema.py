@@ -70,8 +70,9 @@ def test_the_choices_are_the_vocabulary():
     assert tuple(Event) == EVENTS and tuple(Channel) == CHANNELS
     assert tuple(Verdict) == DECISIONS and tuple(Execution) == OUTCOMES
     assert (*Reversibility, UNCLASSIFIED) == REVERSIBILITY_CLASSES
-    for values in (EVENTS, CHANNELS, DECISIONS, OUTCOMES, REVERSIBILITY_CLASSES):
-        assert f"IN ({', '.join(repr(str(v)) for v in values)})" in TABLE_SQL
+    for column, values in (("event", EVENTS), ("channel", CHANNELS), ("decision", DECISIONS),
+                           ("outcome", OUTCOMES), ("reversibility_class", REVERSIBILITY_CLASSES)):
+        assert f"CHECK (({' OR '.join(f'{column} = {str(v)!r}' for v in values)}))" in TABLE_SQL
 
 
 @pytest.mark.parametrize("channel", list(Channel))
