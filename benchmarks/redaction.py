@@ -58,6 +58,9 @@ def adversarial_texts(size: int = MB) -> dict[str, str]:
         "PEM headers repeated": _fill("-----BEGIN RSA PRIVATE KEY-----", size),
         "unterminated quotes": _fill("token: '", size),
         "real secrets, densely": mixed_secrets[:size],
+        "control characters": _fill("\x01", size),
+        "bidi and zero-width marks": _fill("a\u202e\u200b", size),
+        "a log file (many lines)": _fill("2026-11-30 12:00:01 INFO request served\n", size),
     }
 
 

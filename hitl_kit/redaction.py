@@ -346,11 +346,13 @@ def redact_text(text: str) -> str:
 
 # Control characters (C0, DEL, C1), line/paragraph separators, zero-width and bidi controls,
 # the BOM, and lone surrogates (which UTF-8 cannot store).
-_UNSAFE_CHARS = re.compile(
-    "[\x00-\x1f\x7f-\x9f\u061c\u200b-\u200f\u2028-\u202e\u2060-\u2064\u2066-\u2069\ufeff"
-    "\ud800-\udfff]"
-)
+_UNSAFE_RANGES = ((0x00, 0x1f), (0x7f, 0x9f), (0x61c, 0x61c), (0x200b, 0x200f), (0x2028, 0x202e),
+                  (0x2060, 0x2064), (0x2066, 0x2069), (0xfeff, 0xfeff), (0xd800, 0xdfff))
+_UNSAFE_CHARS = re.compile("[" + "".join(f"{chr(low)}-{chr(high)}"
+                                         for low, high in _UNSAFE_RANGES) + "]")
 _NAMED_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+_ESCAPES = {code: _NAMED_ESCAPES.get(chr(code), f"\\u{code:04x}")
+            for low, high in _UNSAFE_RANGES for code in range(low, high + 1)}
 
 
 def escape_controls(text: str) -> str:
@@ -358,8 +360,11 @@ def escape_controls(text: str) -> str:
     fake a new log line or be displayed in another order than it is stored."""
     if _UNSAFE_CHARS.search(text) is None:
         return text
-    for char, escaped in _NAMED_ESCAPES.items():  # the common ones at C speed
+    for char, escaped in _NAMED_ESCAPES.items():  # line breaks and tabs, the common ones
         text = text.replace(char, escaped)
+    count = len(text) - len(_UNSAFE_CHARS.sub("", text))  # the others, counted at C speed
+    if count > 4096:  # many: one translate pass, rather than a Python call for each
+        return text.translate(_ESCAPES)
     return _UNSAFE_CHARS.sub(
         lambda match: _NAMED_ESCAPES.get(match.group(), f"\\u{ord(match.group()):04x}"), text
     )

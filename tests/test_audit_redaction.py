@@ -114,6 +114,14 @@ def test_a_string_with_too_many_candidates_is_redacted_whole():
     assert clean_text(text) == redaction_marker(text)
 
 
+@pytest.mark.parametrize("repeat", [1, 5_000])  # few: one call each; many: one translate pass
+def test_escaping_is_the_same_however_many_there_are(repeat):
+    unit = "a\nb\r\tc\x01\x7f\x85\u061c\u200b\u2028\u202e\u2066\ufeff\ud800 é"
+    expected = ("a\\nb\\r\\tc\\u0001\\u007f\\u0085\\u061c\\u200b\\u2028\\u202e\\u2066"
+                "\\ufeff\\ud800 é")
+    assert escape_controls(unit * repeat) == expected * repeat
+
+
 def test_bidi_and_invisible_characters_are_made_visible():
     assert clean_text("rita\u200b") == "rita\\u200b"
     assert clean_text("invoice\u202efdp.exe") == "invoice\\u202efdp.exe"
