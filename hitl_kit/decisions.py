@@ -557,7 +557,7 @@ class DecisionLedger:
                 "INSERT INTO hitl_runs VALUES (?, ?, 1, ?, ?, ?, ?) ON CONFLICT (run_key) DO "
                 "UPDATE SET finished = 1, result = excluded.result, is_error = excluded.is_error,"
                 " finished_at = excluded.finished_at, why_not = excluded.why_not "
-                "WHERE finished = 0",
+                "WHERE hitl_runs.finished = 0",
                 (run_key, tool, result, int(is_error), finished_at, why_not))
 
     def close(self) -> None:
@@ -575,11 +575,15 @@ def _busy(thread_id: str) -> str:
 
 
 def ledger_for(checkpointer) -> DecisionLedger:
-    """A ledger in the checkpointer's own SQLite file when it has one (so every process resuming
-    its threads shares it), else in memory."""
+    """A ledger in the checkpointer's own database when it has one (its SQLite file, or its
+    PostgreSQL database), so every process resuming its threads shares it; else in memory."""
     conn = getattr(checkpointer, "conn", None)
     if isinstance(conn, sqlite3.Connection):
         path = database_file(conn)
         if path:
             return DecisionLedger(path)
+    if type(checkpointer).__module__.startswith("langgraph.checkpoint.postgres"):
+        from hitl_kit.postgres import ledger_beside
+
+        return ledger_beside(checkpointer)
     return DecisionLedger()

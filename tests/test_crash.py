@@ -30,6 +30,7 @@ from hitl_kit.approval import ApprovalAgent, ApprovalError
 from hitl_kit.audit import AuditTrail
 from hitl_kit.decisions import DecisionLedger
 from hitl_kit.llm import OfflineChatModel
+from hitl_kit.postgres_audit import PostgresAuditTrail
 from hitl_kit.timeouts import TIMED_OUT, Deadline, DeadlineWatcher
 from hitl_kit.world import World
 
@@ -85,6 +86,11 @@ def _inside_the_tool(reached):
     World.deploy_to_prod = deploy
 
 
+def _after_append(reached, when):
+    for trail_class in (AuditTrail, PostgresAuditTrail):  # whichever the backend uses
+        _after(trail_class, "append", reached, when)
+
+
 POINTS = [
     CrashPoint("after the claim, before the resume", "resume",
                lambda reached: _after(DecisionLedger, "claim_and_take_turn", reached)),
@@ -93,14 +99,14 @@ POINTS = [
                lambda reached: _before(DecisionLedger, "run_finished", reached,
                                        lambda key, tool, *a, **k: tool == "deploy_to_prod")),
     CrashPoint("after the resolved audit row", "resume",
-               lambda reached: _after(AuditTrail, "append", reached,
-                                      lambda entry: entry["event"] == "resolved"
-                                      and entry["action_type"] == "deploy_to_prod")),
+               lambda reached: _after_append(reached,
+                                             lambda entry: entry["event"] == "resolved"
+                                             and entry["action_type"] == "deploy_to_prod")),
     CrashPoint("in plan, during the model call", "start",
                lambda reached: _before(OfflineChatModel, "_generate", reached)),
     CrashPoint("after the proposed audit row", "start",
-               lambda reached: _after(AuditTrail, "append", reached,
-                                      lambda entry: entry["event"] == "proposed")),
+               lambda reached: _after_append(reached,
+                                             lambda entry: entry["event"] == "proposed")),
 ]
 
 
@@ -253,6 +259,7 @@ def test_sigkill_at_each_point_then_recover(backend, trial_folder, tmp_path_fact
             or len(resolved) != 1)
         tally["verify failed"] += not agent.audit.verify().ok
         close(world, agent)
+        backend.discard(folder)
     for name, count in tally.items():
         fault_counts[f"crash {point.name} [{backend.name}]: {name}"] = count
     assert tally["point reached"] > 0, "the hook never fired: the crash point moved"

