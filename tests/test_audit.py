@@ -1,4 +1,8 @@
-"""Tests for hitl_kit.audit: guards, hash chain, tampering, concurrency, redaction."""
+"""Tests for hitl_kit.audit: guards, hash chain, tampering, concurrency, redaction.
+
+Tests taking ``trail`` or ``five_rows`` run on each backend (``backend``: SQLite and
+PostgreSQL): appends, idempotency, tampering found by verify, the head, concurrency. Tests of
+SQLite's own guards (triggers, the authorizer, PRAGMAs) take ``sqlite_trail``."""
 
 from __future__ import annotations
 
@@ -65,9 +69,10 @@ def db_path(tmp_path):
 
 
 @pytest.fixture
-def trail(db_path, tmp_path):
-    # durable=False skips an fsync per append; test_durable_by_default_fast_on_request tests it.
-    with AuditTrail(db_path, head_path=tmp_path / "audit.head.json", durable=False) as audit_trail:
+def trail(backend, tmp_path):
+    """A trail with a head file, on each backend; durable=False skips an fsync per append
+    (test_durable_by_default_fast_on_request tests it)."""
+    with closing(backend.audit(tmp_path)) as audit_trail:
         yield audit_trail
 
 
@@ -78,6 +83,19 @@ def five_rows(trail):
     return trail
 
 
+@pytest.fixture
+def sqlite_trail(db_path, tmp_path):
+    with AuditTrail(db_path, head_path=tmp_path / "audit.head.json", durable=False) as audit_trail:
+        yield audit_trail
+
+
+@pytest.fixture
+def sqlite_five_rows(sqlite_trail):
+    for n in range(1, 6):
+        sqlite_trail.append(proposal(n))
+    return sqlite_trail
+
+
 def raw_connection(path, *, drop_triggers=False) -> sqlite3.Connection:
     """A plain connection without the trail's guards, as a tamperer would use."""
     conn = sqlite3.connect(path, isolation_level=None)
@@ -86,12 +104,6 @@ def raw_connection(path, *, drop_triggers=False) -> sqlite3.Connection:
         for name in TRIGGER_SQL:
             conn.execute(f"DROP TRIGGER {name}")
     return conn
-
-
-def restore_triggers(conn: sqlite3.Connection) -> None:
-    """Put the dropped triggers back exactly as they were: the schema looks untouched."""
-    for sql in TRIGGER_SQL.values():
-        conn.execute(sql)
 
 
 def insert_row(conn: sqlite3.Connection, row: dict, verb: str = "INSERT") -> None:
@@ -167,13 +179,13 @@ def test_timestamps_are_stored_as_utc(trail, proposed_at):
         (resolution(1, executed_at=None), "executed_at"),
     ],
 )
-def test_bad_input_raises_and_writes_nothing(five_rows, db_path, entry, message):
+def test_bad_input_raises_and_writes_nothing(five_rows, backend, tmp_path, entry, message):
     head_before = five_rows.head()
 
     with pytest.raises(ValueError, match=message):
         five_rows.append(entry)
 
-    assert count_rows(db_path) == 5
+    assert len(backend.audit_rows(tmp_path)) == 5
     assert five_rows.head() == head_before
     assert five_rows.verify().ok
 
@@ -201,15 +213,15 @@ def test_memory_database_is_refused():
 # --- idempotency ---------------------------------------------------------------------------------
 
 
-def test_same_event_key_twice_writes_one_row(trail, db_path):
+def test_same_event_key_twice_writes_one_row(trail, backend, tmp_path):
     first = trail.append(proposal(1))
     again = trail.append(proposal(1))
 
     assert again == first
-    assert count_rows(db_path) == 1
+    assert len(backend.audit_rows(tmp_path)) == 1
 
 
-def test_same_event_key_from_many_threads_writes_one_row(trail, db_path):
+def test_same_event_key_from_many_threads_writes_one_row(trail, backend, tmp_path):
     returned = []
     threads = [
         threading.Thread(target=lambda: returned.append(trail.append(proposal(1))))
@@ -220,16 +232,16 @@ def test_same_event_key_from_many_threads_writes_one_row(trail, db_path):
     for thread in threads:
         thread.join()
 
-    assert count_rows(db_path) == 1
+    assert len(backend.audit_rows(tmp_path)) == 1
     assert len(returned) == 8 and all(row == returned[0] for row in returned)
 
 
-def test_same_event_key_with_different_content_raises(trail, db_path):
+def test_same_event_key_with_different_content_raises(trail, backend, tmp_path):
     trail.append(proposal(1))
 
     with pytest.raises(AuditConflictError, match="different parameters"):
         trail.append(proposal(1, parameters={"to": "eve@example.com"}))
-    assert count_rows(db_path) == 1
+    assert len(backend.audit_rows(tmp_path)) == 1
 
 
 # --- guards: CHECKs, triggers, authorizer, schema check, read-only readers ------------------------
@@ -246,8 +258,8 @@ def test_same_event_key_with_different_content_raises(trail, db_path):
         {"parameters": "not json"},
     ],
 )
-def test_check_constraints_reject_bad_rows(five_rows, db_path, changes):
-    row = {**five_rows.rows()[-1], "seq": 6, "event_key": "forged", **changes}
+def test_check_constraints_reject_bad_rows(sqlite_five_rows, db_path, changes):
+    row = {**sqlite_five_rows.rows()[-1], "seq": 6, "event_key": "forged", **changes}
     with (
         closing(raw_connection(db_path)) as conn,
         pytest.raises(sqlite3.IntegrityError, match="CHECK"),
@@ -271,19 +283,19 @@ def test_check_constraints_reject_bad_rows(five_rows, db_path, changes):
         "PRAGMA journal_mode = DELETE",
     ],
 )
-def test_trail_connection_refuses_changes_to_history(five_rows, db_path, sql):
+def test_trail_connection_refuses_changes_to_history(sqlite_five_rows, db_path, sql):
     with pytest.raises(sqlite3.DatabaseError, match="not authorized"):
-        five_rows.connection.execute(sql)
+        sqlite_five_rows.connection.execute(sql)
 
-    assert five_rows.connection.execute("SELECT count(*) FROM audit_log").fetchone()[0] == 5
-    assert five_rows.verify().ok
+    assert sqlite_five_rows.connection.execute("SELECT count(*) FROM audit_log").fetchone()[0] == 5
+    assert sqlite_five_rows.verify().ok
 
 
-def test_insert_or_replace_on_trail_connection_is_refused(five_rows):
-    replacement = {**five_rows.rows()[2], "reason": "replaced"}
+def test_insert_or_replace_on_trail_connection_is_refused(sqlite_five_rows):
+    replacement = {**sqlite_five_rows.rows()[2], "reason": "replaced"}
     with pytest.raises(sqlite3.DatabaseError, match="not authorized"):
-        insert_row(five_rows.connection, replacement, verb="INSERT OR REPLACE")
-    assert five_rows.verify().ok
+        insert_row(sqlite_five_rows.connection, replacement, verb="INSERT OR REPLACE")
+    assert sqlite_five_rows.verify().ok
 
 
 @pytest.mark.parametrize(
@@ -293,17 +305,17 @@ def test_insert_or_replace_on_trail_connection_is_refused(five_rows):
         ("DELETE FROM audit_log WHERE seq = 2", "rows cannot be deleted"),
     ],
 )
-def test_triggers_refuse_changes_from_any_connection(five_rows, db_path, sql, message):
+def test_triggers_refuse_changes_from_any_connection(sqlite_five_rows, db_path, sql, message):
     with (
         closing(raw_connection(db_path)) as conn,
         pytest.raises(sqlite3.IntegrityError, match=message),
     ):
         conn.execute(sql)
-    assert five_rows.verify().ok
+    assert sqlite_five_rows.verify().ok
 
 
-def test_opening_a_database_with_a_dropped_trigger_raises(five_rows, db_path):
-    five_rows.close()
+def test_opening_a_database_with_a_dropped_trigger_raises(sqlite_five_rows, db_path):
+    sqlite_five_rows.close()
     with closing(raw_connection(db_path)) as conn:
         conn.execute("DROP TRIGGER audit_log_no_delete")
 
@@ -326,8 +338,8 @@ def test_opening_a_database_with_another_audit_table_raises(db_path):
         AuditTrail(db_path)
 
 
-def test_opening_a_database_with_an_extra_trigger_raises(five_rows, db_path):
-    five_rows.close()
+def test_opening_a_database_with_an_extra_trigger_raises(sqlite_five_rows, db_path):
+    sqlite_five_rows.close()
     with closing(raw_connection(db_path)) as conn:
         conn.execute("CREATE TRIGGER sneaky AFTER INSERT ON audit_log BEGIN SELECT 1; END")
 
@@ -335,7 +347,7 @@ def test_opening_a_database_with_an_extra_trigger_raises(five_rows, db_path):
         AuditTrail(db_path)
 
 
-def test_readonly_connection_reads_but_cannot_write(five_rows, db_path):
+def test_readonly_connection_reads_but_cannot_write(sqlite_five_rows, db_path):
     with closing(open_readonly(db_path)) as conn:
         assert conn.execute("SELECT count(*) FROM audit_log").fetchone()[0] == 5
         with pytest.raises(sqlite3.OperationalError, match="readonly"):
@@ -357,7 +369,7 @@ def edit_row_3(conn):
 
 
 def edit_row_3_and_rehash_it(conn):
-    row = dict(conn.execute("SELECT * FROM audit_log WHERE seq = 3").fetchone())
+    row = conn.row(3)
     row["reason"] = "nothing to see"
     conn.execute(
         "UPDATE audit_log SET reason = ?, row_hash = ? WHERE seq = 3",
@@ -376,32 +388,31 @@ def swap_rows_2_and_4(conn):
 
 
 def forge_row_6_with_a_made_up_hash(conn):
-    last = dict(conn.execute("SELECT * FROM audit_log WHERE seq = 5").fetchone())
+    last = conn.row(5)
     fake_hash = hashlib.sha256(b"looks legit").hexdigest()
-    insert_row(conn, {**last, "seq": 6, "event_key": "forged", "prev_hash": last["row_hash"],
-                      "row_hash": fake_hash})  # fmt: skip
+    conn.insert({**last, "seq": 6, "event_key": "forged", "prev_hash": last["row_hash"],
+                 "row_hash": fake_hash})  # fmt: skip
 
 
 def replace_row_3(conn):
     # With the triggers gone, INSERT OR REPLACE deletes row 3 and writes another in its place.
-    row = dict(conn.execute("SELECT * FROM audit_log WHERE seq = 3").fetchone())
-    insert_row(conn, {**row, "reason": "replaced"}, verb="INSERT OR REPLACE")
+    conn.replace({**conn.row(3), "reason": "replaced"})
 
 
 def sneak_in_a_bad_decision_with_checks_off(conn):
-    conn.execute("PRAGMA ignore_check_constraints = 1")
-    last = dict(conn.execute("SELECT * FROM audit_log WHERE seq = 5").fetchone())
+    conn.checks_off()
+    last = conn.row(5)
     row = {**last, "seq": 6, "event_key": "sneaky", "event": "resolved", "approver_id": "mallory",
            "decision": "maybe", "outcome": "success", "prev_hash": last["row_hash"]}  # fmt: skip
-    insert_row(conn, {**row, "row_hash": compute_row_hash(row)})
+    conn.insert({**row, "row_hash": compute_row_hash(row)})
 
 
 def sneak_in_parameters_that_are_not_json(conn):
-    conn.execute("PRAGMA ignore_check_constraints = 1")
-    last = dict(conn.execute("SELECT * FROM audit_log WHERE seq = 5").fetchone())
+    conn.checks_off()
+    last = conn.row(5)
     row = {**last, "seq": 6, "event_key": "not-json", "parameters": "{to: eve",
            "prev_hash": last["row_hash"]}  # fmt: skip
-    insert_row(conn, {**row, "row_hash": compute_row_hash(row)})
+    conn.insert({**row, "row_hash": compute_row_hash(row)})
 
 
 @pytest.mark.parametrize(
@@ -417,11 +428,11 @@ def sneak_in_parameters_that_are_not_json(conn):
         (sneak_in_parameters_that_are_not_json, 6),
     ],
 )
-def test_verify_finds_the_first_tampered_row(five_rows, db_path, tamper, first_bad_seq):
+def test_verify_finds_the_first_tampered_row(five_rows, backend, tmp_path, tamper,
+                                             first_bad_seq):
     assert five_rows.verify().ok
-    with closing(raw_connection(db_path, drop_triggers=True)) as conn:
+    with backend.tamperer(tmp_path) as conn:  # the schema looks untouched afterwards
         tamper(conn)
-        restore_triggers(conn)  # the schema looks untouched: the chain alone finds it
 
     result = five_rows.verify()
     assert not result.ok
@@ -430,52 +441,52 @@ def test_verify_finds_the_first_tampered_row(five_rows, db_path, tamper, first_b
     assert f"row {first_bad_seq}" in result.problem
     assert result.schema_problems == ()
     # no head needed for these
-    assert verify_file(db_path, use_head=False).first_bad_seq == first_bad_seq
+    assert backend.verify_outside(tmp_path, use_head=False).first_bad_seq == first_bad_seq
 
 
-def test_truncated_tail_is_found_only_against_the_head(five_rows, db_path):
+def test_truncated_tail_is_found_only_against_the_head(five_rows, backend, tmp_path):
     saved_head = five_rows.head()
-    with closing(raw_connection(db_path, drop_triggers=True)) as conn:
+    with backend.tamperer(tmp_path) as conn:
         conn.execute("DELETE FROM audit_log WHERE seq >= 4")
-        restore_triggers(conn)
 
-    assert verify_file(db_path, use_head=False).ok  # the chain alone looks fine
+    assert backend.verify_outside(tmp_path, use_head=False).ok  # the chain alone looks fine
     # against a copy of the head, the head file the trail recorded, and from the open trail
-    for result in (verify_file(db_path, head=saved_head), verify_file(db_path),
-                   five_rows.verify()):
+    for result in (backend.verify_outside(tmp_path, head=saved_head),
+                   backend.verify_outside(tmp_path), five_rows.verify()):
         assert not result.ok
         assert result.first_bad_seq == 4
         assert "rows 4..5 were removed" in result.problem
 
 
-def test_row_forged_with_a_correct_hash_is_found_only_against_the_head(five_rows, db_path):
+def test_row_forged_with_a_correct_hash_is_found_only_against_the_head(five_rows, backend,
+                                                                       tmp_path):
     saved_head = five_rows.head()
-    with closing(raw_connection(db_path)) as conn:
-        last = dict(conn.execute("SELECT * FROM audit_log WHERE seq = 5").fetchone())
+    with backend.tamperer(tmp_path) as conn:
+        last = conn.row(5)
         row = {**last, "seq": 6, "event_key": "forged", "prev_hash": last["row_hash"]}
-        insert_row(conn, {**row, "row_hash": compute_row_hash(row)})
+        conn.insert({**row, "row_hash": compute_row_hash(row)})
 
-    assert verify_file(db_path, use_head=False).ok
-    for result in (verify_file(db_path, head=saved_head), verify_file(db_path)):
+    assert backend.verify_outside(tmp_path, use_head=False).ok
+    for result in (backend.verify_outside(tmp_path, head=saved_head),
+                   backend.verify_outside(tmp_path)):
         assert (result.ok, result.first_bad_seq) == (False, 6)
         assert "come after the head" in result.problem
 
 
-def test_rewritten_chain_is_found_against_the_head(five_rows, db_path):
+def test_rewritten_chain_is_found_against_the_head(five_rows, backend, tmp_path):
     saved_head = five_rows.head()
-    with closing(raw_connection(db_path, drop_triggers=True)) as conn:
+    with backend.tamperer(tmp_path) as conn:
         prev_hash = GENESIS_HASH
-        for row in [dict(r) for r in conn.execute("SELECT * FROM audit_log ORDER BY seq")]:
+        for row in conn.rows():
             row.update(reason="rewritten", prev_hash=prev_hash)
             row["row_hash"] = prev_hash = compute_row_hash(row)
             conn.execute(
                 "UPDATE audit_log SET reason = ?, prev_hash = ?, row_hash = ? WHERE seq = ?",
                 (row["reason"], row["prev_hash"], row["row_hash"], row["seq"]),
             )
-        restore_triggers(conn)
 
-    assert verify_file(db_path, use_head=False).ok
-    result = verify_file(db_path, head=saved_head)
+    assert backend.verify_outside(tmp_path, use_head=False).ok
+    result = backend.verify_outside(tmp_path, head=saved_head)
     assert (result.ok, result.first_bad_seq) == (False, 5)
 
 
@@ -513,12 +524,11 @@ def test_threads_on_one_trail_keep_one_chain(trail):
     assert trail.verify().ok and trail.verify().rows_checked == 400
 
 
-def test_several_trails_on_one_file_keep_one_chain(db_path, tmp_path):
+def test_several_trails_on_one_file_keep_one_chain(backend, tmp_path):
     head_path = tmp_path / "audit.head.json"
+    backend.url(tmp_path)  # the database made first (SQLite: the file is made by the trails)
     with ThreadPoolExecutor(4) as pool:  # opened at once: exactly one of them creates the schema
-        trails = list(
-            pool.map(lambda _: AuditTrail(db_path, head_path=head_path, durable=False), range(4))
-        )
+        trails = list(pool.map(lambda _: backend.audit(tmp_path), range(4)))
     try:
         assert append_from_threads(trails, threads=8, per_thread=50) == []
         result = trails[0].verify()
@@ -538,7 +548,7 @@ def short_hash(secret: str) -> str:
     return f"[REDACTED sha256:{hashlib.sha256(secret.encode()).hexdigest()[:12]}]"
 
 
-def test_secrets_are_redacted_with_a_matching_hash(trail, db_path):
+def test_secrets_are_redacted_with_a_matching_hash(sqlite_trail, db_path):
     parameters = {
         "password": "hunter2",
         "api_key": "sk-live-123",
@@ -549,7 +559,7 @@ def test_secrets_are_redacted_with_a_matching_hash(trail, db_path):
         "nested": {"headers": [{"client_secret": "shh"}], "page": 2},
         "to": "ana@example.com",
     }
-    row = trail.append(proposal(1, parameters=parameters))
+    row = sqlite_trail.append(proposal(1, parameters=parameters))
 
     stored = json.loads(row["parameters"])
     assert stored["password"] == short_hash("hunter2")
@@ -561,7 +571,7 @@ def test_secrets_are_redacted_with_a_matching_hash(trail, db_path):
     assert stored["database"] == f"postgres://app:{short_hash('s3cr3t')}@db.internal/prod"
     assert stored["nested"] == {"headers": [{"client_secret": short_hash("shh")}], "page": 2}
     assert stored["to"] == "ana@example.com"
-    trail.close()  # checkpoint the WAL so every byte is in the file we read
+    sqlite_trail.close()  # checkpoint the WAL so every byte is in the file we read
     on_disk = db_path.read_bytes()
     for secret in (b"hunter2", b"sk-live-123", b"abc.def", b"tok-999", b"s3cr3t", b"shh"):
         assert secret not in on_disk
