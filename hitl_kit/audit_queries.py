@@ -1,10 +1,11 @@
 """The questions an auditor asks of the trail, one call each, on a pandas DataFrame.
 
-``read_trail(path)`` opens the database read-only and returns one row per event, timestamps as
-timezone-aware UTC datetimes, ``parameters`` and ``details`` parsed to dicts. The other functions
-take that DataFrame::
+``read_trail(source)`` opens the trail read-only and returns one row per event, timestamps as
+timezone-aware UTC datetimes, ``parameters`` and ``details`` parsed to dicts: a SQLite file, or a
+PostgreSQL trail by its URL (log in as the read-only ``hitl_auditor``). The other functions take
+that DataFrame, whichever the backend::
 
-    df = read_trail("audit.db")
+    df = read_trail("audit.db")   # or read_trail("postgresql://hitl_auditor@db/hitl")
     rejected_high_impact(between(df, "2026-11-01T00:00:00+00:00", "2026-12-01T00:00:00+00:00"))
     too_fast_to_read(df)        # approvals made faster than their card can be read
 
@@ -19,6 +20,7 @@ import re
 from contextlib import closing
 
 from hitl_kit.audit import (
+    COLUMNS,
     DECISIONS,
     REVERSIBILITY_CLASSES,
     SELECT_ROWS_SQL,
@@ -32,12 +34,18 @@ MACHINES = (Approver.AUTO.value, Approver.SYSTEM.value)  # not people: never rub
 DECISION_EVENTS = (Event.DECIDED.value, Event.RESOLVED.value)  # rows that carry a decision
 
 
-def read_trail(path: str | os.PathLike):
-    """The trail as a DataFrame: timestamps tz-aware UTC, parameters and details parsed."""
+def read_trail(source: str | os.PathLike):
+    """The trail as a DataFrame: timestamps tz-aware UTC, parameters and details parsed.
+    ``source``: the SQLite file, or a ``postgresql://`` URL."""
     import pandas as pd
 
-    with closing(open_readonly(path)) as conn:
-        df = pd.read_sql_query(SELECT_ROWS_SQL, conn)
+    if isinstance(source, str) and source.startswith(("postgresql://", "postgres://")):
+        from hitl_kit.postgres_audit import read_rows
+
+        df = pd.DataFrame.from_records(read_rows(source), columns=list(COLUMNS))
+    else:
+        with closing(open_readonly(source)) as conn:
+            df = pd.read_sql_query(SELECT_ROWS_SQL, conn)
     for field in TIMESTAMP_FIELDS:
         df[field] = pd.to_datetime(df[field], utc=True, format="ISO8601")
     df["parameters"] = df["parameters"].map(json.loads)

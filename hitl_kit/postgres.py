@@ -83,8 +83,8 @@ def is_postgres_url(value) -> bool:
 
 def with_user(url: str, user: str, password: str | None = None, database: str | None = None
               ) -> str:
-    """The same server as ``url``, logged in as ``user`` (and to ``database``)."""
-    from psycopg.conninfo import conninfo_to_dict, make_conninfo
+    """The same server as ``url``, logged in as ``user`` (and to ``database``), as a URL."""
+    from psycopg.conninfo import conninfo_to_dict
 
     params = conninfo_to_dict(url)
     params["user"] = user
@@ -93,17 +93,35 @@ def with_user(url: str, user: str, password: str | None = None, database: str | 
         params["password"] = password
     if database is not None:
         params["dbname"] = database
-    return make_conninfo(**params)
+    return _as_url(params)
 
 
 def shown(url: str) -> str:
-    """A connection string fit to print: no password."""
-    from psycopg.conninfo import conninfo_to_dict, make_conninfo
+    """A connection URL fit to print: no password."""
+    from psycopg.conninfo import conninfo_to_dict
 
     params = conninfo_to_dict(url)
-    if params.pop("password", None):
+    if params.get("password"):
         params["password"] = "***"
-    return make_conninfo(**params)
+    return _as_url(params)
+
+
+def _as_url(params: dict) -> str:
+    """``postgresql://user:password@host:port/dbname?...``; a socket folder goes in ``host=``."""
+    from urllib.parse import quote, urlencode
+
+    params = dict(params)
+    user, password = params.pop("user", ""), params.pop("password", None)
+    host, port = params.pop("host", ""), params.pop("port", None)
+    database = params.pop("dbname", "")
+    login = quote(str(user), safe="") + (f":{quote(str(password), safe='*')}" if password else "")
+    if host.startswith("/"):  # a unix socket's folder
+        params = {"host": host, **params}
+        host = ""
+    where = host + (f":{port}" if port else "")
+    query = urlencode(params, safe="/")
+    return f"postgresql://{login}@{where}/{quote(str(database), safe='')}" + (
+        f"?{query}" if query else "")
 
 
 def connect(url: str, **kwargs):

@@ -94,6 +94,10 @@ class SqliteBackend:
 
         return AuditTrail(folder / "audit.db", head_path=folder / HEAD, durable=False)
 
+    def trail_source(self, folder: Path):
+        """What ``hitl_kit.audit_queries.read_trail`` reads: the trail's file."""
+        return folder / "audit.db"
+
     def audit_rows(self, folder: Path) -> list[dict]:
         """The trail's rows as a reader outside the writer sees them (a read-only connection)."""
         from contextlib import closing
@@ -254,6 +258,10 @@ class PostgresBackend:
         Path(folder).mkdir(parents=True, exist_ok=True)
         return PostgresAuditTrail(self.pool(folder), head_path=Path(folder) / HEAD,
                                   durable=False)
+
+    def trail_source(self, folder: Path) -> str:
+        """What ``hitl_kit.audit_queries.read_trail`` reads: the auditor role's URL."""
+        return self.url(folder, "hitl_auditor")
 
     def audit_rows(self, folder: Path) -> list[dict]:
         """The trail's rows as the read-only auditor role sees them."""

@@ -2,7 +2,8 @@
 
 Every test here failed on the trail as it was before this milestone (155d955), except where a
 comment says it guards something that already held. New names are read from the module inside
-the tests, so the file also runs against the old code to show that.
+the tests, so the file also runs against the old code to show that. The head tests take
+``stored`` and run on each backend (SQLite and PostgreSQL).
 """
 
 from __future__ import annotations
@@ -32,6 +33,15 @@ def head_path(tmp_path):
 @pytest.fixture
 def trail(db_path, head_path):
     with AuditTrail(db_path, head_path=head_path, durable=False) as audit_trail:
+        for n in range(1, 6):
+            audit_trail.append(proposal(n))
+        yield audit_trail
+
+
+@pytest.fixture
+def stored(backend, tmp_path):
+    """The same five rows and head file, on each backend."""
+    with closing(backend.audit(tmp_path)) as audit_trail:
         for n in range(1, 6):
             audit_trail.append(proposal(n))
         yield audit_trail
@@ -175,15 +185,15 @@ def test_a_guard_removed_behind_the_trails_back_stops_the_next_append(trail, db_
 # --- the head -------------------------------------------------------------------------------------
 
 
-def test_a_deleted_head_file_is_reported_and_append_refuses(trail, db_path, head_path):
-    head_path.unlink()
+def test_a_deleted_head_file_is_reported_and_append_refuses(stored, backend, tmp_path):
+    stored.head_path.unlink()
 
-    result = trail.verify()
+    result = stored.verify()
     assert not result.ok
     assert "head file" in result.problem and "missing" in result.problem
     with pytest.raises(audit.AuditHeadError, match="reanchor"):
-        trail.append(proposal(6))
-    assert count_rows(db_path) == 5
+        stored.append(proposal(6))
+    assert len(backend.audit_rows(tmp_path)) == 5
 
 
 def test_cutting_rows_and_deleting_the_head_is_reported(trail, db_path, head_path):
@@ -204,8 +214,9 @@ def test_cutting_rows_and_deleting_the_head_is_reported(trail, db_path, head_pat
         reopened.close()
 
 
-def test_a_rolled_back_head_is_reported_and_append_refuses(db_path, head_path, tmp_path):
-    with AuditTrail(db_path, head_path=head_path, durable=False) as trail:
+def test_a_rolled_back_head_is_reported_and_append_refuses(backend, tmp_path):
+    with closing(backend.audit(tmp_path)) as trail:
+        head_path = trail.head_path
         for n in range(1, 4):
             trail.append(proposal(n))
         shutil.copy(head_path, tmp_path / "old.head.json")
@@ -216,24 +227,25 @@ def test_a_rolled_back_head_is_reported_and_append_refuses(db_path, head_path, t
         assert not trail.verify().ok  # (this much was reported before)
         with pytest.raises(audit.AuditHeadError, match="says row 3, the trail ends at row 5"):
             trail.append(proposal(6))
-        assert count_rows(db_path) == 5
+        assert len(backend.audit_rows(tmp_path)) == 5
 
 
-def test_reanchor_is_the_explicit_way_back(trail, db_path, head_path):
-    head_path.unlink()
-    assert not trail.verify().ok
+def test_reanchor_is_the_explicit_way_back(stored, backend, tmp_path):
+    stored.head_path.unlink()
+    assert not stored.verify().ok
 
-    assert trail.reanchor() == trail.head()
-    assert trail.verify().ok
-    trail.append(proposal(6))
-    assert trail.verify().ok and count_rows(db_path) == 6
+    assert stored.reanchor() == stored.head()
+    assert stored.verify().ok
+    stored.append(proposal(6))
+    assert stored.verify().ok and len(backend.audit_rows(tmp_path)) == 6
 
 
-def test_reanchor_refuses_a_trail_that_does_not_verify(trail, db_path, head_path):
-    delete_a_middle_row_and_put_the_trigger_back(trail, db_path)
-    head_path.unlink()
+def test_reanchor_refuses_a_trail_that_does_not_verify(stored, backend, tmp_path):
+    with backend.tamperer(tmp_path) as conn:  # a middle row deleted, the guard put back
+        conn.execute("DELETE FROM audit_log WHERE seq = 2")
+    stored.head_path.unlink()
     with pytest.raises(audit.AuditHeadError, match="does not verify"):
-        trail.reanchor()
+        stored.reanchor()
 
 
 # --- schema drift ---------------------------------------------------------------------------------

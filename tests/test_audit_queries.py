@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from hitl_kit.audit import DECISIONS, REVERSIBILITY_CLASSES, AuditTrail
+from hitl_kit.audit import DECISIONS, REVERSIBILITY_CLASSES
 from hitl_kit.audit_queries import (
     WORDS_PER_MINUTE,
     approval_latency,
@@ -32,10 +32,11 @@ from .test_audit import T0, proposal, resolution
 
 
 @pytest.fixture
-def sample_trail_path(tmp_path):
-    """Four actions: approved (30 s), rejected (120 s), auto-approved (1 s), timed out (300 s)."""
-    db_path = tmp_path / "audit.db"
-    trail = AuditTrail(db_path, durable=False)
+def sample_trail_path(backend, tmp_path):
+    """Four actions: approved (30 s), rejected (120 s), auto-approved (1 s), timed out (300 s),
+    on each backend; what read_trail reads (the SQLite file, or the auditor's PostgreSQL URL):
+    the queries below are the same for both."""
+    trail = backend.audit(tmp_path)
     at = {n: T0 + timedelta(minutes=n) for n in (0, 1, 5, 10)}
     trail.append(proposal(0, recorded_at=at[0], proposed_at=at[0]))
     trail.append(resolution(0, proposed_at=at[0], executed_at=at[0] + timedelta(seconds=30),
@@ -58,7 +59,7 @@ def sample_trail_path(tmp_path):
                             channel="timer",
                             executed_at=None))  # fmt: skip
     trail.close()
-    return db_path
+    return backend.trail_source(tmp_path)
 
 
 def seqs(df) -> list[int]:

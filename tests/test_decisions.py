@@ -1,4 +1,7 @@
-"""Exactly one decision per pending approval: the ledger, the binding, and the agent's resume."""
+"""Exactly one decision per pending approval: the ledger, the binding, and the agent's resume.
+
+The ledger's own tests and the cross-process races take ``backend`` and run on SQLite and on
+PostgreSQL; the agent's shape checks and thread races run on the in-memory default."""
 
 import json
 import subprocess
@@ -11,7 +14,7 @@ import pytest
 
 from hitl_kit import decisions
 from hitl_kit.approval import AlreadyDecided, ApprovalAgent, ApprovalError, durable_checkpointer
-from hitl_kit.decisions import Claim, DecisionLedger, ledger_for
+from hitl_kit.decisions import Claim, ledger_for
 from hitl_kit.llm import OfflineChatModel
 from hitl_kit.world import World
 
@@ -52,24 +55,24 @@ def race(*actions):
 
 # -- the ledger -----------------------------------------------------------------------------------
 
-def test_first_claim_wins_and_the_second_learns_who_won():
-    ledger = DecisionLedger()
+def test_first_claim_wins_and_the_second_learns_who_won(backend, tmp_path):
+    ledger = backend.ledger(tmp_path)
     assert ledger.claim([claim(approver="ana")]) is None
     earlier = ledger.claim([claim(approver="bo")])
     assert earlier.approver == "ana" and earlier.kind == "approve"
     assert [c.approver for c in ledger.claims()] == ["ana"]
 
 
-def test_claims_are_all_or_none():
-    ledger = DecisionLedger()
+def test_claims_are_all_or_none(backend, tmp_path):
+    ledger = backend.ledger(tmp_path)
     ledger.claim([claim("a")])
     assert ledger.claim([claim("b", "bo"), claim("a", "bo")]).approver == "ana"
     assert ledger.winner("t", "b") is None  # b was not recorded although it came first
     assert ledger.claim([claim("b", "bo")]) is None
 
 
-def test_a_new_fingerprint_is_a_new_request():
-    ledger = DecisionLedger()
+def test_a_new_fingerprint_is_a_new_request(backend, tmp_path):
+    ledger = backend.ledger(tmp_path)
     ledger.claim([claim(fingerprint="v1")])
     assert ledger.claim([claim(fingerprint="v2", approver="bo")]) is None
     assert ledger.winner("t", fingerprint="v1").approver == "ana"
@@ -78,29 +81,29 @@ def test_a_new_fingerprint_is_a_new_request():
         ledger.winner("t")
 
 
-def test_withdrawn_claims_free_the_request():
-    ledger = DecisionLedger()
+def test_withdrawn_claims_free_the_request(backend, tmp_path):
+    ledger = backend.ledger(tmp_path)
     ledger.claim([claim()])
     ledger.withdraw([claim()])
     assert ledger.winner("t", "k") is None and ledger.claim([claim(approver="bo")]) is None
 
 
-def test_claims_race_across_connections_to_one_file(tmp_path):
-    path = str(tmp_path / "ledger.db")
-    ledgers = [DecisionLedger(path) for _ in range(3)]
+def test_claims_race_across_connections_to_one_file(backend, tmp_path):
+    ledgers = [backend.ledger(tmp_path) for _ in range(3)]
     for key in range(40):
         results = race(*[lambda lg=lg, n=n, k=str(key): lg.claim([claim(k, f"approver{n}")])
                          for n, lg in enumerate(ledgers * 2)])
         assert sum(r is None for r in results) == 1, results
-    assert len(DecisionLedger(path).claims()) == 40
+    assert len(backend.ledger(tmp_path).claims()) == 40
 
 
 CLAIM_SCRIPT = """
 import sys, time
 from pathlib import Path
 from hitl_kit.decisions import Claim, DecisionLedger
-path, me, folder = sys.argv[1:4]
-ledger = DecisionLedger(path)
+from hitl_kit.postgres import PostgresLedger
+url, me, folder = sys.argv[1:4]
+ledger = PostgresLedger(url) if url != "sqlite" else DecisionLedger(folder + "/checkpoints.db")
 Path(folder, me).touch()
 while len(list(Path(folder).glob("ready-*"))) < 3:
     time.sleep(0.001)
@@ -109,20 +112,20 @@ print(len(won))
 """
 
 
-def test_claims_race_across_processes(tmp_path):
-    path = str(tmp_path / "ledger.db")
-    DecisionLedger(path)  # created before the race
-    procs = [subprocess.Popen([sys.executable, "-c", CLAIM_SCRIPT, path, f"ready-{n}",
-                               str(tmp_path)], stdout=subprocess.PIPE, text=True, cwd=ROOT)
+def test_claims_race_across_processes(backend, tmp_path):
+    backend.ledger(tmp_path).close()  # created before the race
+    procs = [subprocess.Popen([sys.executable, "-c", CLAIM_SCRIPT, backend.url(tmp_path),
+                               f"ready-{n}", str(tmp_path)], stdout=subprocess.PIPE, text=True,
+                              cwd=ROOT)
              for n in range(3)]
     won = [int(p.communicate(timeout=60)[0]) for p in procs]
     assert sum(won) == 150
-    winners = DecisionLedger(path).claims()
+    winners = backend.ledger(tmp_path).claims()
     assert len(winners) == 150 and len({c.interrupt_id for c in winners}) == 150
 
 
-def test_one_turn_per_thread_at_a_time():
-    ledger = DecisionLedger()
+def test_one_turn_per_thread_at_a_time(backend, tmp_path):
+    ledger = backend.ledger(tmp_path)
     inside, most = [], []
 
     def take(thread_id):
@@ -138,8 +141,8 @@ def test_one_turn_per_thread_at_a_time():
         pass
 
 
-def test_a_stale_turn_is_taken_over_and_a_busy_one_times_out(monkeypatch):
-    ledger = DecisionLedger()
+def test_a_stale_turn_is_taken_over_and_a_busy_one_times_out(backend, tmp_path, monkeypatch):
+    ledger = backend.ledger(tmp_path)
     monkeypatch.setattr(decisions, "TURN_LEASE_S", -1.0)  # every lease has already ended
     with ledger.turn("t"), ledger.turn("t"):  # a crashed holder does not block forever
         pass
@@ -154,6 +157,15 @@ def test_ledger_for_uses_the_checkpointers_file(tmp_path):
     ledger = ledger_for(durable_checkpointer(str(path)))
     assert ledger.path == str(path)
     assert ledger_for(None).path == ":memory:"
+
+
+def test_ledger_for_shares_the_checkpointers_database(backend, tmp_path):
+    ledger = ledger_for(backend.checkpointer(tmp_path))
+    try:
+        assert ledger.claim([claim(approver="ana")]) is None
+        assert backend.ledger(tmp_path).winner("t", "k").approver == "ana"  # another connection
+    finally:
+        ledger.close()
 
 
 # -- the agent: one decision wins -----------------------------------------------------------------
@@ -274,7 +286,8 @@ def test_listeners_hear_each_decision_and_a_failing_one_does_not_undo_it(agent, 
 RESUME_SCRIPT = """
 import json, sys, time
 from pathlib import Path
-from hitl_kit.approval import AlreadyDecided, ApprovalAgent, durable_checkpointer
+from hitl_kit.approval import AlreadyDecided, ApprovalAgent
+from hitl_kit.backends import open_stores
 from hitl_kit.llm import OfflineChatModel
 from hitl_kit.world import World
 
@@ -299,25 +312,28 @@ def when_both_ready(folder, me):
 
 
 if __name__ == "__main__":
-    folder, me, threads = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    folder, me, threads, url = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
     world = World(folder + "/world.db")
+    stores = open_stores(url, folder=folder, durable=False)
     agent = ApprovalAgent(OfflineChatModel(), world.tools(), world=world,
-                          checkpointer=durable_checkpointer(folder + "/checkpoints.db"))
+                          checkpointer=stores.checkpointer, ledger=stores.ledger)
     when_both_ready(folder, me)
     print(json.dumps(approve_all(agent, me, threads)))
 """
 
 
-def test_two_processes_sharing_a_sqlite_saver_decide_each_approval_once(tmp_path):
+def test_two_processes_sharing_a_durable_saver_decide_each_approval_once(backend, tmp_path):
     world = World(str(tmp_path / "world.db"))
     agent = ApprovalAgent(OfflineChatModel(), world.tools(), world=world,
-                          checkpointer=durable_checkpointer(str(tmp_path / "checkpoints.db")))
+                          checkpointer=backend.checkpointer(tmp_path),
+                          ledger=backend.ledger(tmp_path))
     threads = 30
     for n in range(threads):  # one service each: a deploy whose live version changed since it
         # was shown is shown again instead (tests/test_hardening.py), which is not this test
         assert agent.start(f"deploy the svc{n} service version 4.{n} to prod", f"t{n}").paused
     other = subprocess.Popen([sys.executable, "-c", RESUME_SCRIPT, str(tmp_path), "bo",
-                              str(threads)], stdout=subprocess.PIPE, text=True, cwd=ROOT)
+                              str(threads), backend.url(tmp_path)], stdout=subprocess.PIPE,
+                             text=True, cwd=ROOT)
     here: dict = {}
     exec(RESUME_SCRIPT, here)  # the same code, in this process, as "ana"
     here["when_both_ready"](str(tmp_path), "ana")
