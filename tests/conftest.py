@@ -65,6 +65,43 @@ def with_cell_replaced(src_path, tmp_path, old, new):
     return out
 
 
+def forked(work, timeout: float = 120):
+    """Run ``work()`` in a forked child of this (already imported) process and return what it
+    returned (JSON-able): another process, without a fresh interpreter's imports. The caller
+    closes its own connections to what the child opens first."""
+    import gc
+    import select
+    import traceback
+
+    read_end, write_end = os.pipe()
+    gc.freeze()
+    pid = os.fork()
+    if pid == 0:  # the child: never returns into pytest
+        code = 0
+        try:
+            os.close(read_end)
+            answer = json.dumps({"result": work()}).encode()
+        except BaseException:
+            answer = json.dumps({"error": traceback.format_exc()}).encode()
+            code = 1
+        with os.fdopen(write_end, "wb") as out:
+            out.write(answer)
+        os._exit(code)
+    gc.unfreeze()
+    os.close(write_end)
+    chunks = []
+    with os.fdopen(read_end, "rb") as answer:
+        while select.select([answer], [], [], timeout)[0]:
+            chunk = answer.read1(65536)
+            if not chunk:
+                break
+            chunks.append(chunk)
+    os.waitpid(pid, 0)
+    outcome = json.loads(b"".join(chunks) or b'{"error": "the child gave no answer in time"}')
+    assert "error" not in outcome, outcome["error"]
+    return outcome["result"]
+
+
 HEAD = "audit.head.json"  # the audit head's file in a backend's folder (as open_stores names it)
 
 

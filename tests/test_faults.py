@@ -1,81 +1,86 @@
 """The fault suite: a killed process, tampering deep in a long trail, and malformed input of every
-shape. Counts are printed at the end of the run (see ``fault_counts``)."""
+shape. Counts are printed at the end of the run (see ``fault_counts``). The killed process and
+the tamper matrix run on each backend (SQLite and PostgreSQL)."""
 
 import hashlib
 import json
-import shutil
+import os
 import signal
-import subprocess
-import sys
-from contextlib import closing
+import time
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hitl_kit.approval import ApprovalAgent, ApprovalError, parse_decision
-from hitl_kit.audit import AuditTrail, verify_file
+from hitl_kit.audit import COLUMNS, AuditTrail
+from hitl_kit.backends import open_stores
 from hitl_kit.llm import OfflineChatModel
 from hitl_kit.policy import ActionPolicy, PolicyTableError
+from hitl_kit.postgres import connect
 from hitl_kit.world import World
 
-from .conftest import ROOT
-from .test_audit import insert_row, proposal, raw_connection, resolution
+from .conftest import BACKENDS, PostgresBackend, SqliteBackend, forked
+from .test_audit import proposal, resolution
 
 # -- a process killed while an approval is pending -------------------------------------------------
 
-AGENT = """
-import json, sys, time
-from hitl_kit.approval import ApprovalAgent, durable_checkpointer
-from hitl_kit.audit import AuditTrail
-from hitl_kit.llm import OfflineChatModel
-from hitl_kit.world import World
+def agent_on(url: str, folder: str) -> tuple[World, ApprovalAgent]:
+    world = World(folder + "/world.db")
+    stores = open_stores(url, folder=folder)
+    return world, ApprovalAgent(OfflineChatModel(), world.tools(), world=world,
+                                **stores.for_agent())
 
-step, folder = sys.argv[1:3]
-world = World(folder + "/world.db")
-agent = ApprovalAgent(OfflineChatModel(), world.tools(), world=world,
-                      checkpointer=durable_checkpointer(folder + "/checkpoints.db"),
-                      audit=AuditTrail(folder + "/audit.db", head_path=folder + "/audit.head"))
-if step == "start":
+
+def start_and_wait_to_be_killed(url: str, folder: str, tell) -> None:
+    _, agent = agent_on(url, folder)
     outcome = agent.start("Delete the test customer record", "killed-1")
-    print(json.dumps({"paused": outcome.paused}), flush=True)
+    tell(json.dumps({"paused": outcome.paused}).encode())
     time.sleep(600)  # pending; the test kills us here
-else:
+
+
+def resume_in_a_new_process(url: str, folder: str) -> dict:
+    world, agent = agent_on(url, folder)
     pending = agent.pending("killed-1")
     outcome = agent.resume("killed-1", {"kind": "approve", "approver": "ana"})
-    print(json.dumps({"found": [p.payload["tool"] for p in pending], "paused": outcome.paused,
-                      "delete_runs": world.calls["delete_customer"]}))
-"""
+    return {"found": [p.payload["tool"] for p in pending], "paused": outcome.paused,
+            "delete_runs": world.calls["delete_customer"]}
 
 
-def test_sigkill_while_pending_then_resume_exactly_once(tmp_path, fault_counts):
-    starter = subprocess.Popen([sys.executable, "-c", AGENT, "start", str(tmp_path)],
-                               stdout=subprocess.PIPE, text=True, cwd=ROOT)
+def test_sigkill_while_pending_then_resume_exactly_once(backend, tmp_path, fault_counts):
+    url, folder = backend.url(tmp_path), str(tmp_path)
+    read_end, write_end = os.pipe()
+    starter = os.fork()  # a process of its own (forked after imports), killed while pending
+    if starter == 0:
+        try:
+            os.close(read_end)
+            start_and_wait_to_be_killed(url, folder, lambda line: os.write(write_end, line))
+        finally:
+            os._exit(3)
+    os.close(write_end)
     try:
-        assert json.loads(starter.stdout.readline()) == {"paused": True}
+        assert json.loads(os.read(read_end, 4096)) == {"paused": True}
     finally:
-        starter.send_signal(signal.SIGKILL)
-        starter.wait(timeout=30)
-    assert starter.returncode == -signal.SIGKILL
+        os.close(read_end)
+        os.kill(starter, signal.SIGKILL)
+        _, status = os.waitpid(starter, 0)
+    assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL
 
-    resumed = subprocess.run([sys.executable, "-c", AGENT, "resume", str(tmp_path)],
-                             capture_output=True, text=True, cwd=ROOT, timeout=120)
-    assert resumed.returncode == 0, resumed.stderr
-    assert json.loads(resumed.stdout) == {"found": ["delete_customer"], "paused": False,
-                                          "delete_runs": 1}
+    resumed = forked(lambda: resume_in_a_new_process(url, folder))
+    assert resumed == {"found": ["delete_customer"], "paused": False, "delete_runs": 1}
     world = World(str(tmp_path / "world.db"))
     assert [c["id"] for c in world.rows("customers")] == [1, 2, 4]
 
-    head = json.loads((tmp_path / "audit.head").read_text())
-    assert verify_file(tmp_path / "audit.db", head=(head["seq"], head["row_hash"])).ok
-    trail = AuditTrail(tmp_path / "audit.db")
+    head = json.loads((tmp_path / "audit.head.json").read_text())
+    assert backend.verify_outside(tmp_path, head=(head["seq"], head["row_hash"])).ok
+    trail = backend.audit(tmp_path)
     keys = [r["event_key"] for r in trail.rows()]
     assert len(keys) == len(set(keys)) == 4  # find + delete, each proposed and resolved once
     assert [(r["action_type"], r["event"], r["decision"]) for r in trail.rows()] == [
         ("find_customers", "proposed", None), ("find_customers", "resolved", "auto-approved"),
         ("delete_customer", "proposed", None), ("delete_customer", "resolved", "approved")]
-    fault_counts["SIGKILL while pending: executions after resume"] = \
-        json.loads(resumed.stdout)["delete_runs"]
+    fault_counts[f"SIGKILL while pending [{backend.name}]: executions after resume"] = \
+        resumed["delete_runs"]
 
 
 # -- the tamper matrix on a 10,000-row trail ------------------------------------------------------
@@ -84,7 +89,7 @@ ROWS = 10_000
 
 
 @pytest.fixture(scope="module")
-def long_trail(tmp_path_factory):
+def long_sqlite_trail(tmp_path_factory):
     folder = tmp_path_factory.mktemp("long-trail")
     trail = AuditTrail(folder / "audit.db", durable=False)
     for n in range(ROWS // 2):
@@ -93,7 +98,27 @@ def long_trail(tmp_path_factory):
     head = trail.head()
     trail.close()
     assert head[0] == ROWS
-    return folder / "audit.db", head
+    return folder, head
+
+
+@pytest.fixture(scope="module", params=sorted(BACKENDS))
+def long_trail(request, long_sqlite_trail, tmp_path_factory):
+    """(backend, folder, head): 10,000 rows appended by the SQLite trail; on PostgreSQL the same
+    rows, loaded into the trail's table by the administrator (the chain is the same whatever
+    stores it)."""
+    source, head = long_sqlite_trail
+    if request.param == "sqlite":
+        yield SqliteBackend(), source, head
+        return
+    folder = tmp_path_factory.mktemp("long-trail-postgres")
+    backend = PostgresBackend(request.getfixturevalue("postgres_server"), folder)
+    rows = SqliteBackend().audit_rows(source)
+    with connect(backend.admin_url(folder)) as conn, conn.cursor().copy(
+            f"COPY audit_log ({', '.join(COLUMNS)}) FROM STDIN") as copy:
+        for row in rows:
+            copy.write_row(tuple(row.values()))
+    yield backend, folder, head
+    backend.close()
 
 
 def edit(conn, seq):
@@ -112,10 +137,10 @@ def swap(conn, seq):
 
 def forge(conn, seq):
     """Put a made-up row where row ``seq`` was, linked to its predecessor."""
-    before = dict(conn.execute("SELECT * FROM audit_log WHERE seq = ?", (seq - 1,)).fetchone())
+    before = conn.row(seq - 1)
     conn.execute("DELETE FROM audit_log WHERE seq = ?", (seq,))
-    insert_row(conn, {**before, "seq": seq, "event_key": "forged", "prev_hash": before["row_hash"],
-                      "row_hash": hashlib.sha256(b"forged").hexdigest()})
+    conn.insert({**before, "seq": seq, "event_key": "forged", "prev_hash": before["row_hash"],
+                 "row_hash": hashlib.sha256(b"forged").hexdigest()})
 
 
 def truncate(conn, seq):
@@ -124,23 +149,25 @@ def truncate(conn, seq):
 
 @pytest.mark.parametrize("tamper", [edit, delete, swap, forge, truncate])
 def test_tamper_matrix_on_ten_thousand_rows(long_trail, tmp_path, tamper, fault_counts):
-    source, head = long_trail
+    backend, source, head = long_trail
     target_seq = 7_321
-    copy = tmp_path / "copy.db"
-    shutil.copy(source, copy)
-    with closing(raw_connection(copy, drop_triggers=True)) as conn:
-        tamper(conn, target_seq)
-    result = verify_file(copy, head=head)
+    backend.copy(source, tmp_path)
+    try:
+        with backend.tamperer(tmp_path) as conn:
+            tamper(conn, target_seq)
+        result = backend.verify_outside(tmp_path, head=head)
+    finally:
+        backend.discard(tmp_path)
     detected_here = int(not result.ok and result.first_bad_seq == target_seq)
-    fault_counts[f"tamper on {ROWS:,} rows detected at the right row: {tamper.__name__}"] = \
-        detected_here
+    fault_counts[f"tamper on {ROWS:,} rows detected at the right row [{backend.name}]: "
+                 f"{tamper.__name__}"] = detected_here
     assert not result.ok
     assert result.first_bad_seq == target_seq, result.problem
 
 
 def test_untouched_long_trail_verifies(long_trail):
-    source, head = long_trail
-    assert verify_file(source, head=head).ok
+    backend, source, head = long_trail
+    assert backend.verify_outside(source, head=head).ok
 
 
 # -- malformed input never executes anything -----------------------------------------------------

@@ -1,20 +1,21 @@
-"""The approval inbox: pending approvals across threads, answered one by one or in bulk."""
+"""The approval inbox: pending approvals across threads, answered one by one or in bulk.
 
-import json
-import subprocess
-import sys
+The tests of a queue that outlives its agent or its process take ``backend`` and run on SQLite
+and on PostgreSQL; the rest use the in-memory default."""
+
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from hitl_kit.approval import ApprovalAgent, ApprovalError, Pending, durable_checkpointer
+from hitl_kit.approval import ApprovalAgent, ApprovalError, Pending
+from hitl_kit.backends import open_stores
 from hitl_kit.inbox import ApprovalInbox, InboxItem, payload_deadline
 from hitl_kit.inbox_widget import InboxWidget
 from hitl_kit.llm import OfflineChatModel
 from hitl_kit.world import World
 
-from .conftest import ROOT
+from .conftest import forked
 
 XSS = "<img src=x onerror=alert(1)>"
 TASKS = {
@@ -192,64 +193,52 @@ def test_on_decided_hears_each_resumed_thread_and_a_failing_callback_changes_not
     assert len(heard) == 2 and world.calls["delete_thread"] == 1
 
 
-def test_a_sqlite_queue_is_found_by_a_new_agent_on_the_same_file(tmp_path, world):
-    path = str(tmp_path / "checkpoints.db")
+def test_a_durable_queue_is_found_by_a_new_agent_on_the_same_store(backend, tmp_path, world):
     first = ApprovalInbox(ApprovalAgent(OfflineChatModel(), world.tools(), world=world,
-                                        checkpointer=durable_checkpointer(path)))
+                                        checkpointer=backend.checkpointer(tmp_path),
+                                        ledger=backend.ledger(tmp_path)))
     first.submit("delete customer 4", "a")
     first.submit("delete thread 2", "b")
     second = ApprovalInbox(ApprovalAgent(OfflineChatModel(), world.tools(), world=world,
-                                         checkpointer=durable_checkpointer(path)))
+                                         checkpointer=backend.checkpointer(tmp_path),
+                                         ledger=backend.ledger(tmp_path)))
     assert [i.key for i in second.items()] == [i.key for i in first.items()]
 
 
-RESTART_SCRIPT = """
-import json, sys
-from hitl_kit.approval import ApprovalAgent, durable_checkpointer
-from hitl_kit.audit import AuditTrail
-from hitl_kit.inbox import ApprovalInbox
-from hitl_kit.llm import OfflineChatModel
-from hitl_kit.world import World
-from hitl_kit.world import World
-step, folder = sys.argv[1:3]
-world = World(folder + "/world.db")
-audit = AuditTrail(folder + "/audit.db", durable=False)
-agent = ApprovalAgent(OfflineChatModel(), world.tools(), world=world, audit=audit,
-                      checkpointer=durable_checkpointer(folder + "/checkpoints.db"))
-inbox = ApprovalInbox(agent)
-if step == "ask":
-    for thread_id, task in [("a", "delete customer 4"), ("b", "delete customer 2"),
-                            ("c", 'send a reply to thread 3 saying "hi"')]:
-        inbox.submit(task, thread_id)
-    print(json.dumps({"pending": len(inbox.items())}))
-else:
+def queue_step(step: str, folder: str, url: str) -> dict:
+    """One process's part: "ask" pauses three tasks; "decide" approves two of them twice."""
+    world = World(folder + "/world.db")
+    stores = open_stores(url, folder=folder, durable=False)
+    agent = ApprovalAgent(OfflineChatModel(), world.tools(), world=world, **stores.for_agent())
+    inbox = ApprovalInbox(agent)
+    if step == "ask":
+        for thread_id, task in [("a", "delete customer 4"), ("b", "delete customer 2"),
+                                ("c", 'send a reply to thread 3 saying "hi"')]:
+            inbox.submit(task, thread_id)
+        return {"pending": len(inbox.items())}
     heard = []
     inbox.on_decided(lambda r: heard.append(r.item.thread_id))
     listed = inbox.items()
     chosen = [i for i in listed if i.thread_id in ("a", "b")]
     first = inbox.approve(chosen, "ana")
     again = inbox.approve(chosen, "ana")
-    print(json.dumps({"listed": sorted(i.thread_id for i in listed),
-                      "first": [r.resumed for r in first], "again": [r.resumed for r in again],
-                      "heard": heard, "left": [i.thread_id for i in inbox.items()]}))
-"""
+    return {"listed": sorted(i.thread_id for i in listed),
+            "first": [r.resumed for r in first], "again": [r.resumed for r in again],
+            "heard": heard, "left": [i.thread_id for i in inbox.items()]}
 
 
-def test_the_queue_survives_a_restart_and_each_approval_runs_once(tmp_path):
-    def run(step):
-        done = subprocess.run([sys.executable, "-c", RESTART_SCRIPT, step, str(tmp_path)],
-                              cwd=ROOT, capture_output=True, text=True, timeout=120)
-        assert done.returncode == 0, done.stderr
-        return json.loads(done.stdout.strip().splitlines()[-1])
+def test_the_queue_survives_a_restart_and_each_approval_runs_once(backend, tmp_path):
+    url = backend.url(tmp_path)
+
+    def run(step):  # each step in a process of its own, which ends with it
+        return forked(lambda: queue_step(step, str(tmp_path), url))
 
     assert run("ask") == {"pending": 3}  # process A paused three tasks and exited
     assert run("decide") == {"listed": ["a", "b", "c"], "first": [True, True],
                              "again": [False, False], "heard": ["a", "b"], "left": ["c"]}
 
-    from hitl_kit.audit import AuditTrail
-
     assert [c["id"] for c in World(str(tmp_path / "world.db")).rows("customers")] == [1, 3]
-    trail = AuditTrail(tmp_path / "audit.db", durable=False)
+    trail = backend.audit(tmp_path)
     resolved = [(r["session_id"], r["action_type"], r["decision"], r["outcome"])
                 for r in trail.rows() if r["event"] == "resolved"]
     assert sorted(resolved) == [("a", "delete_customer", "approved", "success"),

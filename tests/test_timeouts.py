@@ -1,5 +1,8 @@
 """Deadlines: the default when nobody decides, the timer losing to a person, the race between
-them, the soft gate, escalation, the time-to-live, and the card's countdown."""
+them, the soft gate, escalation, the time-to-live, and the card's countdown.
+
+Tests that take ``stored_agent`` keep everything in a ``backend`` (SQLite, then PostgreSQL): the
+default applied once, the click-vs-timer race, escalations and deadlines in the ledger."""
 
 import json
 import threading
@@ -45,6 +48,15 @@ def agent(world, trail):
     return ApprovalAgent(OfflineChatModel(), world.tools(), world=world, audit=trail)
 
 
+@pytest.fixture
+def stored(backend, tmp_path, world):
+    """(agent, trail): the checkpoints, the ledger and the trail on each backend."""
+    trail = backend.audit(tmp_path)
+    return ApprovalAgent(OfflineChatModel(), world.tools(), world=world, audit=trail,
+                         checkpointer=backend.checkpointer(tmp_path),
+                         ledger=backend.ledger(tmp_path)), trail
+
+
 class RecordingTimer(ApprovalTimer):
     """An ApprovalTimer that says whether its deadline ever fired."""
 
@@ -61,7 +73,8 @@ def resolved_rows(trail, thread_id):
     return [r for r in trail.rows() if r["session_id"] == thread_id and r["event"] == "resolved"]
 
 
-def test_no_answer_rejects_by_default_as_system(agent, world, trail):
+def test_no_answer_rejects_by_default_as_system(stored, world):
+    agent, trail = stored
     pending = agent.start(DEPLOY.format("2.5"), "t").pending[0]
     timer = ApprovalTimer(agent, "t", pending, Deadline(SHORT)).start()
     assert timer.wait(SETTLE_S) and timer.state == TIMED_OUT
@@ -88,7 +101,8 @@ def test_a_person_deciding_first_cancels_the_timer(agent, world, trail):
 # The click-vs-timeout race at scale (1,000 trials, with double clicks) is in test_faults.py.
 
 
-def test_real_timers_racing_real_clicks_never_execute_twice(agent, world, trail):
+def test_real_timers_racing_real_clicks_never_execute_twice(stored, world):
+    agent, trail = stored
     for trial in range(30):
         thread, version = f"t{trial}", f"5.{trial}"
         pending = agent.start(DEPLOY.format(version), thread).pending[0]
@@ -151,7 +165,8 @@ def test_bad_deadlines_are_refused(kwargs, message):
         Deadline(**kwargs)
 
 
-def test_escalation_hands_it_on_then_rejects(agent, world, trail):
+def test_escalation_hands_it_on_then_rejects(stored, world):
+    agent, trail = stored
     pending = agent.start(DEPLOY.format("2.5"), "t").pending[0]
     told = []
     deadline = Deadline(SHORT, "escalate", escalate_to="oncall", then=Deadline(SHORT))
@@ -180,7 +195,8 @@ def test_the_escalation_target_can_still_decide(agent, world):
     assert world.calls["deploy_to_prod"] == 1
 
 
-def test_watcher_arms_follow_ups_after_an_edit(agent, world):
+def test_watcher_arms_follow_ups_after_an_edit(stored, world):
+    agent, _ = stored
     watcher = DeadlineWatcher(agent, {"hard_gate": Deadline(SHORT)})
     first = agent.start("delete customer 3", "t")
     [timer] = watcher.watch(first)
