@@ -150,13 +150,16 @@ _TABLES = "ARRAY['audit_log', 'audit_meta']"
 _IN_SCHEMA = f"c.relnamespace = '{SCHEMA}'::regnamespace AND c.relname = ANY({_TABLES})"
 _LAST_SQL = f"SELECT seq, row_hash FROM {LOG} ORDER BY seq DESC LIMIT 1"
 # What any change to the guard moves (owner, grants, row security, triggers, rules, columns,
-# CHECKs), read from the catalog in microseconds: the PostgreSQL counterpart of SQLite's
+# CHECKs, the writer's own role), read from the catalog in microseconds: the PostgreSQL counterpart of SQLite's
 # schema_version. Each append compares it with what was checked; a change means a full check.
 _STAMP_SQL = f"""(SELECT string_agg(concat_ws('|', c.relname, c.relowner, c.relacl,
         c.relrowsecurity, c.relforcerowsecurity, c.relhastriggers, c.relhasrules, c.relnatts,
         c.relchecks, (SELECT string_agg(a.attname || '=' || a.attacl::text, ',')
                       FROM pg_catalog.pg_attribute a
-                      WHERE a.attrelid = c.oid AND a.attacl IS NOT NULL)), ';' ORDER BY c.relname)
+                      WHERE a.attrelid = c.oid AND a.attacl IS NOT NULL),
+        pg_has_role(c.relowner, 'MEMBER'), (SELECT rolsuper FROM pg_catalog.pg_roles
+                                             WHERE rolname = current_user)), ';'
+        ORDER BY c.relname)
     FROM pg_catalog.pg_class c WHERE {_IN_SCHEMA})"""
 _COLUMN_LIST = ", ".join(COLUMNS)
 # What an append needs to know, in one round trip (under the lock): the guard's stamp, the
