@@ -36,7 +36,8 @@ import threading
 from collections.abc import Mapping
 from pathlib import Path
 
-from hitl_kit.audit import _write_head, read_head
+from hitl_kit.audit import HeadRecord, read_head
+from hitl_kit.audit import _write_head as write_head_file
 from hitl_kit.audit_chain import (
     CHANNELS,
     COLUMNS,
@@ -75,22 +76,24 @@ AUDIT_TABLES = ("audit_log", "audit_meta")
 LOG = f"{SCHEMA}.audit_log"
 META = f"{SCHEMA}.audit_meta"
 
-_UTC = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{6}\+00:00$"
+# The same shapes the SQLite trail checks, which Python's check_columns mirrors: timestamps by
+# the shape of UTC ISO text (ILIKE: SQLite's LIKE ignores the case of the "T"), hashes by length.
+_UTC_LIKE = "____-__-__T__:__:__.______+00:00"
 
 
 def _json_object(column: str) -> str:
     return f"{column} IS JSON OBJECT AND left({column}, 1) = '{{'"
 
 
-def _hex64(column: str) -> str:
-    return f"{column} ~ '^[0-9a-f]{{64}}$'"
+def _hash(column: str) -> str:
+    return f"length({column}) = 64"
 
 
 # name, type, CHECK on the column alone (None: no check): the SQLite trail's, in PostgreSQL
 _COLUMN_DEFINITIONS = (
     ("seq", "BIGINT PRIMARY KEY", None),
     ("event_key", "TEXT NOT NULL UNIQUE", "event_key <> ''"),
-    ("recorded_at", "TEXT NOT NULL", f"recorded_at ~ '{_UTC}'"),
+    ("recorded_at", "TEXT NOT NULL", f"recorded_at ILIKE '{_UTC_LIKE}'"),
     ("session_id", "TEXT NOT NULL", "session_id <> ''"),
     ("action_type", "TEXT NOT NULL", "action_type <> ''"),
     ("parameters", "TEXT NOT NULL", _json_object("parameters")),
@@ -104,10 +107,10 @@ _COLUMN_DEFINITIONS = (
     ("outcome", "TEXT", f"outcome IN {_sql_list(OUTCOMES)}"),
     ("reason", "TEXT", None),
     ("details", "TEXT", _json_object("details")),
-    ("proposed_at", "TEXT NOT NULL", f"proposed_at ~ '{_UTC}'"),
-    ("executed_at", "TEXT", f"executed_at ~ '{_UTC}'"),
-    ("prev_hash", "TEXT NOT NULL", _hex64("prev_hash")),
-    ("row_hash", "TEXT NOT NULL", _hex64("row_hash")),
+    ("proposed_at", "TEXT NOT NULL", f"proposed_at ILIKE '{_UTC_LIKE}'"),
+    ("executed_at", "TEXT", f"executed_at ILIKE '{_UTC_LIKE}'"),
+    ("prev_hash", "TEXT NOT NULL", _hash("prev_hash")),
+    ("row_hash", "TEXT NOT NULL", _hash("row_hash")),
 )
 assert tuple(name for name, _, _ in _COLUMN_DEFINITIONS) == COLUMNS
 _CHECKS = {f"audit_log_{name}_check": check for name, _, check in _COLUMN_DEFINITIONS if check}
@@ -150,8 +153,9 @@ _TABLES = "ARRAY['audit_log', 'audit_meta']"
 _IN_SCHEMA = f"c.relnamespace = '{SCHEMA}'::regnamespace AND c.relname = ANY({_TABLES})"
 _LAST_SQL = f"SELECT seq, row_hash FROM {LOG} ORDER BY seq DESC LIMIT 1"
 # What any change to the guard moves (owner, grants, row security, triggers, rules, columns,
-# CHECKs, the writer's own role), read from the catalog in microseconds: the PostgreSQL counterpart of SQLite's
-# schema_version. Each append compares it with what was checked; a change means a full check.
+# CHECKs, the writer's own role), read from the catalog in microseconds: the PostgreSQL
+# counterpart of SQLite's schema_version. Each append compares it with what was checked; a
+# change means a full check.
 _STAMP_SQL = f"""(SELECT string_agg(concat_ws('|', c.relname, c.relowner, c.relacl,
         c.relrowsecurity, c.relforcerowsecurity, c.relhastriggers, c.relhasrules, c.relnatts,
         c.relchecks, (SELECT string_agg(a.attname || '=' || a.attacl::text, ',')
@@ -275,6 +279,11 @@ def writer_problems(conn) -> list[str]:
 
 
 # --- the head, kept outside the database ---------------------------------------------------------
+
+def _write_head(head_path: Path, seq: int, row_hash: str, *, durable: bool) -> None:
+    """Replace a head file atomically, as the SQLite trail does (``read_head`` reads it)."""
+    write_head_file(head_path, HeadRecord(seq, row_hash), durable=durable)
+
 
 def _pending_path(head_path: Path) -> Path:
     return head_path.with_name(head_path.name + ".pending")

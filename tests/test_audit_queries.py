@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from hitl_kit.audit import DECISIONS, REVERSIBILITY_CLASSES
+from hitl_kit.audit import DECISIONS, REVERSIBILITY_CLASSES, AuditTrail
 from hitl_kit.audit_queries import (
     WORDS_PER_MINUTE,
     approval_latency,
