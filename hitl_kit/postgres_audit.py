@@ -52,10 +52,10 @@ from hitl_kit.audit_chain import (
     AuditIntegrityError,
     AuditSchemaError,
     VerifyResult,
-    _sql_list,
     _Walk,
     compute_row_hash,
     normalize_entry,
+    one_of,
     same_or_conflict,
     utc_now_iso,
     verify_rows,
@@ -98,13 +98,13 @@ _COLUMN_DEFINITIONS = (
     ("action_type", "TEXT NOT NULL", "action_type <> ''"),
     ("parameters", "TEXT NOT NULL", _json_object("parameters")),
     ("reversibility_class", "TEXT NOT NULL",
-     f"reversibility_class IN {_sql_list(REVERSIBILITY_CLASSES)}"),
-    ("event", "TEXT NOT NULL", f"event IN {_sql_list(EVENTS)}"),
-    ("channel", "TEXT", f"channel IN {_sql_list(CHANNELS)}"),
+     one_of("reversibility_class", REVERSIBILITY_CLASSES)),
+    ("event", "TEXT NOT NULL", one_of("event", EVENTS)),
+    ("channel", "TEXT", one_of("channel", CHANNELS)),
     ("approver_id", "TEXT", "approver_id <> ''"),
     ("approver_role", "TEXT", "approver_role <> ''"),
-    ("decision", "TEXT", f"decision IN {_sql_list(DECISIONS)}"),
-    ("outcome", "TEXT", f"outcome IN {_sql_list(OUTCOMES)}"),
+    ("decision", "TEXT", one_of("decision", DECISIONS)),
+    ("outcome", "TEXT", one_of("outcome", OUTCOMES)),
     ("reason", "TEXT", None),
     ("details", "TEXT", _json_object("details")),
     ("proposed_at", "TEXT NOT NULL", f"proposed_at ILIKE '{_UTC_LIKE}'"),
@@ -195,8 +195,8 @@ _ACL_ROW = ("SELECT c.relname || {column} || ' held by ' || coalesce(r.rolname, 
             " || ': ' || a.privilege_type FROM pg_catalog.pg_class c {join}"
             " CROSS JOIN LATERAL aclexplode({acl}) a"
             " LEFT JOIN pg_catalog.pg_roles r ON r.oid = a.grantee WHERE " + _IN_SCHEMA +
-            " AND a.grantee <> c.relowner AND a.privilege_type IN "
-            + _sql_list(_REWRITING_PRIVILEGES))
+            " AND a.grantee <> c.relowner AND "
+            + one_of("a.privilege_type", _REWRITING_PRIVILEGES))
 # Everything guard_problems looks at, in one round trip.
 _GUARD_SQL = f"""SELECT
     ARRAY({_ACL_ROW.format(column="''", acl="coalesce(c.relacl, acldefault('r', c.relowner))",
