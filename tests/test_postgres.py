@@ -212,19 +212,19 @@ def test_a_row_that_never_committed_leaves_the_head_where_it_was(five, pg, tmp_p
 TEXT = st.text(st.characters(codec="utf-8", exclude_characters="\x00"), max_size=30)
 
 
-@functools.cache
-def bare_connection(url: str):
-    return connect(url)
+@pytest.fixture(scope="module")
+def admin(postgres_server):
+    with connect(postgres_server.admin_url) as conn:
+        yield conn
 
 
-@settings(max_examples=200, deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=200, deadline=None)
 @given(values=st.fixed_dictionaries({name: st.none() | TEXT for name in HASHED_COLUMNS
                                      if name != "seq"}), seq=st.integers(1, 2**62))
-def test_the_servers_canonical_row_hashes_like_compute_row_hash(postgres_server, values, seq):
+def test_the_servers_canonical_row_hashes_like_compute_row_hash(admin, values, seq):
     """verify trusts the server to hash each row; it must write exactly Python's canonical JSON
     (escapes, control characters, non-ASCII, NULLs)."""
-    conn = bare_connection(postgres_server.admin_url)
+    conn = admin
     row = {**values, "seq": seq, "prev_hash": values["prev_hash"] or ""}
     names = [n for n in HASHED_COLUMNS]
     select = ", ".join(f"%s::{'bigint' if n == 'seq' else 'text'} AS {n}" for n in names)
