@@ -340,6 +340,10 @@ def test_in_a_real_kernel_a_lone_check_cell_is_not_attempted_and_a_hang_is_named
                    "print([r.message for r in report.results if r.status == 'fail'])")
         assert "your code did not finish within 1 s (in `policy_for`, line " in hang, hang
         assert run("print(sum(1 for _ in range(3)))").strip() == "3"  # the kernel is not stuck
+        # A cell that checks saved notebooks (as 00 and 09 do) runs their cells off the loop.
+        solved = run("from hitl_kit.checks import check_notebook, get_drill\n"
+                     "print(check_notebook(get_drill('drill4').solution_path).status)")
+        assert solved.strip() == "correct", solved
     finally:
         client.stop_channels()
         manager.shutdown_kernel(now=True)
