@@ -375,6 +375,7 @@ def test_check_notebook_from_inside_a_running_event_loop(tmp_path):
     """A kernel's cell (notebooks 00 and 09 show progress_table()) and Playwright's sync API
     both run inside an event loop: the cells then run on a thread of their own."""
     import asyncio
+    import threading
 
     hanging = with_cell_replaced(SOLUTION_1, tmp_path, "def policy_for(action: str) -> str:",
                                  "STOP = []\nwhile not STOP:\n    pass\n\n\n"
@@ -387,7 +388,11 @@ def test_check_notebook_from_inside_a_running_event_loop(tmp_path):
         namespace["STOP"].append(True)  # lets the abandoned cell thread end
         return solved, pristine.status, errors
 
-    solved, pristine, errors = asyncio.run(inside_a_loop())
+    box = []  # a thread of its own: this one may already run a loop (Playwright's, in the suite)
+    worker = threading.Thread(target=lambda: box.append(asyncio.run(inside_a_loop())))
+    worker.start()
+    worker.join()
+    solved, pristine, errors = box[0]
     assert (solved, pristine) == (CORRECT, NOT_ATTEMPTED)
     assert errors == ["code cell 3 did not finish within 0.5 s (in `<module>`, line 2: while not "
                       "STOP:); the cells after it were not run"]
