@@ -1,9 +1,14 @@
 """Realistic wrong solutions, each made from a solution notebook by small edits (a mutation test).
 
 Every ``Mutant`` says which checks must fail and a fragment of each one's message; every other
-check must pass. The mutants run in this process: the solution's cells are compiled with the
-edits applied and run in a fresh namespace (cells tagged ``demo`` are skipped), then the drill's
-checks run on that namespace, each in its own child process, as they do for a learner.
+check must pass. For each mutant the solution's cells are compiled with the edits applied and run
+in a fresh namespace (cells tagged ``demo`` are skipped), then the drill's checks run on that
+namespace, each in its own child process, as they do for a learner.
+
+All of that happens in one lean worker process (``python -m tests.mutants.worker``), not in the
+test process: forking costs time in proportion to the forking process's memory, and by the time
+the suite gets here pytest holds pandas, Playwright and the rest (a fork of 460 MB took 28 ms
+here, of 76 MB 4 ms; the mutants need about a thousand).
 
 ``python -m tests.mutants`` prints how many mutants each drill and each check has.
 """
@@ -13,11 +18,21 @@ from __future__ import annotations
 import functools
 import importlib
 import json
+import subprocess
+import sys
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from hitl_kit.checks import get_drill
-from hitl_kit.selfcheck import FAIL, SELFCHECK_TAG, Report, code_of_cells, run_cells
+from hitl_kit.selfcheck import (
+    FAIL,
+    ROOT,
+    SELFCHECK_TAG,
+    Report,
+    Result,
+    code_of_cells,
+    run_cells,
+)
 
 DEMO_TAG = "demo"  # cells that only show the drill working; the checks never need them
 DRILL_KEYS = ("drill1", "drill2", "drill3", "drill4")
@@ -71,17 +86,41 @@ def run_mutant(key: str, mutant: Mutant | None) -> tuple[Report, list[str]]:
     return get_drill(key).run(namespace), errors
 
 
-@functools.cache
-def reports_of(key: str) -> dict[str, tuple[Report, tuple[str, ...]]]:
-    """Every mutant's report. The cells run here one mutant after another; the checks of
-    several mutants run at once (their children mostly wait on short deadlines)."""
+def reports_here(key: str, mutants: list[Mutant]) -> dict[str, tuple[Report, tuple[str, ...]]]:
+    """Each mutant's report, computed in this process. The cells run one mutant after another;
+    the checks of several mutants run at once (their children mostly wait on short deadlines)."""
     drill = get_drill(key)
-    prepared = [(m.id, *namespace_of(key, m)) for m in mutants_of(key)]
+    prepared = [(m.id, *namespace_of(key, m)) for m in mutants]
     drill.warm_up()  # once, before the threads below fork
     with ThreadPoolExecutor(max_workers=4) as pool:
         reports = pool.map(lambda item: drill.run(item[1]), prepared)
         return {mutant_id: (report, tuple(errors))
                 for (mutant_id, _, errors), report in zip(prepared, reports, strict=True)}
+
+
+@functools.cache
+def _from_the_worker() -> dict:
+    done = subprocess.run([sys.executable, "-m", "tests.mutants.worker"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout)
+
+
+def _report(key: str, found: dict) -> tuple[Report, tuple[str, ...]]:
+    drill = get_drill(key)
+    results = [Result(chk, *outcome) for chk, outcome in zip(drill.checks, found["results"],
+                                                             strict=True)]
+    return Report(drill, results), tuple(found["errors"])
+
+
+def reports_of(key: str) -> dict[str, tuple[Report, tuple[str, ...]]]:
+    """Every mutant's report, from the worker process."""
+    return {name: _report(key, found) for name, found in _from_the_worker()[key].items()}
+
+
+def variant_report(key: str, variant_id: str) -> tuple[Report, tuple[str, ...]]:
+    """A right answer's report (tests/mutants/variants.py), from the worker process."""
+    return _report(key, _from_the_worker()["variants"][key][variant_id])
 
 
 def report_of(key: str, mutant_id: str) -> tuple[Report, tuple[str, ...]]:
