@@ -26,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
+import shutil
 import tempfile
 import threading
 import warnings
@@ -349,6 +350,7 @@ class LocalServer:
     database: str = DATABASE
     fast: bool = False
     _server: object = field(default=None, repr=False)
+    _own_folder: bool = field(default=False, repr=False)  # made by local_server: removed too
 
     def url(self, role: str = AGENT, database: str | None = None) -> str:
         return with_user(self.admin_url, role, database=database or self.database)
@@ -381,6 +383,8 @@ class LocalServer:
                 self._server._postmaster_info = None
         self._server.cleanup()
         self._server = None
+        if self._own_folder:
+            shutil.rmtree(self.folder, ignore_errors=True)
 
     def __enter__(self) -> LocalServer:
         return self
@@ -404,7 +408,8 @@ def local_server(folder: str | os.PathLike | None = None, *, database: str = DAT
     ``database`` and ``provision`` it. ``fast``: no fsync, and an immediate stop (tests: a
     crash of the *server* could lose the last commits; a killed client still loses nothing).
     Raises RuntimeError saying why when the server cannot start."""
-    folder = Path(folder) if folder is not None else scratch_folder("hitl-pg-")
+    own_folder = folder is None
+    folder = scratch_folder("hitl-pg-") if own_folder else Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     try:
         with warnings.catch_warnings():  # "XDG_RUNTIME_DIR is not set": harmless here
@@ -417,7 +422,7 @@ def local_server(folder: str | os.PathLike | None = None, *, database: str = DAT
         tail = log.read_text(errors="replace")[-800:] if log.is_file() else ""
         raise RuntimeError(f"could not start a local PostgreSQL in {folder}: {exc!r}"
                            + (f"; server log: {tail}" if tail else "")) from exc
-    local = LocalServer(folder, server.get_uri(), database, fast, server)
+    local = LocalServer(folder, server.get_uri(), database, fast, server, own_folder)
     try:
         with connect(local.admin_url) as conn:
             if fast:
