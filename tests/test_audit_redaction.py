@@ -114,11 +114,12 @@ def test_a_string_with_too_many_candidates_is_redacted_whole():
     assert clean_text(text) == redaction_marker(text)
 
 
-@pytest.mark.parametrize("repeat", [1, 5_000])  # few: one call each; many: one translate pass
-def test_escaping_is_the_same_however_many_there_are(repeat):
-    unit = "a\nb\r\tc\x01\x7f\x85\u061c\u200b\u2028\u202e\u2066\ufeff\ud800 é"
+@pytest.mark.parametrize("repeat", [1, 5_000])  # few: one call each; many: a pass per character
+@pytest.mark.parametrize("extra", ["", "".join(map(chr, range(0x80, 0x9f)))])  # > 32 distinct
+def test_escaping_is_the_same_however_many_there_are(repeat, extra):
+    unit = "a\nb\r\tc\x01\x7f\x85\u061c\u200b\u2028\u202e\u2066\ufeff\ud800 é" + extra
     expected = ("a\\nb\\r\\tc\\u0001\\u007f\\u0085\\u061c\\u200b\\u2028\\u202e\\u2066"
-                "\\ufeff\\ud800 é")
+                "\\ufeff\\ud800 é" + "".join(f"\\u{ord(c):04x}" for c in extra))
     assert escape_controls(unit * repeat) == expected * repeat
 
 
