@@ -108,6 +108,28 @@ def test_cleaning_is_idempotent_and_leaves_no_control_characters(text):
     assert not re.search("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]", once)
 
 
+@pytest.mark.parametrize("case", SECRETS, ids=ids(SECRETS))
+def test_the_gate_lets_each_secret_through_even_alone(case):
+    from hitl_kit.redaction import GATE, _candidates
+
+    for text in (case["text"], case["secret"], case["secret"] + " " + case["secret"]):
+        if _candidates(text):
+            assert GATE.search(text), text
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(st.sampled_from([case["text"] for case in SECRETS + INNOCENT]
+                                + [case["secret"] for case in SECRETS]
+                                + ["Bearer ", "://", ":", "=", "-u ", "x", "A", "J", "_"]),
+                max_size=5).map("".join) | st.text(max_size=80))
+def test_the_gate_lets_through_every_string_with_a_candidate(text):
+    """Short strings that GATE turns away skip the scans: so each must have no candidate."""
+    from hitl_kit.redaction import GATE, _candidates
+
+    if GATE.search(text) is None:
+        assert _candidates(text) == []
+
+
 def test_a_string_with_too_many_candidates_is_redacted_whole():
     text = "password=x " * (MAX_FINDINGS + 1)
     assert find_secrets(text) is None
