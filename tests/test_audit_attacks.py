@@ -333,6 +333,7 @@ def test_a_trail_without_head_appends_with_one_insert(headless):
 
 
 def test_another_writer_in_between_keeps_one_chain(headless, db_path):
+    """(Held before too; here it guards the one-INSERT path's cached newest row.)"""
     with AuditTrail(db_path, durable=False) as other:
         for n in range(6, 12):
             (headless if n % 2 else other).append(proposal(n))
@@ -341,6 +342,7 @@ def test_another_writer_in_between_keeps_one_chain(headless, db_path):
 
 
 def test_the_writer_cannot_edit_the_schema_table(headless):
+    """(Held before too: kept so that no authorizer change lets it through.)"""
     for sql in ("UPDATE sqlite_master SET sql = 'CREATE TABLE x (y)' WHERE name = 'audit_log'",
                 "PRAGMA writable_schema = 1"):
         with pytest.raises(sqlite3.DatabaseError):
