@@ -6,7 +6,9 @@ import hashlib
 import json
 import os
 import signal
+import sys
 import time
+from contextlib import contextmanager
 
 import pytest
 from hypothesis import given, settings
@@ -272,7 +274,19 @@ def test_well_formed_tables_load_and_fail_closed(names, data):
 
 # -- a click (twice) racing the timeout, 1,000 times -------------------------------------------
 
-RACES = 1_000
+RACES = 400  # threads switched every 100 us: the racers interleave inside the code under test
+
+
+@contextmanager
+def rapid_switching():
+    """Make CPython switch threads every 100 microseconds (default: 5 ms), so the racers
+    interleave inside the code under test instead of running one after the other."""
+    old = sys.getswitchinterval()
+    sys.setswitchinterval(1e-4)
+    try:
+        yield
+    finally:
+        sys.setswitchinterval(old)
 
 
 def test_click_double_click_and_timeout_racing_decide_once(tmp_path, fault_counts):
@@ -303,10 +317,11 @@ def test_click_double_click_and_timeout_racing_decide_once(tmp_path, fault_count
         if trial % 2:
             actions.reverse()
         racers = [threading.Thread(target=released, args=(a,)) for a in actions]
-        for racer in racers:
-            racer.start()
-        for racer in racers:
-            racer.join(30)
+        with rapid_switching():
+            for racer in racers:
+                racer.start()
+            for racer in racers:
+                racer.join(30)
         assert timer.wait(30), f"trial {trial}: the timer never settled"
         outcomes[timer.state] += 1
     deployed = world.rows("deployments")
@@ -317,7 +332,7 @@ def test_click_double_click_and_timeout_racing_decide_once(tmp_path, fault_count
     assert sum(r["event"] == "resolved" for r in trail.rows()) == RACES
     assert trail.verify().ok
     assert outcomes[TIMED_OUT] > 0 and outcomes[DECIDED] > 0, outcomes  # both sides won some
-    fault_counts["click-vs-timeout races (with double clicks)"] = RACES
+    fault_counts["click-vs-timeout races (with double clicks, 100 us switching)"] = RACES
     fault_counts["  won by the click"] = outcomes[DECIDED]
     fault_counts["  won by the timeout"] = outcomes[TIMED_OUT]
     fault_counts["  double executions"] = len(versions) - len(set(versions))
