@@ -340,7 +340,8 @@ def _decision_from(answer: Any, tool) -> Decision:
     system = answer.get("kind") in (Kind.TIMEOUT, Kind.PROCEED)
     plain = {k: v for k, v in answer.items() if k not in AGENT_KEYS and v is not None}
     decision = parse_decision(plain, tool, system=system)
-    channel = extra["channel"] if extra["channel"] in set(Channel) else Channel.API
+    default = Channel.TIMER if system else Channel.API  # a raw timeout came from a timer
+    channel = extra["channel"] if extra["channel"] in set(Channel) else default
     approvals = tuple(extra["approvals"] or ()) if isinstance(extra["approvals"], list) else ()
     return Decision(decision.kind, decision.approver, decision.reason, decision.args,
                     decision.fingerprint, channel, extra["role"], approvals)
