@@ -136,19 +136,20 @@ _CANONICAL_SQL = "'{' || " + " || ',' || ".join(
     f"'\"{name}\":' || " + ("seq::text" if name == "seq" else
                             f"coalesce(to_json({name})::text, 'null')")
     for name in HASHED_COLUMNS) + " || '}'"
-# The first row that is out of place, does not match its hash or breaks a rule.
-_FIRST_PROBLEM_SQL = f"""
-SELECT seq FROM (
-    SELECT seq, prev_hash, row_hash,
-           lag(seq) OVER w AS seq_before, lag(row_hash) OVER w AS hash_before,
-           encode(pg_catalog.sha256(convert_to(prev_hash || {_CANONICAL_SQL}, 'UTF8')), 'hex')
-               AS computed,
-           ({_BREAKS_A_RULE}) AS breaks
+# The first row out of place in the chain: numbered wrong or not linked to the row before. A
+# window over two narrow columns.
+_BROKEN_LINK_SQL = f"""
+SELECT min(seq) FROM (
+    SELECT seq, prev_hash, lag(seq) OVER w AS seq_before, lag(row_hash) OVER w AS hash_before
     FROM {LOG} WINDOW w AS (ORDER BY seq)) chain
 WHERE seq IS DISTINCT FROM coalesce(seq_before, 0) + 1
-   OR prev_hash IS DISTINCT FROM coalesce(hash_before, '{GENESIS_HASH}')
-   OR computed IS DISTINCT FROM row_hash OR breaks
-ORDER BY seq LIMIT 1"""
+   OR prev_hash IS DISTINCT FROM coalesce(hash_before, '{GENESIS_HASH}')"""
+# The rows that do not match their hash or break a rule: each row on its own, so the server may
+# scan the table with parallel workers.
+_BAD_ROWS_SQL = f"""
+SELECT seq FROM {LOG}
+WHERE encode(pg_catalog.sha256(convert_to(prev_hash || {_CANONICAL_SQL}, 'UTF8')), 'hex')
+      IS DISTINCT FROM row_hash OR ({_BREAKS_A_RULE})"""
 _TABLES = "ARRAY['audit_log', 'audit_meta']"
 _IN_SCHEMA = f"c.relnamespace = '{SCHEMA}'::regnamespace AND c.relname = ANY({_TABLES})"
 _LAST_SQL = f"SELECT seq, row_hash FROM {LOG} ORDER BY seq DESC LIMIT 1"
@@ -156,15 +157,12 @@ _LAST_SQL = f"SELECT seq, row_hash FROM {LOG} ORDER BY seq DESC LIMIT 1"
 # CHECKs, the writer's own role), read from the catalog in microseconds: the PostgreSQL
 # counterpart of SQLite's schema_version. Each append compares it with what was checked; a
 # change means a full check.
-_STAMP_SQL = f"""(SELECT string_agg(concat_ws('|', c.relname, c.relowner, c.relacl,
+_STAMP_SQL = f"""((SELECT string_agg(concat_ws('|', c.relname, c.relowner, c.relacl,
         c.relrowsecurity, c.relforcerowsecurity, c.relhastriggers, c.relhasrules, c.relnatts,
-        c.relchecks, (SELECT string_agg(a.attname || '=' || a.attacl::text, ',')
-                      FROM pg_catalog.pg_attribute a
-                      WHERE a.attrelid = c.oid AND a.attacl IS NOT NULL),
-        pg_has_role(c.relowner, 'MEMBER'), (SELECT rolsuper FROM pg_catalog.pg_roles
-                                             WHERE rolname = current_user)), ';'
-        ORDER BY c.relname)
-    FROM pg_catalog.pg_class c WHERE {_IN_SCHEMA})"""
+        c.relchecks, pg_has_role(c.relowner, 'MEMBER'),
+        has_table_privilege(c.oid, 'UPDATE, DELETE, TRUNCATE, TRIGGER'),
+        has_any_column_privilege(c.oid, 'UPDATE')), ';' ORDER BY c.relname)
+    FROM pg_catalog.pg_class c WHERE {_IN_SCHEMA}) || current_setting('is_superuser'))"""
 _COLUMN_LIST = ", ".join(COLUMNS)
 # What an append needs to know, in one round trip (under the lock): the guard's stamp, the
 # newest row, the row this trail wrote last, and a row already holding the event key.
@@ -175,13 +173,12 @@ FROM (VALUES (1)) one
 LEFT JOIN LATERAL (SELECT {_COLUMN_LIST} FROM {LOG} WHERE event_key = %s) same ON true"""
 _PLACEHOLDERS = ", ".join(["%s"] * len(COLUMNS))
 _INSERT_SQL = f"INSERT INTO {LOG} ({_COLUMN_LIST}) VALUES ({_PLACEHOLDERS})"
-# The common case in one statement: insert only if the newest row is still the one this trail
-# last wrote; another writer in between makes it insert nothing (max(seq) moved, or the seq
-# primary key is taken), and the careful path runs.
-_INSERT_IF_NEWEST_SQL = (
-    f"INSERT INTO {LOG} ({_COLUMN_LIST}) SELECT {_PLACEHOLDERS} "
-    f"WHERE (SELECT max(seq) FROM {LOG}) = %s "
-    f"AND (SELECT row_hash FROM {LOG} WHERE seq = %s) = %s AND {_STAMP_SQL} = %s "
+# The common case in one statement: the next seq after the row this trail wrote last, inserted
+# only if the guard did not move. Another writer in between takes that seq first (the primary
+# key): nothing is inserted and the careful path runs. (Rows an administrator cut or rewrote
+# under it leave a gap or a broken link that verify finds.)
+_INSERT_IF_GUARDED_SQL = (
+    f"INSERT INTO {LOG} ({_COLUMN_LIST}) SELECT {_PLACEHOLDERS} WHERE {_STAMP_SQL} = %s "
     "ON CONFLICT DO NOTHING")
 # Privileges that let a role change or remove rows, or hook into writes.
 _REWRITING_PRIVILEGES = ("UPDATE", "DELETE", "TRUNCATE", "TRIGGER")
@@ -381,7 +378,7 @@ class PostgresAuditTrail:
         row = normalize_entry(entry)
         with self._lock, self._pool.connection() as conn:
             if self.head_path is None and self._last is not None:
-                stored = self._append_if_newest(conn, row)
+                stored = self._append_if_guarded(conn, row)
                 if stored is not None:
                     return stored
             return self._append(conn, row)
@@ -393,13 +390,12 @@ class PostgresAuditTrail:
         row["row_hash"] = compute_row_hash(row)
         return {name: row[name] for name in COLUMNS}
 
-    def _append_if_newest(self, conn, row: dict) -> dict | None:
+    def _append_if_guarded(self, conn, row: dict) -> dict | None:
         import psycopg
 
         stored = self._chain(row, self._last)
         cursor = psycopg.ClientCursor(conn)
-        cursor.execute(_INSERT_IF_NEWEST_SQL, [*stored.values(), self._last[0], self._last[0],
-                                               self._last[1], self._stamp])
+        cursor.execute(_INSERT_IF_GUARDED_SQL, [*stored.values(), self._stamp])
         if cursor.rowcount != 1:
             return None  # a key already there, another writer in between, the guard moved
         self._last = (stored["seq"], stored["row_hash"])
@@ -557,7 +553,8 @@ def _verify(conn, head, head_path: Path | None = None) -> VerifyResult:
 def _verify_chain(conn, head) -> VerifyResult:
     """The chain checked by the server (links, hashes, rules); the rows are checked again in
     Python (``verify_rows``, the definition) only when the server finds a problem."""
-    if _query(conn, _FIRST_PROBLEM_SQL).fetchone() is None:
+    if (_query(conn, _BROKEN_LINK_SQL).fetchone()[0] is None
+            and _query(conn, _BAD_ROWS_SQL).fetchone() is None):
         walk = _Walk()
         last = _last_link(conn)
         if last is not None:

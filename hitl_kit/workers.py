@@ -174,6 +174,7 @@ def _work(n, url, folder, thread_ids, workers, answer, hook, from_parent, to_par
     from hitl_kit.approval import AlreadyDecided, ApprovalAgent, ApprovalError
     from hitl_kit.backends import open_stores
     from hitl_kit.llm import OfflineChatModel
+    from hitl_kit.recovery import recover_thread
     from hitl_kit.world import World
 
     def say(text: str) -> None:
@@ -192,18 +193,27 @@ def _work(n, url, folder, thread_ids, workers, answer, hook, from_parent, to_par
     os.read(from_parent, 1)  # go
     report = WorkerReport(n)
     start = n * len(thread_ids) // workers
-    for thread_id in thread_ids[start:] + thread_ids[:start]:
-        for pending in agent.pending(thread_id):
-            try:
-                agent.resume(thread_id, {pending.interrupt_id: answer(n, pending)})
-                report.won.append(thread_id)
-            except AlreadyDecided:
-                report.lost += 1
-            except ApprovalError:
-                report.refused += 1
+    wanted = set(thread_ids)
+    # What is pending, from the ledger's index (one query, as an inbox lists it); by the time a
+    # worker gets to a request another may have decided it: the ledger tells it who.
+    pending = [r for r in agent.ledger.requests() if r.thread_id in wanted]
+    order = {t: i for i, t in enumerate(thread_ids[start:] + thread_ids[:start])}
+    for request in sorted(pending, key=lambda r: order[r.thread_id]):
+        turn = agent.ledger.turn_of(request.thread_id)
+        if turn is not None and turn.stale:  # its worker died mid-resume: finish it first
+            recovered = recover_thread(agent, request.thread_id)
+            if recovered.applied or recovered.continued_from:
+                report.recovered.append(request.thread_id)
+        try:
+            agent.resume(request.thread_id, {request.interrupt_id: answer(n, request)})
+            report.won.append(request.thread_id)
+        except AlreadyDecided:
+            report.lost += 1
+        except ApprovalError:
+            report.refused += 1
     say("passed")
     os.read(from_parent, 1)  # sweep
-    report.recovered = [r.thread_id for r in agent.recover() if r.applied or r.continued_from]
+    report.recovered += [r.thread_id for r in agent.recover() if r.applied or r.continued_from]
     say(json.dumps({k: v for k, v in vars(report).items() if k != "worker"}))
     stores.close()
     world.close()

@@ -153,6 +153,24 @@ def test_a_changed_guard_is_reported_and_stops_the_next_append(five, pg, tmp_pat
             admin.execute("REVOKE hitl_owner FROM hitl_agent")
 
 
+def test_without_a_head_the_one_statement_append_keeps_the_guard_and_one_chain(pg, tmp_path):
+    """A trail with no head file appends in one INSERT; another writer in between, or a guard
+    changed meanwhile, sends it down the careful path."""
+    first, second = (PostgresAuditTrail(pg.url(tmp_path)) for _ in range(2))
+    try:
+        for n in range(1, 9):
+            (first if n % 3 else second).append(proposal(n))
+        assert first.verify().ok and [r["seq"] for r in first.rows()] == list(range(1, 9))
+        with connect(pg.admin_url(tmp_path)) as admin:
+            admin.execute("GRANT UPDATE ON audit_log TO hitl_agent")
+        with pytest.raises(AuditSchemaError, match="hitl_agent holds audit_log: UPDATE"):
+            first.append(proposal(9))
+        assert len(second.rows()) == 8
+    finally:
+        first.close()
+        second.close()
+
+
 def test_a_superuser_can_cut_the_tail_and_only_the_head_outside_shows_it(five, pg, tmp_path):
     """The limit of privileges: a superuser deletes the newest rows. The chain alone still
     verifies; the head kept outside the database does not match, and the trail that wrote
