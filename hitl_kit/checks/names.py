@@ -89,7 +89,8 @@ def unseen_names(known: Iterable[str]) -> list[Unseen]:
 
 
 def most_common_kind_first(failed: list[tuple]) -> list[tuple]:
-    """Failures as (Unseen, ...) tuples, the kind of name that fails most often first: that kind
-    says which shortcut the lookup takes, so its example and hint are the ones to show."""
+    """Failures as (Unseen, ...) tuples, ordered so the first one's kind says what is wrong: a
+    brand-new name failing means the default itself is wrong; otherwise the kind of name that
+    fails most often says which shortcut the lookup takes."""
     kinds = Counter(item[0].how for item in failed)
-    return sorted(failed, key=lambda item: -kinds[item[0].how])
+    return sorted(failed, key=lambda item: (item[0].how != NEW, -kinds[item[0].how]))
