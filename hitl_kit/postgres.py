@@ -9,11 +9,15 @@ Three roles, created by ``provision`` from an administrator's connection:
   checkpoints and the decision ledger, and may only **INSERT and SELECT** the audit trail.
 * ``hitl_auditor`` may only read the audit trail: verification runs as it.
 
-    >>> import tempfile
-    >>> with local_server(tempfile.mkdtemp()) as server:            # doctest: +SKIP
-    ...     ledger = PostgresLedger(server.url(AGENT))
-    ...     ledger.claim([Claim("t1", "i1", "f1", "approve", "ana")]) is None
+    >>> server = local_server()  # a private server, started in a second or two # doctest: +SKIP
+    >>> ledger = PostgresLedger(server.url(AGENT))
+    >>> ledger.claim([Claim("t1", "i1", "f1", "approve", "ana")]) is None  # won
     True
+    >>> ledger.claim([Claim("t1", "i1", "f1", "reject", "bo")]).approver  # told who won
+    'ana'
+    >>> ledger.close()
+
+(``tests/test_postgres.py`` runs this example on the test session's server.)
 
 Limits: ``local_server`` is for tests, notebooks and a laptop (a private server on a unix
 socket, trust authentication, stopped when the process exits); in production point the kit at

@@ -14,14 +14,19 @@ that skipped the lock could not fork the chain, only fail). ``verify_database`` 
 from the read-only ``hitl_auditor`` role; the server hashes the rows, so nothing but the first
 bad row crosses the wire.
 
-    >>> trail = PostgresAuditTrail(server.url(AGENT))            # doctest: +SKIP
+    >>> from hitl_kit.postgres import AGENT, AUDITOR, local_server
+    >>> server = local_server()  # doctest: +SKIP
+    >>> trail = PostgresAuditTrail(server.url(AGENT))
     >>> trail.append({"event_key": "t1:call_1:proposed", "session_id": "t1",
     ...     "action_type": "send_email", "parameters": {"to": "ana@x.org"},
     ...     "reversibility_class": "irreversible_low", "event": "proposed",
-    ...     "proposed_at": "2026-11-26T21:30:00+00:00"})["seq"]  # doctest: +SKIP
+    ...     "proposed_at": "2026-11-26T21:30:00+00:00"})["seq"]
     1
-    >>> verify_database(server.url(AUDITOR)).ok                  # doctest: +SKIP
+    >>> verify_database(server.url(AUDITOR)).ok
     True
+    >>> trail.close()
+
+(``tests/test_postgres.py`` runs this example on the test session's server.)
 
 Limits: a superuser (or the owner) can still rewrite the table and its hashes. Only a head
 ``(seq, row_hash)`` kept outside the database catches that: give ``head_path``, and in

@@ -6,7 +6,7 @@ import importlib
 import pytest
 
 MODULES = ["vocabulary", "sqlite", "requests", "policy", "approvers", "provenance", "graph",
-           "decisions", "approval", "recovery", "timeouts", "audit"]
+           "decisions", "approval", "recovery", "timeouts", "audit", "backends"]
 
 
 @pytest.mark.parametrize("name", MODULES)

@@ -366,6 +366,28 @@ def test_eight_workers_decide_each_request_once_and_keep_one_chain(pg, tmp_path,
     assert len(killed_in) == 1 and [t for r in reports for t in r.recovered] == killed_in
 
 
+# -- the docstring examples, on this session's server -----------------------------------------
+
+class _Server:
+    """The session's server as the examples use it: ``url(role)`` on a database of their own."""
+
+    def __init__(self, pg, folder):
+        self._pg, self._folder = pg, folder
+
+    def url(self, role: str = AGENT) -> str:
+        return self._pg.url(self._folder, role)
+
+
+@pytest.mark.parametrize("module", ["hitl_kit.postgres", "hitl_kit.postgres_audit"])
+def test_the_docstring_examples_run(pg, tmp_path, module):
+    import doctest
+    import importlib
+
+    result = doctest.testmod(importlib.import_module(module),
+                             extraglobs={"server": _Server(pg, tmp_path)})
+    assert result.attempted > 2 and result.failed == 0
+
+
 # -- the switch -----------------------------------------------------------------------------------
 
 def test_the_switch_picks_postgres_from_the_environment(pg, tmp_path, monkeypatch):
