@@ -312,6 +312,9 @@ def provision(admin_url: str, *, passwords: dict[str, str] | None = None) -> Non
 
     passwords = passwords or {}
     with connect(admin_url) as conn:
+        if conn.info.server_version < 160000:  # the trail's CHECKs use IS JSON
+            raise RuntimeError(f"{shown(admin_url)} runs PostgreSQL {conn.info.server_version}; "
+                               "the kit needs 16 or newer")
         for role, login in ((OWNER, False), (AGENT, True), (AUDITOR, True)):
             exists = conn.execute("SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = %s",
                                   (role,)).fetchone()
