@@ -4,7 +4,6 @@ server hashing the chain, the switch. (The behaviour both backends share is test
 
 from __future__ import annotations
 
-import functools
 from contextlib import closing
 
 import psycopg
@@ -37,6 +36,7 @@ from hitl_kit.world import World
 from .conftest import HEAD, PostgresBackend
 from .test_audit import proposal
 from .test_audit_schema import ROWS as SCHEMA_ROWS
+from .test_crash import _inside_the_tool
 
 
 @pytest.fixture
@@ -297,18 +297,6 @@ REQUESTS = 24
 WORKERS = 8
 
 
-def kill_inside_the_first_deploy(reached):
-    original = World.deploy_to_prod
-
-    @functools.wraps(original)
-    def deploy(self, *args, **kwargs):
-        result = original(self, *args, **kwargs)  # written, inside the action's transaction
-        reached()
-        return result
-
-    World.deploy_to_prod = deploy
-
-
 def test_eight_workers_decide_each_request_once_and_keep_one_chain(pg, tmp_path, fault_counts):
     url = pg.url(tmp_path)
     with closing(open_stores(url, folder=tmp_path, durable=False)) as stores:
@@ -320,7 +308,7 @@ def test_eight_workers_decide_each_request_once_and_keep_one_chain(pg, tmp_path,
             assert agent.start(f"deploy the svc{n} service version 8.{n} to prod", thread).paused
         world.close()
     reports, _ = decide_in_workers(url, tmp_path, threads, workers=WORKERS, victim=0,
-                                   hook=kill_inside_the_first_deploy)
+                                   hook=_inside_the_tool)  # killed inside its first deploy
 
     with closing(open_stores(url, folder=tmp_path, durable=False)) as stores:
         world = World(str(tmp_path / "world.db"))
