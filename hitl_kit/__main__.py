@@ -49,8 +49,8 @@ def cmd_solution(target: str) -> int:
 def _open_agent(world_path: str | None, state: str | None):
     """The agent the terminal commands use: everything in memory, the world in a file, or (with
     ``state``) world, checkpoints, ledger and audit trail in one folder that outlives the run."""
-    from hitl_kit.approval import ApprovalAgent, durable_checkpointer
-    from hitl_kit.audit import AuditTrail
+    from hitl_kit.approval import ApprovalAgent
+    from hitl_kit.backends import open_stores
     from hitl_kit.llm import get_chat_model
     from hitl_kit.world import World
 
@@ -68,11 +68,11 @@ def _open_agent(world_path: str | None, state: str | None):
         print(f"world: {world_path} ({'as earlier runs left it' if existed else 'new'})")
     if state is None:
         return ApprovalAgent(get_chat_model(), world.tools(), world=world)
+    stores = open_stores(folder=folder, head_path=folder / "audit.head")  # $HITL_KIT_DATABASE_URL
     print(f"state: {state} (paused approvals stay there: `.venv/bin/python -m hitl_kit resume "
-          f"--state {state}` asks again)")
-    return ApprovalAgent(get_chat_model(), world.tools(), world=world,
-                         checkpointer=durable_checkpointer(str(folder / "checkpoints.db")),
-                         audit=AuditTrail(folder / "audit.db", head_path=folder / "audit.head"))
+          f"--state {state}` asks again)" + (f"; checkpoints, decisions and the audit trail in "
+                                              f"{stores.where}" if stores.kind != "sqlite" else ""))
+    return ApprovalAgent(get_chat_model(), world.tools(), world=world, **stores.for_agent())
 
 
 def cmd_run(task: str, approver: str, world_path: str | None, state: str | None = None) -> int:

@@ -389,6 +389,20 @@ def test_the_switch_picks_postgres_from_the_environment(pg, tmp_path, monkeypatc
         assert stores.kind == "sqlite" and (tmp_path / "files" / "checkpoints.db").exists()
 
 
+def test_the_command_lines_state_follows_the_switch(pg, tmp_path, monkeypatch, capsys):
+    from hitl_kit.__main__ import _open_agent
+
+    monkeypatch.setenv(DATABASE_URL_VARIABLE, pg.url(tmp_path))
+    agent = _open_agent(None, str(tmp_path / "state"))
+    try:
+        assert type(agent.graph.checkpointer).__name__ == "PostgresSaver"
+        assert isinstance(agent.ledger, PostgresLedger)
+        assert isinstance(agent.audit, PostgresAuditTrail)
+        assert "the audit trail in postgresql://hitl_agent@" in capsys.readouterr().out
+    finally:
+        agent.graph.checkpointer.conn.close()
+
+
 @pytest.mark.parametrize("url", ["mysql://db/hitl", "audit.db", "postgresql:/x"])
 def test_the_switch_refuses_what_it_does_not_know(url, monkeypatch):
     monkeypatch.setenv(DATABASE_URL_VARIABLE, url)
