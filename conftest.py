@@ -10,3 +10,5 @@ os.environ["HITL_KIT_PROGRESS"] = os.path.join(tempfile.mkdtemp(prefix="hitl-pro
                                                "progress.json")
 # The suite never talks to OpenAI, even on a machine where a key is set.
 os.environ.pop("OPENAI_API_KEY", None)
+# ...nor a PostgreSQL server of yours: the PostgreSQL tests start a private one.
+os.environ.pop("HITL_KIT_DATABASE_URL", None)
