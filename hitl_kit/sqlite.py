@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -35,11 +36,26 @@ def connect(path: str, *, wal: bool = True, readonly: bool = False) -> sqlite3.C
                            check_same_thread=False)
     try:
         if wal and path not in ("", ":memory:"):
-            conn.execute("PRAGMA journal_mode=WAL")
+            _switch_to_wal(conn)
     except BaseException:
         conn.close()
         raise
     return conn
+
+
+def _switch_to_wal(conn: sqlite3.Connection) -> None:
+    """``PRAGMA journal_mode=WAL``, waiting like any write. Several connections opening a new
+    file at once can get "database is locked" at once here, where SQLite does not call its busy
+    handler (measured: 3 of 300 runs of four trails opened together): try again."""
+    give_up = time.monotonic() + BUSY_TIMEOUT_S
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > give_up:
+                raise
+            time.sleep(0.005)
 
 
 @contextmanager
