@@ -181,8 +181,8 @@ def model_arg_names(tool) -> set[str]:
 
 
 def validate_args(tool, args: Any) -> dict:
-    """The arguments checked against the tool's schema (defaults filled in, values coerced as
-    they will run), or ``ApprovalError`` naming every problem."""
+    """The arguments checked strictly against the tool's schema (defaults filled in), or
+    ``ApprovalError`` naming every problem."""
     if not isinstance(args, dict):
         raise ApprovalError(f"arguments for {tool.name} must be a JSON object, not "
                             f"{type(args).__name__}: {args!r}"[:300])
@@ -194,7 +194,10 @@ def validate_args(tool, args: Any) -> dict:
     if not hasattr(schema, "model_validate"):
         return dict(args)
     try:
-        checked = schema.model_validate(args)
+        # Strict: a number where a number is due, not "3", 3.0 or True turned into one. What
+        # runs is what the card shows either way; strict makes it what the model or the
+        # editor wrote, too.
+        checked = schema.model_validate(args, strict=True)
     except ValidationError as exc:
         problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'arguments'}: {e['msg']}"
                              for e in exc.errors())

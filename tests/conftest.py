@@ -457,6 +457,19 @@ def fault_counts() -> dict[str, int]:
     return FAULT_COUNTS
 
 
+def pytest_sessionfinish(session):
+    """Under pytest-xdist, a worker hands its counts to the controller, which prints them."""
+    workeroutput = getattr(session.config, "workeroutput", None)
+    if workeroutput is not None:
+        workeroutput["fault_counts"] = json.dumps(FAULT_COUNTS)
+
+
+def pytest_testnodedown(node, error):
+    counts = getattr(node, "workeroutput", {}).get("fault_counts")
+    for name, count in json.loads(counts or "{}").items():
+        FAULT_COUNTS[name] = FAULT_COUNTS.get(name, 0) + count
+
+
 def pytest_terminal_summary(terminalreporter):
     if FAULT_COUNTS:
         terminalreporter.section("fault suite counts")

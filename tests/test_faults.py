@@ -219,7 +219,7 @@ def test_malformed_decisions_are_refused_and_execute_nothing(paused, decision, f
 def test_edits_with_malformed_arguments_are_refused(paused, args, fault_counts):
     world, agent, pending = paused
     if set(args) == {"customer_id"} and type(args["customer_id"]) is int:
-        return  # a well-formed edit: not this test's business
+        return  # a well-formed edit (strictly an int): not this test's business
     with pytest.raises(ApprovalError, match="delete_customer|argument"):
         agent.resume("hypothesis", {pending.interrupt_id: {"kind": "edit", "approver": "ana",
                                                           "args": args}})
