@@ -200,7 +200,7 @@ def cli(capsys):
 def test_cli_check_solution_exits_zero():
     result = run_cli("check", str(SOLUTION_1))
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "CORRECT (7/7 checks pass)" in result.stdout
+    assert "CORRECT (13/13 checks pass)" in result.stdout
 
 
 def test_cli_check_pristine_drill_exits_nonzero_not_attempted(tmp_path):

@@ -105,3 +105,151 @@ MUTANTS = [
            ((BODY, '    return EMAIL_TABLE.get(action, (None, "hard_gate"))'),),
            {KNOWN: "disagrees with EMAIL_TABLE", UNKNOWN: "not a policy name"}),
 ]
+
+# -- part B: impact rules ----------------------------------------------------------------------
+RULES = "your rules gate replies outside the company and mail rules that delete"
+RAISE = "policy_for_call: a rule raises a call to its class exactly when it holds"
+ONLY_RAISE = "policy_for_call: rules only raise, only their own action, and the highest wins"
+FAIL_CLOSED = "policy_for_call: a rule that cannot be evaluated sends the call to a hard gate"
+EXPLAINS = "policy_for_call: raised_by names exactly the rules that raised the call"
+UNKNOWN_CALL = "policy_for_call fails closed for every action not in the table"
+
+REPLY_RULE = '"target.thread.sender_domain", "!=", "example.com", "irreversible_high"'
+RAISE_TO = "klass = max(klass, raise_to, key=rank)"
+GUARD = "if rule_action != action or rank(raise_to) <= rank(base):"
+FAIL_CLOSED_LINE = "holds, raise_to = True, CLASS_ORDER[-1]  # nobody can tell: fail closed"
+NUMBER_TEST = '''    if op in (">", ">=", "<", "<=") and (isinstance(found, bool)
+                                        or not isinstance(found, int | float)):
+        raise CannotTell(f"{field} is {found!r}, not a number")'''
+WALK = '''        if not isinstance(found, dict) or key not in found:
+            raise CannotTell(f"{field} is missing")
+        found = found[key]'''
+COUNTED = '''        if holds:
+            raised_by.append(rule)
+            klass = max(klass, raise_to, key=rank)'''
+UNKNOWN_FIRST = '''    if action not in EMAIL_TABLE:
+        return "hard_gate", []
+'''
+RETURNED = "return (POLICY_BY_CLASS[klass] if raised_by else own_policy), raised_by"
+
+MUTANTS += [
+    # -- EMAIL_RULES ------------------------------------------------------------------------------
+    Mutant("reply-rule-inverted", "colleagues' replies wait, strangers' go out",
+           ((REPLY_RULE, REPLY_RULE.replace('"!="', '"=="')),),
+           {RULES: "not a hard gate"}),
+    Mutant("outside-reply-behind-a-soft-gate",
+           "a reply to a stranger goes out when nobody answers in time",
+           ((REPLY_RULE, REPLY_RULE.replace("irreversible_high", "irreversible_low")),),
+           {RULES: "a reply to someone@vendor.example gets 'soft_gate', not a hard gate"},
+           subtle=True),
+    Mutant("whole-address-compared", "the sender's address is never equal to a domain: every "
+                                     "reply waits",
+           ((REPLY_RULE, REPLY_RULE.replace("sender_domain", "sender")),),
+           {RULES: "a reply to someone@example.com is raised: over-gating"}, subtle=True),
+    Mutant("mail-rules-gated-unless-archive", "labelling a newsletter waits for a hard gate",
+           (('"args.action", "==", "delete"', '"args.action", "!=", "archive"'),),
+           {RULES: "a mail rule that labels"}, subtle=True),
+    Mutant("delete-rule-capitalised", "'Delete' never matches what the model sends",
+           (('"==", "delete"', '"==", "Delete"'),),
+           {RULES: "a mail rule that deletes"}),
+    # -- policy_for_call: when a rule holds -------------------------------------------------------
+    Mutant("reads-the-global-rules", "the function works for EMAIL_RULES only, not the rules "
+                                     "it is given",
+           (("    for rule in rules:", "    for rule in EMAIL_RULES:"),),
+           dict.fromkeys((RAISE, ONLY_RAISE, FAIL_CLOSED, EXPLAINS, UNKNOWN_CALL),
+                         "never reads its rules argument"), subtle=True),
+    Mutant("greater-or-equal-for-greater", "a list of exactly the threshold is raised",
+           (('">": operator.gt', '">": operator.ge'),),
+           {RAISE: "at its threshold, where it does not hold"}, subtle=True),
+    Mutant("identity-for-equality", "`is` compares objects: 10.0 is not 10, a joined string "
+                                    "is not a literal",
+           (('"==": operator.eq', '"==": operator.is_'),),
+           {RAISE: "a rule that holds does not raise the call"}, subtle=True),
+    Mutant("every-field-read-from-args", "a rule over the target reads the model's arguments",
+           (('found = args if where == "args" else target', "found = args"),),
+           {RAISE: "not read from target", FAIL_CLOSED: "a rule over the target is read from "
+                                                         "args"}, subtle=True),
+    Mutant("raises-straight-to-the-top", "every raised call needs a hard gate: over-gating",
+           ((RAISE_TO, "klass = CLASS_ORDER[-1]"),),
+           {RAISE: "another class than its own"}),
+    Mutant("classes-compared-as-text", "'partially_reversible' > 'irreversible_high' as strings",
+           ((RAISE_TO, "klass = max(klass, raise_to)"),),
+           {RAISE: "a rule that holds does not raise the call",
+            ONLY_RAISE: "does not get the higher class",
+            FAIL_CLOSED: "is not raised to the top class"}, subtle=True),
+    # -- policy_for_call: only raise --------------------------------------------------------------
+    Mutant("last-rule-wins", "a later, lower rule overrides a higher one",
+           ((RAISE_TO, "klass = raise_to"),),
+           {ONLY_RAISE: "does not get the higher class"}, subtle=True),
+    Mutant("rules-decide-without-the-action", "the class is the highest rule's, so a rule "
+                                              "written to 'relax' an action lowers it",
+           ((GUARD, "if rule_action != action:"),
+            ("klass, raised_by = base, []", "klass, raised_by = CLASS_ORDER[0], []")),
+           {ONLY_RAISE: "lowered a call below its action's class",
+            EXPLAINS: "names a rule that did not raise the call"}),
+    Mutant("keeping-rules-count", "a rule that names the action's own class is not ignored",
+           ((GUARD, "if rule_action != action or rank(raise_to) < rank(base):"),),
+           {ONLY_RAISE: "would keep or lower the class changed the call",
+            EXPLAINS: "names a rule that did not raise the call"}, subtle=True),
+    Mutant("ignores-whose-rule-it-is", "a rule for deleting raises every action with the field",
+           ((GUARD, "if rank(raise_to) <= rank(base):"),),
+           {ONLY_RAISE: "a rule for another action changed this call"}, subtle=True),
+    # -- policy_for_call: fail closed -------------------------------------------------------------
+    Mutant("missing-field-does-not-hold", "no recipient count, so no gate (fail open)",
+           ((FAIL_CLOSED_LINE, "holds = False  # nobody can tell: assume it does not hold"),),
+           {FAIL_CLOSED: "field is missing lets the call through (fail open)",
+            EXPLAINS: "empty although a rule raised the call"}, subtle=True),
+    Mutant("fails-closed-to-the-rules-class", "a call nobody can size gets only the rule's class",
+           ((FAIL_CLOSED_LINE, "holds = True  # nobody can tell: the rule holds"),),
+           {FAIL_CLOSED: "only to the rule's class"}, subtle=True),
+    Mutant("bool-counts-as-a-number", "True > 0: a flag passes as a count",
+           ((NUMBER_TEST, NUMBER_TEST.replace(
+               "(isinstance(found, bool)\n" + " " * 40 + "or not isinstance(found, int | float))",
+               "not isinstance(found, int | float)")),),
+           {FAIL_CLOSED: "not a number is compared as if it were one"}, subtle=True),
+    Mutant("converts-text-to-numbers", "'5' <= 10 after float(): text from the model is trusted",
+           ((NUMBER_TEST, '''    if op in (">", ">=", "<", "<="):
+        try:
+            found = float(found)
+        except (TypeError, ValueError):
+            raise CannotTell(f"{field} is {found!r}, not a number") from None'''),),
+           {FAIL_CLOSED: "not a number is compared as if it were one"}, subtle=True),
+    Mutant("catches-only-key-errors", "a target that is None, or a step that is not a dict, "
+                                      "crashes the agent",
+           ((WALK, '''        try:
+            found = found[key]
+        except KeyError:
+            raise CannotTell(f"{field} is missing") from None'''),),
+           {FAIL_CLOSED: "crashes on a rule it cannot evaluate"}, subtle=True),
+    Mutant("crashes-on-a-missing-field", "a KeyError stops the agent instead of asking a human",
+           ((WALK, "        found = found[key]"),),
+           {FAIL_CLOSED: "crashes on a rule it cannot evaluate",
+            EXPLAINS: "crashes while explaining a call"}),
+    # -- policy_for_call: raised_by ---------------------------------------------------------------
+    Mutant("no-explanation", "the card cannot say why this call needs a human",
+           ((RETURNED, "return (POLICY_BY_CLASS[klass] if raised_by else own_policy), []"),),
+           {EXPLAINS: "empty although a rule raised the call"}),
+    Mutant("lists-every-rule-of-the-action", "the card blames rules that did not hold",
+           ((COUNTED, '''        raised_by.append(rule)
+        if holds:
+            klass = max(klass, raise_to, key=rank)'''),),
+           {EXPLAINS: "names a rule that did not raise the call"}, subtle=True),
+    Mutant("names-only-the-deciding-rule", "the approver sees one reason of two",
+           ((COUNTED, '''        if holds and rank(raise_to) > rank(klass):
+            raised_by = [rule]
+            klass = raise_to'''),),
+           {EXPLAINS: "leaves out a rule that raised the call"}, subtle=True),
+    # -- policy_for_call: unknown actions ---------------------------------------------------------
+    Mutant("unknown-action-gets-the-rules-class", "a rule gives an unclassified tool a soft gate",
+           ((UNKNOWN_FIRST + "    base, own_policy = EMAIL_TABLE[action]",
+             '    base, own_policy = EMAIL_TABLE.get(action, ("fully_reversible", "hard_gate"))'),),
+           {UNKNOWN_CALL: "a class of its own"}, subtle=True),
+    Mutant("lower-cases-the-call", "'Send_Reply' runs under send_reply's policy",
+           (("if action not in EMAIL_TABLE:", "if action.lower() not in EMAIL_TABLE:"),
+            ("base, own_policy = EMAIL_TABLE[action]",
+             "base, own_policy = EMAIL_TABLE[action.lower()]")),
+           {UNKNOWN_CALL: "in other capitals"}, subtle=True),
+    Mutant("unknown-action-crashes", "an unclassified tool stops the agent with a KeyError",
+           ((UNKNOWN_FIRST, ""),),
+           {UNKNOWN_CALL: "crashes on an action that is not in the table"}),
+]

@@ -31,6 +31,24 @@ MESSAGES = {
     ("drill1", "lower-cases-the-name"): (
         "policy_for lets an action nobody classified run without a hard gate",
         "Compare names exactly: no .lower()"),
+    ("drill1", "outside-reply-behind-a-soft-gate"): (
+        "with EMAIL_RULES, a reply to someone@vendor.example gets 'soft_gate', not a hard gate",
+        "One rule for send_reply over target.thread.sender_domain"),
+    ("drill1", "greater-or-equal-for-greater"): (
+        "a rule raises the call at its threshold, where it does not hold",
+        "Each operator exactly as written: 10 > 10"),
+    ("drill1", "last-rule-wins"): (
+        "two rules hold and the call does not get the higher class",
+        "The call's class is the highest of the action's class and every rule that holds"),
+    ("drill1", "fails-closed-to-the-rules-class"): (
+        "a rule that cannot be evaluated raises the call only to the rule's class",
+        "Fail closed means the top class"),
+    ("drill1", "no-explanation"): (
+        "raised_by is empty although a rule raised the call",
+        "Return the rules that raised the call with the policy"),
+    ("drill1", "unknown-action-gets-the-rules-class"): (
+        "a rule gives an action nobody classified a class of its own",
+        "Rules raise an action's class; an unknown action has none to raise"),
     ("drill2", "reads-by-prefix"): (
         "needs_approval lets a tool nobody classified run without a human",
         "List the reads and answer False for exactly those names"),

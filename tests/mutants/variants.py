@@ -33,6 +33,29 @@ VARIANTS = {
         Mutant("calendar-event-undoable", "",
                (('"create_calendar_event": ("partially_reversible", "auto_with_logging")',
                  '"create_calendar_event": ("fully_reversible", "auto_execute")'),), {}),
+        Mutant("rules-as-lists-in-a-tuple", "",
+               (("raised_by.append(rule)", "raised_by.append(list(rule))"),
+                ("own_policy), raised_by", "own_policy), tuple(raised_by)")), {}),
+        Mutant("none-for-cannot-tell", "",
+               (('raise CannotTell(f"{field} is missing")', "return None"),
+                ('raise CannotTell(f"{field} is {found!r}, not a number")', "return None"),
+                ('''        try:
+            holds = rule_holds(field, op, value, args, target)
+        except CannotTell:
+            holds, raise_to = True, CLASS_ORDER[-1]  # nobody can tell: fail closed''',
+                 '''        holds = rule_holds(field, op, value, args, target)
+        if holds is None:
+            holds, raise_to = True, CLASS_ORDER[-1]''')), {}),
+        Mutant("rank-from-the-enum-policy-as-enum", "",
+               (("rank = CLASS_ORDER.index", "rank = [k.value for k in Reversibility].index"),
+                ("return (POLICY_BY_CLASS[klass] if raised_by else own_policy)",
+                 "return Policy(POLICY_BY_CLASS[klass] if raised_by else own_policy)"),
+                ("import operator\n", "import operator\n\nfrom hitl_kit.vocabulary import Policy, "
+                                      "Reversibility\n")), {}),
+        Mutant("a-second-lower-rule-for-delete", "",
+               (('    ("set_rule", "args.action", "==", "delete", "irreversible_high"),',
+                 '    ("set_rule", "args.action", "==", "delete", "irreversible_low"),\n'
+                 '    ("set_rule", "args.action", "==", "delete", "irreversible_high"),'),), {}),
     ],
     "drill2": [
         Mutant("needs-approval-by-inequality", "",
