@@ -437,13 +437,13 @@ def _email_rules(ns: dict) -> list:
     return list(rules)
 
 
-def _malformed(rule, rows: dict) -> str | None:
+def _malformed(rule, table: dict) -> str | None:
     """What is wrong with one rule's shape, or None."""
     if not (isinstance(rule, tuple | list) and len(rule) == 5):
         return "is not (action, field, operator, value, raise to)"
     action, field, op, value, raise_to = rule
     where, _, path = field.partition(".") if isinstance(field, str) else ("", "", "")
-    if action not in rows:
+    if not isinstance(action, str) or action not in table:
         return f"is for {action!r}, which is not an action of EMAIL_TABLE"
     if where not in ("args", "target") or not path or "" in path.split("."):
         return f"has field {field!r}: write 'args.<name>' or 'target.<key>.<key>'"
@@ -476,7 +476,7 @@ def _mail_rule_calls() -> list[tuple[str, Call]]:
 def email_rules_gate_what_they_should(ns: dict) -> None:
     rows, rules = _rows(ns), _email_rules(ns)
     for rule in rules:
-        wrong = _malformed(rule, rows)
+        wrong = _malformed(rule, _table(ns))
         if wrong:
             raise Flaw("a rule in EMAIL_RULES is malformed", got=f"{rule!r} {wrong}",
                        expected="(action, field, operator, value, raise to), e.g.\n"
@@ -643,7 +643,7 @@ def _threshold_flaw(rows: dict, failed: list, answered: list) -> Flaw:
     if raised:
         at = [(c, a) for c, a in raised if _found(c, c.rules[0][1]) == c.rules[0][3]]
         call, answer = (at or raised)[0]
-        if at:
+        if len(at) == len(raised):
             return Flaw("a rule raises the call at its threshold, where it does not hold",
                         tried=call.tried(), got=repr(answer.raw),
                         expected=_expected_text(rows, call),
