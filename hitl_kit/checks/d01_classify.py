@@ -383,8 +383,13 @@ def _raised(error: BaseException) -> str:
     return f"{describe(error)}\n{where}"
 
 
-def _crashed(call: Call, error: BaseException, flaw: str, expected: str, hint: str) -> Flaw:
-    return Flaw(flaw, tried=call.tried(), got=_raised(error), expected=expected, hint=hint)
+def _ask_call(fn, call: Call, expected: str, crash: str, hint: str) -> Answer:
+    """The learner's answer to one probe; if it raised, the Flaw ``crash`` with ``hint``."""
+    answer = _answer(fn, call)
+    if answer.error is not None:
+        raise Flaw(crash, tried=call.tried(), got=_raised(answer.error), expected=expected,
+                   hint=hint)
+    return answer
 
 
 def _why(call: Call, rule: tuple) -> str:
@@ -592,13 +597,10 @@ def rules_raise_exactly_when_they_hold(ns: dict) -> None:
     failed, answered = [], []  # answered: (call, policy) of every probe
     for call in _threshold_calls(rows):
         expected, _ = _expected(rows, call)
-        answer = _answer(fn, call)
-        if answer.error is not None:
-            raise _crashed(call, answer.error, "policy_for_call crashes on a rule it can "
-                           "evaluate", repr(expected),
-                           "Read the line named above. The field is there and the value is a "
-                           "number (or, for == and !=, anything): compare it with the rule's "
-                           "value.")
+        answer = _ask_call(
+            fn, call, repr(expected), "policy_for_call crashes on a rule it can evaluate",
+            "Read the line named above. The field is there and the value is a number (or, for "
+            "== and !=, anything): compare it with the rule's value.")
         answered.append((call, answer.policy))
         if answer.policy != expected:
             failed.append((call, answer))
@@ -723,12 +725,10 @@ def rules_only_raise_their_own_action(ns: dict) -> None:
                        _other_action_calls(rows)):
         for call in kind_calls:
             expected, _ = _expected(rows, call)
-            answer = _answer(fn, call)
-            if answer.error is not None:
-                raise _crashed(call, answer.error, "policy_for_call crashes on a call with "
-                               "several rules", repr(expected),
-                               "Read the line named above: a rule of another action, or one "
-                               "that would not raise the class, is skipped, not an error.")
+            answer = _ask_call(
+                fn, call, repr(expected), "policy_for_call crashes on a call with several rules",
+                "Read the line named above: a rule of another action, or one that would not "
+                "raise the class, is skipped, not an error.")
             if answer.policy != expected:
                 raise _raise_only_flaw(rows, call, answer)
 
@@ -799,14 +799,12 @@ def unevaluable_rules_fail_closed(ns: dict) -> None:
     rows, fn = _rows(ns), _policy_for_call(ns)
     failed, answered = [], []
     for call in _unevaluable_calls(rows):
-        answer = _answer(fn, call)
+        answer = _ask_call(
+            fn, call, repr(HARD), "policy_for_call crashes on a rule it cannot evaluate",
+            "Reading the field can fail: a key missing, a step that is not a dict, a value that "
+            "is not a number. Catch that where you read it, and let the rule raise the call to "
+            "the top class.")
         answered.append((call, answer))
-        if answer.error is not None:
-            raise _crashed(call, answer.error,
-                           "policy_for_call crashes on a rule it cannot evaluate", repr(HARD),
-                           "Reading the field can fail: a key missing, a step that is not a "
-                           "dict, a value that is not a number. Catch that where you read it, "
-                           "and let the rule raise the call to the top class.")
         if answer.policy != HARD:
             failed.append((call, answer))
     if failed:
@@ -904,12 +902,9 @@ def raised_by_names_the_rules(ns: dict) -> None:
     rows, fn = _rows(ns), _policy_for_call(ns)
     for call in _explained_calls(rows):
         _, expected = _expected(rows, call)
-        answer = _answer(fn, call)
-        if answer.error is not None:
-            raise _crashed(call, answer.error, "policy_for_call crashes while explaining a "
-                           "call", f"raised_by = {expected!r}",
-                           "Read the line named above; raised_by is the list of the rules "
-                           "that counted.")
+        answer = _ask_call(
+            fn, call, f"raised_by = {expected!r}", "policy_for_call crashes while explaining a "
+            "call", "Read the line named above; raised_by is the list of the rules that counted.")
         got = _as_rules(answer.raw[1])
         evidence = {"tried": call.tried(), "got": f"raised_by = {answer.raw[1]!r}",
                     "expected": f"raised_by = {expected!r} (in any order)"}
