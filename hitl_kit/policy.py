@@ -23,6 +23,7 @@ field missing, a value of the wrong type) raises it to the top: fail closed.
 
 from __future__ import annotations
 
+import math
 import operator
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -121,7 +122,8 @@ class ImpactRule:
                 raise RuleError(f"{self.field} is missing")
             found = found[part]
         numeric = self.op in (">", ">=", "<", "<=")
-        if numeric and (isinstance(found, bool) or not isinstance(found, int | float)):
+        if numeric and (isinstance(found, bool) or not isinstance(found, int | float)
+                        or not math.isfinite(found)):  # NaN compares False to everything
             raise RuleError(f"{self.field} is {found!r}, not a number")
         shown = int(found) if isinstance(found, float) and found.is_integer() else found
         try:

@@ -86,7 +86,8 @@ def test_a_rule_that_cannot_be_evaluated_fails_closed():
     policy = ActionPolicy()
     missing = policy.classify("send_mass_email", {"list_name": "x"}, target=None)
     wrong_type = policy.classify("issue_refund", {"customer_id": 1, "amount": "lots"})
-    for ruling in (missing, wrong_type):
+    not_a_number = policy.classify("issue_refund", {"customer_id": 1, "amount": float("nan")})
+    for ruling in (missing, wrong_type, not_a_number):
         assert ruling.policy == "hard_gate" and "fail closed" in ruling.raised_by[0]
     assert policy.classify("issue_refund").policy == "soft_gate"  # the tool's own class
 
