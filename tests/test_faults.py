@@ -333,8 +333,8 @@ def test_click_double_click_and_timeout_racing_decide_once(tmp_path, fault_count
     assert trail.verify().ok
     assert outcomes[TIMED_OUT] > 0 and outcomes[DECIDED] > 0, outcomes  # both sides won some
     fault_counts["click-vs-timeout races (with double clicks, 100 us switching)"] = RACES
-    fault_counts["  won by the click"] = outcomes[DECIDED]
-    fault_counts["  won by the timeout"] = outcomes[TIMED_OUT]
-    fault_counts["  double executions"] = len(versions) - len(set(versions))
-    fault_counts["  executions"] = len(deployed)
-    fault_counts["  audit rows recording an execution"] = len(ran)
+    fault_counts["click-vs-timeout races: won by the click"] = outcomes[DECIDED]
+    fault_counts["click-vs-timeout races: won by the timeout"] = outcomes[TIMED_OUT]
+    fault_counts["click-vs-timeout races: double executions"] = len(versions) - len(set(versions))
+    fault_counts["click-vs-timeout races: executions"] = len(deployed)
+    fault_counts["click-vs-timeout races: audit rows recording an execution"] = len(ran)

@@ -233,8 +233,8 @@ def test_two_approvals_and_the_timer_racing_decide_exactly_once(tmp_path, fault_
     assert len(deployed) == len(set(deployed)) == outcomes["ran"] == len(succeeded)
     assert len(rows(trail, "resolved")) == 60 and trail.verify().ok
     fault_counts["two-person races (2 approvers + timer)"] = 60
-    fault_counts["  deploys run"] = len(deployed)
-    fault_counts["  double executions"] = len(deployed) - len(set(deployed))
+    fault_counts["two-person races: deploys run"] = len(deployed)
+    fault_counts["two-person races: double executions"] = len(deployed) - len(set(deployed))
 
 
 # -- prompt injection, caught at the gate ------------------------------------------------------
