@@ -151,7 +151,7 @@ class ApprovalAgent:
         self._recover_if_left(thread_id)
         holder = self._take_turn(thread_id)
         try:
-            if self.graph.get_state(self._config(thread_id)).created_at is not None:
+            if self.graph.checkpointer.get_tuple(self._config(thread_id)) is not None:
                 raise ApprovalError(f"thread {thread_id!r} already exists; start a new task on "
                                     "a new thread id, or resume this one")
         except BaseException:
@@ -437,7 +437,8 @@ class ApprovalAgent:
         index in step. On an error the claims the graph did not take are withdrawn; a thread
         left mid-run keeps a stale turn, so ``recover()`` finds it."""
         try:
-            self.graph.invoke(graph_input, self._config(thread_id), durability=self.durability)
+            result = self.graph.invoke(graph_input, self._config(thread_id),
+                                       durability=self.durability)
         except BaseException as exc:
             try:
                 outcome = self.outcome(thread_id)
@@ -454,7 +455,8 @@ class ApprovalAgent:
                 exc.add_note(f"thread {thread_id!r} stopped during "
                              f"{', '.join(outcome.interrupted)}; agent.recover() finishes it")
             raise
-        outcome = self.outcome(thread_id)
+        outcome = _outcome_of(thread_id, result) if isinstance(result, dict) \
+            else self.outcome(thread_id)
         self.ledger.finish_turn(thread_id, holder, claims, requests_of(outcome))
         return outcome
 
@@ -470,6 +472,14 @@ class ApprovalAgent:
         from hitl_kit.recovery import recover
 
         return recover(self)
+
+
+def _outcome_of(thread_id: str, result: dict) -> Outcome:
+    """Where a thread stands, from what ``invoke`` returned (a run that returned stopped at
+    its interrupts or at the end): no second read of the checkpoint."""
+    pending = [Pending(i.id, i.value) for i in result.get("__interrupt__", ())]
+    return Outcome(thread_id, pending, None if pending else answer_of(result),
+                   list(result.get("decisions", [])))
 
 
 def _claim_of(thread_id: str, request: Request, decision: Decision) -> Claim:
