@@ -338,7 +338,7 @@ def bench_selfcheck(rounds: int) -> list[dict]:
         took = process_seconds(["-m", "hitl_kit", "check", str(drill.solution_path)], rounds)
         rows.append({"figure": f"self-check of {drill.key} from the shell (solution, whole "
                                "process)", "baseline": "-", "measured": f"{took:.2f} s",
-                     "value": f"{took:.2f} s", "target": "<= 5 s", "met": took <= 5})
+                     "value": f"{took:.2f} s", "target": "<= 3 s", "met": took <= 3})
     return rows
 
 
@@ -349,11 +349,33 @@ def machine() -> str:
             f"SQLite {sqlite3.sqlite_version}, {platform.system()} {platform.release()}")
 
 
+# Why a target is missed, when it is (the closing notes of issue 15 give the measurements).
+WHY_MISSED = {
+    "gated approve cycle": "the kit's graph alone runs at about 0.7x the peer; the rest is what "
+    "the peer does not do: two audit rows committed with synchronous=FULL (an fsync each), "
+    "four decision-ledger transactions (claim, turns, the pending index) and the argument, "
+    "target and impact-rule checks of every call",
+    "audit append": "per row, the Python side (validation, redaction, canonical JSON, hash) "
+    "costs about 53 us and the schema-version check about 10 us against a raw commit of about "
+    "190 us, and the audit row is wider than the raw baseline's",
+    "inbox": "listing is one query on the index of pending requests now (it used to read every "
+    "checkpoint); what remains is the agent's own cycle (two model turns, the gate, execute) "
+    "against a bare two-node graph with no model",
+    "redaction": "typical inputs take 3-35 ms per MB; dense bidi, zero-width and control "
+    "characters take longer because each one is escaped to a visible marker",
+}
+
+
 def table(rows: list[dict]) -> str:
     lines = ["| figure | baseline (same run) | measured | ratio / value | target | met |",
              "|---|---|---|---|---|---|"]
     lines += [f"| {r['figure']} | {r['baseline']} | {r['measured']} | {r['value']} | "
               f"{r['target']} | {'yes' if r['met'] else '**no**'} |" for r in rows]
+    missed = [(r["figure"], why) for r in rows if not r["met"]
+              for key, why in WHY_MISSED.items() if r["figure"].startswith(key)]
+    if missed:
+        lines += ["", "Missed targets, and why:", ""]
+        lines += [f"- {figure.split('(')[0].strip()}: {why}." for figure, why in missed]
     return "\n".join(lines)
 
 
