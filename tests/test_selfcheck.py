@@ -147,10 +147,17 @@ def test_a_hanging_answer_ends_with_a_message_naming_where(tmp_path, hang, fork)
         namespace["STOP"].append(True)
     assert time.monotonic() - started < 5
     failed = {r.check.name: r.message for r in report.results if r.status == FAIL}
-    assert len(failed) == 2, str(report)  # the two checks that call policy_for
-    for message in failed.values():
-        assert message.startswith("your code did not finish within 1 s (in `policy_for`, "
-                                  "line "), message
+    hung = {name for name in failed if name.startswith("policy_for ")}
+    assert len(hung) == 2, str(report)  # the two checks that call policy_for
+    for name in hung:
+        assert failed[name].startswith("your code did not finish within 1 s (in `policy_for`, "
+                                       "line "), failed[name]
+    others = set(failed) - hung
+    if fork:
+        assert not others, str(report)
+    else:  # a thread cannot be stopped: the spinning ones may starve a later check, which
+        # then runs out of time too; it never reports a wrong verdict
+        assert all(failed[n].startswith("your code did not finish") for n in others), report
 
 
 def test_a_hanging_cell_in_a_saved_notebook_is_reported_and_the_rest_still_runs(tmp_path):
