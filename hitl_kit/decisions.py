@@ -46,6 +46,7 @@ from hitl_kit.vocabulary import Kind
 TURN_LEASE_S = 60.0  # a turn held longer than this (a crashed process) may be taken over
 TURN_WAIT_S = 75.0  # how long a resume waits for its turn before giving up
 TURN_POLL_S = 0.002
+_BUSY = object()  # an attempt found the thread's turn held by a live resume: wait, try again
 HOST = socket.gethostname()
 
 SCHEMA_SQL = (
@@ -277,16 +278,28 @@ class DecisionLedger:
         claim when one was there first (nothing recorded). Waits while another resume of the
         thread holds the turn; TimeoutError after ``wait_s`` (default ``TURN_WAIT_S``);
         ``StaleTurn`` when a dead process holds it."""
+        def attempt(conn):
+            for claim in claims:
+                earlier = self._winner(conn, *claim.key)
+                if earlier is not None:
+                    return earlier
+            if not self._take_turn(conn, thread_id, holder, take_stale=False):
+                return _BUSY
+            self._claim(conn, claims)
+            return None
+
+        return self._until_not_busy(thread_id, attempt, wait_s)
+
+    def _until_not_busy(self, thread_id: str, attempt, wait_s: float | None):
+        """Run ``attempt(conn)`` in a write transaction until it returns something other than
+        ``_BUSY`` (the thread's turn is held by a live resume); TimeoutError after ``wait_s``
+        (default ``TURN_WAIT_S``)."""
         give_up = time.monotonic() + (TURN_WAIT_S if wait_s is None else wait_s)
         while True:
             with self._transaction(thread_id) as conn:
-                for claim in claims:
-                    earlier = self._winner(conn, *claim.key)
-                    if earlier is not None:
-                        return earlier
-                if self._take_turn(conn, thread_id, holder, take_stale=False):
-                    self._claim(conn, claims)
-                    return None
+                result = attempt(conn)
+            if result is not _BUSY:
+                return result
             if time.monotonic() > give_up:
                 raise TimeoutError(_busy(thread_id))
             time.sleep(TURN_POLL_S)
@@ -320,28 +333,27 @@ class DecisionLedger:
         from hitl_kit.requests import normalise_name
 
         person = normalise_name(claim.approver)
-        give_up = time.monotonic() + (TURN_WAIT_S if wait_s is None else wait_s)
-        while True:
-            with self._transaction(claim.thread_id) as conn:
-                winner = self._winner(conn, *claim.key)
-                if winner is not None:
-                    return "decided", winner
-                approvals = self._approvals(conn, claim.key)
-                mine = next((a for a in approvals if normalise_name(a.approver) == person), None)
-                if mine is not None:
-                    return "again", mine
-                new = Approval(*claim.key, claim.approver, claim.role, str(claim.channel),
-                               claim.decided_at)
-                if len(approvals) + 1 < needed:
-                    self._insert_approval(conn, new, person)
-                    return "partial", [*approvals, new]
-                if self._take_turn(conn, claim.thread_id, holder, take_stale=False):
-                    self._insert_approval(conn, new, person)
-                    self._claim(conn, [claim])
-                    return "complete", [*approvals, new]
-            if time.monotonic() > give_up:
-                raise TimeoutError(_busy(claim.thread_id))
-            time.sleep(TURN_POLL_S)
+
+        def attempt(conn):
+            winner = self._winner(conn, *claim.key)
+            if winner is not None:
+                return "decided", winner
+            approvals = self._approvals(conn, claim.key)
+            mine = next((a for a in approvals if normalise_name(a.approver) == person), None)
+            if mine is not None:
+                return "again", mine
+            new = Approval(*claim.key, claim.approver, claim.role, str(claim.channel),
+                           claim.decided_at)
+            if len(approvals) + 1 < needed:
+                self._insert_approval(conn, new, person)
+                return "partial", [*approvals, new]
+            if not self._take_turn(conn, claim.thread_id, holder, take_stale=False):
+                return _BUSY
+            self._insert_approval(conn, new, person)
+            self._claim(conn, [claim])
+            return "complete", [*approvals, new]
+
+        return self._until_not_busy(claim.thread_id, attempt, wait_s)
 
     @staticmethod
     def _insert_approval(conn, approval: Approval, person: str) -> None:
@@ -422,14 +434,9 @@ class DecisionLedger:
         """Wait for the thread's turn and take it; returns the holder id to give it back.
         A turn left by a dead process raises ``StaleTurn``, unless ``take_stale`` (recovery)."""
         holder = uuid.uuid4().hex
-        give_up = time.monotonic() + (TURN_WAIT_S if wait_s is None else wait_s)
-        while True:
-            with self._transaction(thread_id) as conn:
-                if self._take_turn(conn, thread_id, holder, take_stale=take_stale):
-                    return holder
-            if time.monotonic() > give_up:
-                raise TimeoutError(_busy(thread_id))
-            time.sleep(TURN_POLL_S)
+        return self._until_not_busy(
+            thread_id, lambda conn: holder if self._take_turn(
+                conn, thread_id, holder, take_stale=take_stale) else _BUSY, wait_s)
 
     @staticmethod
     def _take_turn(conn, thread_id: str, holder: str, *, take_stale: bool) -> bool:
