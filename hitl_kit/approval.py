@@ -31,7 +31,8 @@ import json
 import sqlite3
 import uuid
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -219,13 +220,8 @@ class ApprovalAgent:
             request, decision = checked[0]
             return self._approve_one_of_several(thread_id, request, decision, holder)
         claims = [_claim_of(thread_id, r, d) for r, d in checked]
-        try:
+        with self._turn_errors(thread_id):
             earlier = self.ledger.claim_and_take_turn(claims, thread_id, holder)
-        except TimeoutError as exc:
-            raise ApprovalError(str(exc)) from None
-        except StaleTurn as exc:  # its holder died since we looked: recover, then look again
-            raise ApprovalError(f"{exc}; it was recovered just now: look at it again and "
-                                f"decide ({self._recover_if_left(thread_id)})") from None
         if earlier is not None:
             raise self._already(earlier)
         resume = {r.interrupt_id: d.as_resume_value() for r, d in checked}
@@ -241,13 +237,8 @@ class ApprovalAgent:
         """An approval of a request that needs several people: recorded, and the graph resumes
         only with the last one needed, carrying them all."""
         claim = _claim_of(thread_id, request, decision)
-        try:
+        with self._turn_errors(thread_id):
             state, found = self.ledger.approve_with(claim, self._needed(request), holder)
-        except TimeoutError as exc:
-            raise ApprovalError(str(exc)) from None
-        except StaleTurn as exc:
-            raise ApprovalError(f"{exc}; it was recovered just now: look at it again and "
-                                f"decide ({self._recover_if_left(thread_id)})") from None
         if state == "decided":
             raise self._already(found)
         if state == "again":
@@ -413,13 +404,20 @@ class ApprovalAgent:
         return found
 
     def _take_turn(self, thread_id: str) -> str:
-        try:
+        with self._turn_errors(thread_id):
             return self.ledger.take_turn(thread_id)
+
+    @contextmanager
+    def _turn_errors(self, thread_id: str) -> Iterator[None]:
+        """Waiting for the thread's turn as the caller hears it: busy too long, or its holder
+        died since we looked (then it is recovered first, and the caller looks again)."""
+        try:
+            yield
         except TimeoutError as exc:
             raise ApprovalError(str(exc)) from None
         except StaleTurn as exc:
-            raise ApprovalError(f"{exc}; it was recovered just now: look at it again "
-                                f"({self._recover_if_left(thread_id)})") from None
+            raise ApprovalError(f"{exc}; it was recovered just now: look at it again and "
+                                f"decide ({self._recover_if_left(thread_id)})") from None
 
     def _recover_if_left(self, thread_id: str) -> str:
         """Recover the thread first when a dead process left it mid-resume: a decision it had
