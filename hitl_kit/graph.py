@@ -216,10 +216,8 @@ def route_after_plan(state: AgentState, *, kit: Kit):
     sources = provenance(state["messages"][:-1] + [last])
     sends = []
     for call in last.tool_calls:
-        call, problem = dict(call), _problem_with(call, kit.tools.get(call["name"]))
-        if problem is None:
-            call["args"] = validate_args(kit.tools[call["name"]], call["args"])
-        sends.append(_gate_task(kit, state, call, problem, sources))
+        args, problem = _checked_args(call, kit.tools.get(call["name"]))
+        sends.append(_gate_task(kit, state, {**call, "args": args}, problem, sources))
     for bad in last.invalid_tool_calls:
         call = {"name": bad.get("name") or "", "args": bad.get("args") or "", "id": bad["id"]}
         problem = ("the model's arguments cannot be used: "
@@ -320,15 +318,15 @@ def gate(item: dict, config, *, kit: Kit) -> dict:
         return {"decisions": [record]}
 
 
-def _problem_with(call: dict, tool) -> str | None:
-    """Why this call cannot run as proposed, or None."""
+def _checked_args(call: dict, tool) -> tuple[Any, str | None]:
+    """The call's arguments as they will run and None, or as the model sent them and why the
+    call cannot run as proposed."""
     if tool is None:
-        return f"there is no tool {call['name']!r}"
+        return call["args"], f"there is no tool {call['name']!r}"
     try:
-        validate_args(tool, call["args"])
+        return validate_args(tool, call["args"]), None
     except ApprovalError as exc:
-        return str(exc)
-    return None
+        return call["args"], str(exc)
 
 
 def _decision_from(answer: Any, tool) -> Decision:
