@@ -55,6 +55,7 @@ from hitl_kit.requests import (
     validate_args,
 )
 from hitl_kit.vocabulary import (
+    IDEMPOTENCY_KEY,
     UNCLASSIFIED,
     Approver,
     Channel,
@@ -68,7 +69,6 @@ from hitl_kit.vocabulary import (
 
 MAX_TURNS = 8
 AGENT_KEYS = ("channel", "role", "approvals")  # what the agent adds to a caller's decision
-IDEMPOTENCY_KEY = "idempotency_key"  # the injected argument a tool declares to run once per key
 
 
 def _merge(old: dict, new: dict) -> dict:

@@ -27,6 +27,7 @@ class Reversibility(StrEnum):
 
 
 UNCLASSIFIED = "unclassified"  # the class recorded for an action nobody classified
+IDEMPOTENCY_KEY = "idempotency_key"  # the argument the kit passes a tool so it runs once per key
 
 
 class Policy(StrEnum):

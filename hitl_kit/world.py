@@ -29,6 +29,8 @@ from typing import Annotated, Literal
 
 from langchain_core.tools import InjectedToolArg
 
+from hitl_kit.vocabulary import IDEMPOTENCY_KEY
+
 SCHEMA = """
 CREATE TABLE customers (id INTEGER PRIMARY KEY, name TEXT NOT NULL, email TEXT NOT NULL,
                         plan TEXT NOT NULL, notes TEXT NOT NULL DEFAULT '');
@@ -49,7 +51,6 @@ CREATE TABLE refunds (id INTEGER PRIMARY KEY, customer_id INTEGER NOT NULL, amou
 CREATE TABLE effect_runs (idempotency_key TEXT PRIMARY KEY, action TEXT NOT NULL,
                           result TEXT NOT NULL, ran_at TEXT NOT NULL);
 """
-IDEMPOTENCY_KEY = "idempotency_key"
 _SCHEMAS: dict[str, type] = {}  # action name -> its arguments' schema (same for every world)
 
 SEED_CUSTOMERS = [
