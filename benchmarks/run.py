@@ -331,7 +331,7 @@ def bench_import(rounds: int) -> list[dict]:
 
 
 def bench_selfcheck(rounds: int) -> list[dict]:
-    from hitl_kit.checks import all_drills
+    from hitl_kit.course.checks import all_drills
 
     rows = []
     for drill in all_drills():

@@ -10,21 +10,21 @@ from pathlib import Path
 
 
 def _drill_for(target: str):
-    from hitl_kit.checks import get_drill
-    from hitl_kit.selfcheck import drill_key_of
+    from hitl_kit.course.checks import get_drill
+    from hitl_kit.course.selfcheck import drill_key_of
 
     return get_drill(drill_key_of(Path(target)) if target.endswith(".ipynb") else target)
 
 
 def cmd_check(path: str | None) -> int:
-    from hitl_kit.checks import check_notebook
-    from hitl_kit.selfcheck import CORRECT
+    from hitl_kit.course.checks import check_notebook
+    from hitl_kit.course.selfcheck import CORRECT
 
     if path:
         report = check_notebook(path)
         print(report)
         return 0 if report.status == CORRECT else 1
-    from hitl_kit.checks import progress_table
+    from hitl_kit.course.checks import progress_table
 
     table, all_correct = progress_table()
     print(table)
@@ -32,7 +32,7 @@ def cmd_check(path: str | None) -> int:
 
 
 def cmd_hint(target: str) -> int:
-    from hitl_kit.checks import check_notebook
+    from hitl_kit.course.checks import check_notebook
 
     drill = _drill_for(target)
     print(check_notebook(target if target.endswith(".ipynb") else drill.drill_path).hints())

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
-from hitl_kit.spoilers.drill1 import EMAIL_ASSISTANT_ACTIONS
+from hitl_kit.email_classes import EMAIL_ASSISTANT_ACTIONS
 from hitl_kit.vocabulary import Policy, Reversibility
 
 __all__ = ["ACTION_TABLE", "IMPACT_RULES", "POLICY_BY_CLASS", "SHOWN_ACTIONS", "ActionPolicy",
@@ -46,7 +46,7 @@ POLICY_BY_CLASS: dict[str, str] = {
 
 # The demo world's tools (see hitl_kit.world) with their classes. Each tool also carries its class
 # in its metadata; tests keep the two in step. The email assistant's ten tools are drill 1: their
-# classes are the drill's answer, so they live in hitl_kit/spoilers/drill1.py (open it after the
+# classes are the drill's answer, so they live in hitl_kit/email_classes.py (open it after the
 # drill), and notebook 01 shows SHOWN_ACTIONS, the table without them.
 CUSTOMER_ACTIONS: list[tuple[str, str]] = [
     ("find_customers", "fully_reversible"),

@@ -1,8 +1,8 @@
 """Drill 2 half done: what is written is checked, what is still the stub reads "not attempted",
 and a review node that never returns ends the check with a message naming it."""
 
-from hitl_kit.checks import check_notebook, get_drill
-from hitl_kit.selfcheck import FAIL, INCORRECT, NOT_ATTEMPTED, PASS, code_of_cells, run_cells
+from hitl_kit.course.checks import check_notebook, get_drill
+from hitl_kit.course.selfcheck import FAIL, INCORRECT, NOT_ATTEMPTED, PASS, code_of_cells, run_cells
 
 from .conftest import committed_copy, with_cell_replaced
 from .mutants import solution_cells

@@ -5,9 +5,9 @@ import json
 
 import pytest
 
-from hitl_kit.checks import check_notebook, get_drill
-from hitl_kit.checks.d03_audit import every_field_is_a_text_column
-from hitl_kit.selfcheck import NOT_ATTEMPTED, PASS, NotAttempted
+from hitl_kit.course.checks import check_notebook, get_drill
+from hitl_kit.course.checks.d03_audit import every_field_is_a_text_column
+from hitl_kit.course.selfcheck import NOT_ATTEMPTED, PASS, NotAttempted
 
 from .conftest import committed_copy, with_cell_replaced
 

@@ -1,8 +1,8 @@
 """Drill 4 half done: each part and each method is judged on its own; a stub is "not attempted",
 and the asyncio part can be left for later without hiding what part A gets right."""
 
-from hitl_kit.checks import check_notebook, get_drill
-from hitl_kit.selfcheck import INCORRECT, NOT_ATTEMPTED, PASS
+from hitl_kit.course.checks import check_notebook, get_drill
+from hitl_kit.course.selfcheck import INCORRECT, NOT_ATTEMPTED, PASS
 
 from .conftest import committed_copy, with_cell_replaced
 

@@ -1,7 +1,7 @@
 """The learner's path: nothing read before a drill gives its answer away."""
 
+from hitl_kit.email_classes import EMAIL_ASSISTANT_ACTIONS
 from hitl_kit.policy import ACTION_TABLE, SHOWN_ACTIONS, Policy, Reversibility
-from hitl_kit.spoilers.drill1 import EMAIL_ASSISTANT_ACTIONS
 
 from .conftest import ROOT
 
@@ -61,10 +61,10 @@ def test_the_path_tables_list_exactly_the_notebooks_that_exist():
 
 
 def test_an_unattended_run_never_touches_the_learners_progress(tmp_path, monkeypatch):
-    import hitl_kit.progress as progress_module
-    from hitl_kit.checks import progress_table
-    from hitl_kit.progress import PROGRESS_ENV
-    from hitl_kit.review import notebook_progress
+    import hitl_kit.course.progress as progress_module
+    from hitl_kit.course.checks import progress_table
+    from hitl_kit.course.progress import PROGRESS_ENV
+    from hitl_kit.course.review import notebook_progress
 
     learners = tmp_path / ".hitl_kit" / "progress.json"
     monkeypatch.setattr(progress_module, "ROOT", tmp_path)  # where the learner's file would be

@@ -4,10 +4,10 @@ import json
 
 import pytest
 
-from hitl_kit.checks import all_drills, check_notebook, get_drill
-from hitl_kit.progress import CHECKLIST, Progress, records_progress
-from hitl_kit.review import QUESTIONS, ChecklistPanel, QuizCard, WeakAreaLog
-from hitl_kit.selfcheck import CORRECT, INCORRECT, ROOT
+from hitl_kit.course.checks import all_drills, check_notebook, get_drill
+from hitl_kit.course.progress import CHECKLIST, Progress, records_progress
+from hitl_kit.course.review import QUESTIONS, ChecklistPanel, QuizCard, WeakAreaLog
+from hitl_kit.course.selfcheck import CORRECT, INCORRECT, ROOT
 
 from .conftest import committed_copy, with_cell_replaced
 

@@ -9,8 +9,8 @@ from types import SimpleNamespace
 import pytest
 
 from hitl_kit.__main__ import main
-from hitl_kit.checks import all_drills, check_notebook, get_drill
-from hitl_kit.selfcheck import (
+from hitl_kit.course.checks import all_drills, check_notebook, get_drill
+from hitl_kit.course.selfcheck import (
     CORRECT,
     FAIL,
     INCORRECT,
@@ -51,7 +51,7 @@ def test_every_pristine_drill_is_not_attempted(drill, tmp_path):
 def test_the_check_cell_alone_in_a_fresh_kernel_is_not_attempted(drill):
     """Run before any other cell: nothing is defined, so nothing was attempted (no KeyError)."""
     namespace = {"__name__": "__main__"}
-    exec(f"from hitl_kit.checks import {drill.key}\nreport = {drill.key}.check()", namespace)
+    exec(f"from hitl_kit.course.checks import {drill.key}\nreport = {drill.key}.check()", namespace)
     report = namespace["report"]
     assert report.status == NOT_ATTEMPTED, str(report)
     assert "Error" not in str(report)
@@ -90,7 +90,7 @@ def test_check_in_a_notebook_reads_the_callers_globals():
     namespace, errors = run_notebook_cells(SOLUTION_1)
     assert errors == []
     assert get_drill("drill1").check(namespace).status == CORRECT
-    exec("from hitl_kit.checks import drill1\nreport = drill1.check()", namespace)
+    exec("from hitl_kit.course.checks import drill1\nreport = drill1.check()", namespace)
     assert namespace["report"].status == CORRECT
 
 
@@ -338,17 +338,17 @@ def test_in_a_real_kernel_a_lone_check_cell_is_not_attempted_and_a_hang_is_named
             client.execute_interactive(code, timeout=60, output_hook=keep)
             return "".join(out)
 
-        lone = run("from hitl_kit.checks import drill2\nprint(drill2.check())")
+        lone = run("from hitl_kit.course.checks import drill2\nprint(drill2.check())")
         assert "NOT ATTEMPTED (0/9 checks pass)" in lone and "Error" not in lone, lone
         hang = run("EMAIL_TABLE = {'read_inbox': ('fully_reversible', 'auto_execute')}\n"
                    "def policy_for(action):\n    while True:\n        pass\n\n"
-                   "from hitl_kit.checks import drill1\n"
+                   "from hitl_kit.course.checks import drill1\n"
                    "report = drill1.check(timeout=1.0)\n"
                    "print([r.message for r in report.results if r.status == 'fail'])")
         assert "your code did not finish within 1 s (in `policy_for`, line " in hang, hang
         assert run("print(sum(1 for _ in range(3)))").strip() == "3"  # the kernel is not stuck
         # A cell that checks saved notebooks (as 00 and 09 do) runs their cells off the loop.
-        solved = run("from hitl_kit.checks import check_notebook, get_drill\n"
+        solved = run("from hitl_kit.course.checks import check_notebook, get_drill\n"
                      "print(check_notebook(get_drill('drill4').solution_path).status)")
         assert solved.strip() == "correct", solved
     finally:
@@ -369,7 +369,7 @@ def test_without_fork_the_same_checks_run_in_watchdog_threads(drill):
     assert failed == set(mutant.fails)
 
 
-@pytest.mark.parametrize("module", ["hitl_kit.selfcheck", "hitl_kit.checks.names"])
+@pytest.mark.parametrize("module", ["hitl_kit.course.selfcheck", "hitl_kit.course.checks.names"])
 def test_the_docstring_examples_run(module):
     import doctest
     import importlib

@@ -23,8 +23,8 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from hitl_kit.checks import get_drill
-from hitl_kit.selfcheck import (
+from hitl_kit.course.checks import get_drill
+from hitl_kit.course.selfcheck import (
     FAIL,
     ROOT,
     SELFCHECK_TAG,

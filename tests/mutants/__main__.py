@@ -8,7 +8,7 @@ from __future__ import annotations
 import sys
 from collections import Counter
 
-from hitl_kit.checks import get_drill
+from hitl_kit.course.checks import get_drill
 
 from . import DRILL_KEYS, failing, mutants_of, reports_of
 

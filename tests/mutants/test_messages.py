@@ -5,8 +5,8 @@ import re
 
 import pytest
 
-from hitl_kit.checks import get_drill
-from hitl_kit.selfcheck import FAIL, Flaw
+from hitl_kit.course.checks import get_drill
+from hitl_kit.course.selfcheck import FAIL, Flaw
 
 from . import DRILL_KEYS, mutants_of, report_of
 

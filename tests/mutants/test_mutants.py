@@ -3,8 +3,8 @@ least one mutant that no other check catches; the solutions pass."""
 
 import pytest
 
-from hitl_kit.checks import get_drill
-from hitl_kit.selfcheck import CORRECT, PASS
+from hitl_kit.course.checks import get_drill
+from hitl_kit.course.selfcheck import CORRECT, PASS
 
 from . import DRILL_KEYS, failing, mutants_of, report_of, run_mutant, variant_report
 from .variants import VARIANTS

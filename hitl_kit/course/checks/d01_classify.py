@@ -21,9 +21,17 @@ import inspect
 from collections import Counter
 from dataclasses import dataclass, replace
 
-from hitl_kit.checks.names import HINTS, NEW, Unseen, most_common_kind_first, unseen_names
+from hitl_kit.course.checks.names import HINTS, NEW, Unseen, most_common_kind_first, unseen_names
+from hitl_kit.course.selfcheck import (
+    Check,
+    Drill,
+    Flaw,
+    NotAttempted,
+    describe,
+    learner_error,
+    need,
+)
 from hitl_kit.policy import POLICY_BY_CLASS, ImpactRule, RuleError
-from hitl_kit.selfcheck import Check, Drill, Flaw, NotAttempted, describe, learner_error, need
 from hitl_kit.vocabulary import Policy, Reversibility
 
 EMAIL_ACTIONS = (

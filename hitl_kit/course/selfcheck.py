@@ -8,7 +8,7 @@ places:
 
 * in the drill notebook's check cell: ``drill.check()`` (reads the notebook's globals);
 * from the shell: ``.venv/bin/python -m hitl_kit check drills/NAME.ipynb`` runs the *saved*
-  notebook's code cells in a fresh namespace first (see ``hitl_kit.checks``);
+  notebook's code cells in a fresh namespace first (see ``hitl_kit.course.checks``);
 * in pytest, against ``solutions/`` (must pass), the pristine ``drills/`` (must read "not
   attempted") and the mutants in ``tests/mutants/`` (each must fail the check that names it).
 
@@ -53,7 +53,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 SELFCHECK_TAG = "selfcheck"  # cell tag of the drill's own check cell, skipped when run from a shell
 SOLUTION_TAG = "solution"  # cell tag of the cells ``Drill.solution()`` shows
 
@@ -201,7 +201,7 @@ class Drill:
     title: str
     notebook: str  # file name, in drills/ and in solutions/
     checks: list[Check]
-    recorder: Recorder | None = None  # called with each report (hitl_kit.checks sets progress)
+    recorder: Recorder | None = None  # called with each report (course.checks sets it)
     # Warms the libraries the checks use, once per process, before the checks fork: each child
     # then starts warm instead of paying the first-call costs again. It never runs learner code.
     prepare: Callable[[], None] | None = None

@@ -2,7 +2,7 @@
 
 Answer a question in your own words first, then reveal the model answer and its key points; the
 kit says which key points your answer already touches (a rough word match, meant as a nudge, not
-a grade). The checklist reads ``hitl_kit.progress``: drill items tick themselves from real
+a grade). The checklist reads ``hitl_kit.course.progress``: drill items tick themselves from real
 self-check results.
 """
 
@@ -17,7 +17,7 @@ from pathlib import Path
 import ipywidgets as widgets
 
 from hitl_kit.cards import unattended
-from hitl_kit.progress import CHECKLIST, PROGRESS_ENV, Progress
+from hitl_kit.course.progress import CHECKLIST, PROGRESS_ENV, Progress
 
 
 def notebook_progress() -> Progress:

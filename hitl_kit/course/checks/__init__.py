@@ -1,8 +1,8 @@
 """The drills' checks, one module per drill, and the entry points that tie them to notebooks and
-to the learner's progress file: ``get_drill("drill1")`` (or ``from hitl_kit.checks import
+to the learner's progress file: ``get_drill("drill1")`` (or ``from hitl_kit.course.checks import
 drill1``), ``check_notebook(path)``, ``progress_table()``.
 
-Dependencies run one way: this package -> ``hitl_kit.progress`` -> ``hitl_kit.selfcheck``. The
+Dependencies run one way: this package -> ``course.progress`` -> ``course.selfcheck``. The
 engine never imports the progress file; each drill is handed ``progress.record`` as its recorder.
 """
 
@@ -11,14 +11,14 @@ from __future__ import annotations
 import importlib
 from pathlib import Path
 
-from hitl_kit import progress
-from hitl_kit.selfcheck import CORRECT, CheckError, Drill, Report, drill_key_of
+from hitl_kit.course import progress
+from hitl_kit.course.selfcheck import CORRECT, CheckError, Drill, Report, drill_key_of
 
 DRILL_MODULES = {
-    "drill1": "hitl_kit.checks.d01_classify",
-    "drill2": "hitl_kit.checks.d02_gate",
-    "drill3": "hitl_kit.checks.d03_audit",
-    "drill4": "hitl_kit.checks.d04_timeout",
+    "drill1": "hitl_kit.course.checks.d01_classify",
+    "drill2": "hitl_kit.course.checks.d02_gate",
+    "drill3": "hitl_kit.course.checks.d03_audit",
+    "drill4": "hitl_kit.course.checks.d04_timeout",
 }
 
 
@@ -59,7 +59,7 @@ def progress_table() -> tuple[str, bool]:
     return "\n".join(lines), all_correct
 
 
-def __getattr__(name: str) -> Drill:  # lets a notebook write ``from hitl_kit.checks import drill1``
+def __getattr__(name: str) -> Drill:  # ``from hitl_kit.course.checks import drill1``
     if name in DRILL_MODULES:
         return get_drill(name)
     raise AttributeError(name)

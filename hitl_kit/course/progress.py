@@ -16,7 +16,7 @@ import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 
-from hitl_kit.selfcheck import CORRECT, ROOT
+from hitl_kit.course.selfcheck import CORRECT, ROOT
 
 PROGRESS_ENV = "HITL_KIT_PROGRESS"
 
@@ -121,7 +121,7 @@ def records_progress(where: Path) -> bool:
 
 
 def record(report, where: Path) -> None:
-    """The recorder ``hitl_kit.checks`` gives each drill: save a self-check's result, unless the
-    notebook checked lives in ``solutions/``."""
+    """The recorder ``hitl_kit.course.checks`` gives each drill: save a self-check's result,
+    unless the notebook checked lives in ``solutions/``."""
     if records_progress(where):
         Progress().record(report)

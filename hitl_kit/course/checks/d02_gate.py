@@ -20,9 +20,9 @@ from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.errors import GraphInterrupt, GraphRecursionError
 from langgraph.types import Command
 
-from hitl_kit.checks.names import HINTS, most_common_kind_first, unseen_names
+from hitl_kit.course.checks.names import HINTS, most_common_kind_first, unseen_names
+from hitl_kit.course.selfcheck import Check, Drill, Flaw, NotAttempted, attempt, learner_error, need
 from hitl_kit.llm import OfflineChatModel
-from hitl_kit.selfcheck import Check, Drill, Flaw, NotAttempted, attempt, learner_error, need
 from hitl_kit.vocabulary import Verdict
 from hitl_kit.world import World
 

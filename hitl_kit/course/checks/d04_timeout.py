@@ -19,7 +19,7 @@ import threading
 import time
 from types import SimpleNamespace
 
-from hitl_kit.selfcheck import (
+from hitl_kit.course.selfcheck import (
     Check,
     Drill,
     Flaw,

@@ -17,7 +17,7 @@ import sqlite3
 from contextlib import closing
 from datetime import UTC, datetime, timedelta, timezone
 
-from hitl_kit.selfcheck import Check, Drill, Flaw, NotAttempted, attempt, need
+from hitl_kit.course.selfcheck import Check, Drill, Flaw, NotAttempted, attempt, need
 from hitl_kit.vocabulary import Execution, Reversibility, Verdict
 
 TABLE = "audit_log"

@@ -1,8 +1,9 @@
 """SPOILER for drill 1 (drills/01_classify_email_actions.ipynb): do the drill first.
 
-The kit's classification of the email assistant's ten tools. The demo world tags its tools with
-these classes (``hitl_kit.policy.ACTION_TABLE`` includes them); notebook 01 leaves them out of the
-table it shows.
+The classes of the demo email assistant's ten tools. The demo world tags its tools with them
+(``hitl_kit.policy.ACTION_TABLE`` includes these rows), so they are part of the runtime; they
+live in a module of their own so that the modules notebook 01 points to never give the drill
+away, and notebook 01 shows ``SHOWN_ACTIONS``, the table without them.
 """
 
 EMAIL_ASSISTANT_ACTIONS: list[tuple[str, str]] = [
