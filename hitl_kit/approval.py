@@ -328,15 +328,9 @@ class ApprovalAgent:
 
     # -- running the graph ------------------------------------------------------------------------
     def _pending(self, thread_id: str) -> list[Pending]:
-        """The thread's pending requests, from the ledger's index; from the graph (and put in
-        the index) when the index has none, e.g. for a thread paused before a crash."""
-        found = self.ledger.requests(thread_id)
-        if found:
-            return found
-        found = self.outcome(thread_id).pending  # raises for an unknown thread
-        if found:
-            self.ledger.sync(thread_id, found)
-        return found
+        """The thread's pending requests, as the checkpointer has them (the ledger's index,
+        for listing, may lag behind a graph resumed without the agent)."""
+        return self.outcome(thread_id).pending  # raises for an unknown thread
 
     def _take_turn(self, thread_id: str) -> str:
         with self._turn_errors(thread_id):
@@ -367,6 +361,12 @@ class ApprovalAgent:
         """Invoke the graph while holding the thread's turn, then give the turn back with the
         index in step. On an error the claims the graph did not take are withdrawn; a thread
         left mid-run keeps a stale turn, so ``recover()`` finds it."""
+        gone = [c for c in claims if c.key not in {p.key for p in self._pending(thread_id)}]
+        if gone:  # asked again meanwhile by a resume that skipped the agent: nothing applies
+            self.ledger.withdraw(claims)
+            self.ledger.finish_turn(thread_id, holder, (), self._pending(thread_id))
+            raise ApprovalError("the request changed while this decision waited for its turn; "
+                                "look at it again. Nothing was applied")
         try:
             result = self.graph.invoke(graph_input, self.config(thread_id),
                                        durability=self.durability)

@@ -247,14 +247,18 @@ class Decision(BaseModel):
 
 
 def as_decision(value: Any) -> Decision:
-    """A ``Decision`` from a caller's dict (or a Decision), or ``ApprovalError`` saying what is
-    wrong in one line per problem."""
+    """A caller's decision (a dict or a ``Decision``) checked, or ``ApprovalError`` saying what
+    is wrong, one clause per problem. ``role`` and ``approvals`` are the kit's: refused here."""
     if isinstance(value, Decision):
-        return value
+        value = value.model_dump(exclude_defaults=True)
     if not isinstance(value, dict):
         raise ApprovalError(
             f"a decision is a dict like {{'kind': 'approve', 'approver': 'ana'}}, not "
             f"{value!r}"[:300])
+    kits = sorted({"role", "approvals"} & set(value))
+    if kits:
+        raise ApprovalError(f"{', '.join(map(repr, kits))}: not the caller's; the kit fills "
+                            "in the role and the approvals")
     try:
         return Decision.model_validate(value)
     except ValidationError as exc:
@@ -268,6 +272,12 @@ def _problems(exc: ValidationError, what: str) -> str:
         message = error["msg"].removeprefix("Value error, ")
         if error["type"] == "extra_forbidden":
             message = f"a {what} has no key {where!r}"
+        elif error["type"] == "enum" and where == "kind":
+            message = (f"decision kind {error['input']!r} is unknown; use one of "
+                       "approve, reject, edit")
+        elif error["type"] == "string_too_long":
+            message = (f"{where!r} is {len(error['input']):,} characters; keep it under "
+                       f"{error['ctx']['max_length']:,}")
         elif error["type"] == "missing":
             message = f"{where!r} is missing"
         elif where:
@@ -283,9 +293,11 @@ def judge(value: Any, request: ApprovalRequest, *, tool=None, approvers=None,
     arguments validated against ``tool`` and the approver's role from ``approvers``.
 
     ``by_kit`` is True only for the kit's own timers; a caller may answer only as a person,
-    from a person's channel. Pure: nothing is recorded, read or resumed.
+    from a person's channel. A dict is a caller's answer (``as_decision``); a ``Decision`` is
+    taken as built (the ledger's, with the role and approvals the kit filled in). Pure:
+    nothing is recorded, read or resumed.
     """
-    decision = as_decision(value)
+    decision = value if isinstance(value, Decision) else as_decision(value)
     kind = decision.kind
     if by_kit != kind.by_system:
         if by_kit:

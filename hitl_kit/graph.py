@@ -481,8 +481,11 @@ def audit_row(thread_id: str, request: ApprovalRequest, event: Event, *, key: tu
         if request.problem:
             details["problem"] = request.problem
     if decision is not None:
-        row.update(channel=str(decision.channel), approver_id=decision.approver,
-                   approver_role=decision.role)
+        # The trail records every run without a person (policy or a soft gate's deadline) as
+        # approver "auto"; the channel says which.
+        row.update(channel=str(decision.channel), approver_role=decision.role,
+                   approver_id=Approver.AUTO if decision.kind == Kind.PROCEED
+                   else decision.approver)
         if decision.approvals:
             details["approvals"] = [a.model_dump(mode="json") for a in decision.approvals]
     if event == Event.RESOLVED:

@@ -17,13 +17,15 @@ thread resumed.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from hitl_kit.approval import ApprovalAgent, ApprovalError, Outcome
-from hitl_kit.contract import Decision, Pending, as_decision
+from hitl_kit.audit import canonical_json
+from hitl_kit.contract import Decision, NotAllowed, Pending, as_decision, judge
 from hitl_kit.vocabulary import Channel, Risk
 
 RISK_ORDER = {Risk.HIGH: 0, Risk.MEDIUM: 1, Risk.LOW: 2}
@@ -123,7 +125,8 @@ class ApprovalInbox:
             deadline = self.deadline_of(pending)
             request = pending.request
             rows.append({"thread": pending.thread_id, "risk": str(request.risk),
-                         "tool": request.tool, "args": request.args, "task": request.task,
+                         "tool": request.tool, "args": canonical_json(request.args),
+                         "task": request.task,
                          "age_s": round((now - pending.asked()).total_seconds(), 1),
                          "time_left_s": None if deadline is None
                          else round((deadline - now).total_seconds(), 1)})
@@ -175,8 +178,13 @@ class ApprovalInbox:
             seen.add(item.key[:2])
             # Bound to what the reviewer saw: a changed request is refused, not decided.
             decision = as_decision(value)
-            checked.append((item, decision.model_copy(
-                update={"fingerprint": decision.fingerprint or item.fingerprint})))
+            decision = decision.model_copy(
+                update={"fingerprint": decision.fingerprint or item.fingerprint})
+            # What is wrong with the answer itself refuses the batch; who may give it is judged
+            # per item when it is resumed (a refusal there is audited).
+            with contextlib.suppress(NotAllowed):
+                judge(decision, item.request, tool=self.agent.tools.get(item.request.tool))
+            checked.append((item, decision))
         return checked
 
     def _resolve_one(self, item: Pending, decision: Decision, channel: str) -> Resolution:
