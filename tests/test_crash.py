@@ -97,7 +97,8 @@ POINTS = [
     CrashPoint("inside the tool, before its commit", "resume", _inside_the_tool),
     CrashPoint("after the tool's commit, before the checkpoint", "resume",
                lambda reached: _before(DecisionLedger, "run_finished", reached,
-                                       lambda thread, call, tool, *a, **k: tool == "deploy_to_prod")),
+                                       lambda _thread, _call, tool, *a, **k:
+                                       tool == "deploy_to_prod")),
     CrashPoint("after the resolved audit row", "resume",
                lambda reached: _after_append(reached,
                                              lambda entry: entry["event"] == "resolved"
