@@ -131,7 +131,7 @@ def check_end(last: tuple[int, str] | None, head: HeadRecord | None, head_path: 
     last = last or (0, GENESIS_HASH)
     row = head.row
     if row is not None and last != head.link and last == (head.seq - 1, row.get("prev_hash")):
-        return EndCheck(last, in_flight=row)
+        return EndCheck(head.link, in_flight=row)
     return EndCheck(head.link)
 
 

@@ -121,6 +121,7 @@ assert tuple(name for name, _, _ in _COLUMN_DEFINITIONS) == COLUMNS
 _CHECKS = {f"audit_log_{name}_check": check for name, _, check in _COLUMN_DEFINITIONS if check}
 _CHECKS.update({f"audit_log_rule_{n}": rule for n, rule in enumerate(ROW_RULES_SQL, 1)})
 EXPECTED_CONSTRAINTS = frozenset({"audit_log_pkey", "audit_log_event_key_key", *_CHECKS})
+EXPECTED_INDEXES = frozenset({"audit_log_pkey", "audit_log_event_key_key", "audit_meta_pkey"})
 _NOT_NULL = [name for name, kind, _ in _COLUMN_DEFINITIONS if "NOT NULL" in kind or name == "seq"]
 EXPECTED_COLUMNS = tuple((name, "bigint" if name == "seq" else "text", name in _NOT_NULL)
                          for name in COLUMNS)
@@ -166,7 +167,10 @@ _STAMP_SQL = f"""((SELECT string_agg(concat_ws('|', c.relname, c.relowner, c.rel
         c.relrowsecurity, c.relforcerowsecurity, c.relhastriggers, c.relhasrules, c.relnatts,
         c.relchecks, pg_has_role(c.relowner, 'MEMBER'),
         has_table_privilege(c.oid, 'UPDATE, DELETE, TRUNCATE, TRIGGER'),
-        has_any_column_privilege(c.oid, 'UPDATE')), ';' ORDER BY c.relname)
+        has_any_column_privilege(c.oid, 'UPDATE'),
+        (SELECT count(*) FROM pg_catalog.pg_index x WHERE x.indrelid = c.oid),
+        (SELECT count(*) FROM pg_catalog.pg_depend d WHERE d.refobjid = c.oid
+         AND d.classid = 'pg_catalog.pg_rewrite'::regclass)), ';' ORDER BY c.relname)
     FROM pg_catalog.pg_class c WHERE {_IN_SCHEMA}) || current_setting('is_superuser'))"""
 _COLUMN_LIST = ", ".join(COLUMNS)
 # What an append needs to know, in one round trip (under the lock): the guard's stamp, the
@@ -225,6 +229,15 @@ _GUARD_SQL = f"""SELECT
           WHERE conrelid = '{LOG}'::regclass AND contype <> 'n'),  -- 18 lists NOT NULL there
     ARRAY(SELECT conname::text FROM pg_catalog.pg_constraint
           WHERE conrelid = '{LOG}'::regclass AND NOT convalidated ORDER BY 1),
+    ARRAY(SELECT i.relname::text FROM pg_catalog.pg_index x
+          JOIN pg_catalog.pg_class i ON i.oid = x.indexrelid
+          JOIN pg_catalog.pg_class c ON c.oid = x.indrelid WHERE {_IN_SCHEMA} ORDER BY 1),
+    ARRAY(SELECT DISTINCT v.relkind::text || ' ' || v.relname FROM pg_catalog.pg_depend d
+          JOIN pg_catalog.pg_rewrite r ON r.oid = d.objid
+          JOIN pg_catalog.pg_class v ON v.oid = r.ev_class
+          JOIN pg_catalog.pg_class c ON c.oid = d.refobjid
+          WHERE d.classid = 'pg_catalog.pg_rewrite'::regclass AND {_IN_SCHEMA}
+          AND v.oid <> c.oid ORDER BY 1),
     (SELECT rolsuper OR pg_has_role(oid, '{OWNER}', 'MEMBER') FROM pg_catalog.pg_roles
      WHERE rolname = '{AGENT}')"""
 _EXPECTED_COLUMN_ROWS = [f"({name},{kind},{'t' if not_null else 'f'})"
@@ -248,7 +261,7 @@ def guard_problems(conn) -> list[str]:
     missing = missing_tables(conn, AUDIT_TABLES)
     if missing:
         return [f"{', '.join(missing)} missing in schema {SCHEMA!r}"]
-    (grants, secured, owners, triggers, rules, columns, constraints, unchecked,
+    (grants, secured, owners, triggers, rules, columns, constraints, unchecked, indexes, views,
      agent_can) = _query(conn, _GUARD_SQL).fetchone()
     problems = [f"{grant} (it may change or remove rows)" for grant in grants]
     problems += [f"row level security is on for {table}: a policy can hide rows from the "
@@ -267,6 +280,14 @@ def guard_problems(conn) -> list[str]:
     if unchecked:
         problems.append(f"constraint(s) {', '.join(unchecked)} added NOT VALID: the rows "
                         "before them were never checked")
+    extra_indexes = sorted(set(indexes) - EXPECTED_INDEXES)
+    if extra_indexes:
+        problems.append(f"unexpected index(es) {', '.join(extra_indexes)} on the audit tables "
+                        "(a unique one can refuse rows)")
+    if views:
+        kinds = {"v": "view", "m": "materialized view"}
+        problems.append("unexpected " + ", ".join(f"{kinds.get(v[0], 'relation')} {v[2:]}"
+                                                  for v in views) + " on the audit tables")
     if agent_can:
         problems.append(f"the agent's role {AGENT} is a superuser or may act as {OWNER}")
     return problems
