@@ -14,11 +14,14 @@ Four layers stop or reveal tampering:
    connection with an authorizer it cannot lift (it has no ``set_authorizer``). The writer's own
    connection refuses UPDATE, DELETE, DROP, ALTER, trigger changes and settings PRAGMAs.
 3. Before every append the trail checks that the schema did not change since it checked it
-   (``PRAGMA schema_version``); ``verify`` compares the whole schema with what it should be.
+   (``PRAGMA schema_version``); ``verify`` compares the whole schema with what it should be:
+   every table, trigger, view and index that touches the audit tables, found by what it
+   touches however its names are quoted or cased. Each append reads its row back.
 4. Every row carries ``row_hash = sha256(prev_hash + canonical_json(row))``. ``verify()`` finds
    the first row that was edited, deleted, swapped or forged, even by someone who bypassed 1-3.
-   Deleting the newest rows is only caught against a head ``(seq, row_hash)`` kept elsewhere:
-   give ``head_path`` and keep a copy of that file where the agent cannot write.
+   Deleting the newest rows is only caught against a head kept elsewhere: give ``head_path``
+   (the protocol, and why no crash or attack on the database hides a committed row:
+   ``hitl_kit.audit_head``) and keep a copy of that file where the agent cannot write.
 
 Readers use ``open_readonly``; ``hitl_kit.audit_queries`` reads the trail into pandas::
 
@@ -34,9 +37,6 @@ Readers use ``open_readonly``; ``hitl_kit.audit_queries`` reads the trail into p
 
 Limits: someone who can write both the file and every copy of the head can rewrite history
 undetected; the trail makes that visible only as long as one copy of the head is out of reach.
-An append that died between writing the head and committing its row is told apart from a cut
-row by the schema version (deleting a row means dropping a trigger); a database file swapped for
-a copy made exactly one append earlier looks the same as that crash and is not reported.
 Code in the agent's own Python process can reach the writer's private connection: layers 3 and
 4 are what catch it.
 """

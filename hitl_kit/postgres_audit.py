@@ -29,9 +29,10 @@ bad row crosses the wire.
 (``tests/test_postgres.py`` runs this example on the test session's server.)
 
 Limits: a superuser (or the owner) can still rewrite the table and its hashes. Only a head
-``(seq, row_hash)`` kept outside the database catches that: give ``head_path``, and in
-production copy the head to storage the database's administrators cannot rewrite (WORM, object
-lock). The head file is per host: with writers on several hosts, anchor the head elsewhere.
+kept outside the database catches that: give ``head_path`` (the same protocol as the SQLite
+trail's, ``hitl_kit.audit_head``), and in production copy the head to storage the database's
+administrators cannot rewrite (WORM, object lock). The head file is per host: with writers on
+several hosts, anchor the head elsewhere.
 """
 
 from __future__ import annotations
