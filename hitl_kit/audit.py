@@ -74,6 +74,7 @@ from hitl_kit.audit_chain import (  # noqa: F401  (re-exported: the trail's publ
     VerifyResult,
     _Walk,
     canonical_json,
+    chain_row,
     check_row,
     check_rules,
     compute_row_hash,
@@ -479,13 +480,6 @@ class AuditTrail:
             with self._head.locked() as held:
                 return self._append(row, held)
 
-    def _chain(self, row: dict, last: tuple[int, str] | None) -> dict:
-        seq, prev_hash = (last[0] + 1, last[1]) if last else (1, GENESIS_HASH)
-        row = {**row, "seq": seq, "prev_hash": prev_hash,
-               "recorded_at": row["recorded_at"] or utc_now_iso()}
-        row["row_hash"] = compute_row_hash(row)
-        return {name: row[name] for name in COLUMNS}
-
     def _append_in_one_statement(self, row: dict) -> dict | None:
         """The common case without a head: one INSERT, its own transaction, chained to the
         newest row this trail wrote, once the schema version shows nothing changed. (A check
@@ -494,7 +488,7 @@ class AuditTrail:
         duplicate event_key is refused the same way. None: take the careful path."""
         if self._read_schema_version() != self._schema_version:
             return None
-        stored = self._chain(row, self._last)
+        stored, _ = chain_row(row, self._last)
         try:
             inserted = self._conn.execute(_INSERT_SQL, list(stored.values())).rowcount
         except sqlite3.DatabaseError:
@@ -513,13 +507,11 @@ class AuditTrail:
         try:
             if self._read_schema_version() != self._schema_version:
                 self._check_changed_schema(held)
-            existing = self._conn.execute(
-                f"SELECT {', '.join(COLUMNS)} FROM audit_log WHERE event_key = ?",
-                (row["event_key"],)).fetchone()
+            state = self._conn.execute(_STATE_SQL, (row["event_key"],)).fetchone()
+            existing, last = (None, None) if state is None else (state[0], state[1:])
             if existing is not None:
                 self._conn.execute("ROLLBACK")
-                return same_or_conflict(dict(zip(COLUMNS, existing, strict=True)), row)
-            last = _last_link(self._conn)
+                return same_or_conflict(_row(self._conn, existing), row)
             if held is not None:
                 in_flight = row_in_flight(held, last, _HOW_TO_CHECK)
                 if in_flight is not None:  # committed on its own first, then this row
@@ -527,10 +519,10 @@ class AuditTrail:
                     self._conn.execute("COMMIT")
                     held.write_mark((in_flight["seq"], in_flight["row_hash"]))
                     return self._append(row, held)
-            stored = self._chain(row, last)
+            stored, canonical = chain_row(row, last)
             self._insert(stored)
             if held is not None:
-                held.write_intent(stored)
+                held.write_intent(stored, canonical)
             self._conn.execute("COMMIT")
         except BaseException:
             if self._conn.in_transaction:
@@ -633,6 +625,10 @@ class AuditTrail:
 
 
 _HOW_TO_CHECK = "verify_file(path, head=...)"
+# What an append reads under the write lock: the row holding its event key, if any, and the
+# newest row (no row at all: the trail is empty, so no key is taken either).
+_STATE_SQL = ("SELECT (SELECT seq FROM audit_log WHERE event_key = ?), seq, row_hash "
+              "FROM audit_log ORDER BY seq DESC LIMIT 1")
 _HELD_ALREADY = nullcontext()  # for kit_sqlite.transaction when the trail's lock is held
 _PLACEHOLDERS = ", ".join("?" * len(COLUMNS))
 _INSERT_SQL = f"INSERT INTO audit_log ({', '.join(COLUMNS)}) VALUES ({_PLACEHOLDERS})"

@@ -151,9 +151,24 @@ def canonical_row(row) -> str:
 
 def compute_row_hash(row) -> str:
     """sha256 of prev_hash + canonical JSON of every column except row_hash."""
-    prev_hash = row["prev_hash"]
-    text = (prev_hash if isinstance(prev_hash, str) else "") + canonical_row(row)
+    return _hash_of(row["prev_hash"], canonical_row(row))
+
+
+def _hash_of(prev_hash, canonical: str) -> str:
+    text = (prev_hash if isinstance(prev_hash, str) else "") + canonical
     return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def chain_row(row: Mapping, last: tuple[int, str] | None) -> tuple[dict, str]:
+    """``row`` (as ``normalize_entry`` made it) as the next row after ``last``, the trail's
+    newest ``(seq, row_hash)``: numbered, linked, stamped (``recorded_at``, if it has none) and
+    hashed, with its columns in ``COLUMNS`` order; and its ``canonical_row`` text."""
+    seq, prev_hash = (last[0] + 1, last[1]) if last else (1, GENESIS_HASH)
+    chained = {**row, "seq": seq, "prev_hash": prev_hash,
+               "recorded_at": row["recorded_at"] or utc_now_iso()}
+    canonical = canonical_row(chained)
+    chained["row_hash"] = _hash_of(prev_hash, canonical)
+    return {name: chained[name] for name in COLUMNS}, canonical
 
 
 # --- rules ---------------------------------------------------------------------------------------

@@ -73,6 +73,7 @@ import fcntl
 import hashlib
 import json
 import os
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -83,11 +84,13 @@ from hitl_kit.audit_chain import (
     GENESIS_HASH,
     AuditHeadError,
     VerifyResult,
+    canonical_row,
     check_row,
     compute_row_hash,
 )
 
 _CHECK_LENGTH = 16  # hex characters of sha256 before each record
+_COLUMN_SET = frozenset(COLUMNS)
 
 
 @dataclass(frozen=True)
@@ -164,6 +167,9 @@ class HeadFile:
 
     def __init__(self, path: str | os.PathLike, *, durable: bool = True):
         self.path, self.durable = Path(path), durable
+        # The file's bytes after this object's last read or write, and its newest record:
+        # a file still holding exactly those bytes needs no parsing.
+        self._known: tuple[bytes, tuple[int, int, HeadRecord] | None] | None = None
 
     @contextmanager
     def locked(self, *, shared: bool = False, create: bool = False) -> Iterator[HeldHead]:
@@ -188,7 +194,8 @@ class HeldHead:
 
     def __init__(self, head: HeadFile, fd: int | None):
         self._head, self._fd = head, fd
-        self._records: list[tuple[int, int, HeadRecord]] | None = None  # (start, end, record)
+        self._newest: tuple[int, int, HeadRecord] | None = None  # (start, end, record)
+        self._loaded = False
 
     @property
     def path(self) -> Path:
@@ -196,51 +203,50 @@ class HeldHead:
 
     def load(self) -> None:
         """Read the file now, while the lock is held: ``read`` then answers from memory."""
-        if self._fd is not None:
-            self._scan()
+        if self._fd is None or self._loaded:
+            return
+        data, known = _read_all(self._fd), self._head._known
+        self._newest = known[1] if known is not None and known[0] == data else _newest(data)
+        self._head._known, self._loaded = (data, self._newest), True
 
     def read(self) -> HeadRecord | None:
         """The newest valid record; None if there is no file. ValueError if the file holds
         no valid record."""
         if self._fd is None:
             return None
-        records = self._scan()
-        if not records:
+        self.load()
+        if self._newest is None:
             raise ValueError(f"{self._head.path} is not a head file (no valid record in it)")
-        return records[-1][2]
+        return self._newest[2]
 
-    def write_intent(self, row: dict) -> None:
-        """Record ``row`` as about to be committed; on disk before this returns (durable)."""
-        self._write(HeadRecord(row["seq"], row["row_hash"], row), sync=self._head.durable)
+    def write_intent(self, row: dict, canonical: str | None = None) -> None:
+        """Record ``row`` as about to be committed; on disk before this returns (durable).
+        ``canonical``: the row's ``canonical_row`` text, if the caller has it already."""
+        self._write(HeadRecord(row["seq"], row["row_hash"], row), sync=self._head.durable,
+                    canonical=canonical_row(row) if canonical is None else canonical)
 
     def write_mark(self, link: tuple[int, str], *, sync: bool = False) -> None:
         """Record the row ``link`` as committed. After a commit it need not wait for the disk
         (its intent did); a new anchor (``sync``) must."""
         self._write(HeadRecord(*link), sync=sync and self._head.durable)
 
-    def _scan(self) -> list[tuple[int, int, HeadRecord]]:
-        if self._records is None:
-            data = _read_all(self._fd)
-            self._records = sorted(_parse(data), key=lambda found: found[2].number)
-        return self._records
-
-    def _write(self, record: HeadRecord, *, sync: bool) -> None:
+    def _write(self, record: HeadRecord, *, sync: bool, canonical: str | None = None) -> None:
         if self._fd is None:
             raise FileNotFoundError(f"the head file {self._head.path} is missing")
-        records = self._scan()
-        newest_start, newest_end = (records[-1][0], records[-1][1]) if records else (0, 0)
-        number = records[-1][2].number + 1 if records else 1
-        line = _line(HeadRecord(record.seq, record.row_hash, record.row, number))
+        self.load()
+        newest = self._newest
+        number = newest[2].number + 1 if newest else 1
+        line = _line(number, record, canonical)
         # Never over the newest record: a write torn by a power cut leaves that one whole.
-        at = 0 if len(line) <= newest_start or not records else newest_end
+        at = 0 if newest is None or len(line) <= newest[0] else newest[1]
         os.pwrite(self._fd, line, at)
         if sync:
             os.fdatasync(self._fd)
-        self._records = [*records, (at, at + len(line), HeadRecord(
-            record.seq, record.row_hash, record.row, number))]
-        self._records = [found for found in self._records
-                         if found[1] <= at or found[0] >= at + len(line)
-                         or found[2].number == number]
+        self._newest = (at, at + len(line), HeadRecord(record.seq, record.row_hash, record.row,
+                                                       number))
+        data = self._head._known[0]
+        self._head._known = (data[:at].ljust(at, b"\0") + line + data[at + len(line):],
+                             self._newest)
 
 
 def _read_all(fd: int) -> bytes:
@@ -255,40 +261,50 @@ def _read_all(fd: int) -> bytes:
     return b"".join(chunks)
 
 
-def _line(record: HeadRecord) -> bytes:
-    saved = {"n": record.number, "seq": record.seq, "row_hash": record.row_hash}
-    if record.row is not None:
-        saved["row"] = {name: record.row[name] for name in COLUMNS}
-    text = json.dumps(saved, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    body = text.encode("utf-8", "surrogatepass")
+def _line(number: int, record: HeadRecord, canonical: str | None) -> bytes:
+    """``<check> {"n":..,"row":..,"row_hash":..,"seq":..}`` and a line break. The row is its
+    canonical text (``canonical_row``: every column but row_hash, keys sorted), so the record
+    is the canonical JSON of its fields and costs no second encoding."""
+    row = "" if canonical is None else f'"row":{canonical},'
+    body = (f'{{"n":{number},{row}"row_hash":{json.dumps(record.row_hash)},'
+            f'"seq":{record.seq}}}').encode("utf-8", "surrogatepass")
     return hashlib.sha256(body).hexdigest()[:_CHECK_LENGTH].encode() + b" " + body + b"\n"
 
 
-def _parse(data: bytes) -> Iterator[tuple[int, int, HeadRecord]]:
-    """(start, end, record) for each valid record in ``data``. A line that is one JSON object
-    is a head of earlier versions: a mark numbered 0."""
-    at = 0
+_NUMBER = re.compile(rb'[0-9a-f]{16} \{"n":([0-9]{1,18}),')
+
+
+def _newest(data: bytes) -> tuple[int, int, HeadRecord] | None:
+    """(start, end, record) of the valid record with the highest number in ``data``. Only the
+    lines are checked that could be it, newest first. A line that is one JSON object is a head
+    of earlier versions: a mark numbered 0."""
+    lines, at = [], 0
     for raw in data.split(b"\n"):
-        start, at = at, at + len(raw) + 1
+        found = _NUMBER.match(raw)
+        number = int(found[1]) if found else 0 if raw.startswith(b"{") else -1
+        if number >= 0:
+            lines.append((number, at, raw))
+        at += len(raw) + 1
+    for _, start, raw in sorted(lines, key=lambda line: line[0], reverse=True):
         record = _legacy(raw) if raw.startswith(b"{") else _record(raw)
         if record is not None:
-            yield start, min(at, len(data)), record
+            return start, min(start + len(raw) + 1, len(data)), record
+    return None
 
 
 def _record(raw: bytes) -> HeadRecord | None:
     check, _, body = raw.partition(b" ")
-    if len(check) != _CHECK_LENGTH or hashlib.sha256(body).hexdigest()[:_CHECK_LENGTH] != (
-            check.decode("ascii", "replace")):
+    if hashlib.sha256(body).hexdigest()[:_CHECK_LENGTH].encode() != check:
         return None
     try:
         saved = json.loads(body.decode("utf-8", "surrogatepass"))
         row = saved.get("row")
+        if isinstance(row, dict):
+            row = {**row, "row_hash": saved["row_hash"]}
         record = HeadRecord(saved["seq"], saved["row_hash"], row, saved["n"])
     except (ValueError, TypeError, KeyError, AttributeError):
         return None
-    if not _well_formed(record):
-        return None
-    return record
+    return record if _well_formed(record) else None
 
 
 def _well_formed(record: HeadRecord) -> bool:
@@ -297,8 +313,8 @@ def _well_formed(record: HeadRecord) -> bool:
     if not (isinstance(record.row_hash, str) and len(record.row_hash) == 64):
         return False
     row = record.row
-    return row is None or (isinstance(row, dict) and set(row) == set(COLUMNS)
-                           and row["seq"] == record.seq and row["row_hash"] == record.row_hash)
+    return row is None or (isinstance(row, dict) and set(row) == _COLUMN_SET
+                           and row["seq"] == record.seq)
 
 
 def _legacy(data: bytes) -> HeadRecord | None:

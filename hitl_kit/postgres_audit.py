@@ -58,11 +58,10 @@ from hitl_kit.audit_chain import (
     AuditSchemaError,
     VerifyResult,
     _Walk,
-    compute_row_hash,
+    chain_row,
     normalize_entry,
     one_of,
     same_or_conflict,
-    utc_now_iso,
     verify_rows,
 )
 from hitl_kit.audit_head import EndCheck, HeadFile, HeldHead, read_end, read_head, row_in_flight
@@ -404,17 +403,10 @@ class PostgresAuditTrail:
             with self._locked(conn) as held:
                 return self._append(conn, row, held)
 
-    def _chain(self, row: dict, last: tuple[int, str] | None) -> dict:
-        seq, prev_hash = (last[0] + 1, last[1]) if last else (1, GENESIS_HASH)
-        row = {**row, "seq": seq, "prev_hash": prev_hash,
-               "recorded_at": row["recorded_at"] or utc_now_iso()}
-        row["row_hash"] = compute_row_hash(row)
-        return {name: row[name] for name in COLUMNS}
-
     def _append_if_guarded(self, conn, row: dict) -> dict | None:
         import psycopg
 
-        stored = self._chain(row, self._last)
+        stored, _ = chain_row(row, self._last)
         cursor = psycopg.ClientCursor(conn)
         cursor.execute(_INSERT_IF_GUARDED_SQL, [*stored.values(), self._stamp])
         if cursor.rowcount != 1:
@@ -438,10 +430,10 @@ class PostgresAuditTrail:
             if in_flight is not None:  # committed on its own first, then this row
                 _insert(conn, in_flight, self.path)
             else:
-                stored = self._chain(row, last)
+                stored, canonical = chain_row(row, last)
                 _insert(conn, stored, self.path)
                 if held is not None:
-                    held.write_intent(stored)
+                    held.write_intent(stored, canonical)
         if in_flight is not None:
             held.write_mark((in_flight["seq"], in_flight["row_hash"]))
             self._last = (in_flight["seq"], in_flight["row_hash"])
