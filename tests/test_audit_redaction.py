@@ -205,7 +205,7 @@ def test_each_scan_starts_at_a_few_characters_the_other_does_not_stop_at():
     pass reads the lower-cased text)."""
     backward, forward = PATTERNS
     back, fore = first_characters(backward), first_characters(forward)
-    assert len(back) <= 6 and len(fore) <= 6
+    assert len(back) <= 8 and len(fore) <= 8
     assert not back & (fore | {c.lower() for c in fore})
 
 
