@@ -159,19 +159,41 @@ def _looks_like_a_key(value: str) -> bool:
 # Words a secret-looking name contains, reversed; how the name is then judged: is_secret_name.
 _NAME_WORDS = ("pass", "pw", "pin", "secret", "session", "sid", "sig", "token", "otp", "jwt",
                "key", "auth", "cookie", "credential", "dsn", "code")
-_NAME_BACKWARD = (  # after the separator: spaces, a quote, then the name read backwards
-    r"(?=[ \t\"'\w.-])[ \t]{0,4}[\"']?(?P<NAME>[\w.-]{0,12}?(?=[" +
-    "".join(sorted({word[-1] for word in _NAME_WORDS})) + "])(?:" +
-    "|".join(word[::-1] for word in _NAME_WORDS) + "))"
+_REVERSED_WORDS = [word[::-1] for word in _NAME_WORDS]
+_NAME_BACKWARD = (  # the name read backwards: up to 12 characters, then a secret word
+    r"(?P<NAME>[\w.-]{0,12}?"
+    # the first two letters of a reversed word (two classes: a test most positions fail at
+    # once), then the words
+    r"(?=[" + "".join(sorted({word[0] for word in _REVERSED_WORDS})) + "]["
+    + "".join(sorted({word[1] for word in _REVERSED_WORDS})) + "])(?:"
+    + "|".join(_REVERSED_WORDS) + "))"
 )
+
+
+def _after(separator: str, rest: str, name: str, also: str = "", other: str = "") -> str:
+    """A name after ``separator``: right after it (the common case, tried first), or after
+    spaces or a quote; ``other``: another branch at the same separator. ``rest``: the
+    separator's own conditions, checked once the next character shows a name may follow
+    (``also``: another character it may be). One top-level branch per separator, guarded by
+    one test of the next character: dense separators cost one test each."""
+    other = f"|{other}" if other else ""
+    first = "0-9" if other else ""
+    return (f"{separator}(?=[\\w. \\t\"'{also}{first}-])(?:"
+            # (a name with a secret word has two characters at least: one alone fails here)
+            f"(?=[\\w.{also}-][\\w.-]){rest}(?=[\\w.-]){_NAME_BACKWARD.replace('NAME', name)}"
+            f"|{rest}(?=[ \\t\"'])[ \\t]{{0,4}}[\"']?"
+            f"{_NAME_BACKWARD.replace('NAME', name + '_spaced')}{other})")
+
+
 BACKWARD = re.compile("|".join((
-    ":(?<!=:)(?:" + _NAME_BACKWARD.replace("NAME", "name_colon")  # not the ":" of ":="
-    # a Telegram bot token: digits, ":", 35 characters (read backwards)
-    + r"|(?=[0-9]{8,10}(?![0-9]))(?<=[a-z0-9_-]{35}:)(?P<telegram>))",
-    "=(?<!==):?" + _NAME_BACKWARD.replace("NAME", "name_equals"),  # not "==" (a comparison)
-    ">=" + _NAME_BACKWARD.replace("NAME", "name_arrow"),
-    # password (it may hold ":"), then ":", the user, "//:"
-    r"@(?P<password>[^\s/?#@:\\]{0,256}+(?::[^\s/?#@:\\]{0,256}+){0,8}?)"
+    # not the ":" of ":="; a Telegram bot token: digits, ":", 35 characters (read backwards)
+    _after(":", "(?<!=:)", "name_colon",
+           other=r"(?=[0-9]{8,10}(?![0-9]))(?<=[a-z0-9_-]{35}:)(?P<telegram>)"),
+    _after("=", "(?<!==):?", "name_equals", also=":"),  # not "==" (a comparison)
+    _after(">=", "", "name_arrow"),
+    # password (it may hold ":"), then ":", the user, "//:" (first seen to be there: a scan
+    # that never steps back)
+    r"@(?=[^\s/?#@\\]{0,2600}+//:)(?P<password>[^\s/?#@:\\]{0,256}+(?::[^\s/?#@:\\]{0,256}+){0,8}?)"
     r":[^\s/?#@:\\]{0,128}+//:",
     # " bearer" / " basic" with at least 8 credential characters after it
     r" (?:reraeb(?!\w)(?<=[a-z0-9._~+/=-]{8} reraeb)|cisab(?!\w)(?<=[a-z0-9._~+/=-]{8} cisab))",
@@ -200,55 +222,61 @@ VENDOR_TOKENS = {
           "lsv2_sk": 30, "CLOJARS": 40, "re": 8, "ntn": 30},
     ".": {"SG": 22, "hvs": 24, "hvb": 24, "dp.pt": 30, "atlasv1": 30},
 }
-# Shapes that are not "prefix, separator, token": (start character, regex after it).
-_OTHER_SHAPES = (
-    ("-", r"BEGIN[A-Z0-9 ]{0,40}PRIVATE KEY[A-Z ]{0,10}-----"),  # at the last dash of five
-    ("-", r"(?<=[0-9a-f]{32}-)us[0-9]{1,2}(?![0-9A-Za-z])"),  # Mailchimp: 32 hex, -us<dc>
-    ("A", r"KIA(?<!\wAKIA)[A-Z0-9]{16}(?![A-Za-z0-9])"), ("A", r"SIA(?<!\wASIA)[A-Z0-9]{16}"),
-    ("A", r"BIA(?<!\wABIA)[A-Z0-9]{16}"), ("A", r"CCA(?<!\wACCA)[A-Z0-9]{16}"),
-    ("A", r"Iza(?<!\wAIza)[0-9A-Za-z_-]{35}"), ("A", r"KCp(?<!\wAKCp)[A-Za-z0-9]{40}"),
-    ("A", r"TATT3(?<!\wATATT3)[A-Za-z0-9_=-]{40}"),
-    ("J", r"(?<=\beyJ)[A-Za-z0-9_-]{10}"),
+# Shapes that are not "prefix, separator, token", by the character they start at; those after
+# a separator go behind its guard (a letter or digit before it).
+_OTHER_SHAPES = {
+    "-": (r"(?<=[0-9a-f]{32}-)us[0-9]{1,2}(?![0-9A-Za-z])",),  # Mailchimp: 32 hex, -us<dc>
     # Discord bot token: [MNO] and 23 to 25 characters, ".", 6, ".", 27
-    ("", r"(?:(?<=\b[MNO][A-Za-z0-9_-]{23}\.)|(?<=\b[MNO][A-Za-z0-9_-]{24}\.)"
-         r"|(?<=\b[MNO][A-Za-z0-9_-]{25}\.))[A-Za-z0-9_-]{6}\.[A-Za-z0-9_-]{27}"),
-)
+    ".": (r"(?:(?<=\b[MNO][A-Za-z0-9_-]{23}\.)|(?<=\b[MNO][A-Za-z0-9_-]{24}\.)"
+          r"|(?<=\b[MNO][A-Za-z0-9_-]{25}\.))[A-Za-z0-9_-]{6}\.[A-Za-z0-9_-]{27}",),
+    "A": (r"K(?:IA(?<!\wAKIA)[A-Z0-9]{16}(?![A-Za-z0-9])|Cp(?<!\wAKCp)[A-Za-z0-9]{40})",
+          r"SIA(?<!\wASIA)[A-Z0-9]{16}", r"BIA(?<!\wABIA)[A-Z0-9]{16}",
+          r"CCA(?<!\wACCA)[A-Z0-9]{16}", r"Iza(?<!\wAIza)[0-9A-Za-z_-]{35}",
+          r"TATT3(?<!\wATATT3)[A-Za-z0-9_=-]{40}"),
+    "J": (r"(?<=\beyJ)[A-Za-z0-9_-]{10}",),
+}
+_PEM = r"BEGIN[A-Z0-9 ]{0,40}PRIVATE KEY[A-Z ]{0,10}-----"  # at the last dash of five
 # curl's -u / --user (with or without a space); a password glued to -p (mysql, sshpass...)
 _COMMAND_LINE = (r"-user(?<!\S--user)(?:[ \t]{1,4}|=)[^\s:'\"\\]{1,128}:(?=[^\s'\"\\])"
                  r"|u(?<!\S-u)[ \t]{0,4}[^\s:'\"\\-][^\s:'\"\\]{0,127}:(?=[^\s'\"\\])"
                  r"|p(?<!\S-p)(?=[^\s=-])")
 # Chat webhooks: the URL path after .../services/, /webhooks/, /hooks/, /webhookb2/
-_WEBHOOK = r"/(?:(?<=hooks\.slack\.com/)services|webhooks?|hooks|webhookb2)/(?=[A-Za-z0-9_-]{8})"
+_WEBHOOK = (r"/(?=[shw])(?:(?<=hooks\.slack\.com/)services|webhooks?|hooks|webhookb2)/"
+            r"(?=[A-Za-z0-9_-]{8})")
 # "=" and ":" URL-encoded (%3D, %3A), once or twice (%253D)
 _ENCODED_SEPARATOR = r"%(?:25)?3[DdAa]"
 
 
-def _vendor_alternatives(separator: str) -> list[str]:
-    """One branch per prefix length: the prefix (a fixed-width lookbehind), at least so many
-    token characters after it."""
+def _vendor_alternatives(separator: str) -> str:
+    """The prefixes that end at ``separator``: first their last two characters (two classes,
+    a test most positions fail at once), then one branch per prefix length: its prefixes (a
+    fixed-width lookbehind), at least so many token characters after it."""
     by_length: dict[int, list[tuple[str, int]]] = {}
     for prefix, tail in VENDOR_TOKENS.get(separator, {}).items():
         by_length.setdefault(len(prefix), []).append((prefix, tail))
-    escaped = re.escape(separator)
-    return [f"(?<=\\b(?:{'|'.join(re.escape(p) for p, _ in group)}){escaped})"
-            f"[A-Za-z0-9_-]{{{min(tail for _, tail in group)}}}"
-            for _, group in sorted(by_length.items())]
+    sep, prefixes = re.escape(separator), VENDOR_TOKENS.get(separator, {})
+    if not prefixes:
+        return "(?!)"
+    last_two = (f"(?<=[{re.escape(''.join(sorted({p[-2] for p in prefixes})))}]"
+                f"[{re.escape(''.join(sorted({p[-1] for p in prefixes})))}]{sep})")
+    return last_two + "(?:" + "|".join(
+        f"(?<=\\b(?:{'|'.join(re.escape(p) for p, _ in group)}){sep})"
+        f"[A-Za-z0-9_-]{{{min(tail for _, tail in group)}}}"
+        for _, group in sorted(by_length.items())) + ")"
 
 
 def _forward() -> re.Pattern:
-    branches: dict[str, list[str]] = {"-": [], "_": [], ".": [], "A": [], "J": [], "/": [],
-                                      "%": []}
-    for start, shape in _OTHER_SHAPES:
-        branches[start or "."].append(shape)
-    for separator in ("-", "_", "."):
-        branches[separator] += _vendor_alternatives(separator)
-    branches["-"].append(_COMMAND_LINE)
+    def after_token(separator: str) -> str:  # a letter or digit before the separator
+        shapes = (*_OTHER_SHAPES.get(separator, ()), _vendor_alternatives(separator))
+        return f"(?<=[A-Za-z0-9]{re.escape(separator)})(?:{'|'.join(shapes)})"
+
     # (no groups in this pass: entering one costs time at every "-"; find_secrets tells the
     # alternatives apart by the text where they start)
-    return re.compile("|".join(
-        re.escape(start) + ("" if start in "/%" else "(?:" + "|".join(shapes) + ")")
-        if start not in "/%" else {"/": _WEBHOOK, "%": _ENCODED_SEPARATOR}[start]
-        for start, shapes in branches.items()))
+    return re.compile("|".join((
+        rf"-(?:{_PEM}|{after_token('-')}|{_COMMAND_LINE})",
+        rf"_{after_token('_')}", rf"\.{after_token('.')}",
+        f"A(?:{'|'.join(_OTHER_SHAPES['A'])})", f"J(?:{'|'.join(_OTHER_SHAPES['J'])})",
+        _WEBHOOK, _ENCODED_SEPARATOR)))
 
 
 FORWARD = _forward()
@@ -494,8 +522,10 @@ _UNSAFE_RANGES = ((0x00, 0x1f), (0x7f, 0x9f), (0x61c, 0x61c), (0x200b, 0x200f), 
 _UNSAFE_CHARS = re.compile("[" + "".join(f"{chr(low)}-{chr(high)}"
                                          for low, high in _UNSAFE_RANGES) + "]")
 _NAMED_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+_SURROGATE = re.compile("[\ud800-\udfff]")
 _ESCAPES = {code: _NAMED_ESCAPES.get(chr(code), f"\\u{code:04x}")
             for low, high in _UNSAFE_RANGES for code in range(low, high + 1)}
+_UNSAFE_SINGLES = tuple(chr(code) for code in _ESCAPES if not 0xD800 <= code <= 0xDFFF)
 
 
 def escape_controls(text: str) -> str:
@@ -505,11 +535,14 @@ def escape_controls(text: str) -> str:
         return text
     if len(text) <= 4096:
         return _UNSAFE_CHARS.sub(_escape_match, text)
-    for char, escaped in _NAMED_ESCAPES.items():  # line breaks and tabs, the common ones
-        text = text.replace(char, escaped)
-    if _UNSAFE_CHARS.search(text) is None:
-        return text
-    return text.translate(_escape_table())  # a list lookup a character, in C: no Python call
+    # Long: a few kinds of unsafe character are replaced kind by kind (each a pass in C; which
+    # kinds are there is found by memchr-fast ``in``); many kinds go through a translate table.
+    present = [char for char in _UNSAFE_SINGLES if char in text]
+    if len(present) > 8 or _SURROGATE.search(text) is not None:
+        return text.translate(_escape_table())
+    for char in present:
+        text = text.replace(char, _ESCAPES[ord(char)])
+    return text
 
 
 def _escape_match(match: re.Match) -> str:

@@ -90,6 +90,9 @@ def test_every_corpus_secret_stays_out_of_the_database_file(tmp_path):
                                   details={"quote": case["text"]}, reason=case["text"]))
         assert trail.verify().ok
     data = db.read_bytes()  # closed: the WAL is checkpointed into the file
+    # hashes, markers and timestamps are hex and digits: a short secret ("4921") can be in them
+    data = re.sub(rb"[0-9a-f]{64}|sha256:[0-9a-f]{12}|[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9:.]+\+00:00",
+                  b"", data)
     leaked = [case["why"] for case in SECRETS if case["secret"].encode() in data]
     assert leaked == []
 
