@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 import hitl_kit.audit_head as audit_head
-from hitl_kit.audit import AuditHeadError, AuditTrail, verify_file
+from hitl_kit.audit import AuditHeadError, AuditIntegrityError, AuditTrail, verify_file
 from hitl_kit.audit_head import HeadFile, HeldHead, read_head, read_head_record
 
 from .test_audit import proposal
@@ -115,6 +115,28 @@ def test_a_cut_after_each_crash_point_is_reported_or_undone(backend, five, point
         assert not trail.verify().ok
         with pytest.raises(AuditHeadError, match="were removed"):
             trail.append(proposal(7))
+
+
+def test_a_row_cut_while_its_writer_is_between_commit_and_mark_is_reported(backend, five,
+                                                                          monkeypatch):
+    """The attack in the window itself, the writer alive: it writes its mark after the cut,
+    so the head says row 6 was committed and the trail lacks it."""
+    real_mark = HeldHead.write_mark
+
+    def cut_then_mark(self, link, **kwargs):
+        if link[0] == 6:
+            backend.cut_newest_row(five)
+        return real_mark(self, link, **kwargs)
+
+    with closing(backend.audit(five)) as trail:
+        monkeypatch.setattr(HeldHead, "write_mark", cut_then_mark)
+        trail.append(proposal(6))
+        monkeypatch.undo()
+        result = trail.verify()
+        assert not result.ok and "rows 6..6 were removed" in result.problem
+        with pytest.raises(AuditIntegrityError, match="were removed|is gone"):
+            trail.append(proposal(7))
+    assert "rows 6..6 were removed" in backend.verify_outside(five).problem
 
 
 def test_the_newest_committed_row_cut_without_a_crash_is_reported(backend, five):
