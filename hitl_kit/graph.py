@@ -306,7 +306,7 @@ def gate(item: dict, config, *, kit: Kit) -> Command:
 def accepted(kit: Kit, thread_id: str, request: ApprovalRequest, answer: Decision) -> Decision:
     """The decision the ledger holds for this request, if ``answer`` is it, judged again here
     (the request is exactly the one shown); else ``ApprovalError``."""
-    claim = kit.ledger.winner(thread_id, fingerprint=request.fingerprint)
+    claim = kit.ledger.claims.winner(thread_id, fingerprint=request.fingerprint)
     if claim is None or claim.decision != answer:
         raise ApprovalError("this answer did not come through the decision ledger (use "
                             "ApprovalAgent.resume, not a raw Command(resume=...)), so it was "
@@ -361,7 +361,7 @@ def _changed_since_approval(kit: Kit, thread_id: str, decided: Decided) -> str |
     may be its own effect."""
     request = decided.request
     if not decided.verdict.runs or request.target is None \
-            or kit.ledger.run_record(thread_id, request.tool_call_id) is not None:
+            or kit.ledger.journal.record(thread_id, request.tool_call_id) is not None:
         return None
     now = kit.target(request.tool, request.args)
     if target_digest(now) == target_digest(request.target):
@@ -386,7 +386,7 @@ def carry_out(kit: Kit, thread_id: str, decided: Decided) -> tuple[ToolMessage, 
         why = (f"Rejected by {decision.approver}: {decision.reason or 'no reason given'}"
                if decided.verdict == Verdict.REJECTED else f"Not run: {decision.reason}")
         return ToolMessage(why, tool_call_id=call_id, status="error"), None, why
-    previous = kit.ledger.run_record(thread_id, call_id)
+    previous = kit.ledger.journal.record(thread_id, call_id)
     if previous is not None and previous.finished:
         return (ToolMessage(previous.result or "", tool_call_id=call_id,
                             status="error" if previous.is_error else "success"),
@@ -406,7 +406,7 @@ def carry_out(kit: Kit, thread_id: str, decided: Decided) -> tuple[ToolMessage, 
             why_not[0].upper() + why_not[1:], tool_call_id=call_id, status="error"), None,
             why_not)
     if previous is None:
-        kit.ledger.run_started(thread_id, call_id, request.tool)
+        kit.ledger.journal.started(thread_id, call_id, request.tool)
     args = dict(request.args)
     if takes_key:
         args[IDEMPOTENCY_KEY] = key_text(thread_id, call_id)
@@ -421,7 +421,7 @@ def carry_out(kit: Kit, thread_id: str, decided: Decided) -> tuple[ToolMessage, 
 
 
 def _finish(kit, thread_id, request, message, executed_at, why_not):
-    kit.ledger.run_finished(thread_id, request.tool_call_id, request.tool, message.content,
+    kit.ledger.journal.finished(thread_id, request.tool_call_id, request.tool, message.content,
                             message.status == "error", executed_at, why_not)
     return message, executed_at, why_not
 
