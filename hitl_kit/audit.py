@@ -71,8 +71,8 @@ from hitl_kit.audit_chain import (  # noqa: F401  (re-exported: the trail's publ
     AuditHeadError,
     AuditIntegrityError,
     AuditSchemaError,
+    ChainWalk,
     VerifyResult,
-    _Walk,
     canonical_json,
     chain_row,
     check_row,
@@ -672,7 +672,7 @@ def _verify_chain(conn: sqlite3.Connection, head: tuple[int, str] | None,
     JSON and finds the first row that breaks a CHECK; Python hashes and follows the links."""
     rule_break = conn.execute(FIRST_RULE_BREAK_SQL).fetchone()
     stop_at = rule_break[0] if rule_break else None
-    walk = _Walk()
+    walk = ChainWalk()
     sha256 = hashlib.sha256
     for seq, prev_hash, row_hash, text in conn.execute(_CHAIN_SQL):
         problem = walk.link_problem(seq, prev_hash)

@@ -442,7 +442,7 @@ def same_or_conflict(existing: Mapping, row: Mapping) -> dict:
 # --- verifying a chain ---------------------------------------------------------------------------
 
 
-class _Walk:
+class ChainWalk:
     """Shared bookkeeping of a verification: the next seq and prev_hash expected."""
 
     def __init__(self):
@@ -513,7 +513,7 @@ def verify_rows(rows: Iterable[Mapping], head: tuple[int, str] | None = None,
     """Check rows read back in ``seq`` order: numbering, links, hashes, rules; with a head
     ``(seq, row_hash)`` also that nothing was cut from the end or added after it (after the row
     ``in_flight``, when the head holds one the rows do not)."""
-    walk = _Walk()
+    walk = ChainWalk()
     for row in rows:
         seq = row["seq"]
         problem = walk.link_problem(seq, row["prev_hash"])

@@ -56,8 +56,8 @@ from hitl_kit.audit_chain import (
     AuditHeadError,
     AuditIntegrityError,
     AuditSchemaError,
+    ChainWalk,
     VerifyResult,
-    _Walk,
     chain_row,
     normalize_entry,
     one_of,
@@ -70,9 +70,9 @@ from hitl_kit.postgres import (
     AUDIT_LOCKS,
     OWNER,
     SCHEMA,
-    _not_provisioned,
     connect,
     missing_tables,
+    not_provisioned,
     open_pool,
     shown,
 )
@@ -330,7 +330,7 @@ class PostgresAuditTrail:
         try:
             with self._pool.connection() as conn:
                 if missing_tables(conn, AUDIT_TABLES):
-                    raise _not_provisioned(self.path, "audit trail",
+                    raise not_provisioned(self.path, "audit trail",
                                            missing_tables(conn, AUDIT_TABLES))
                 problems = writer_problems(conn) + guard_problems(conn)
                 if problems:
@@ -593,7 +593,7 @@ def _verify_chain(conn, head, in_flight: dict | None = None) -> VerifyResult:
     Python (``verify_rows``, the definition) only when the server finds a problem."""
     if (_query(conn, _BROKEN_LINK_SQL).fetchone()[0] is None
             and _query(conn, _BAD_ROWS_SQL).fetchone() is None):
-        walk = _Walk()
+        walk = ChainWalk()
         last = _last_link(conn)
         if last is not None:
             walk.passed(*last)
