@@ -40,7 +40,7 @@ is evidence, not a vault.
 Cost: linear in the length of the text. Measured here (``benchmarks/redaction.py``, CPU time):
 about 18 ms for 1 MB of plain prose, and for each of 38 hostile inputs of 1 MB (dense
 separators, near-miss prefixes, unterminated blocks, U+0130, dense control and invisible
-characters...) about 0.1 to 3.6 times that. Two regex passes find candidates; each pattern
+characters...) about 0.1 to 3.3 times that. Two regex passes find candidates; each pattern
 starts at one character of a small set, tests the next character or two before anything else,
 and has a bounded width after it, so every position costs a bounded number of steps.
 Candidates are then checked and extended in Python, and no extension reads a character twice.
@@ -192,7 +192,7 @@ def _after(separator: str, rest: str, name: str, also: str = "", other: str = ""
     other = f"|{other}" if other else ""
     return (f"{separator}(?=[\\w.{also}-][\\w.-]|[ \\t\"'{also}])(?:"
             # (a name with a secret word has two characters at least: one alone fails here)
-            f"(?=[\\w.{also}-][\\w.-]){rest}(?=[\\w.-]){_NAME_BACKWARD.replace('NAME', name)}"
+            f"(?=[\\w.{also}-][\\w.-]){rest}{_NAME_BACKWARD.replace('NAME', name)}"
             f"|{rest}(?=[ \\t\"'])[ \\t]{{0,4}}[\"']?"
             f"{_NAME_BACKWARD.replace('NAME', name + '_spaced')}{other})")
 
