@@ -5,7 +5,7 @@ import importlib
 
 import pytest
 
-MODULES = ["vocabulary", "sqlite", "requests", "policy", "approvers", "provenance", "graph",
+MODULES = ["vocabulary", "identity", "sqlite", "requests", "policy", "approvers", "provenance", "graph",
            "decisions", "approval", "recovery", "timeouts", "audit", "backends"]
 
 
