@@ -46,8 +46,9 @@ from hitl_kit.channels import (
     check_not_requester,
     decide,
 )
+from hitl_kit.identity import check_name
 from hitl_kit.inbox import ApprovalInbox, InboxItem
-from hitl_kit.requests import ApprovalError, check_name
+from hitl_kit.requests import ApprovalError
 from hitl_kit.secret_strength import require_strong_secret
 from hitl_kit.sqlite import connect, transaction
 from hitl_kit.vocabulary import Channel, Kind
