@@ -5,8 +5,8 @@ import importlib
 
 import pytest
 
-MODULES = ["vocabulary", "identity", "sqlite", "requests", "policy", "approvers", "provenance", "graph",
-           "decisions", "approval", "recovery", "timeouts", "audit", "backends"]
+MODULES = ["vocabulary", "identity", "sqlite", "requests", "policy", "approvers", "provenance",
+           "graph", "decisions", "approval", "recovery", "timeouts", "audit", "backends"]
 
 
 @pytest.mark.parametrize("name", MODULES)
