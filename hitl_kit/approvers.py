@@ -32,14 +32,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from hitl_kit.identity import (
-    NameRefused,
-    check_name,
-    is_reserved,
-    one_of,
-    person_key,
-    same_person,
-)
+from hitl_kit.identity import NameRefused, check_new_person, one_of, person_key
 from hitl_kit.requests import ApprovalError
 from hitl_kit.vocabulary import UNCLASSIFIED, Reversibility
 
@@ -73,13 +66,7 @@ class Approvers:
     def __post_init__(self):
         people, names = {}, {}
         for name, roles in dict(self.people).items():
-            name = check_name(name)
-            if is_reserved(name):
-                raise ValueError(f"{name!r} is a name the kit keeps for itself; name a person")
-            twin = next((known for known in names.values() if same_person(known, name)), None)
-            if twin is not None:
-                raise ValueError(f"{name!r} is listed twice: it renders like {twin!r} (names "
-                                 "that look alike are one person)")
+            name = check_new_person(name, names.values())
             people[person_key(name)] = _roles(roles, f"roles of {name!r}")
             names[person_key(name)] = name
         may_decide = {key: _roles(roles, f"who may decide {key!r}")

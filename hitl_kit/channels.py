@@ -31,7 +31,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from hitl_kit.decisions import Claim
-from hitl_kit.identity import NameRefused, check_name, is_reserved, one_of, same_person
+from hitl_kit.identity import NameRefused, check_name, check_new_person, one_of, same_person
 from hitl_kit.inbox import ApprovalInbox, InboxItem, Resolution
 from hitl_kit.requests import ApprovalError
 from hitl_kit.vocabulary import Channel, Kind
@@ -66,13 +66,7 @@ class ApproverDirectory:
     def _add(self, person: Person) -> None:
         if not isinstance(person, Person):
             raise TypeError(f"list Person(...) entries, not {person!r}")
-        name = check_name(person.name)
-        if is_reserved(name):
-            raise ValueError(f"{name!r} is a name the kit keeps for itself; name a person")
-        twin = next((p.name for p in self.people if same_person(p.name, name)), None)
-        if twin is not None:
-            raise ValueError(f"{name!r} is listed twice: it renders like {twin!r} (names that "
-                             "look alike are one person)")
+        name = check_new_person(person.name, self.names)
         if person.email is not None:
             if not (isinstance(person.email, str) and EMAIL_ADDRESS.fullmatch(person.email)):
                 raise ValueError(f"{name}: {person.email!r} is not an email address")
@@ -96,13 +90,10 @@ class ApproverDirectory:
 
     def find(self, name: str | None) -> Person | None:
         """The person this name is (``same_person``), or None: nobody, or more than one."""
-        if not isinstance(name, str):
-            return None
         try:
-            found = one_of(name, self.names)
-        except NameRefused:
+            return self.require(name)
+        except ApprovalError:
             return None
-        return next(p for p in self.people if p.name == found) if found is not None else None
 
     def by_email(self, address: str | None) -> Person | None:
         if not isinstance(address, str):
@@ -113,8 +104,8 @@ class ApproverDirectory:
     def by_slack_user(self, user_id: str | None) -> Person | None:
         return next((p for p in self.people if user_id and p.slack_user_id == user_id), None)
 
-    def require(self, name: str) -> Person:
-        """The person, or ApprovalError: this name may not approve here."""
+    def require(self, name: str | None) -> Person:
+        """The person this name is, or ApprovalError: nobody here, or more than one."""
         try:
             found = one_of(name, self.names)
         except NameRefused as exc:

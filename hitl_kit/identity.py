@@ -243,6 +243,20 @@ def one_of(name: Any, names: Iterable[str]) -> str | None:
     return found[0] if found else None
 
 
+def check_new_person(name: Any, listed: Iterable[str] = ()) -> str:
+    """A name to list as a person (a directory, a table of roles): ``check_name``'s, and neither
+    one of the kit's own names nor the same person as a name already ``listed``; else
+    ``NameRefused``."""
+    name = check_name(name)
+    if is_reserved(name):
+        raise NameRefused(f"{name!r} is a name the kit keeps for itself; name a person")
+    twin = next((known for known in listed if same_person(known, name)), None)
+    if twin is not None:
+        raise NameRefused(f"{name!r} is listed twice: it renders like {twin!r} (names that look "
+                          "alike are one person)")
+    return name
+
+
 def is_reserved(name: Any) -> bool:
     """True for the kit's own approver names (``system``, ``auto``), however they are spelt."""
     return any(same_person(name, str(own)) for own in Approver)
