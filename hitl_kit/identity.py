@@ -5,24 +5,31 @@ are the kit's own (``system``, ``auto``) and whether two approvals came from two
 module is the only place that rule is written; every channel, table and page uses it.
 
 * ``check_name``: a name someone may go by, or ``NameRefused`` saying what is wrong: empty, too
-  long, holding a character a reader cannot see, or mixing scripts (a Cyrillic ``а`` in a Latin
-  name).
+  long, holding a character a reader cannot see or the data below does not know, or mixing
+  scripts (a Cyrillic ``а`` in a Latin name).
 * ``same_person``: two names are one person when they render alike as typed, once both are
   written in small letters, or once both are written in capitals, hidden characters and
   full-width forms aside. ``person_key`` is the comparable form in small letters; ``one_of``
   finds a person among known names.
 * ``is_reserved``: the kit's own names, however they are spelt.
+* ``skeleton``: TR39's skeleton of a text, the form the three views are compared in.
 * ``hidden_characters`` and ``mixed_script_letters``: what a reader cannot see, or cannot tell
   apart. The renderer marks exactly these; ``check_name`` refuses names holding any.
 
 Limits, first:
 
-* "Render alike" means Unicode's TR39 confusables, as ICU (PyICU) ships them, with its scripts
-  and character properties: as current as the installed ICU (72.1, Unicode 15.0, on Debian 12;
-  76, Unicode 16.0, on Debian 13), updated with the system. Nothing is kept by hand but U+2800,
-  a Braille blank that is a symbol yet draws nothing. TR39 draws ``rn`` as ``m``, ``0`` as ``O``
-  and a capital ``I`` as ``l``: ``rnary`` is ``mary``, ``b0b`` is ``bob``, ``Ian`` is ``lan``.
-  Letters one font happens to draw alike, and TR39 does not list, are two people.
+* "Render alike" means Unicode's TR39 confusables as ICU, its reference implementation, ships
+  them, and scripts are ICU's Script_Extensions: both are read from ``identity_data.json``, made
+  from ICU by ``python -m hitl_kit.identity_data`` (see ``hitl_kit.identity_data``), not kept by
+  hand. It carries ICU 72.1, Unicode 15.0, and is as current as its last regeneration: regenerate
+  it when Unicode or ICU updates; with PyICU installed, ``tests/test_identity.py`` checks every
+  code point against ICU. Normalization is Python's (``unicodedata``, its own Unicode version)
+  and the other character classes (invisible, control, unassigned...) are the ``regex``
+  module's. A name holding a character the data or this Python's Unicode does not know yet is
+  refused; nothing is kept by hand but U+2800, a Braille blank that is a symbol yet draws nothing.
+  TR39 draws ``rn`` as ``m``, ``0`` as ``O`` and a capital ``I`` as ``l``: ``rnary`` is ``mary``,
+  ``b0b`` is ``bob``, ``Ian`` is ``lan``, ``torn`` is ``tom``. Letters one font happens to draw
+  alike, and TR39 does not list, are two people.
 * Three views, not one key: a capital ``I`` is ``l`` to the eye and ``i`` in small letters, so
   one key holding both would make ``Nell`` and ``Neil`` one person, and merging every case pair
   with every look-alike joins whole groups of Latin letters (measured with ICU 72: r t u y z,
@@ -32,8 +39,10 @@ Limits, first:
   once (``Iia`` reads as ``lia``, the small-letter form of ``Lia``, yet is not ``Lia``).
 * Scripts may mix only as TR39's "highly restrictive" level allows: one script, or Latin with
   Han and Hiragana/Katakana, Bopomofo or Hangul. Digits, spaces and punctuation go with any.
-* Cost, measured by ``benchmarks/identity.py``: about 6 microseconds a name the first time,
-  about 0.5 after (the last 8,192 names are cached); NFKC and case folding alone take 0.35.
+* Cost, measured by ``benchmarks/identity.py`` against NFKC and case folding alone: a comparison
+  of new names 15 to 20 times that (as through PyICU before), of names seen before about the same
+  (the last 8,192 names are cached), ``check_name`` about 6 times; the data is read once, at the
+  first comparison (a few milliseconds).
 
     >>> [same_person("rita", spelling) for spelling in
     ...  ["RITA", "ＲＩＴＡ", "rit\\u0430", "r\\u026ata", "ri\\u200bta", "Rita "]]
@@ -63,38 +72,32 @@ from collections import Counter
 from collections.abc import Iterable
 from typing import Any
 
-import icu
+import regex
 
+from hitl_kit import identity_data
 from hitl_kit.vocabulary import Approver
 
 MAX_NAME_CHARS = 64
 
-
-def _frozen_set(pattern: str) -> icu.UnicodeSet:
-    chars = icu.UnicodeSet(pattern)
-    chars.freeze()  # read-only from here on, so threads may share it
-    return chars
-
-
-_FOLD = icu.Normalizer2.getNFKCCasefoldInstance()  # NFKC, case folded, default-ignorables gone
-_NFKC = icu.Normalizer2.getNFKCInstance()
-_SPOOF = icu.SpoofChecker()
-_SPOOF.setRestrictionLevel(icu.URestrictionLevel.HIGHLY_RESTRICTIVE)
-_SPOOF.setChecks(icu.USpoofChecks.RESTRICTION_LEVEL)
-_COMBINING = _frozen_set("[:Mn:]")
-_NO_SCRIPT = {icu.UScriptCode.COMMON, icu.UScriptCode.INHERITED}
+_COMBINING = regex.compile(r"\p{Mn}")
 _PLAIN = re.compile(r"[\x20-\x7e]*")  # printable ASCII: nothing hidden, one script
 _NOT_PLAIN = re.compile(r"[^\x20-\x7e]")
-# Why a reader cannot see a character for what it is; the first set holding it answers.
-_HIDDEN = [(_frozen_set(pattern), why) for pattern, why in [
-    ("[:Bidi_Control:]", "bidi control: reorders the text around it"),
-    ("[:Cc:]", "control character"),
-    (r"[[:Default_Ignorable_Code_Point:][:Cf:]\u2800]", "invisible"),
-    ("[:Cn:]", "unassigned: no font draws it"),
-    ("[:Co:]", "private use: each font draws it its own way"),
-    ("[[:Zl:][:Zp:]]", "line or paragraph separator"),
-    (r"[[:Zs:]-[\u0020]]", "a space that is not a plain space"),
+# Why a reader cannot see a character for what it is; the first class holding it answers.
+_HIDDEN = [(regex.compile(pattern), why) for pattern, why in [
+    (r"\p{Bidi_Control}", "bidi control: reorders the text around it"),
+    (r"\p{Cc}", "control character"),
+    (r"[\p{Default_Ignorable_Code_Point}\p{Cf}\u2800]", "invisible"),
+    (r"\p{Cn}", "unassigned: no font draws it"),
+    (r"\p{Co}", "private use: each font draws it its own way"),
+    (r"[\p{Zl}\p{Zp}]", "line or paragraph separator"),
+    (r"[^\P{Zs}\x20]", "a space that is not a plain space"),
 ]]
+_ANY_HIDDEN = regex.compile("|".join(chars.pattern for chars, _ in _HIDDEN) + r"|\p{Cs}")
+# TR39's "highly restrictive": Latin may join Han with Japanese kana, with Bopomofo or with Hangul.
+_LATIN = "Latn"
+_WITH_HAN = [frozenset(group) for group in
+             (("Hani", "Hira", "Kana"), ("Hani", "Bopo"), ("Hani", "Hang"))]
+_UNKNOWN_SCRIPT = frozenset({"Zzzz"})
 
 
 class NameRefused(ValueError):
@@ -110,7 +113,7 @@ def hidden_reason(char: str) -> str | None:
     point, a line separator, or a space that is not a plain one."""
     if "\ud800" <= char <= "\udfff":
         return "surrogate: half of a character"
-    return next((why for chars, why in _HIDDEN if chars.contains(char)), None)
+    return next((why for chars, why in _HIDDEN if chars.match(char)), None)
 
 
 def hidden_characters(text: str) -> list[tuple[int, str]]:
@@ -121,10 +124,12 @@ def hidden_characters(text: str) -> list[tuple[int, str]]:
     [(2, 'invisible'), (5, 'bidi control: reorders the text around it')]
     """
     found = []
+    if not _ANY_HIDDEN.search(text) and not _COMBINING.search(text):
+        return found
     for match in _NOT_PLAIN.finditer(text):
         at, char = match.start(), match.group()
         why = hidden_reason(char)
-        if why is None and at and _COMBINING.contains(char) and \
+        if why is None and at and _COMBINING.match(char) and \
                 unicodedata.normalize("NFD", text[at - 1]).endswith(char):
             why = "repeats the mark before it, which is drawn once"
         if why is not None:
@@ -133,13 +138,27 @@ def hidden_characters(text: str) -> list[tuple[int, str]]:
 
 
 @functools.lru_cache(maxsize=4096)
-def _scripts(char: str) -> frozenset[int]:
-    """The scripts ``char`` is written in (Script_Extensions), none for digits, marks, spaces."""
-    return frozenset(icu.Script.getScriptExtensions(char)) - _NO_SCRIPT
+def _scripts(char: str) -> frozenset[str]:
+    """The scripts ``char`` is written in (Script_Extensions, as short codes), none for digits,
+    marks and spaces; Unknown for a code point the data does not know."""
+    found = identity_data.table().scripts(char)
+    return _UNKNOWN_SCRIPT if found is None else found
 
 
-def _script_name(code: int) -> str:
-    return icu.Script(code).getName().replace("_", " ")
+def _script_name(code: str) -> str:
+    return identity_data.table().script_names.get(code, "Unknown").replace("_", " ")
+
+
+def _mixes_scripts(text: str) -> bool:
+    """True when ``text`` mixes scripts beyond TR39's "highly restrictive" level (section 5.2):
+    its letters share no script, and it is not Latin with Han and Japanese, Chinese or Korean."""
+    if _PLAIN.fullmatch(text):
+        return False
+    written_in = [found for found in map(_scripts, text) if found]
+    if not written_in or frozenset.intersection(*written_in):
+        return False
+    return not any(all(_LATIN in found or found & with_han for found in written_in)
+                   for with_han in _WITH_HAN)
 
 
 def mixed_script_letters(text: str) -> list[tuple[int, str]]:
@@ -153,19 +172,19 @@ def mixed_script_letters(text: str) -> list[tuple[int, str]]:
     >>> mixed_script_letters("Привет"), mixed_script_letters("東京で会議")
     ([], [])
     """  # noqa: E501
-    if _PLAIN.fullmatch(text) or not _SPOOF.check(text):
+    if not _mixes_scripts(text):
         return []
     scripts = [_scripts(char) for char in text]
     counts = Counter(code for found in scripts for code in found)
-    main = max(counts, key=lambda code: (counts[code], code == icu.UScriptCode.LATIN))
+    main = max(counts, key=lambda code: (counts[code], code == _LATIN))
     return [(at, _foreign(text[at], main)) for at, found in enumerate(scripts)
             if found and main not in found]
 
 
-def _foreign(char: str, main: int) -> str:
+def _foreign(char: str, main: str) -> str:
     mine = " or ".join(sorted(_script_name(code) for code in _scripts(char)))
     where = f"inside a {_script_name(main)} word"
-    drawn_as = _SPOOF.getSkeleton(0, char)
+    drawn_as = skeleton(char)
     if drawn_as != char and all(main in _scripts(c) or not _scripts(c) for c in drawn_as):
         return f"looks like a {_script_name(main)} letter, {where}"
     return f"a {mine} letter {where}"
@@ -178,10 +197,22 @@ def _described(text: str, found: list[tuple[int, str]]) -> str:
 
 # -- names ---------------------------------------------------------------------------------------
 
+@functools.lru_cache(maxsize=4096)
+def _too_new(char: str) -> str | None:
+    """Why names holding ``char`` cannot be compared, or None: the look-alike data or Python's
+    normalization (its own Unicode version) does not know it."""
+    table = identity_data.table()
+    if table.scripts(char) is None:
+        return f"not in Unicode {table.unicode}, the look-alike data's version"
+    if unicodedata.category(char) == "Cn":
+        return f"not in Unicode {unicodedata.unidata_version}, this Python's"
+    return None
+
+
 def check_name(name: Any, role: str = "approver") -> str:
     """``name`` stripped of surrounding spaces, or ``NameRefused`` saying what is wrong: not text
-    or empty, over ``MAX_NAME_CHARS``, holding a character a reader cannot see, or mixing
-    scripts."""
+    or empty, over ``MAX_NAME_CHARS``, holding a character a reader cannot see or the Unicode data
+    does not know yet, or mixing scripts."""
     if not isinstance(name, str) or not name.strip():
         raise NameRefused(f"name the {role}: a non-empty '{role}' (text) is required, not "
                           f"{name!r}"[:200])
@@ -192,11 +223,28 @@ def check_name(name: Any, role: str = "approver") -> str:
     if hidden:
         raise NameRefused(f"{role} name {name!r} holds invisible or control characters "
                           f"({_described(name, hidden)}); type the name plainly")
-    if not _PLAIN.fullmatch(name) and _SPOOF.check(name):
+    too_new = [(found.start(), why) for found in _NOT_PLAIN.finditer(name)
+               if (why := _too_new(found.group()))]
+    if too_new:
+        raise NameRefused(f"{role} name {name!r} holds characters newer than the Unicode data "
+                          f"names are compared with ({_described(name, too_new)}); write it "
+                          "without them")
+    if _mixes_scripts(name):
         mixed = mixed_script_letters(name)
         raise NameRefused(f"{role} name {name!r} mixes scripts ({_described(name, mixed)}); "
                           "write it in one script")
     return name
+
+
+def skeleton(text: str) -> str:
+    """TR39's skeleton of ``text``: NFD, each character replaced by its prototype (the data ICU
+    ships, see ``hitl_kit.identity_data``), NFD again. Equal skeletons render alike.
+
+    >>> skeleton("rnary") == skeleton("mary"), skeleton("B0B") == skeleton("BOB")
+    (True, True)
+    """
+    mapped = unicodedata.normalize("NFD", text).translate(identity_data.table().skeletons)
+    return unicodedata.normalize("NFD", mapped)
 
 
 @functools.lru_cache(maxsize=8192)
@@ -204,11 +252,10 @@ def lookalike_keys(name: str) -> tuple[str, str, str]:
     """The three TR39 skeletons ``same_person`` compares: of the case-folded name, of the name as
     typed and of the upper-cased name, each after NFKC with hidden characters dropped and spaces
     collapsed."""
-    shown = "".join(char if hidden_reason(char) is None else " " if char.isspace() else ""
-                    for char in name)
-    plain = " ".join(_NFKC.normalize(shown).split())
-    return tuple(_SPOOF.getSkeleton(0, form)
-                 for form in (_FOLD.normalize(plain), plain, plain.upper()))
+    shown = _ANY_HIDDEN.sub(lambda hidden: " " if hidden.group().isspace() else "", name)
+    plain = " ".join(unicodedata.normalize("NFKC", shown).split())
+    folded = unicodedata.normalize("NFKC", plain.casefold())  # NFKC_Casefold, ignorables gone
+    return skeleton(folded), skeleton(plain), skeleton(plain.upper())
 
 
 def person_key(name: Any) -> str:
