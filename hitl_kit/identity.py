@@ -214,8 +214,8 @@ def check_name(name: Any, role: str = "approver") -> str:
     or empty, over ``MAX_NAME_CHARS``, holding a character a reader cannot see or the Unicode data
     does not know yet, or mixing scripts."""
     if not isinstance(name, str) or not name.strip():
-        raise NameRefused(f"name the {role}: a non-empty '{role}' (text) is required, not "
-                          f"{name!r}"[:200])
+        raise NameRefused(f"name the {role}: what is decided must name its {role} (a non-empty "
+                          f"'{role}', text), not {name!r}"[:200])
     name = name.strip()
     if len(name) > MAX_NAME_CHARS:
         raise NameRefused(f"{role} name is {len(name)} characters; at most {MAX_NAME_CHARS}")

@@ -18,6 +18,7 @@ import re
 import string
 import sys
 import unicodedata
+from types import SimpleNamespace
 
 import pytest
 import regex
@@ -25,8 +26,9 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from hitl_kit import identity, identity_data
-from hitl_kit.approvers import Approvers, NotAllowed
+from hitl_kit.approvers import Approvers
 from hitl_kit.channels import ApproverDirectory, Person, check_not_requester, decide, item_ref
+from hitl_kit.contract import ApprovalError, NotAllowed
 from hitl_kit.identity import (
     NameRefused,
     check_name,
@@ -36,7 +38,6 @@ from hitl_kit.identity import (
     same_person,
 )
 from hitl_kit.render import reveal
-from hitl_kit.requests import ApprovalError
 from hitl_kit.vocabulary import Approver, Channel
 
 from .channel_kit import make_setup
@@ -373,7 +374,7 @@ def test_a_directory_knows_each_spelling_as_the_one_person(spelling):
 def test_approver_roles_follow_the_person_not_the_spelling(spelling):
     approvers = Approvers(people={"rita": ["finance"], "bo": ["oncall"]},
                           may_decide={"deploy_to_prod": ["oncall"]})
-    deploy = {"tool": "deploy_to_prod", "reversibility": "irreversible_high"}
+    deploy = SimpleNamespace(tool="deploy_to_prod", reversibility="irreversible_high")
     with pytest.raises(NotAllowed, match="needs the role oncall"):
         approvers.role_for(spelling, deploy)
     with pytest.raises(ValueError, match="listed twice|invisible|mixes scripts"):
@@ -383,7 +384,7 @@ def test_approver_roles_follow_the_person_not_the_spelling(spelling):
 def test_a_name_matching_two_listed_people_decides_nothing():
     approvers = Approvers(people={"ian": ["oncall"], "lan": ["finance"]})
     with pytest.raises(NotAllowed, match="could be any of"):
-        approvers.role_for("Ian", {"tool": "deploy_to_prod"})
+        approvers.role_for("Ian", SimpleNamespace(tool="deploy_to_prod", reversibility=None))
     people = ApproverDirectory([Person("ian"), Person("lan")])
     assert people.find("Ian") is None
     with pytest.raises(ApprovalError, match="could be any of"):
