@@ -14,7 +14,7 @@ Nothing in it is kept by hand. Regenerate it when Unicode or ICU updates, on a d
 (PyICU compiles against the system's ICU: Debian's ``libicu-dev`` and ``pkg-config``; never a
 requirement of the kit):
 
-    pip install pyicu && python -m hitl_kit.identity_data
+    .venv/bin/python -m pip install pyicu && .venv/bin/python -m hitl_kit.identity_data
 
 then run ``tests/test_identity.py``: with PyICU present it checks every code point's skeleton
 against ICU's.
