@@ -120,7 +120,8 @@ def test_approvals_of_a_two_person_request_are_judged_one_by_one():
     assert judge(with_approvals("ana", "di"), needs_two).approvals[-1].approver == "di"
     for names, says in ((("di",), "needs 2 approvals"), (("ana", "ANA"), "same person"),
                         (("rita", "di"), "asked for this task"),
-                        (("di", "ana", "di"), "same person")):
+                        (("di", "ana", "di"), "same person"),
+                        (("Tom", "\u0422\u041e\u041c"), "same person")):  # ТОМ in Cyrillic
         with pytest.raises(NotAllowed, match=says):
             judge(with_approvals(*names), needs_two)
 
