@@ -322,11 +322,45 @@ def test_hidden_characters_are_shown_on_the_pages(tmp_path):
     assert "by ri\\u200bta" in dashboard
 
 
+def unescaped_output(env, source: str) -> list[str]:
+    """Where a template would print text unescaped, read from its parsed form (so ``|safe``,
+    ``| safe``, ``{% filter safe %}`` and ``{% autoescape false %}`` are all found)."""
+    from jinja2 import nodes
+
+    found = []
+    for node in env.parse(source).find_all((nodes.Filter, nodes.FilterBlock, nodes.MarkSafe,
+                                            nodes.MarkSafeIfAutoescape,
+                                            nodes.ScopedEvalContextModifier)):
+        if isinstance(node, nodes.FilterBlock):
+            names = [f.name for f in node.filter.find_all(nodes.Filter)] + [node.filter.name]
+        else:
+            names = [getattr(node, "name", None)]
+        if "safe" in names:
+            found.append(f"line {node.lineno}: the safe filter")
+        elif isinstance(node, nodes.MarkSafe | nodes.MarkSafeIfAutoescape):
+            found.append(f"line {node.lineno}: marked safe")
+        elif isinstance(node, nodes.ScopedEvalContextModifier) and any(
+                k.key == "autoescape" and not (isinstance(k.value, nodes.Const) and k.value.value)
+                for k in node.options):
+            found.append(f"line {node.lineno}: autoescape turned off")
+    return found
+
+
+@pytest.mark.parametrize("source", ["{{ x|safe }}", "{{ x | safe }}", "{{ x|e|safe }}",
+                                    "{% filter safe %}{{ x }}{% endfilter %}",
+                                    "{% filter upper|safe %}{{ x }}{% endfilter %}",
+                                    "{% autoescape false %}{{ x }}{% endautoescape %}",
+                                    "{% autoescape flag %}{{ x }}{% endautoescape %}"])
+def test_unescaped_output_is_found_however_it_is_spelt(source):
+    assert unescaped_output(templates(), source)
+
+
 def test_the_templates_escape_everything():
     env = templates()
     assert env.autoescape is True or env.autoescape("x.html")
-    assert "| safe" not in "".join(env.loader.get_source(env, name)[0]
-                                   for name in env.list_templates())
+    assert not unescaped_output(env, "{{ x|e }}{% autoescape true %}{{ y }}{% endautoescape %}")
+    for name in env.list_templates():
+        assert unescaped_output(env, env.loader.get_source(env, name)[0]) == [], name
 
 
 ALLOWED_TAGS = {"html", "head", "meta", "title", "style", "body", "header", "main", "b", "i",
