@@ -45,6 +45,18 @@ def committed_copy(path: Path, tmp_path: Path) -> Path:
     return copy
 
 
+@contextlib.contextmanager
+def rapid_switching():
+    """Make CPython switch threads every 100 microseconds (default: 5 ms), so racers
+    interleave inside the code under test instead of running one after the other."""
+    old = sys.getswitchinterval()
+    sys.setswitchinterval(1e-4)
+    try:
+        yield
+    finally:
+        sys.setswitchinterval(old)
+
+
 def run_cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "hitl_kit", *args], cwd=ROOT, text=True,
                           capture_output=True, env=env, timeout=60)
@@ -455,6 +467,14 @@ FAULT_COUNTS: dict[str, int] = {}
 def fault_counts() -> dict[str, int]:
     """Counts the fault suite reports at the end of the run."""
     return FAULT_COUNTS
+
+
+def tally(fault_counts: dict[str, int], what: str, **observed: int) -> None:
+    """Add one trial's observations to the run's counts, under ``what: name`` (a test records
+    what it observed first, then asserts)."""
+    for name, count in observed.items():
+        key = f"{what}: {name}"
+        fault_counts[key] = fault_counts.get(key, 0) + int(count)
 
 
 def pytest_sessionfinish(session):
