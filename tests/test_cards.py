@@ -146,7 +146,7 @@ def test_a_late_click_after_a_timeout_keeps_the_headline(agent, world):
     board = ApprovalBoard(agent, agent.start("delete customer 4", "t"), watcher=watcher)
     card = board.cards[0]
     card.timer.expire_now()
-    card.ticker.join(timeout=10)
+    card.ticker.join(timeout=60)
     headline = card.status.value
     assert "Timed out" in headline and "rejected by default" in headline
     card.approve.click()
