@@ -9,19 +9,29 @@ import sys
 from pathlib import Path
 
 
+def _is_path(target: str) -> bool:
+    """A notebook path (``drills/x.ipynb``) rather than a drill key (``drill1``)."""
+    return target.endswith(".ipynb") or "/" in target or os.sep in target or Path(target).exists()
+
+
 def _drill_for(target: str):
     from hitl_kit.course.checks import get_drill
     from hitl_kit.course.selfcheck import drill_key_of
 
-    return get_drill(drill_key_of(Path(target)) if target.endswith(".ipynb") else target)
+    return get_drill(drill_key_of(Path(target)) if _is_path(target) else target)
 
 
-def cmd_check(path: str | None) -> int:
+def _notebook_for(target: str) -> Path:
+    """The notebook a command works on: the path given, or for a drill key your copy of it."""
+    return Path(target) if _is_path(target) else _drill_for(target).learner_path
+
+
+def cmd_check(target: str | None) -> int:
     from hitl_kit.course.checks import check_notebook
     from hitl_kit.course.selfcheck import CORRECT
 
-    if path:
-        report = check_notebook(path)
+    if target:
+        report = check_notebook(_notebook_for(target))
         print(report)
         return 0 if report.status == CORRECT else 1
     from hitl_kit.course.checks import progress_table
@@ -34,8 +44,7 @@ def cmd_check(path: str | None) -> int:
 def cmd_hint(target: str) -> int:
     from hitl_kit.course.checks import check_notebook
 
-    drill = _drill_for(target)
-    print(check_notebook(target if target.endswith(".ipynb") else drill.drill_path).hints())
+    print(check_notebook(_notebook_for(target)).hints())
     return 0
 
 
@@ -154,11 +163,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog=".venv/bin/python -m hitl_kit", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     check = sub.add_parser("check", help="check a drill notebook, or show progress on all drills")
-    check.add_argument("notebook", nargs="?", help="a drill notebook (.ipynb); none: all drills")
+    check.add_argument("notebook", nargs="?", help="a drill notebook (.ipynb), or a drill key "
+                                                     "such as drill1 (your copy of it); none: "
+                                                     "all drills")
     for name, text in (("hint", "hints for the checks that do not pass yet"),
                        ("solution", "print a drill's solved cells")):
         p = sub.add_parser(name, help=text)
-        p.add_argument("drill", help="a drill notebook path or a drill key such as drill1")
+        p.add_argument("drill", help="a drill notebook path, or a drill key such as drill1 "
+                                     "(your copy of it)")
     sub.add_parser("env", help="offline or OpenAI mode, and the versions installed")
     lab = sub.add_parser("lab", help="open JupyterLab on notebook 00, with drills/ in reach")
     lab.add_argument("--port", type=int, help="listen on this port (default: 8888 or the next "

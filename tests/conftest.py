@@ -33,15 +33,11 @@ def agent(world):
     return ApprovalAgent(OfflineChatModel(), world.tools(), world=world)
 
 
-def committed_copy(path: Path, tmp_path: Path) -> Path:
-    """The file as committed at HEAD (a learner's edits in drills/ must not change what the suite
-    sees as 'pristine'); the working copy when this is not a git checkout or the file is new."""
-    rel = path.relative_to(ROOT).as_posix()
-    shown = subprocess.run(["git", "show", f"HEAD:{rel}"], cwd=ROOT, capture_output=True)
-    if shown.returncode != 0:
-        return path
+def copy_of(path: Path, tmp_path: Path) -> Path:
+    """A copy of one of the kit's files in ``tmp_path``, to change or to check there. (A
+    learner's work never changes the kit's files: it lives in their own copy, ``my-work/``.)"""
     copy = tmp_path / path.name
-    copy.write_bytes(shown.stdout)
+    shutil.copyfile(path, copy)
     return copy
 
 
@@ -484,6 +480,7 @@ def pytest_sessionfinish(session):
         workeroutput["fault_counts"] = json.dumps(FAULT_COUNTS)
 
 
+@pytest.hookimpl(optionalhook=True)  # pytest-xdist's hook: a run with -p no:xdist has none
 def pytest_testnodedown(node, error):
     counts = getattr(node, "workeroutput", {}).get("fault_counts")
     for name, count in json.loads(counts or "{}").items():

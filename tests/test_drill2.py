@@ -4,7 +4,7 @@ and a review node that never returns ends the check with a message naming it."""
 from hitl_kit.course.checks import check_notebook, get_drill
 from hitl_kit.course.selfcheck import FAIL, INCORRECT, NOT_ATTEMPTED, PASS, code_of_cells, run_cells
 
-from .conftest import committed_copy, with_cell_replaced
+from .conftest import copy_of, with_cell_replaced
 from .mutants import solution_cells
 
 DRILL = get_drill("drill2")
@@ -14,7 +14,7 @@ STUB_NEEDS = "False for reads.\n    raise NotImplementedError"
 
 def test_needs_approval_written_and_review_still_a_stub(tmp_path):
     written = 'False for reads.\n    return tool_name not in {"find_customers", "read_customer"}'
-    half = with_cell_replaced(committed_copy(DRILL.drill_path, tmp_path), tmp_path, STUB_NEEDS,
+    half = with_cell_replaced(copy_of(DRILL.drill_path, tmp_path), tmp_path, STUB_NEEDS,
                               written)
     report = check_notebook(half)
     statuses = {r.check.name: r.status for r in report.results}

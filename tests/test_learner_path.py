@@ -3,7 +3,7 @@
 from hitl_kit.email_classes import EMAIL_ASSISTANT_ACTIONS
 from hitl_kit.policy import ACTION_TABLE, SHOWN_ACTIONS, Policy, Reversibility
 
-from .conftest import ROOT
+from .conftest import ROOT, copy_of, with_cell_replaced
 
 # What a learner reads before drill 1: the first two notebooks, the modules they point to, the
 # README, and the drill itself.
@@ -107,3 +107,27 @@ def test_the_readme_names_every_module_of_the_kit():
                      if p.name != "__init__.py")
     missing = [m for m in modules if f"`{m}`" not in readme]
     assert not missing, f"README's module table does not name: {missing}"
+
+
+def test_drill_1s_part_a_cell_can_be_replaced_whole_without_breaking_part_b(tmp_path):
+    """A learner pastes a whole table cell of their own (no TODO in it): part B's cells, which
+    still hold TODO blanks, must keep running (TODO is defined in the setup cell)."""
+    import json
+
+    from hitl_kit.course.checks import check_notebook, get_drill
+    from hitl_kit.course.selfcheck import NOT_ATTEMPTED, PASS
+
+    drill = get_drill("drill1")
+
+    def table_cell(path):
+        cells = json.loads(path.read_text())["cells"]
+        [source] = ["".join(c["source"]) for c in cells
+                    if c["cell_type"] == "code" and "EMAIL_TABLE = {" in "".join(c["source"])]
+        return source
+
+    stub = copy_of(drill.drill_path, tmp_path)
+    mine = with_cell_replaced(stub, tmp_path, table_cell(stub), table_cell(drill.solution_path))
+    report = check_notebook(mine)
+    assert report.cell_errors == [], report.cell_errors
+    statuses = {r.status for r in report.results}
+    assert PASS in statuses and NOT_ATTEMPTED in statuses, str(report)

@@ -28,7 +28,7 @@ from hitl_kit.course.selfcheck import (
     run_notebook_cells,
 )
 
-from .conftest import ROOT, committed_copy, run_cli, with_cell_replaced
+from .conftest import ROOT, copy_of, run_cli, with_cell_replaced
 
 DRILLS = all_drills()
 SOLUTION_1 = get_drill("drill1").solution_path
@@ -42,7 +42,7 @@ def test_every_solution_passes_every_check(drill):
 
 @pytest.mark.parametrize("drill", DRILLS, ids=lambda d: d.key)
 def test_every_pristine_drill_is_not_attempted(drill, tmp_path):
-    report = check_notebook(committed_copy(drill.drill_path, tmp_path))
+    report = check_notebook(copy_of(drill.drill_path, tmp_path))
     assert report.status == NOT_ATTEMPTED, str(report)
     assert all(r.status == NOT_ATTEMPTED for r in report.results), str(report)
     assert not report.cell_errors
@@ -66,12 +66,13 @@ def test_drill_and_solution_notebooks_name_their_drill(drill):
 @pytest.mark.parametrize("drill", DRILLS, ids=lambda d: d.key)
 def test_each_drill_says_save_then_check(drill):
     text = drill.drill_path.read_text(encoding="utf-8")
-    assert "save, then check" in text and ".venv/bin/python -m hitl_kit check drills/" in text
+    assert "save, then check" in text
+    assert f".venv/bin/python -m hitl_kit check {drill.key}`" in text and "my-work/drills/" in text
 
 
 def test_half_done_is_incorrect_not_not_attempted(tmp_path):
     drill = get_drill("drill1")
-    half = with_cell_replaced(committed_copy(drill.drill_path, tmp_path), tmp_path,
+    half = with_cell_replaced(copy_of(drill.drill_path, tmp_path), tmp_path,
                               '"read_inbox": (TODO, TODO)',
                               '"read_inbox": ("fully_reversible", "auto_execute")')
     report = check_notebook(half)
@@ -214,7 +215,7 @@ def test_cli_check_solution_exits_zero():
 
 
 def test_cli_check_pristine_drill_exits_nonzero_not_attempted(tmp_path):
-    result = run_cli("check", str(committed_copy(get_drill("drill1").drill_path, tmp_path)))
+    result = run_cli("check", str(copy_of(get_drill("drill1").drill_path, tmp_path)))
     assert result.returncode == 1
     assert "NOT ATTEMPTED" in result.stdout and "Traceback" not in result.stderr
 
@@ -229,7 +230,7 @@ def test_cli_check_wrong_row_exits_nonzero_naming_it(cli, tmp_path):
 
 
 def test_cli_report_shows_when_the_file_was_saved(cli, tmp_path):
-    copy = committed_copy(get_drill("drill1").drill_path, tmp_path)
+    copy = copy_of(get_drill("drill1").drill_path, tmp_path)
     result = cli("check", str(copy))
     line = result.stdout.splitlines()[1]
     assert line.strip().startswith("checked ") and "as saved " in line
@@ -317,7 +318,7 @@ def test_the_drills_as_committed_pass_the_linter(tmp_path):
     import subprocess
     import sys
 
-    copies = [str(committed_copy(drill.drill_path, tmp_path)) for drill in DRILLS]
+    copies = [str(copy_of(drill.drill_path, tmp_path)) for drill in DRILLS]
     linted = subprocess.run([sys.executable, "-m", "ruff", "check", "--no-cache", "--config",
                              str(ROOT / "pyproject.toml"), "--ignore", "F401", *copies],
                             capture_output=True, text=True)
@@ -393,7 +394,7 @@ def test_check_notebook_from_inside_a_running_event_loop(tmp_path):
 
     async def inside_a_loop():
         solved = check_notebook(SOLUTION_1).status
-        pristine = check_notebook(committed_copy(get_drill("drill4").drill_path, tmp_path))
+        pristine = check_notebook(copy_of(get_drill("drill4").drill_path, tmp_path))
         namespace, errors = run_notebook_cells(hanging, timeout=0.5)
         namespace["STOP"].append(True)  # lets the abandoned cell thread end
         return solved, pristine.status, errors

@@ -215,6 +215,14 @@ class Drill:
     def solution_path(self) -> Path:
         return ROOT / "solutions" / self.notebook
 
+    @property
+    def learner_path(self) -> Path:
+        """The learner's copy of the drill (``my-work/drills/``, made by the launcher), or the
+        kit's own before there is one."""
+        from hitl_kit.lab import learner_copy
+
+        return learner_copy(self.drill_path)
+
     def check(self, namespace: dict | None = None, timeout: float = CHECK_TIMEOUT_S) -> Report:
         """Run every check against ``namespace`` (default: the caller's globals)."""
         if namespace is None:
