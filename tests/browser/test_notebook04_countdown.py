@@ -31,7 +31,7 @@ RECORD_COUNTDOWN_JS = r"""() => {
 
 
 def test_an_unanswered_card_counts_down_and_times_out(page, live_lab, artifacts_dir):
-    open_notebook(page, live_lab.server, "04_timeouts_and_defaults.ipynb")
+    open_notebook(page, live_lab.server, "notebooks/04_timeouts_and_defaults.ipynb")
     page.evaluate(RECORD_COUNTDOWN_JS)
     run_all_cells(page, wait=False)
     countdown = page.locator(".jp-OutputArea-output", has_text="left to decide").first

@@ -33,7 +33,7 @@ def replies_sent(workdir: Path) -> int:
 
 
 def test_approve_one_inbox_item_while_others_stay_pending(page, live_lab, artifacts_dir):
-    open_notebook(page, live_lab.server, "05_approval_patterns.ipynb")
+    open_notebook(page, live_lab.server, "notebooks/05_approval_patterns.ipynb")
     run_all_cells(page)
     approve_selected = widget_button(page, "Approve selected")
     approve_selected.wait_for()
