@@ -249,7 +249,8 @@ class ApprovalCard(widgets.VBox):
         elif timer.state in (TIMED_OUT, PROCEEDED):
             self._lock_buttons()
             self.countdown.value = "<b>deadline passed</b>"
-            headline = ("<b>Timed out</b>, rejected by default" if timer.state == TIMED_OUT
+            # The reason says what the default did ("...; rejected by default"): not twice.
+            headline = ("<b>Timed out</b>" if timer.state == TIMED_OUT
                         else "<b>Proceeded</b> without a human")
             headline += f" (approver: system): {escaped(claim.reason)}"
             self._settle(headline, timer.outcome)  # no outcome: applied by another process
