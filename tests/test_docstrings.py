@@ -6,7 +6,7 @@ import importlib
 import pytest
 
 MODULES = ["vocabulary", "sqlite", "requests", "policy", "approvers", "provenance", "graph",
-           "decisions", "approval", "recovery", "timeouts", "audit", "backends"]
+           "decisions", "approval", "recovery", "timeouts", "audit", "backends", "render"]
 
 
 @pytest.mark.parametrize("name", MODULES)
