@@ -6,7 +6,8 @@ import importlib
 import pytest
 
 MODULES = ["vocabulary", "sqlite", "requests", "policy", "approvers", "provenance", "graph",
-           "decisions", "approval", "recovery", "timeouts", "audit", "backends", "render"]
+           "decisions", "approval", "recovery", "timeouts", "audit", "backends", "render",
+           "server"]
 
 
 @pytest.mark.parametrize("name", MODULES)

@@ -131,3 +131,26 @@ def test_drill_1s_part_a_cell_can_be_replaced_whole_without_breaking_part_b(tmp_
     assert report.cell_errors == [], report.cell_errors
     statuses = {r.status for r in report.results}
     assert PASS in statuses and NOT_ATTEMPTED in statuses, str(report)
+
+
+SERVER_USES = ("http.", "server.url", "fake_slack.click", "slack.post", "mailer.ask",
+               "mail_server.wait_for", "httpx.post")
+
+
+def test_notebook_05_says_which_cell_restarts_its_servers_and_checks_them_first():
+    """After the servers' fifteen minutes a cell that talks to them says so in one line and
+    names the cell to re-run (numbered as a learner counts cells, markdown included), instead
+    of a connection error."""
+    import json
+    import re
+
+    cells = json.loads((ROOT / "notebooks" / "05_approval_patterns.ipynb").read_text())["cells"]
+    sources = ["".join(c["source"]) for c in cells]
+    starts = next(n for n, source in enumerate(sources, start=1) if "app.serve(" in source)
+    said = re.findall(r"re-run cell (\d+)", sources[starts - 1])
+    assert said == [str(starts)], f"the servers start in cell {starts}, the hint says {said}"
+    unchecked = [n for n, (cell, source) in enumerate(zip(cells, sources, strict=True), start=1)
+                 if n > starts and cell["cell_type"] == "code" and "def stop_servers" not in source
+                 and any(use in source for use in SERVER_USES)
+                 and not source.startswith("servers_up()\n")]
+    assert not unchecked, f"cells {unchecked} talk to the servers without servers_up() first"
