@@ -165,3 +165,55 @@ def test_an_unexpected_error_is_one_line_unless_debugging(monkeypatch, capsys):
     monkeypatch.setenv("HITL_KIT_DEBUG", "1")
     with pytest.raises(AttributeError):
         main(["hint", "drill1"])
+
+
+# -- bad input on the command line: one line saying what is wrong, never "a bug" ----------------
+
+@pytest.fixture
+def not_sqlite(tmp_path):
+    path = tmp_path / "notes.txt"
+    path.write_text("not a database\n")
+    return path
+
+
+BAD_INPUT = [  # (arguments, what the message must say)
+    (["run", "--world", "{not_sqlite}", "x"], "--world {not_sqlite} is not an SQLite database"),
+    (["run", "--world", "{tmp}/no/such/folder/w.db", "x"], "the folder {tmp}/no/such/folder does "
+                                                           "not exist"),
+    (["run", "--world", "{tmp}", "x"], "--world {tmp} is a folder: give a file"),
+    (["run", "--state", "{not_sqlite}", "x"], "--state {not_sqlite} is a file: give a folder"),
+    (["run", "--state", "{bad_state}", "x"], "--state {bad_state}/checkpoints.db is not an "
+                                             "SQLite database"),
+    (["serve", "--minutes", "-1"], "--minutes is how long the app runs: a positive number of "
+                                   "minutes, not -1"),
+    (["serve", "--minutes", "inf"], "a positive number of minutes, not inf"),
+    (["serve", "--checkpoints", "{not_sqlite}"], "--checkpoints {not_sqlite} is not an SQLite"),
+    (["serve", "--checkpoints", "{tmp}/none.db"], "--checkpoints {tmp}/none.db: no such file"),
+    (["serve", "--world", "{not_sqlite}"], "--world {not_sqlite} is not an SQLite database"),
+]
+
+
+@pytest.mark.parametrize(("args", "says"), BAD_INPUT, ids=[" ".join(a[:3]) for a, _ in BAD_INPUT])
+def test_bad_paths_and_numbers_get_one_line_saying_what_is_wrong(args, says, tmp_path, not_sqlite,
+                                                                 capsys):
+    bad_state = tmp_path / "state"
+    bad_state.mkdir()
+    (bad_state / "checkpoints.db").write_text("scribbled over")
+    names = {"tmp": tmp_path, "not_sqlite": not_sqlite, "bad_state": bad_state}
+    assert main([a.format(**names) for a in args]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and says.format(**names) in err, err
+    assert len(err.strip().splitlines()) == 1
+    for leak in ("a bug in hitl_kit", "Errno", "lifetime_s", "DatabaseError"):
+        assert leak not in err, err
+
+
+def test_help_reads_as_plain_text(capsys):
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    shown = capsys.readouterr().out
+    for command in ("check", "resume", "serve", "run"):
+        with pytest.raises(SystemExit):
+            main([command, "--help"])
+        shown += capsys.readouterr().out
+    assert "`" not in shown and "::" not in shown, shown

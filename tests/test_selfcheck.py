@@ -2,6 +2,7 @@
 proves its exercises), a hang ends with a message, and the command line says what is wrong with
 a path in one line. The checks' own probes and messages are tested by tests/mutants/."""
 
+import json
 import re
 import threading
 import time
@@ -169,7 +170,8 @@ def test_a_hanging_cell_in_a_saved_notebook_is_reported_and_the_rest_still_runs(
                                  "while True:\n    pass\n\n\ndef policy_for(action: str) -> str:")
     namespace, errors = run_notebook_cells(hanging, timeout=0.5)
     assert len(errors) == 1
-    assert errors[0].startswith("code cell 3 did not finish within 0.5 s (in `<module>`, line ")
+    number = cell_number(hanging, "while True:")
+    assert errors[0].startswith(f"cell {number} did not finish within 0.5 s (in `<module>`, line ")
     assert "policy_for" not in namespace  # defined after the loop, in the same cell
     assert "EMAIL_TABLE" in namespace
 
@@ -405,5 +407,25 @@ def test_check_notebook_from_inside_a_running_event_loop(tmp_path):
     worker.join()
     solved, pristine, errors = box[0]
     assert (solved, pristine) == (CORRECT, NOT_ATTEMPTED)
-    assert errors == ["code cell 3 did not finish within 0.5 s (in `<module>`, line 2: while not "
-                      "STOP:); the cells after it were not run"]
+    assert errors == [f"cell {cell_number(hanging, 'while not STOP')} did not finish within 0.5 s "
+                      "(in `<module>`, line 2: while not STOP:); the cells after it were not run"]
+
+
+def cell_number(path, text: str) -> int:
+    """Where the cell holding ``text`` is, counted as a learner counts cells in JupyterLab: from
+    the top, markdown cells included."""
+    cells = json.loads(path.read_text())["cells"]
+    [number] = [n for n, c in enumerate(cells, start=1) if text in "".join(c["source"])]
+    return number
+
+
+def test_a_cell_is_named_by_its_place_among_all_cells_not_among_code_cells(tmp_path):
+    broken = with_cell_replaced(SOLUTION_1, tmp_path, "def policy_for(action: str) -> str:",
+                                "raise KeyError('x')\n\n\ndef policy_for(action: str) -> str:")
+    _, errors = run_notebook_cells(broken)
+    number = cell_number(broken, "raise KeyError")
+    code_cells_before = sum(c["cell_type"] == "code"
+                            for c in json.loads(broken.read_text())["cells"][:number])
+    assert number != code_cells_before  # markdown cells come before it: the two counts differ
+    assert errors == [f"cell {number} raised KeyError: 'x' in `<module>`, line 1: "
+                      "raise KeyError('x')"], errors
