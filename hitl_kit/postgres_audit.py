@@ -14,7 +14,7 @@ that skipped the lock could not fork the chain, only fail). ``verify_database`` 
 from the read-only ``hitl_auditor`` role; the server hashes the rows, so nothing but the first
 bad row crosses the wire.
 
-    >>> from hitl_kit.postgres import AGENT, AUDITOR, local_server
+    >>> from hitl_kit.postgres import AGENT, AUDITOR
     >>> server = local_server()  # doctest: +SKIP
     >>> trail = PostgresAuditTrail(server.url(AGENT))
     >>> trail.append({"event_key": "t1:call_1:proposed", "session_id": "t1",

@@ -12,9 +12,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hitl_kit.approval import ApprovalAgent, ApprovalError, parse_decision
+from hitl_kit.approval import ApprovalAgent, ApprovalError
 from hitl_kit.audit import COLUMNS, AuditTrail
 from hitl_kit.backends import open_stores
+from hitl_kit.contract import as_decision
 from hitl_kit.llm import OfflineChatModel
 from hitl_kit.policy import ActionPolicy, PolicyTableError
 from hitl_kit.postgres import connect
@@ -43,7 +44,7 @@ def resume_in_a_new_process(url: str, folder: str) -> dict:
     world, agent = agent_on(url, folder)
     pending = agent.pending("killed-1")
     outcome = agent.resume("killed-1", {"kind": "approve", "approver": "ana"})
-    return {"found": [p.payload["tool"] for p in pending], "paused": outcome.paused,
+    return {"found": [p.request.tool for p in pending], "paused": outcome.paused,
             "delete_runs": world.calls["delete_customer"]}
 
 
@@ -199,7 +200,7 @@ def paused():
 
 def is_valid_decision(value) -> bool:
     try:
-        parse_decision(value)
+        as_decision(value)
     except ApprovalError:
         return False
     return True
@@ -307,7 +308,7 @@ def test_click_double_click_and_timeout_racing_decide_once(tmp_path, fault_count
         thread, version = f"race-{trial}", f"7.{trial}"
         pending = agent.start(f"deploy the billing service version {version} to prod",
                               thread).pending[0]
-        timer = ApprovalTimer(agent, thread, pending, Deadline(60)).start()
+        timer = ApprovalTimer(agent, pending, Deadline(60)).start()
         card = ApprovalCard(agent, thread, pending, approver="ana")
         barrier = threading.Barrier(3)
 
