@@ -35,6 +35,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+from langchain_core.messages import AIMessage
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.types import Command
 
@@ -95,9 +96,14 @@ class Outcome:
 
 
 def _outcome(thread_id: str, values: dict, interrupts, interrupted: tuple = ()) -> Outcome:
-    pending = [Pending(thread_id=thread_id, interrupt_id=i.id,
-                       request=(request := ApprovalRequest.model_validate(i.value)),
-                       asked_at=request.proposed_at) for i in interrupts]
+    """Where a thread stands, its pending requests in the order the model proposed them."""
+    calls = [c["id"] for m in values.get("messages") or [] if isinstance(m, AIMessage)
+             for c in (*m.tool_calls, *m.invalid_tool_calls)]
+    pending = sorted((Pending(thread_id=thread_id, interrupt_id=i.id,
+                              request=(request := ApprovalRequest.model_validate(i.value)),
+                              asked_at=request.proposed_at) for i in interrupts),
+                     key=lambda p: calls.index(p.request.tool_call_id)
+                     if p.request.tool_call_id in calls else len(calls))
     return Outcome(thread_id, pending, None if pending else answer_of(values),
                    [Decided.model_validate(d) for d in values.get("decided") or []],
                    () if pending else interrupted)
@@ -248,7 +254,7 @@ class ApprovalAgent:
         reason = (f"what it would touch changed since it was shown: it was {request.target!r}, "
                   f"it is now {now!r}")
         holder = self._take_turn(thread_id)
-        earlier = self.ledger.winner(*pending.key)
+        earlier = self.ledger.claims.winner(*pending.key)
         if earlier is not None:
             self.ledger.finish_turn(thread_id, holder)
             raise self._already(earlier)
@@ -283,10 +289,10 @@ class ApprovalAgent:
 
     def approvals(self, thread_id: str, interrupt_id: str, fingerprint: str) -> list:
         """The approvals recorded so far for a request that needs several (for "1 of 2")."""
-        return self.ledger.approvals((thread_id, interrupt_id, fingerprint))
+        return self.ledger.claims.approvals((thread_id, interrupt_id, fingerprint))
 
     def _already(self, claim: Claim) -> AlreadyDecided:
-        turn = self.ledger.turn_of(claim.thread_id)
+        turn = self.ledger.turns.of(claim.thread_id)
         return AlreadyDecided(claim, in_flight=turn is not None and not turn.stale)
 
     def _match(self, thread_id: str, decisions, pending: dict[str, Pending]) -> dict:
@@ -295,7 +301,7 @@ class ApprovalAgent:
             fingerprint = (decisions.get("fingerprint") if isinstance(decisions, dict)
                            else getattr(decisions, "fingerprint", None))
             if fingerprint and fingerprint not in {p.fingerprint for p in pending.values()}:
-                earlier = self.ledger.winner(thread_id, fingerprint=fingerprint)
+                earlier = self.ledger.claims.winner(thread_id, fingerprint=fingerprint)
                 if earlier is not None:
                     raise self._already(earlier)
             if len(pending) > 1:
@@ -305,7 +311,7 @@ class ApprovalAgent:
         elif not decisions:
             raise ApprovalError("give a decision, or a dict {interrupt_id: decision, ...}")
         for interrupt_id in decisions.keys() - pending.keys():
-            earlier = self.ledger.winner(thread_id, interrupt_id)
+            earlier = self.ledger.claims.winner(thread_id, interrupt_id)
             if earlier is not None:
                 raise self._already(earlier)
         if not pending:
@@ -322,7 +328,7 @@ class ApprovalAgent:
             return (f"thread {thread_id!r} has nothing pending: it was interrupted during "
                     f"{', '.join(outcome.interrupted)} (its process stopped before it "
                     "finished); run agent.recover() to finish it")
-        last = self.ledger.claims(thread_id)[-1:]
+        last = self.ledger.claims.listed(thread_id)[-1:]
         return (f"thread {thread_id!r} has nothing pending: it has finished; there is nothing "
                 "to resume" + "".join(f" (last decided by {c.describe()})" for c in last))
 
@@ -351,7 +357,7 @@ class ApprovalAgent:
     def _recover_if_left(self, thread_id: str) -> str:
         """Recover the thread first when a dead process left it mid-resume: a decision it had
         claimed is applied (and stays the winner) before anything else is looked at."""
-        turn = self.ledger.turn_of(thread_id)
+        turn = self.ledger.turns.of(thread_id)
         if turn is None or not turn.stale:
             return ""
         return str(recovery.recover_thread(self, thread_id))
@@ -363,7 +369,7 @@ class ApprovalAgent:
         left mid-run keeps a stale turn, so ``recover()`` finds it."""
         gone = [c for c in claims if c.key not in {p.key for p in self._pending(thread_id)}]
         if gone:  # asked again meanwhile by a resume that skipped the agent: nothing applies
-            self.ledger.withdraw(claims)
+            self.ledger.claims.withdraw(claims)
             self.ledger.finish_turn(thread_id, holder, (), self._pending(thread_id))
             raise ApprovalError("the request changed while this decision waited for its turn; "
                                 "look at it again. Nothing was applied")
@@ -378,7 +384,7 @@ class ApprovalAgent:
                 raise exc from None
             still = {p.key for p in outcome.pending}
             untaken = [c for c in claims if c.key in still]
-            self.ledger.withdraw(untaken)
+            self.ledger.claims.withdraw(untaken)
             self.ledger.finish_turn(thread_id, holder, [c for c in claims if c not in untaken],
                                     outcome.pending, stopped=bool(outcome.interrupted))
             if outcome.interrupted:
