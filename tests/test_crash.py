@@ -299,7 +299,7 @@ def test_restart_with_deadlines_pending_applies_each_default_once(backend, tmp_p
         for end in _armed:
             os.close(end)
     world, agent = make(backend, tmp_path)
-    short = [r.deadline_at for r in agent.ledger.requests() if seconds[r.thread_id] < 1]
+    short = [p.deadline_at for p in agent.ledger.index.listed() if seconds[p.thread_id] < 1]
     while time.time() <= max(short, default=0):  # until the short deadlines have passed
         time.sleep(max(short) - time.time() + 0.01)
     recovered = agent.recover()
