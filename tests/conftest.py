@@ -2,6 +2,7 @@ import contextlib
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -476,10 +477,18 @@ def tally(fault_counts: dict[str, int], what: str, **observed: int) -> None:
 
 
 def pytest_sessionfinish(session):
-    """Under pytest-xdist, a worker hands its counts to the controller, which prints them."""
+    """Under pytest-xdist, a worker hands its counts to the controller, which prints them.
+
+    Its tests are over then, and it ignores SIGINT from here on: execnet sends a worker SIGINT
+    when the worker has not returned 5 s after the controller said it may go, which on a busy
+    machine happened once while a garbage collection ran; the KeyboardInterrupt then surfaced
+    as a traceback from hypothesis' gc callback at the end of the run's output. Nothing is
+    left to interrupt: the results have been handed over (execnet ends the process anyway)."""
     workeroutput = getattr(session.config, "workeroutput", None)
     if workeroutput is not None:
         workeroutput["fault_counts"] = json.dumps(FAULT_COUNTS)
+        with contextlib.suppress(ValueError):  # not the main thread: nothing to do there
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 @pytest.hookimpl(optionalhook=True)  # pytest-xdist's hook: a run with -p no:xdist has none
