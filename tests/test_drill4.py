@@ -4,7 +4,7 @@ and the asyncio part can be left for later without hiding what part A gets right
 from hitl_kit.course.checks import check_notebook, get_drill
 from hitl_kit.course.selfcheck import INCORRECT, NOT_ATTEMPTED, PASS
 
-from .conftest import committed_copy, with_cell_replaced
+from .conftest import copy_of, with_cell_replaced
 
 DRILL = get_drill("drill4")
 QUIET, IN_TIME, RACE, SEVERAL = (chk.name for chk in DRILL.checks[:4])
@@ -15,7 +15,7 @@ STUB_DECIDE = ("        raise NotImplementedError\n\n    def time_out(self) -> b
 
 
 def test_part_a_half_done_and_part_b_untouched(tmp_path):
-    stub = committed_copy(DRILL.drill_path, tmp_path)
+    stub = copy_of(DRILL.drill_path, tmp_path)
     half = with_cell_replaced(stub, tmp_path, STUB_INIT, """        self.app = app
         self.config = {"configurable": {"thread_id": thread_id}}
         self.timer = threading.Timer(seconds, self.time_out)
@@ -46,7 +46,7 @@ def test_part_a_half_done_and_part_b_untouched(tmp_path):
 
 def test_part_a_solved_and_part_b_left_for_later_is_incorrect_not_correct(tmp_path):
     solution_a = next(c for c in _code(DRILL.solution_path) if "class TimedApproval" in c)
-    stub = committed_copy(DRILL.drill_path, tmp_path)
+    stub = copy_of(DRILL.drill_path, tmp_path)
     stub_a = next(c for c in _code(stub) if "class TimedApproval" in c)
     report = check_notebook(with_cell_replaced(stub, tmp_path, stub_a, solution_a))
     statuses = {r.check.name: r.status for r in report.results}

@@ -9,7 +9,7 @@ from hitl_kit.course.progress import CHECKLIST, Progress, records_progress
 from hitl_kit.course.review import QUESTIONS, ChecklistPanel, QuizCard, WeakAreaLog
 from hitl_kit.course.selfcheck import CORRECT, INCORRECT, ROOT
 
-from .conftest import committed_copy, with_cell_replaced
+from .conftest import copy_of, with_cell_replaced
 
 
 @pytest.fixture
@@ -48,7 +48,7 @@ def test_checking_a_solution_records_nothing(progress_file):
 
 
 def test_pristine_drill_records_not_attempted(progress_file, tmp_path):
-    check_notebook(committed_copy(get_drill("drill1").drill_path, tmp_path))
+    check_notebook(copy_of(get_drill("drill1").drill_path, tmp_path))
     assert Progress().drill_status("drill1") == "not attempted"
 
 

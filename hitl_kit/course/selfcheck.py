@@ -215,6 +215,14 @@ class Drill:
     def solution_path(self) -> Path:
         return ROOT / "solutions" / self.notebook
 
+    @property
+    def learner_path(self) -> Path:
+        """The learner's copy of the drill (``my-work/drills/``, made by the launcher), or the
+        kit's own before there is one."""
+        from hitl_kit.lab import learner_copy
+
+        return learner_copy(self.drill_path)
+
     def check(self, namespace: dict | None = None, timeout: float = CHECK_TIMEOUT_S) -> Report:
         """Run every check against ``namespace`` (default: the caller's globals)."""
         if namespace is None:
@@ -611,7 +619,7 @@ def _run_cells_here(compiled, namespace: dict, timeout: float, errors: list[str]
     try:
         for number, code in compiled:
             if isinstance(code, SyntaxError):
-                errors.append(f"code cell {number} has a SyntaxError: {code.msg} "
+                errors.append(f"cell {number} has a SyntaxError: {code.msg} "
                               f"(line {code.lineno})")
                 continue
             now_running.update(cell=number, since=time.monotonic())
@@ -621,10 +629,10 @@ def _run_cells_here(compiled, namespace: dict, timeout: float, errors: list[str]
             except NotImplementedError:
                 continue
             except _CellTimeout as exc:
-                errors.append(f"code cell {number} did not finish within {timeout:g} s"
+                errors.append(f"cell {number} did not finish within {timeout:g} s"
                               f"{_hung_in(exc.frames)}")
             except Exception as exc:
-                errors.append(f"code cell {number} raised {describe(exc)} "
+                errors.append(f"cell {number} raised {describe(exc)} "
                               f"{_at(learner_frame(exc.__traceback__))}")
     finally:
         now_running.clear()
@@ -648,7 +656,7 @@ def _run_cells_on_a_thread(compiled, namespace: dict, timeout: float,
             stack = sys._current_frames().get(worker.ident)
             frames = [(f.f_code.co_filename, f.f_lineno, f.f_code.co_name)
                       for f, _ in traceback.walk_stack(stack)] if stack else []
-            return [*errors, f"code cell {running['cell']} did not finish within {timeout:g} s"
+            return [*errors, f"cell {running['cell']} did not finish within {timeout:g} s"
                              f"{_hung_in(frames)}; the cells after it were not run"]
     return errors
 
@@ -670,10 +678,13 @@ async def _cell(code, namespace: dict) -> None:
 
 
 def run_notebook_cells(path: Path, timeout: float = CELL_TIMEOUT_S) -> tuple[dict, list[str]]:
-    """Run a saved notebook's code cells (not its self-check cell) in a fresh namespace."""
+    """Run a saved notebook's code cells (not its self-check cell) in a fresh namespace. A
+    message names a cell by its place among all the notebook's cells, markdown included, as a
+    learner counts them in JupyterLab from the top."""
     path = Path(path)
-    cells = [(number, _source(c)) for number, c in enumerate(_code_cells(path), start=1)
-             if SELFCHECK_TAG not in _tags(c)]
+    cells = [(number, _source(c))
+             for number, c in enumerate(_read_notebook(path)["cells"], start=1)
+             if c.get("cell_type") == "code" and SELFCHECK_TAG not in _tags(c)]
     namespace: dict = {"__name__": "__drill__"}
     errors = run_cells(code_of_cells(cells, path.name), namespace, timeout)
     return namespace, errors
