@@ -182,6 +182,7 @@ def test_a_request_decided_in_another_channel_says_who_decided(served):
     reply = decide_on_dashboard(http, [refs["del-4"], refs["del-2"]], "approve")
     assert results(reply.text)["del-4"].startswith(
         "refused: already decided by bo (rejected: keep them) via inbox")
+    assert not re.search(r"\d\dT\d\d:", reply.text), "a person reads no ISO timestamps"
     assert results(reply.text)["del-2"].startswith("ok: approved by ana")
     assert setup.world.calls["delete_customer"] == 1
 
