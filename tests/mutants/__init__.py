@@ -45,6 +45,7 @@ class Mutant:
     edits: tuple[tuple[str, str], ...]  # (old, new): old occurs exactly once in the solution
     fails: dict[str, str] = field(hash=False)  # failing check's name -> fragment of its message
     subtle: bool = False  # passes a quick try by hand; only a probe the drill never shows finds it
+    race: bool = False  # wrong only when two callers interleave: must be caught on every run
 
 
 def mutants_of(key: str) -> list[Mutant]:

@@ -102,9 +102,63 @@ VARIANTS = {
                  "RAISE(ROLLBACK, 'audit_log is append-only: rows cannot be updated')"),), {}),
     ],
     "drill4": [
-        Mutant("lock-on-the-class", "",
+        Mutant("lock-on-the-class-resume-outside", "",
                (("        self._lock = threading.Lock()\n", ""),
-                (D4_DOC, D4_DOC + "\n    _lock = threading.Lock()\n")), {}),
+                (D4_DOC, D4_DOC + "\n    _lock = threading.Lock()  # held only to claim\n"),
+                (D4_LOCKED, '''        with self._lock:
+            if self.decided_by is not None:
+                return False
+            self.decided_by = approver
+        self.timer.cancel()
+        answer = {"decision": decision, "approver": approver, "reason": reason}
+        self.app.invoke(Command(resume=answer), self.config)
+        return True''')), {}),
+        Mutant("bounded-semaphore", "",
+               (("self._lock = threading.Lock()", "self._gate = threading.BoundedSemaphore(1)"),
+                (D4_LOCKED, '''        self._gate.acquire()
+        try:
+            if self.decided_by is not None:
+                return False
+            self.decided_by = approver
+            self.timer.cancel()
+            self.app.invoke(Command(resume={"decision": decision, "approver": approver,
+                                            "reason": reason}), self.config)
+        finally:
+            self._gate.release()
+        return True''')), {}),
+        Mutant("claimed-with-setdefault", "",
+               (("self._lock = threading.Lock()", "self._claim = {}"),
+                (D4_LOCKED, '''        me = object()
+        if self._claim.setdefault("winner", me) is not me:  # atomic: one caller wins
+            return False
+        self.decided_by = approver
+        self.timer.cancel()
+        answer = {"decision": decision, "approver": approver, "reason": reason}
+        self.app.invoke(Command(resume=answer), self.config)
+        return True''')), {}),
+        Mutant("event-as-the-flag", "",
+               (("        self.decided_by = None\n        self._lock",
+                 "        self.decided = threading.Event()\n        self._lock"),
+                (D4_LOCKED, '''        with self._lock:
+            if self.decided.is_set():
+                return False
+            self.decided.set()
+        self.timer.cancel()
+        self.app.invoke(Command(resume=dict(decision=decision, approver=approver,
+                                            reason=reason)), self.config)
+        return True''')), {}),
+        Mutant("async-wait-for-an-answer", "",
+               (("        await asyncio.sleep(self.seconds)\n        await self.time_out()",
+                 '''        try:
+            await asyncio.wait_for(self.answered.wait(), self.seconds)
+        except TimeoutError:
+            await self.time_out()'''),
+                ("        self.decided_by = None\n        self.deadline",
+                 "        self.decided_by = None\n        self.answered = asyncio.Event()\n"
+                 "        self.deadline"),
+                ("        if self.deadline is not asyncio.current_task():  # don't cancel the "
+                 "resume we are in\n            self.deadline.cancel()",
+                 "        self.answered.set()")), {}),
         Mutant("rlock", "", (("self._lock = threading.Lock()", "self._lock = threading.RLock()"),),
                {}),
         Mutant("resume-outside-the-lock", "",

@@ -171,12 +171,13 @@ class Interleaver:
 
 
 class LockSpy:
-    """Makes the locks the learner's code creates (threading.Lock, RLock, Semaphore,
-    BoundedSemaphore) ``WatchedLock``s, and wraps the ones it already made (on the class, in its
-    module), so an ``Interleaver`` sees each acquire, release and wait."""
+    """Makes the locks the learner's code creates (threading.Lock and RLock) ``WatchedLock``s,
+    and wraps the locks and semaphores it already made (on the class, in its module, and, with
+    ``watch``, on an object just built), so an ``Interleaver`` sees each acquire, release and
+    wait. (Semaphores are wrapped where they are found, not made through a stand-in: threading's
+    own BoundedSemaphore looks ``Semaphore`` up when it is called.)"""
 
-    KINDS = {"Lock": (False, "lock"), "RLock": (True, "lock"),
-             "Semaphore": (False, "semaphore"), "BoundedSemaphore": (False, "semaphore")}
+    KINDS = {"Lock": (False, "lock"), "RLock": (True, "lock")}
 
     def __init__(self):
         self.interleaver: Interleaver | None = None
@@ -186,15 +187,9 @@ class LockSpy:
     def installed(self, namespace: dict, owners: Iterable):
         """While the block runs: new locks made by learner code are watched, and so are the
         ones already in ``namespace`` or on each of ``owners`` (classes)."""
-        real_types = tuple(type(getattr(threading, name)()) for name in ("Lock", "RLock"))
         made = []
         for owner in (namespace, *owners):
-            space = owner if isinstance(owner, dict) else vars(owner)
-            for name, value in list(space.items()):
-                if isinstance(value, real_types):
-                    reentrant = isinstance(value, real_types[1])
-                    made.append((owner, name, value))
-                    _put(owner, name, WatchedLock(value, self, reentrant, "lock"))
+            made += self.watch(owner)
         stand_ins = {name: self._factory(getattr(threading, name), *self.KINDS[name])
                      for name in self.KINDS}
         try:
@@ -203,6 +198,18 @@ class LockSpy:
         finally:
             for owner, name, value in made:
                 _put(owner, name, value)
+
+    def watch(self, owner) -> list[tuple]:
+        """Wrap the locks and semaphores found in ``owner`` (a dict, a class, an object);
+        (owner, name, the real one) for each, to put back."""
+        space = owner if isinstance(owner, dict) else getattr(owner, "__dict__", {})
+        wrapped = []
+        for name, value in list(space.items()):
+            kind = _kind_of(value)
+            if kind is not None:
+                wrapped.append((owner, name, value))
+                _put(owner, name, WatchedLock(value, self, *kind))
+        return wrapped
 
     def _factory(self, real, reentrant: bool, kind: str):
         spy = self
@@ -286,6 +293,20 @@ class WatchedLock:
 
     def __exit__(self, *exc) -> None:
         self.release()
+
+
+_LOCK, _RLOCK = type(threading.Lock()), type(threading.RLock())
+
+
+def _kind_of(value) -> tuple[bool, str] | None:
+    """(reentrant, kind) of a real lock or semaphore, None for anything else."""
+    if isinstance(value, _LOCK):
+        return False, "lock"
+    if isinstance(value, _RLOCK):
+        return True, "lock"
+    if isinstance(value, threading.Semaphore) and not isinstance(value, WatchedLock):
+        return False, "semaphore"
+    return None
 
 
 def _put(owner, name: str, value) -> None:
