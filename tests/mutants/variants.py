@@ -52,6 +52,36 @@ VARIANTS = {
                  "return Policy(POLICY_BY_CLASS[klass] if raised_by else own_policy)"),
                 ("import operator\n", "import operator\n\nfrom hitl_kit.vocabulary import Policy, "
                                       "Reversibility\n")), {}),
+        Mutant("policies-copied-into-a-lookup", "",
+               ((D1_BODY, '    return {a: pair[1] for a, pair in EMAIL_TABLE.items()}.get(action, '
+                          '"hard_gate")'),), {}),
+        Mutant("calendar-fully-and-contacts-logged", "",
+               (('"create_calendar_event": ("partially_reversible", "auto_with_logging")',
+                 '"create_calendar_event": ("fully_reversible", "auto_execute")'),
+                ('"add_contact": ("partially_reversible", "auto_with_logging")',
+                 '"add_contact": ("fully_reversible", "auto_execute")')), {}),
+        Mutant("walk-with-a-sentinel-and-ranks-by-dict", "",
+               (('''    for key in path.split("."):
+        if not isinstance(found, dict) or key not in found:
+            raise CannotTell(f"{field} is missing")
+        found = found[key]''', '''    missing = object()
+    for key in path.split("."):
+        found = found.get(key, missing) if isinstance(found, dict) else missing
+        if found is missing:
+            raise CannotTell(f"{field} is missing")'''),
+                ("    rank = CLASS_ORDER.index\n",
+                 "    rank = {k: i for i, k in enumerate(CLASS_ORDER)}.__getitem__\n")), {}),
+        Mutant("collect-then-take-the-highest", "",
+               (('''        if holds:
+            raised_by.append(rule)
+            klass = max(klass, raise_to, key=rank)
+    return (POLICY_BY_CLASS[klass] if raised_by else own_policy), raised_by''',
+                 '''        if holds:
+            raised_by.append((rule, raise_to))
+    if not raised_by:
+        return own_policy, []
+    top = max((to for _, to in raised_by), key=rank)
+    return POLICY_BY_CLASS[top], [rule for rule, _ in raised_by]'''),), {}),
         Mutant("a-second-lower-rule-for-delete", "",
                (('    ("set_rule", "args.action", "==", "delete", "irreversible_high"),',
                  '    ("set_rule", "args.action", "==", "delete", "irreversible_low"),\n'
