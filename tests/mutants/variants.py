@@ -98,6 +98,25 @@ VARIANTS = {
                {}),
         Mutant("review-returns-the-answer-by-name", "",
                ((D2_RETURN, '    answer = decision\n    return {"decision": answer}'),), {}),
+        Mutant("review-asks-first-then-auto-approves-with-a-reason", "",
+               (('''    call = state.get("call")
+    if call is None or not needs_approval(call["name"]):
+        return {"decision": {"decision": "auto-approved", "approver": "auto"}}''',
+                 '''    call = state.get("call")
+    if call is not None and needs_approval(call["name"]):
+        return {"decision": interrupt({"action": call["name"], "args": call["args"],
+                                       "task": state["task"]})}
+    return {"decision": {"decision": "auto-approved", "approver": "auto",
+                         "reason": "no call, or a read"}}'''),), {}),
+        Mutant("payload-as-a-list-of-calls", "",
+               (('''    decision = interrupt({
+        "task": state["task"],
+        "action": call["name"],
+        "args": call["args"],
+        "message": "This call changes customer data. Approve or reject?",
+    })''', '''    decision = interrupt([{"tool": call["name"], "arguments": call["args"]}])'''),), {}),
+        Mutant("review-copies-the-answer", "",
+               ((D2_RETURN, '    return {"decision": dict(decision)}'),), {}),
         Mutant("graph-built-with-a-sequence", "",
                (('''    builder.add_edge(START, "plan")
     builder.add_edge("plan", "review")
@@ -127,6 +146,34 @@ VARIANTS = {
                      "reversibility_class, approver_id, decision, outcome, proposed_at, "
                      "executed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                      tuple(row[c] for c in ("timestamp", *ENTRY_FIELDS)))'''),), {}),
+        Mutant("fail-in-before-triggers-without-strict", "",
+               (("RAISE(ABORT, 'audit_log is append-only: rows cannot be updated')",
+                 "RAISE(FAIL, 'audit_log is append-only: rows cannot be updated')"),
+                ("RAISE(ABORT, 'audit_log is append-only: rows cannot be deleted')",
+                 "RAISE(FAIL, 'audit_log is append-only: rows cannot be deleted')"),
+                (") STRICT;", ");")), {}),
+        Mutant("missing-keys-by-set-difference-and-commit", "",
+               (('''    missing = [field for field in ENTRY_FIELDS if field not in entry]
+    if missing:
+        raise ValueError(f"entry has no {', '.join(missing)}")''',
+                 '''    missing = sorted(set(ENTRY_FIELDS) - entry.keys())
+    if missing:
+        raise KeyError(f"log_action: the entry lacks {missing}")'''),
+                ('json.dumps(row["parameters"], sort_keys=True)',
+                 'json.dumps(row["parameters"], separators=(",", ":"), ensure_ascii=False)'),
+                (D3_INSERT, '''    conn.execute(f"INSERT INTO audit_log ({columns}) VALUES ({placeholders})", row)
+    conn.commit()''')), {}),
+        Mutant("timestamps-from-epoch-seconds", "",
+               (("    return moment.astimezone(UTC).isoformat()",
+                 "    return datetime.fromtimestamp(moment.timestamp(), tz=UTC).isoformat()"),
+                ('row["timestamp"] = datetime.now(UTC).isoformat()',
+                 'row["timestamp"] = datetime.fromtimestamp(__import__("time").time(), UTC)'
+                 '.isoformat(timespec="milliseconds")')), {}),
+        Mutant("autoincrement-id-and-its-guard", "",
+               (("    seq                 INTEGER PRIMARY KEY,  -- the order the rows were written "
+                 "in\n", "    id                  INTEGER PRIMARY KEY AUTOINCREMENT,\n"),
+                ("WHEN EXISTS (SELECT 1 FROM audit_log WHERE seq = NEW.seq)",
+                 "WHEN NEW.id IN (SELECT id FROM audit_log)")), {}),
         Mutant("raise-rollback-triggers", "",
                (("RAISE(ABORT, 'audit_log is append-only: rows cannot be updated')",
                  "RAISE(ROLLBACK, 'audit_log is append-only: rows cannot be updated')"),), {}),

@@ -212,6 +212,15 @@ def _schema_db(ns: dict) -> _Probe:
                         ".executescript(SCHEMA) shows the same error.") from None
     probe = sqlite3.connect(uri, uri=True, factory=_Probe)
     probe.creator = creator
+    if TABLE in _temporary(probe, "table") and not probe.execute(
+            f"PRAGMA table_info({TABLE})").fetchall():
+        probe.close()
+        raise Flaw(f"{TABLE} is a TEMP table: it exists only on the connection that ran SCHEMA",
+                   tried="SCHEMA run on one connection, then audit_log used from another",
+                   got=f"no table named {TABLE} on the second connection",
+                   expected=f"{TABLE} for every connection, and kept after they close",
+                   hint="CREATE TABLE, not CREATE TEMP TABLE: a temporary table is private to "
+                        "its connection and vanishes with it.")
     return probe
 
 
@@ -224,13 +233,6 @@ def _temporary(conn: sqlite3.Connection, kind: str) -> list[str]:
 
 def _declared_types(conn: sqlite3.Connection) -> dict[str, str]:
     found = conn.execute(f"PRAGMA table_info({TABLE})").fetchall()
-    if not found and TABLE in _temporary(conn, "table"):
-        raise Flaw(f"{TABLE} is a TEMP table: it exists only on the connection that ran SCHEMA",
-                   tried="SCHEMA run on one connection, then audit_log read from another",
-                   got=f"no table named {TABLE} on the second connection",
-                   expected=f"{TABLE} for every connection, and kept after they close",
-                   hint="CREATE TABLE, not CREATE TEMP TABLE: a temporary table is private to "
-                        "its connection and vanishes with it.")
     if not found:
         raise Flaw(f"SCHEMA creates no table named {TABLE}",
                    hint=f"CREATE TABLE {TABLE} (...): the name the agent and the checks use.")
