@@ -201,17 +201,11 @@ MUTANTS += [
            {QUIET: "waits forever", IN_TIME: "waits forever", RACE: "waits forever"}),
     # -- part A: time ------------------------------------------------------------------------------
     Mutant("timer-started-before-the-object-is-ready", "a 0 s timer fires before the lock exists",
-           ((TIMER + "\n", ""), (INIT_REST, INIT_REST + TIMER + "\n"),
-            ('        self.config = {"configurable": {"thread_id": thread_id}}\n',
-             '        self.config = {"configurable": {"thread_id": thread_id}}\n' + TIMER
-             + "\n")),
+           ((TIMER + "\n", ""), (INIT_REST, TIMER + "\n" + INIT_REST)),
            {QUIET: "__init__ had not finished"}, subtle=True),
     Mutant("a-due-deadline-refused", "a deadline of 0 s raises, and the thread waits forever",
-           (("        self.app = app\n        self.config = {\"configurable\": {\"thread_id\": "
-             "thread_id}}\n        self.seconds",
-             "        if seconds <= 0:\n            raise ValueError(f\"the deadline must be in "
-             "the future, not {seconds} s\")\n        self.app = app\n        self.config = "
-             "{\"configurable\": {\"thread_id\": thread_id}}\n        self.seconds"),),
+           ((INIT_REST, "        if seconds <= 0:\n            raise ValueError(f\"the deadline "
+                        "must be in the future, not {seconds} s\")\n" + INIT_REST),),
            {QUIET: "makes TimedApproval fail"}, subtle=True),
     Mutant("deadline-on-the-local-clock", "due is UTC, the check is local time: never, west of UTC",
            ((TIMER, '''        self.due = datetime.utcnow() + timedelta(seconds=seconds)

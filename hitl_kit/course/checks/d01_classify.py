@@ -620,15 +620,21 @@ def _threshold_values(op: str) -> list[tuple[object, list]]:
 
 def _threshold_calls(rows: dict) -> list[Call]:
     """One rule per call, for each action below the top raised to the next class and to the
-    top, over a field of args, of target and nested in target, two and three keys deep."""
+    top, over a field of args, of target and nested in target, two and three keys deep: every
+    value over the first three fields for the first action of each class; at, under and over
+    one threshold for the rest (every row and every depth is judged; the grid is what costs)."""
     calls = []
+    classes_seen: set[str] = set()
     for action in _subjects(rows):
         above = _above(rows, action)
+        first = rows[action][0] not in classes_seen
+        classes_seen.add(rows[action][0])
         for raise_to in dict.fromkeys((above[0], above[-1])):
             for field in FIELDS:
+                full = first and field != FIELDS[-1]
                 for op in OPERATORS:
-                    for value, founds in _threshold_values(op):
-                        for found in founds:
+                    for value, founds in _threshold_values(op)[:None if full else 1]:
+                        for found in founds if full else founds[:3]:
                             args, target = _placed(field, found)
                             rule = (action, field, op, value, raise_to)
                             calls.append(Call(action, args, target, (rule,), kind=field))

@@ -495,7 +495,8 @@ def _resume_counting(run: _Run, answer, thread: str, label: str) -> Flaw | None:
 def only_an_approval_runs_the_call(ns: dict) -> None:
     run = _Run(ns)
     for number, ((task, tool, _), (what, answer)) in enumerate(
-            (call, answer) for call in (DELETE_4, UPDATE_2) for answer in NOT_APPROVALS):
+            [(DELETE_4, answer) for answer in NOT_APPROVALS]
+            + [(UPDATE_2, answer) for answer in NOT_APPROVALS[:2] + NOT_APPROVALS[-1:]]):
         thread = f"answer-{number}"
         run.pause(task, tool, thread)
         before, calls = _snapshot(run.world), run.world.calls[tool]

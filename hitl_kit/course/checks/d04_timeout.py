@@ -274,9 +274,16 @@ def _stuck_flaw(exc: BaseException, label: str) -> Flaw:
 
 def _wait_rows(probe: _Probe, thread_id: str, count: int, seconds: float,
                hopeless=lambda: False) -> float:
-    """Wait until ``thread_id`` has ``count`` log rows (or waiting is ``hopeless``)."""
+    """Wait until ``thread_id`` has ``count`` log rows (or waiting is ``hopeless``). Once the
+    learner's code has sent the resume, the graph is running: wait for it longer (a loaded
+    machine is slow), up to half of what is left of the check's time."""
     started = time.monotonic()
-    while (len(probe.rows(thread_id)) < count and time.monotonic() - started < seconds
+
+    def waiting() -> float:
+        sent = len(probe.app.sent_to(thread_id)) >= count
+        return max(seconds, time_left() * 0.5) if sent else seconds
+
+    while (len(probe.rows(thread_id)) < count and time.monotonic() - started < waiting()
            and not hopeless()):
         time.sleep(0.005)
     return time.monotonic() - started
@@ -378,9 +385,11 @@ class _TimerSpy:
                     "decide waits for a lock its own thread holds. Call decide without holding "
                     "the lock (or use an RLock).")
         if timer.error is not None:
-            made = learner_error(timer.error, "time_out(), called by the timer")
+            made = self.probe.error(timer.error, "time_out(), called by the timer")
             if isinstance(made, NotAttempted):
                 raise made
+            if made.flaw.startswith("the given"):
+                return f"{made.flaw}: {dict(made.evidence)['got']}", made.hint or ""
             if self.eager and isinstance(timer.error, AttributeError):
                 return (f"the timer fired at once and time_out raised {describe(timer.error)}: "
                         "__init__ had not finished setting up the object",
@@ -458,7 +467,8 @@ def _judge_timeout(probe: _Probe, thread_id: str, waited: float, seconds: float,
                     f"({what})")
             hint = LOCAL_CLOCK_HINT
         raise Flaw(f"nobody answered, and the thread is still paused after the {seconds:g} s "
-                   "deadline", tried=f"{tried}, then wait {waited:.1f} s", got=what,
+                   "deadline" if seconds > 0 else f"a deadline already due ({seconds:g} s) "
+                   "never timed out", tried=f"{tried}, then wait {waited:.1f} s", got=what,
                    expected=f"a rejection by {SYSTEM!r} after {max(seconds, 0):g} s", hint=hint)
     first = rows[0]
     if len(rows) > 1:
@@ -616,8 +626,11 @@ def _judge_first(probe: _Probe, thread_id: str, first: _Click, tried: str) -> No
 
 RACE_HINT = ("A flag alone is not enough: both threads can read 'not decided yet' before either "
              "sets it. Hold one threading.Lock around: check the flag, set it, resume.")
-# (the two callers, whether to preempt at every switch point or only run them one after another)
-PAIRS = ((CLICK, TIMEOUT, True), (CLICK, OTHER_CLICK, True), (CLICK, CLICK, False),
+# (the two callers, whether to preempt at every switch point or only run them one after another).
+# A click racing the timeout, preempted at every point of either, covers decide against decide
+# too when time_out goes through decide, and catches a time_out that skips the flag one after
+# the other; the other pairs vary who and in which order.
+PAIRS = ((CLICK, TIMEOUT, True), (CLICK, OTHER_CLICK, False), (CLICK, CLICK, False),
          (REJECT, TIMEOUT, False))
 
 
@@ -1055,7 +1068,12 @@ def _in_event_loop() -> bool:
 async def _wait_rows_async(probe: _Probe, thread_id: str, count: int, seconds: float,
                            hopeless=lambda: False) -> None:
     started = time.monotonic()
-    while (len(probe.rows(thread_id)) < count and time.monotonic() - started < seconds
+
+    def waiting() -> float:  # as _wait_rows: a resume sent is waited for longer
+        sent = len(probe.app.sent_to(thread_id)) >= count
+        return max(seconds, time_left() * 0.4) if sent else seconds
+
+    while (len(probe.rows(thread_id)) < count and time.monotonic() - started < waiting()
            and not hopeless()):
         await asyncio.sleep(0.005)
 

@@ -367,7 +367,7 @@ class LoopWatch:
     text). Time spent inside ``AppStandIn``'s own resume does not count."""
 
     HOLD_S = 0.05
-    EVERY_S = 0.002
+    EVERY_S = 0.004
 
     def __init__(self, own: Callable[[CodeType], bool], app: AppStandIn | None = None):
         self.own, self.app = own, app  # own: the learner's own code (not the drill's given code)
