@@ -277,7 +277,7 @@ MUTANTS += [
            {UNKNOWN: "behind a namespace"}, subtle=True),
     # -- part A: state kept between lookups --------------------------------------------------------
     Mutant("cache-under-a-folded-key", "a cache filled by read_inbox answers for READ_INBOX",
-           ((BODY, '''    key = action.casefold()  # cache: the agent asks about the same tools again and again
+           ((BODY, '''    key = action.casefold()  # cache: asked again and again
     if key not in _SEEN:
         _SEEN[key] = EMAIL_TABLE.get(action, (None, "hard_gate"))[1]
     return _SEEN[key]'''),
@@ -307,7 +307,7 @@ MUTANTS += [
            {UNKNOWN_CALL: "behind a namespace"}, subtle=True),
     # -- part B: fields and values -----------------------------------------------------------------
     Mutant("two-keys-at-most", "target.thread.sender.people is read two keys deep",
-           ((PATH_WALK, '''    for key in path.split(".")[:2]:  # args.<name> or target.<key>.<key>'''),),
+           ((PATH_WALK, '''    for key in path.split(".")[:2]:  # args.x or target.x.y'''),),
            {RAISE: "nested target field"}, subtle=True),
     Mutant("falsy-means-missing", "0 and '' are taken for a missing field",
            ((WALK, WALK + '''

@@ -163,7 +163,7 @@ MUTANTS += [
                      'str(decision.get("decision", "")).strip().lower()}}'),),
            {EXACT: "the answer was 'APPROVED'"}, subtle=True),
     Mutant("updates-approved-whatever-the-answer", "updates only tell the human, then run",
-           ((RETURN, '''    if call["name"] == "update_customer":  # low risk: the human is only informed
+           ((RETURN, '''    if call["name"] == "update_customer":  # low risk: just inform
         return {"decision": {**decision, "decision": "approved"}}
 ''' + RETURN),),
            {EXACT: "the answer was a rejection", WHOLE: "not kept as given"}, subtle=True),

@@ -146,8 +146,8 @@ INIT_REST = '''        self.seconds = seconds
 '''
 DOC = ('    """One paused thread, decided exactly once: by a person, or by the timer after '
        '`seconds`."""\n')
-ASYNC_DOC = ('    """The same approval in asyncio. Create it inside a running event loop (a cell is '
-             'one)."""\n')
+ASYNC_DOC = ('    """The same approval in asyncio. Create it inside a running event loop (a '
+             'cell is one)."""\n')
 ASYNC_INIT = '''        self.decided_by = None
         self.deadline = asyncio.get_running_loop().create_task(self._expire())'''
 
@@ -156,7 +156,8 @@ MUTANTS += [
     Mutant("same-approver-may-click-again", "ana's double click resumes the graph twice",
            (("            if self.decided_by is not None:\n                return False\n"
              "            self.decided_by = approver\n            self.timer",
-             "            if self.decided_by not in (None, approver):\n                return False\n"
+             "            if self.decided_by not in (None, approver):\n"
+             "                return False\n"
              "            self.decided_by = approver\n            self.timer"),),
            {IN_TIME: "was not refused", RACE: "both decided"}, subtle=True),
     Mutant("only-an-approval-closes-it", "after bo's rejection, ana's approval still runs it",
@@ -186,7 +187,8 @@ MUTANTS += [
             return True'''),),
            {RACE: "both decided"}, subtle=True, race=True),
     Mutant("answer-kept-on-self", "the other caller overwrites the answer before the resume",
-           ((LOCKED, '''        self.answer = {"decision": decision, "approver": approver, "reason": reason}
+           ((LOCKED, '''        self.answer = dict(decision=decision, approver=approver,
+                           reason=reason)
         with self._lock:
             if self.decided_by is not None:
                 return False
@@ -218,7 +220,7 @@ MUTANTS += [
             self.time_out()'''),
             ("from langgraph.types import Command\n",
              "from datetime import datetime, timedelta\n\nfrom langgraph.types import Command\n")),
-           {QUIET: "no timeout in this time zone"}, subtle=True),
+           {QUIET: "no timeout in this time zone"}, subtle=True, zone=True),
     # -- part A: lifetime and state shared between approvals ---------------------------------------
     Mutant("one-lock-for-every-approval", "bo's click waits while ana's approval runs the action",
            (("        self._lock = threading.Lock()\n", ""),
@@ -226,7 +228,8 @@ MUTANTS += [
            {SEVERAL: "waits for another approval's slow resume"}, subtle=True),
     Mutant("decided-threads-on-the-class", "the thread's next pause can never be decided",
            (("            self.decided_by = approver\n            self.timer",
-             "            if self.config[\"configurable\"][\"thread_id\"] in self.decided_threads:\n"
+             '            if self.config["configurable"]["thread_id"] in '
+             "self.decided_threads:\n"
              "                return False\n"
              "            self.decided_threads.add(self.config[\"configurable\"][\"thread_id\"])\n"
              "            self.decided_by = approver\n            self.timer"),
@@ -294,7 +297,7 @@ MUTANTS += [
             await asyncio.sleep(0.01)
         await self.time_out()'''),
             ("import asyncio\n", "import asyncio\nfrom datetime import datetime, timedelta\n")),
-           {A_QUIET: "the default came before the deadline"}, subtle=True),
+           {A_QUIET: "the default came before the deadline"}, subtle=True, zone=True),
     # -- part B: lifetime and shared state ---------------------------------------------------------
     Mutant("async-one-lock-for-every-approval", "bo waits while ana's approval resumes",
            ((ASYNC_CHECK_AND_SET, '''        async with AsyncTimedApproval.busy:

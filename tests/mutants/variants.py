@@ -114,7 +114,8 @@ VARIANTS = {
         "action": call["name"],
         "args": call["args"],
         "message": "This call changes customer data. Approve or reject?",
-    })''', '''    decision = interrupt([{"tool": call["name"], "arguments": call["args"]}])'''),), {}),
+    })''', '''    decision = interrupt([{"tool": call["name"], "arguments": call["args"]}])'''),),
+               {}),
         Mutant("review-copies-the-answer", "",
                ((D2_RETURN, '    return {"decision": dict(decision)}'),), {}),
         Mutant("graph-built-with-a-sequence", "",
@@ -132,7 +133,7 @@ VARIANTS = {
     "drill3": [
         Mutant("commit-instead-of-with", "",
                ((D3_INSERT, '    conn.execute(f"INSERT INTO audit_log ({columns}) VALUES '
-                            '({placeholders})", row)\n    conn.commit()'),), {}),
+                            '({placeholders})", row)\n    conn.commit()'),), {}, zone=True),
         Mutant("after-triggers-that-abort", "",
                (("BEFORE UPDATE ON audit_log", "AFTER UPDATE ON audit_log"),
                 ("BEFORE DELETE ON audit_log", "AFTER DELETE ON audit_log")), {}),
@@ -161,14 +162,15 @@ VARIANTS = {
         raise KeyError(f"log_action: the entry lacks {missing}")'''),
                 ('json.dumps(row["parameters"], sort_keys=True)',
                  'json.dumps(row["parameters"], separators=(",", ":"), ensure_ascii=False)'),
-                (D3_INSERT, '''    conn.execute(f"INSERT INTO audit_log ({columns}) VALUES ({placeholders})", row)
+                (D3_INSERT, '''    names = f"audit_log ({columns})"
+    conn.execute(f"INSERT INTO {names} VALUES ({placeholders})", row)
     conn.commit()''')), {}),
         Mutant("timestamps-from-epoch-seconds", "",
                (("    return moment.astimezone(UTC).isoformat()",
                  "    return datetime.fromtimestamp(moment.timestamp(), tz=UTC).isoformat()"),
                 ('row["timestamp"] = datetime.now(UTC).isoformat()',
                  'row["timestamp"] = datetime.fromtimestamp(__import__("time").time(), UTC)'
-                 '.isoformat(timespec="milliseconds")')), {}),
+                 '.isoformat(timespec="milliseconds")')), {}, zone=True),
         Mutant("autoincrement-id-and-its-guard", "",
                (("    seq                 INTEGER PRIMARY KEY,  -- the order the rows were written "
                  "in\n", "    id                  INTEGER PRIMARY KEY AUTOINCREMENT,\n"),
@@ -235,7 +237,7 @@ VARIANTS = {
                  "        self.deadline"),
                 ("        if self.deadline is not asyncio.current_task():  # don't cancel the "
                  "resume we are in\n            self.deadline.cancel()",
-                 "        self.answered.set()")), {}),
+                 "        self.answered.set()")), {}, zone=True),
         Mutant("rlock", "", (("self._lock = threading.Lock()", "self._lock = threading.RLock()"),),
                {}),
         Mutant("resume-outside-the-lock", "",
@@ -264,6 +266,6 @@ VARIANTS = {
                  "        self.deadline.add_done_callback(\n"
                  "            lambda t: t.cancelled() or asyncio.ensure_future(self.time_out()))"
                  ),),
-               {}),
+               {}, zone=True),
     ],
 }
