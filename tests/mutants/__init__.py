@@ -98,6 +98,9 @@ def run_mutant(key: str, mutant: Mutant | None) -> tuple[Report, list[str]]:
 
 
 SOLUTION = Mutant("solution", "the solution as it is", (), {})
+# The checks' deadline here: a verdict must not depend on the deadline, and many checks run at
+# once on a loaded machine, so the ceiling only catches hangs (a learner's check gets 7 s).
+HARNESS_TIMEOUT_S = 30.0
 
 
 def reports_here(key: str, mutants: list[Mutant],
@@ -109,7 +112,7 @@ def reports_here(key: str, mutants: list[Mutant],
     prepared = [(m.id, *namespace_of(key, m)) for m in mutants]
     drill.warm_up()  # once, before the threads below fork
     with ThreadPoolExecutor(max_workers=4) as pool:
-        reports = pool.map(lambda item: drill.run(item[1]), prepared)
+        reports = pool.map(lambda item: drill.run(item[1], timeout=HARNESS_TIMEOUT_S), prepared)
         return {mutant_id: (report, tuple(errors))
                 for (mutant_id, _, errors), report in zip(prepared, reports, strict=True)}
 

@@ -67,9 +67,9 @@ MESSAGES = {
         "Return the human's answer unchanged as the decision"),
     ("drill2", "rebuilds-the-answer"): (
         "the human's answer is not kept as given", "Return what interrupt() gave back as it is"),
-    ("drill2", "skips-when-state-has-a-decision"): (
-        "an approval leaks to the next task on the same thread",
-        "A thread's state keeps the last decision between tasks"),
+    ("drill2", "a-rejection-sticks-to-the-thread"): (
+        "after a rejection, the next task on the same thread does not ask",
+        "Every proposed call gets its own interrupt()"),
     ("drill2", "remembers-approvals-globally"): (
         "an approval given on one thread lets the same call run on another",
         "Don't remember approvals in a module-level dict or set"),
@@ -164,7 +164,8 @@ NAMED = {
                  "A deadline is a duration"),
     ("drill4", "timer-started-before-the-object-is-ready",
      "no answer within N seconds (or a deadline already due): rejected, logged as timed-out by "
-     "system"): ("a deadline already due (0 s) never timed out", "Start the timer last in __init__"),
+     "system"): ("a deadline already due (0 s) never timed out",
+                 "Start the timer last in __init__"),
     ("drill4", "async-blocking-invoke",
      "asyncio: no answer within N seconds (or a deadline already due): rejected by system"): (
         "your coroutine calls the graph's blocking invoke", "A coroutine must never wait"),

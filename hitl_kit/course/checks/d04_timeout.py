@@ -666,13 +666,13 @@ def _race(probe: _Probe, pair, first: int, preempt_at: int | None) -> int:
         for racer in racers:
             racer.start()
         for racer in racers:
-            racer.join(_patience(0.3))
+            racer.join(max(_patience(0.3), time_left() * 0.6))
     finally:
         probe.locks.interleaver = None
     schedule = _schedule_text(pair, first, interleaver)
     if any(racer.is_alive() for racer in racers):
         raise Flaw("two callers at the same instant: one of them never returned",
-                   tried=schedule, got=f"still running after {_patience(0.3):.1f} s",
+                   tried=schedule, got="still running when the check had to end",
                    expected="both return", hint=RACE_HINT)
     if errors:
         index, exc = errors[0]

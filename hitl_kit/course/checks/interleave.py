@@ -42,9 +42,10 @@ SWITCH_OPS = frozenset({
     "DELETE_ATTR", "DELETE_GLOBAL", "DELETE_SUBSCR", "DELETE_DEREF",
     "CALL", "CALL_FUNCTION_EX", "CALL_FUNCTION", "CALL_METHOD", "CALL_FUNCTION_KW",
 })
-GIVE_UP_S = 1.0  # a racer stopped somewhere no point can see (an Event.wait): then run freely
+GIVE_UP_S = 1.0  # the running racer used no CPU this long: it waits on something no point sees
 LOCK_WAIT_S = 1.0  # the longest a racer waits for a lock no racer holds, then it is Stuck
 THREAD_LOCK_WAIT_S = 3.0  # the same for any other thread (a timer's, the check's own)
+OTHER_RACER_S = 20.0  # a lock the other, running, racer holds: it will release it
 
 
 def switch_points(code: CodeType) -> frozenset[int]:
@@ -133,17 +134,16 @@ class Interleaver:
         self.cond.notify_all()
 
     def _wait_turn(self, me: int) -> None:
-        ends = time.monotonic() + GIVE_UP_S
+        progress = _Progress(self, me)
         while not self.free and self.current != me:
             if self.current is None and self._runnable(me):
                 self.current = me
                 break
-            left = ends - time.monotonic()
-            if left <= 0:  # the running racer waits on something no point sees
+            if progress.stalled():  # the running racer waits on something no point sees
                 self.free = True
                 self.cond.notify_all()
                 break
-            self.cond.wait(left)
+            self.cond.wait(0.05)
 
     # -- called by WatchedLock, in a racer's thread
     def before_wait(self, me: int, lock: WatchedLock) -> None:
@@ -168,6 +168,35 @@ class Interleaver:
 
     def owner_index(self, ident: int | None) -> int | None:
         return self._racers.get(ident) if ident is not None else None
+
+    def ident_of(self, index: int | None) -> int | None:
+        return next((ident for ident, i in self._racers.items() if i == index), None)
+
+
+class _Progress:
+    """Whether the racer whose turn it is has used no CPU for GIVE_UP_S (it waits on something
+    no switch point sees). On a loaded machine a running racer is slow, not stalled: its CPU time
+    still moves. Where a thread's CPU clock cannot be read, GIVE_UP_S of wall time decides."""
+
+    def __init__(self, interleaver: Interleaver, me: int):
+        self.interleaver, self.me = interleaver, me
+        self.since, self.seen = time.monotonic(), None
+
+    def stalled(self) -> bool:
+        used = _cpu_of(self.interleaver.ident_of(self.interleaver.current))
+        now = time.monotonic()
+        if used is not None and used != self.seen:
+            self.since, self.seen = now, used
+        return now - self.since > GIVE_UP_S
+
+
+def _cpu_of(ident: int | None) -> float | None:
+    if ident is None or not hasattr(time, "pthread_getcpuclockid"):
+        return None
+    try:
+        return time.clock_gettime(time.pthread_getcpuclockid(ident))
+    except (OSError, OverflowError):
+        return None
 
 
 class LockSpy:
@@ -259,7 +288,8 @@ class WatchedLock:
         try:
             if me is not None:
                 interleaver.before_wait(me, self)
-            bound = LOCK_WAIT_S if me is not None else THREAD_LOCK_WAIT_S
+            bound = (THREAD_LOCK_WAIT_S if me is None else OTHER_RACER_S
+                     if self.owner_racer(interleaver) == 1 - me else LOCK_WAIT_S)
             got = self._lock.acquire(True, bound if timeout < 0 else min(timeout, bound))
             if not got and timeout < 0:
                 raise Stuck(f"it waits for a {self.kind} that nobody releases")
