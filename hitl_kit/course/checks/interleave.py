@@ -42,17 +42,26 @@ SWITCH_OPS = frozenset({
     "DELETE_ATTR", "DELETE_GLOBAL", "DELETE_SUBSCR", "DELETE_DEREF",
     "CALL", "CALL_FUNCTION_EX", "CALL_FUNCTION", "CALL_METHOD", "CALL_FUNCTION_KW",
 })
+# Opcodes that read or write what another thread can see (the rest only touch locals): two switch
+# points with none of these between them give the other racer the same state, so only the
+# first of them counts.
+SHARED_OPS = SWITCH_OPS | frozenset({
+    "LOAD_ATTR", "LOAD_METHOD", "LOAD_GLOBAL", "LOAD_DEREF", "LOAD_CLASSDEREF", "LOAD_NAME",
+    "BINARY_SUBSCR", "BEFORE_WITH", "FOR_ITER", "GET_ITER",
+})
 GIVE_UP_S = 1.0  # the running racer used no CPU this long: it waits on something no point sees
 LOCK_WAIT_S = 1.0  # the longest a racer waits for a lock no racer holds, then it is Stuck
 THREAD_LOCK_WAIT_S = 3.0  # the same for any other thread (a timer's, the check's own)
 OTHER_RACER_S = 20.0  # a lock the other, running, racer holds: it will release it
 
 
-def switch_points(code: CodeType) -> frozenset[int]:
-    """Offsets of ``code``'s instructions that are switch points."""
+def switch_points(code: CodeType) -> tuple[frozenset[int], frozenset[int]]:
+    """Offsets of ``code``'s instructions that are switch points, and of those that touch
+    shared state."""
+    instructions = list(dis.get_instructions(code))
     starts = {offset for offset, _ in dis.findlinestarts(code)}
-    return frozenset(starts | {i.offset for i in dis.get_instructions(code)
-                               if i.opname in SWITCH_OPS})
+    return (frozenset(starts | {i.offset for i in instructions if i.opname in SWITCH_OPS}),
+            frozenset(i.offset for i in instructions if i.opname in SHARED_OPS))
 
 
 class Stuck(BaseException):  # not an Exception: the learner's `except Exception` can't eat it
@@ -70,13 +79,14 @@ class Interleaver:
         self.cond = threading.Condition()
         self.current: int | None = first
         self.points = [0, 0]
+        self.touched = [True, True]  # shared state touched since the racer's last point
         self.done = [False, False]
         self.waiting_for: list[WatchedLock | None] = [None, None]
         self.preempted = False
         self.preempted_at: tuple[str, int] | None = None  # (function, line) where it happened
         self.free = False  # control was given up: every racer runs as the machine likes
         self._racers: dict[int, int] = {}
-        self._points: dict[CodeType, frozenset[int]] = {}
+        self._points: dict[CodeType, tuple | None] = {}  # None: not the learner's code
 
     def me(self) -> int | None:
         return self._racers.get(threading.get_ident())
@@ -96,19 +106,23 @@ class Interleaver:
                 self._hand_over(index)
 
     def _tracer(self, frame, event, arg):
-        if event != "call" or not self.traced(frame.f_code):
-            return None
         code = frame.f_code
-        points = self._points.get(code)
-        if points is None:
-            points = self._points[code] = switch_points(code)
+        points = self._points.get(code, False)  # called on every call of every function
+        if points is False:
+            points = self._points[code] = switch_points(code) if self.traced(code) else None
+        if points is None or event != "call":
+            return None
         frame.f_trace_opcodes = True
         frame.f_trace_lines = False
         me = self.me()
+        switches, shared = points
 
         def local(frame, event, arg):
-            if event == "opcode" and frame.f_lasti in points:
-                self.point(me, frame)
+            if event == "opcode":
+                if frame.f_lasti in switches and self.touched[me]:
+                    self.point(me, frame)
+                if frame.f_lasti in shared:
+                    self.touched[me] = True
             return local
 
         return local
@@ -117,6 +131,7 @@ class Interleaver:
         with self.cond:
             if self.free:
                 return
+            self.touched[me] = False
             self.points[me] += 1
             if not self.preempted and me == self.first and self.points[me] == self.preempt_at:
                 self.preempted = True
@@ -170,7 +185,7 @@ class Interleaver:
         return self._racers.get(ident) if ident is not None else None
 
     def ident_of(self, index: int | None) -> int | None:
-        return next((ident for ident, i in self._racers.items() if i == index), None)
+        return next((ident for ident, i in list(self._racers.items()) if i == index), None)
 
 
 class _Progress:
