@@ -36,6 +36,7 @@ import contextlib
 import difflib
 import dis
 import faulthandler
+import gc
 import inspect
 import io
 import json
@@ -528,8 +529,12 @@ def _run_forked(checks: list[Check], namespace: dict, timeout: float) -> list[tu
     learner_files_of(namespace)
     children = []
     try:
-        for chk in checks:
-            children.append(_fork(chk, namespace, timeout))
+        gc.freeze()  # the children's collector then leaves the parent's objects (and pages) alone
+        try:
+            for chk in checks:
+                children.append(_fork(chk, namespace, timeout))
+        finally:
+            gc.unfreeze()
         outputs = _collect(children, timeout + KILL_GRACE_S)
     finally:
         for pid, _ in children:
