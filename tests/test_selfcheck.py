@@ -207,7 +207,8 @@ def cli(capsys):
 def test_cli_check_solution_exits_zero():
     result = run_cli("check", str(SOLUTION_1))
     assert result.returncode == 0, result.stdout + result.stderr
-    assert f"CORRECT ({len(get_drill('drill1').checks)}/{len(get_drill('drill1').checks)} checks pass)" in result.stdout
+    checks = len(get_drill("drill1").checks)
+    assert f"CORRECT ({checks}/{checks} checks pass)" in result.stdout
 
 
 def test_cli_check_pristine_drill_exits_nonzero_not_attempted(tmp_path):
@@ -403,3 +404,35 @@ def test_check_notebook_from_inside_a_running_event_loop(tmp_path):
     assert (solved, pristine) == (CORRECT, NOT_ATTEMPTED)
     assert errors == ["code cell 3 did not finish within 0.5 s (in `<module>`, line 2: while not "
                       "STOP:); the cells after it were not run"]
+
+
+# -- a renamed entry point is named, a given name never is -----------------------------------------
+
+@pytest.mark.parametrize("drill", DRILLS, ids=lambda d: d.key)
+def test_every_name_a_pristine_drill_defines_is_known_to_its_checks(drill, tmp_path):
+    """The checks tell a renamed answer from the drill's own names by a list (NAMES); a name the
+    notebook defines that the list lacks could be taken for the learner's renamed function."""
+    import importlib
+
+    from hitl_kit.course.checks import DRILL_MODULES
+
+    namespace, errors = run_notebook_cells(committed_copy(drill.drill_path, tmp_path))
+    defined = {name for name in namespace if not name.startswith("_")}
+    known = set(importlib.import_module(DRILL_MODULES[drill.key]).NAMES)
+    modules = {name for name in defined if type(namespace[name]).__name__ == "module"}
+    assert defined - modules - known == set()
+
+
+def test_a_stub_left_beside_its_renamed_version_is_named():
+    from .mutants import namespace_of
+
+    namespace, _ = namespace_of("drill2", None)
+    namespace["make_review"] = namespace["review"]
+    run_cells(code_of_cells([(9, "def review(state):\n    raise NotImplementedError\n")],
+                            "renamed.ipynb"), namespace)
+    report = get_drill("drill2").run(namespace)
+    failed = [r for r in report.results if r.status == FAIL]
+    assert failed and all(r.message.splitlines()[0] == (
+        "your notebook defines `make_review`, but `review`, the one the check calls, is still "
+        "the stub") for r in failed), str(report)
+    assert report.status == INCORRECT

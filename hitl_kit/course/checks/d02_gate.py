@@ -72,7 +72,7 @@ AUTO = {"decision": Verdict.AUTO_APPROVED.value, "approver": Approver.AUTO.value
 NAMES = ("needs_approval", "review", "build_gated_agent", "State", "make_plan", "make_execute",
          "rubber_stamp", "build_ungated_agent", "CUSTOMER_TOOLS", "World", "world",
          "get_chat_model", "ungated", "gated", "config", "paused", "final", "MemorySaver",
-         "StateGraph", "Command", "interrupt", "HumanMessage", "TypedDict")
+         "StateGraph", "START", "END", "Command", "interrupt", "HumanMessage", "TypedDict")
 GIVEN_FUNCTIONS = ("make_plan", "make_execute", "plan", "execute", "rubber_stamp",
                    "build_ungated_agent")
 

@@ -46,7 +46,8 @@ from hitl_kit.vocabulary import Execution, Reversibility, Verdict
 
 TABLE = "audit_log"
 # The names the drill asks for, and those its notebook gives (a renamed answer is told apart).
-NAMES = ("SCHEMA", "log_action", "ENTRY_FIELDS", "example_entries", "approved", "rejected")
+NAMES = ("SCHEMA", "log_action", "ENTRY_FIELDS", "example_entries", "approved", "rejected",
+         "datetime", "UTC")
 # The keys of the entry log_action receives; each one is also a column.
 ENTRY_FIELDS = (
     "session_id", "action_type", "parameters", "reversibility_class", "approver_id",

@@ -78,7 +78,8 @@ TIMED_OUT = Verdict.TIMED_OUT.value
 SYSTEM = Approver.SYSTEM.value
 # The names the drill asks for, and those its notebook gives.
 NAMES = ("TimedApproval", "AsyncTimedApproval", "make_example", "pause", "Example", "State",
-         "Command", "interrupt", "InMemorySaver", "StateGraph", "TypedDict", "example",
+         "Command", "interrupt", "InMemorySaver", "StateGraph", "START", "END", "TypedDict",
+         "example",
          "approval", "quiet", "answered")
 GIVEN_FUNCTIONS = ("make_example", "gate", "execute", "pause")  # given code, not the learner's
 _by_hand = contextvars.ContextVar("time_out called by the check itself", default=False)
