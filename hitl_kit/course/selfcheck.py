@@ -62,7 +62,8 @@ SOLUTION_TAG = "solution"  # cell tag of the cells ``Drill.solution()`` shows
 PASS, FAIL, NOT_ATTEMPTED = "pass", "fail", "not attempted"
 CORRECT, INCORRECT = "correct", "incorrect"
 
-# A verdict, hang or deadlock included, comes within VERDICT_S of asking for it. The checks run
+# A verdict, hang or deadlock included, comes within VERDICT_S of asking for it (once the drill's
+# libraries are imported, which ``Drill.warm_up`` does first, once per process). The checks run
 # side by side (each in a child process), so the deadline that counts is one check's, not a sum:
 # a child stops itself at its deadline (and names where it hung); one still silent KILL_GRACE_S
 # later is killed. From the shell the notebook's cells run first, within CELLS_BUDGET_S together,
@@ -239,11 +240,11 @@ class Drill:
     def check_notebook(self, path: str | Path) -> Report:
         """Run a saved notebook's code cells in a fresh namespace, then every check."""
         path = Path(path)
+        self.warm_up()  # the libraries imported first: a cell's deadline is for the learner's code
         started = time.monotonic()
         with _threads_quiet():  # a timer the cells started may fail later: no traceback for it
             namespace, errors = run_notebook_cells(path)  # CheckError if it is not a notebook
             saved_at = path.stat().st_mtime
-            self.warm_up()
             left = VERDICT_S - KILL_GRACE_S - (time.monotonic() - started)
             report = self.run(namespace, errors,
                               timeout=max(MIN_CHECK_S, min(CHECK_TIMEOUT_S, left)))

@@ -26,8 +26,15 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
+
+try:
+    import fcntl
+except ImportError:  # Windows: each test process runs the worker itself
+    fcntl = None
 
 from hitl_kit.course.checks import get_drill
 from hitl_kit.course.selfcheck import (
@@ -44,6 +51,10 @@ from hitl_kit.course.selfcheck import (
 DEMO_TAG = "demo"  # cells that only show the drill working; the checks never need them
 DRILL_KEYS = ("drill1", "drill2", "drill3", "drill4")
 RACE_RUNS = 20
+# The checks' and the cells' deadline here: a verdict must not depend on the deadline, and many
+# checks run at once on a loaded machine, so the ceiling only catches hangs (a learner's check
+# gets CHECK_TIMEOUT_S, a cell CELL_TIMEOUT_S).
+HARNESS_TIMEOUT_S = 30.0
 FAR_ZONE = "Pacific/Kiritimati"  # UTC+14: as far from UTC as a machine's clock is set
 
 
@@ -87,7 +98,7 @@ def namespace_of(key: str, mutant: Mutant | None) -> tuple[dict, list[str]]:
     namespace: dict = {"__name__": "__drill__"}
     cells = mutated_cells(key, mutant.edits if mutant else ())
     errors = run_cells(code_of_cells(cells, f"{key}-{mutant.id if mutant else 'solution'}"),
-                       namespace)
+                       namespace, timeout=HARNESS_TIMEOUT_S)
     return namespace, errors
 
 
@@ -98,9 +109,6 @@ def run_mutant(key: str, mutant: Mutant | None) -> tuple[Report, list[str]]:
 
 
 SOLUTION = Mutant("solution", "the solution as it is", (), {})
-# The checks' deadline here: a verdict must not depend on the deadline, and many checks run at
-# once on a loaded machine, so the ceiling only catches hangs (a learner's check gets 7 s).
-HARNESS_TIMEOUT_S = 30.0
 
 
 def reports_here(key: str, mutants: list[Mutant],
@@ -109,8 +117,8 @@ def reports_here(key: str, mutants: list[Mutant],
     the checks of several mutants run at once (their children mostly wait on short deadlines).
     ``drill``: other checks than the drill's own (its race check, repeated)."""
     drill = drill or get_drill(key)
+    drill.warm_up()  # once, before the cells import the same libraries, and before any fork
     prepared = [(m.id, *namespace_of(key, m)) for m in mutants]
-    drill.warm_up()  # once, before the threads below fork
     with ThreadPoolExecutor(max_workers=4) as pool:
         reports = pool.map(lambda item: drill.run(item[1], timeout=HARNESS_TIMEOUT_S), prepared)
         return {mutant_id: (report, tuple(errors))
@@ -130,6 +138,22 @@ def race_runs_here(key: str) -> dict[str, tuple[Report, tuple[str, ...]]]:
 
 @functools.cache
 def _from_the_worker(run: str = "all") -> dict:
+    """The worker's JSON for ``run``. Under pytest-xdist the test files that need the same run
+    may be on different xdist workers: the first computes it, the others wait and read it."""
+    shared = os.environ.get("PYTEST_XDIST_TESTRUNUID")
+    if shared is None or fcntl is None:
+        return _run_the_worker(run)
+    path = Path(tempfile.gettempdir()) / f"hitl-kit-mutants-{shared}-{run}.json"
+    with open(path.with_suffix(".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if path.exists():
+            return json.loads(path.read_text(encoding="utf-8"))
+        found = _run_the_worker(run)
+        path.write_text(json.dumps(found), encoding="utf-8")
+        return found
+
+
+def _run_the_worker(run: str) -> dict:
     env = {**os.environ, "TZ": FAR_ZONE} if run == "zone" else None
     done = subprocess.run([sys.executable, "-m", "tests.mutants.worker", run], cwd=ROOT,
                           capture_output=True, text=True, timeout=600, env=env)

@@ -1098,9 +1098,17 @@ IMPACT_CHECKS = [
           "any rule is read."),
 ]
 
+def _warm_up() -> None:
+    """Import what the drill's first cell uses (the demo world's tools) before its clock starts."""
+    from hitl_kit.world import World
+
+    World().tools(list(EMAIL_ACTIONS))
+
+
 DRILL = Drill(
     key="drill1",
     title="Drill 1: classify the email assistant's actions",
     notebook="01_classify_email_actions.ipynb",
     checks=CHECKS + IMPACT_CHECKS,
+    prepare=_warm_up,
 )
