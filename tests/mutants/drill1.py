@@ -339,3 +339,10 @@ def _decide(action, args, target, rules):
             (SIGNATURE, "_MEMO = {}\n\n\n" + SIGNATURE)),
            {RAISE: "not read from target"}, subtle=True),
 ]
+MUTANTS += [
+    Mutant("raised-by-in-a-default-list", "the list of reasons outlives the call it was made for",
+           ((SIGNATURE, '''def policy_for_call(action: str, args: dict, target: dict | None,
+                    rules: list, raised_by: list = []) -> tuple[str, list]:'''),
+            ("    klass, raised_by = base, []", "    klass = base")),
+           {EXPLAINS: "names a rule more than once"}, subtle=True),
+]

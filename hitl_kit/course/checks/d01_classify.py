@@ -989,7 +989,10 @@ def raised_by_names_the_rules(ns: dict) -> None:
                             "each is a reason the approver should see.")
         if Counter(map(repr, got)) != Counter(map(repr, expected)):
             raise Flaw("raised_by names a rule more than once", **evidence,
-                       hint="Add each rule that counts once, as you go through the rules.")
+                       hint="Add each rule that counts once, as you go through the rules, to a "
+                            "list made for this call: a default argument (raised_by=[]) or a "
+                            "module-level list is shared by every call and keeps the last "
+                            "call's rules.")
 
 
 # -- part B, the function: unknown actions ---------------------------------------------------------
