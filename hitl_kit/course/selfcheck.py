@@ -775,7 +775,7 @@ def run_cells(compiled: list[tuple[int, object]], namespace: dict,
     loop (a kernel's cell calling this, say) they run on a thread of their own instead.
     """
     errors: list[str] = []
-    if threading.current_thread() is threading.main_thread() and not _loop_running():
+    if threading.current_thread() is threading.main_thread() and not in_event_loop():
         _run_cells_here(compiled, namespace, timeout, budget, errors, {})
         return errors
     return _run_cells_on_a_thread(compiled, namespace, timeout, budget, errors)
@@ -835,7 +835,8 @@ def _run_cells_on_a_thread(compiled, namespace: dict, timeout: float, budget: fl
     return errors
 
 
-def _loop_running() -> bool:
+def in_event_loop() -> bool:
+    """Whether this thread runs an event loop right now."""
     try:
         asyncio.get_running_loop()
     except RuntimeError:

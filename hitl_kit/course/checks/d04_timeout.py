@@ -58,6 +58,7 @@ from hitl_kit.course.selfcheck import (
     Flaw,
     NotAttempted,
     describe,
+    in_event_loop,
     is_learner_file,
     is_stub,
     learner_error,
@@ -565,16 +566,7 @@ def answer_in_time_wins_and_timer_never_fires(ns: dict) -> None:
             _judge_first(probe, thread_id, first, tried)
             for later in LATER:
                 again = _attempt(probe, f"{later.name} after {first.name}", later.call, approval)
-                rows = probe.rows(thread_id)
-                if again is not False or len(rows) != 1:
-                    raise Flaw("a decision after the first one was not refused",
-                               tried=f"{first.name}, then {later.name}",
-                               got=f"the second returned {again!r}; log: {_decided(rows)}",
-                               expected="False, and nothing more happens",
-                               hint="Once decided, decide() returns False without resuming "
-                                    "anything, whoever calls and whatever they decide: the same "
-                                    "approver clicking again, another approver, a rejection "
-                                    "after an approval or the reverse, the late timer.")
+                _refused(probe, thread_id, f"{first.name}, then {later.name}", again)
         # the timers a correct answer cancelled are settled at once; others fire after the
         # deadline (a deadline kept some other way than threading.Timer: wait it out)
         _until(lambda: spy.timers and spy.settled(), _patience(0.3))
@@ -587,6 +579,19 @@ def answer_in_time_wins_and_timer_never_fires(ns: dict) -> None:
                    expected="the timer cancelled: it never fires",
                    hint="Cancel the timer in decide(): self.timer.cancel(). A timer left running "
                         "fires later, when a decision may be about something else.")
+
+
+def _refused(probe: _Probe, thread_id: str, tried: str, again) -> None:
+    """A call after the first decision must return False and change nothing."""
+    rows = probe.rows(thread_id)
+    if again is not False or len(rows) != 1:
+        raise Flaw("a decision after the first one was not refused", tried=tried,
+                   got=f"the second returned {again!r}; log: {_decided(rows)}",
+                   expected="False, and nothing more happens",
+                   hint="Once decided, decide() returns False without resuming anything, whoever "
+                        "calls and whatever they decide: the same approver clicking again, "
+                        "another approver, a rejection after an approval or the reverse, the "
+                        "late timer.")
 
 
 def _attempt(probe: _Probe, label: str, call, approval):
@@ -1032,7 +1037,7 @@ class _SleepSpy:
             return await real_async(delay, result)
 
         def blocking_sleep(seconds):
-            if _in_event_loop() and is_learner_file(sys._getframe(1).f_code.co_filename):
+            if in_event_loop() and is_learner_file(sys._getframe(1).f_code.co_filename):
                 spy.blocking.append(seconds)
                 return None
             return real_blocking(seconds)
@@ -1054,14 +1059,6 @@ class _SleepSpy:
                 "After the sleep, await self.time_out(), and in decide await the resume (await "
                 "self.app.ainvoke(...): without await nothing runs). decide must not cancel the "
                 "task it runs in (asyncio.current_task()), or the resume is cancelled with it.")
-
-
-def _in_event_loop() -> bool:
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return False
-    return True
 
 
 async def _wait_rows_async(probe: _Probe, thread_id: str, count: int, seconds: float,
@@ -1150,14 +1147,7 @@ def async_answer_in_time_wins(ns: dict) -> None:
             for later in LATER:
                 again = await _acall(probe, later, approval,
                                      f"await {later.name} after {first.name}")
-                rows = probe.rows(thread_id)
-                if again is not False or len(rows) != 1:
-                    raise Flaw("a decision after the first one was not refused",
-                               tried=f"await {first.name}, then await {later.name}",
-                               got=f"the second returned {again!r}; log: {_decided(rows)}",
-                               expected="False, and nothing more happens",
-                               hint="Once decided, decide() returns False without resuming "
-                                    "anything, whoever calls and whatever they decide.")
+                _refused(probe, thread_id, f"await {first.name}, then await {later.name}", again)
         await asyncio.sleep(deadline * 1.5)
 
     _in_new_loop(probe, run, tried)

@@ -33,7 +33,7 @@ import time
 from collections.abc import Callable, Iterable
 from types import CodeType
 
-from hitl_kit.course.selfcheck import is_learner_file
+from hitl_kit.course.selfcheck import in_event_loop, is_learner_file
 
 # Opcodes (Python 3.11 and later) before which another thread may change what the learner's code
 # reads or writes: stores and deletes of shared things, and calls (a call can do anything).
@@ -501,7 +501,7 @@ class AppStandIn:
 
     def invoke(self, value, config=None, **kwargs):
         thread_id = self._record(value, config)
-        if _in_event_loop():
+        if in_event_loop():
             self.blocking.append("self.app.invoke(...), the graph's blocking resume")
         held = self._held.get(thread_id)
         if held is not None:
@@ -522,11 +522,3 @@ class AppStandIn:
             self.resuming -= 1
         await asyncio.sleep(0)
         return result
-
-
-def _in_event_loop() -> bool:
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return False
-    return True
