@@ -10,13 +10,14 @@ checked when it is built, used by ``ApprovalAgent`` in its one decision path, so
     ...     people={"ana": ["oncall"], "bo": ["finance"], "cy": ["oncall", "finance"]},
     ...     may_decide={"deploy_to_prod": ["oncall"], "issue_refund": ["finance"]},
     ...     two_person=["deploy_to_prod"])
-    >>> deploy = {"tool": "deploy_to_prod", "reversibility": "irreversible_high"}
+    >>> from types import SimpleNamespace
+    >>> deploy = SimpleNamespace(tool="deploy_to_prod", reversibility="irreversible_high")
     >>> approvers.role_for("Ana", deploy), approvers.needed(deploy)
     ('oncall', 2)
     >>> approvers.role_for("bo", deploy)
     Traceback (most recent call last):
     ...
-    hitl_kit.approvers.NotAllowed: bo may not decide deploy_to_prod: it needs the role oncall, ...
+    hitl_kit.contract.NotAllowed: bo may not decide deploy_to_prod: it needs the role oncall, ...
 
 Limits: the kit trusts the channel to say who is deciding (Slack's signed user id, the
 dashboard's login, the link's recipient); it checks what that person may do. Names are compared
@@ -28,14 +29,11 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from hitl_kit.requests import ApprovalError, check_name, normalise_name
+from hitl_kit.contract import NotAllowed
+from hitl_kit.identity import NameRefused, check_name, person_key
 from hitl_kit.vocabulary import UNCLASSIFIED, Reversibility
 
 CLASSES = {str(c) for c in Reversibility} | {UNCLASSIFIED}
-
-
-class NotAllowed(ApprovalError):
-    """This person may not make this decision (their role, or they asked for the action)."""
 
 
 def _roles(value, where: str) -> frozenset[str]:
@@ -62,9 +60,9 @@ class Approvers:
         for name, roles in dict(self.people).items():
             try:
                 check_name(name)
-            except ApprovalError as exc:
+            except NameRefused as exc:
                 raise ValueError(str(exc)) from None
-            key = normalise_name(name)
+            key = person_key(name)
             if key in people:
                 raise ValueError(f"{name!r} is listed twice (names are compared case- and "
                                  "width-insensitively)")
@@ -89,37 +87,37 @@ class Approvers:
             raise ValueError(f"approver rules name no tool or class: {unknown}; tools are "
                              f"{sorted(set(tools))}, classes {sorted(CLASSES)}")
 
-    def roles_for_request(self, payload: dict) -> frozenset[str] | None:
-        """The roles that may decide this request, or None when any known person may."""
-        for key in (payload.get("tool"), payload.get("reversibility")):
+    def roles_for_request(self, request) -> frozenset[str] | None:
+        """The roles that may decide this request (an ``ApprovalRequest``), or None when any
+        known person may."""
+        for key in (request.tool, request.reversibility):
             if key in self.may_decide:
                 return self.may_decide[key]
         return None
 
-    def needed(self, payload: dict) -> int:
+    def needed(self, request) -> int:
         """How many different people must approve before it runs: 1 or 2."""
-        keys = {payload.get("tool"), payload.get("reversibility")}
-        return 2 if keys & self.two_person else 1
+        return 2 if {request.tool, request.reversibility} & self.two_person else 1
 
-    def role_for(self, approver: str, payload: dict) -> str | None:
+    def role_for(self, approver: str, request) -> str | None:
         """The role under which ``approver`` may decide this request (None when no role is
         needed), or ``NotAllowed`` saying why not."""
-        held = self.people.get(normalise_name(approver))
+        held = self.people.get(person_key(approver))
         if self.people and held is None:
             raise NotAllowed(f"{approver} is not a known approver: only the people listed in "
                              "the approver table may decide")
-        needed = self.roles_for_request(payload)
+        needed = self.roles_for_request(request)
         if needed is None:
             return None
         allowed = sorted((held or frozenset()) & needed)
         if not allowed:
             has = ", ".join(sorted(held or ())) or "no role"
-            raise NotAllowed(f"{approver} may not decide {payload.get('tool')}: it needs the "
+            raise NotAllowed(f"{approver} may not decide {request.tool}: it needs the "
                              f"role {' or '.join(sorted(needed))}, and {approver} has {has}")
         return allowed[0]
 
-    def describe_for(self, payload: dict) -> dict:
-        """What the card shows: who may decide, how many approvals it needs."""
-        roles = self.roles_for_request(payload)
-        return {"may_decide": None if roles is None else sorted(roles),
-                "approvals_needed": self.needed(payload)}
+    def describe_for(self, request) -> dict:
+        """What the request shows: who may decide, how many approvals it needs."""
+        roles = self.roles_for_request(request)
+        return {"may_decide": None if roles is None else tuple(sorted(roles)),
+                "approvals_needed": self.needed(request)}

@@ -17,8 +17,8 @@ instead, with the same API and guarantees, shared by every worker that connects:
     sqlite True
 
 With ``url="postgresql://hitl_agent@db.example/hitl"`` (a database provisioned once by
-``hitl_kit.postgres.provision``) the same lines run on PostgreSQL; ``hitl_kit.postgres.
-local_server()`` starts a private server to try it.
+``provision``) the same lines run on PostgreSQL; ``local_server()`` starts a private server,
+provisioned, to try it.
 
 Limits: the demo world (``hitl_kit.world``) stays a SQLite file: it stands for your own systems.
 """
@@ -26,8 +26,12 @@ Limits: the demo world (``hitl_kit.world``) stays a SQLite file: it stands for y
 from __future__ import annotations
 
 import os
+import sqlite3
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from hitl_kit.ledger import TABLES, DecisionLedger, table_sql
+from hitl_kit.sqlite import database_file
 
 DATABASE_URL_VARIABLE = "HITL_KIT_DATABASE_URL"
 SQLITE = "sqlite"
@@ -92,9 +96,7 @@ def open_stores(url: str | None = None, *, folder: str | os.PathLike | None = No
 
 
 def _sqlite_stores(folder: Path | None, head_path, durable: bool) -> Stores:
-    from hitl_kit.approval import durable_checkpointer
     from hitl_kit.audit import AuditTrail
-    from hitl_kit.decisions import DecisionLedger
 
     if folder is None:
         raise ValueError("the SQLite backend keeps its files in a folder: give folder=..., or "
@@ -117,7 +119,7 @@ def _sqlite_stores(folder: Path | None, head_path, durable: bool) -> Stores:
 def _postgres_stores(url: str, head_path, durable: bool) -> Stores:
     from psycopg.rows import dict_row
 
-    from hitl_kit.postgres import PostgresLedger, open_pool, postgres_checkpointer, shown
+    from hitl_kit.postgres import PostgresEngine, open_pool, postgres_checkpointer, shown
     from hitl_kit.postgres_audit import PostgresAuditTrail
 
     # dict rows and prepare_threshold=0 are what PostgresSaver asks of its connections; the
@@ -127,9 +129,84 @@ def _postgres_stores(url: str, head_path, durable: bool) -> Stores:
     stores = Stores(POSTGRES, None, None, None, shown(url), [pool.close])
     try:
         stores.checkpointer = postgres_checkpointer(pool)
-        stores.ledger = PostgresLedger(pool)
+        stores.ledger = DecisionLedger(PostgresEngine(pool))
         stores.audit = PostgresAuditTrail(pool, head_path=head_path, durable=durable)
     except BaseException:
         stores.close()
         raise
     return stores
+
+
+def durable_checkpointer(path: str):
+    """A SqliteSaver on ``path`` whose paused threads survive the process."""
+    from langgraph.checkpoint.sqlite import SqliteSaver
+
+    return SqliteSaver(sqlite3.connect(path, check_same_thread=False))
+
+
+def ledger_for(checkpointer) -> DecisionLedger:
+    """A ledger in the checkpointer's own database when it has one (its SQLite file, or its
+    PostgreSQL database), so every process resuming its threads shares it; else in memory."""
+    conn = getattr(checkpointer, "conn", None)
+    if isinstance(conn, sqlite3.Connection):
+        path = database_file(conn)
+        if path:
+            return DecisionLedger(path)
+    if type(checkpointer).__module__.startswith("langgraph.checkpoint.postgres"):
+        from hitl_kit.postgres import PostgresEngine, url_beside
+
+        return DecisionLedger(PostgresEngine(url_beside(checkpointer)))
+    return DecisionLedger()
+
+
+# -- PostgreSQL: every table the kit needs, made once by an administrator -------------------------
+
+def provision(admin_url: str, *, passwords: dict[str, str] | None = None) -> None:
+    """Create (or complete) the roles, the schema ``hitl`` and every table the kit uses, in the
+    database of ``admin_url``; run it once, as a role that may create roles (a superuser, or
+    ``CREATEROLE`` and ``CREATE`` on the database). Idempotent.
+
+    The tables belong to ``hitl_owner``; ``hitl_agent`` gets SELECT, INSERT, UPDATE, DELETE on
+    the checkpoints and the ledger, and only INSERT, SELECT on the audit trail; ``hitl_auditor``
+    only SELECT on the audit trail. ``passwords``: ``{"hitl_agent": ..., "hitl_auditor": ...}``
+    for a server that asks for them (the local server trusts its socket).
+    """
+    from langgraph.checkpoint.postgres import PostgresSaver
+
+    from hitl_kit import postgres_audit
+    from hitl_kit.postgres import (
+        AGENT,
+        AUDITOR,
+        CHECKPOINT_TABLES,
+        OWNER,
+        SCHEMA,
+        PostgresEngine,
+        connect,
+        provision_roles,
+    )
+
+    with connect(admin_url) as conn:
+        provision_roles(conn, passwords or {})
+        conn.execute(f"SET ROLE {OWNER}")
+        conn.execute(f"SET search_path = {SCHEMA}")
+        for table in TABLES:
+            conn.execute(table_sql(table, PostgresEngine.TYPES, PostgresEngine.TABLE_SUFFIX))
+        for ddl in postgres_audit.SCHEMA_SQL:
+            conn.execute(ddl)
+        PostgresSaver(conn).setup()
+        tables = ", ".join((*(t[0] for t in TABLES), *CHECKPOINT_TABLES))
+        conn.execute(f"GRANT SELECT, INSERT, UPDATE, DELETE ON {tables} TO {AGENT}")
+        for table in postgres_audit.AUDIT_TABLES:
+            conn.execute(f"REVOKE ALL ON {table} FROM PUBLIC, {AGENT}, {AUDITOR}")
+            conn.execute(f"GRANT INSERT, SELECT ON {table} TO {AGENT}")
+            conn.execute(f"GRANT SELECT ON {table} TO {AUDITOR}")
+        conn.execute("RESET ROLE")
+
+
+def local_server(folder: str | os.PathLike | None = None, *, database: str = "hitl",
+                 fast: bool = False):
+    """A private PostgreSQL with ``database`` provisioned (``hitl_kit.postgres.start_server``;
+    ``fast``: no fsync, for tests). ``server.url(role)`` logs in as a kit role."""
+    from hitl_kit.postgres import start_server
+
+    return start_server(folder, database=database, fast=fast, then=provision)

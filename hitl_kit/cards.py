@@ -29,13 +29,8 @@ import threading
 
 import ipywidgets as widgets
 
-from hitl_kit.approval import (
-    AlreadyDecided,
-    ApprovalAgent,
-    ApprovalError,
-    Outcome,
-    Pending,
-)
+from hitl_kit.approval import AlreadyDecided, ApprovalAgent, ApprovalError, Outcome
+from hitl_kit.contract import Pending
 from hitl_kit.render import (
     PRE_STYLE,
     RISK_COLOURS,
@@ -77,24 +72,24 @@ class ApprovalCard(widgets.VBox):
                  parent: ApprovalCard | None = None):
         self.agent, self.thread_id, self.pending = agent, thread_id, pending
         self.watcher, self.board, self.path, self.parent = watcher, board, path, parent
-        self.timer = watcher.timer_for(thread_id, pending) if watcher is not None else None
+        self.timer = watcher.timer_for(pending) if watcher is not None else None
         self.outcome: Outcome | None = None
         self.next_cards: list[ApprovalCard] = []
         self._headline = ""
         self._lock = threading.Lock()
-        payload = pending.payload
-        risk = str(payload["risk"])
+        request = pending.request
+        risk = str(request.risk)
         colour = RISK_COLOURS.get(risk, RISK_COLOURS["high"])
         self.header = widgets.HTML(
             f"<div style='border-left:6px solid {colour};padding-left:8px'>"
             f"<b style='color:{colour}'>{escaped(risk.upper())} RISK</b> &middot; "
-            f"approval needed for <code>{escaped(payload['tool'])}</code></div>")
-        self.details = widgets.HTML(payload_table_html(payload))
+            f"approval needed for <code>{escaped(request.tool)}</code></div>")
+        self.details = widgets.HTML(payload_table_html(request))
         self.approver = widgets.Text(value=approver, description="approver", style=LABELS)
         self.reason = widgets.Text(placeholder="why (sent to the agent on reject)",
                                    description="reason", style=LABELS,
                                    layout={"width": "95%"})
-        args_text = json.dumps(payload["args"], ensure_ascii=False)
+        args_text = json.dumps(request.args, ensure_ascii=False)
         self.edited_args = widgets.Textarea(value=args_text, description="edit args",
                                             rows=_edit_box_rows(args_text), style=LABELS,
                                             layout={"width": "95%"})
@@ -163,7 +158,7 @@ class ApprovalCard(widgets.VBox):
                 # One approval of several (two-person rule): recorded, still waiting.
                 approvals = self.agent.approvals(self.thread_id, self.pending.interrupt_id,
                                                  self.pending.fingerprint)
-                needed = self.pending.payload.get("approvals_needed", 2)
+                needed = self.pending.request.approvals_needed
                 self.note.value = (f"<b>{len(approvals)} of {needed} approvals</b> ("
                                    f"{escaped(', '.join(a.approver for a in approvals))}): "
                                    "waiting for another, different approver")
@@ -194,7 +189,7 @@ class ApprovalCard(widgets.VBox):
     def show_thread(self, outcome: Outcome) -> None:
         """The headline, then what the thread is waiting for now, or how it ended."""
         if outcome.paused:
-            where = [f"{escaped(p.payload['tool'])} ({self._where(p)})" for p in outcome.pending]
+            where = [f"{escaped(p.request.tool)} ({self._where(p)})" for p in outcome.pending]
             line = (f"this turn still waits for {len(where)} approval(s): {', '.join(where)}; "
                     "nothing in it runs before they are answered")
         else:
@@ -251,7 +246,7 @@ class ApprovalCard(widgets.VBox):
             self.countdown.value = "<b>deadline passed</b>"
             headline = ("<b>Timed out</b>, rejected by default" if timer.state == TIMED_OUT
                         else "<b>Proceeded</b> without a human")
-            headline += f" (approver: system): {escaped(claim.reason)}"
+            headline += f" (approver: system): {escaped(claim.decision.reason)}"
             self._settle(headline, timer.outcome)  # no outcome: applied by another process
         elif timer.state == DECIDED and claim is not None:
             self._lock_buttons()

@@ -32,9 +32,10 @@ import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from hitl_kit.decisions import Claim
-from hitl_kit.inbox import ApprovalInbox, InboxItem, Resolution
-from hitl_kit.requests import ApprovalError, check_name, is_reserved, normalise_name, same_person
+from hitl_kit.contract import ApprovalError, Pending
+from hitl_kit.identity import NameRefused, check_name, is_reserved, person_key, same_person
+from hitl_kit.inbox import ApprovalInbox, Resolution
+from hitl_kit.ledger import Claim
 from hitl_kit.vocabulary import Channel, Kind
 
 # Letters of other scripts that a reader takes for Latin ones.
@@ -50,7 +51,7 @@ MAX_REF_CHARS = 1000
 
 
 def _folded(name: str) -> str:
-    return normalise_name(unicodedata.normalize("NFKC", name).translate(LOOKALIKES))
+    return person_key(unicodedata.normalize("NFKC", name).translate(LOOKALIKES))
 
 
 def same_requester(approver: str | None, requester: str | None) -> bool:
@@ -85,7 +86,10 @@ class ApproverDirectory:
     def _add(self, person: Person) -> None:
         if not isinstance(person, Person):
             raise TypeError(f"list Person(...) entries, not {person!r}")
-        name = check_name(person.name)
+        try:
+            name = check_name(person.name)
+        except NameRefused as exc:
+            raise ValueError(str(exc)) from None
         if is_reserved(name):
             raise ValueError(f"{name!r} is a name the kit keeps for itself; name a person")
         if any(_folded(p.name) == _folded(name) for p in self.people):
@@ -137,11 +141,11 @@ class ApproverDirectory:
 
 # -- who asked ------------------------------------------------------------------------------------
 
-def requester_of(inbox: ApprovalInbox, thread_id: str, payload: dict | None = None
+def requester_of(inbox: ApprovalInbox, thread_id: str, pending: Pending | None = None
                  ) -> str | None:
     """Who asked for the thread's task (``requested_by`` when it was started), or None."""
-    if payload and payload.get("requested_by"):
-        return payload["requested_by"]
+    if pending is not None and pending.request.requested_by:
+        return pending.request.requested_by
     state = inbox.agent.graph.get_state({"configurable": {"thread_id": thread_id}})
     return state.values.get("requested_by")
 
@@ -153,7 +157,7 @@ def check_not_requester(approver: str, requester: str | None) -> None:
         return
     try:
         requester = check_name(requester, "requester")
-    except ApprovalError as exc:
+    except NameRefused as exc:
         raise ApprovalError(f"{exc}; it cannot be told apart from an approver's name, so "
                             "nothing is decided through this channel") from None
     if same_requester(approver, requester):
@@ -162,13 +166,13 @@ def check_not_requester(approver: str, requester: str | None) -> None:
 
 # -- requests as a person saw them ----------------------------------------------------------------
 
-def item_ref(item: InboxItem) -> str:
+def item_ref(item: Pending) -> str:
     """The request as shown: thread, interrupt and fingerprint, as text for a form or a button."""
     return json.dumps([item.thread_id, item.interrupt_id, item.fingerprint],
                       separators=(",", ":"), ensure_ascii=False)
 
 
-def item_anchor(item: InboxItem) -> str:
+def item_anchor(item: Pending) -> str:
     """A short, stable HTML id for the request as shown (the dashboard's row anchor)."""
     return "r-" + hashlib.sha256(item_ref(item).encode("utf-8")).hexdigest()[:16]
 
@@ -185,11 +189,6 @@ def parse_ref(text: object) -> tuple[str, str, str]:
     return value[0], value[1], value[2]
 
 
-def describe_claim(claim: Claim) -> str:
-    """'ana (approved: fine) via slack at 2026-...' for a decision that won."""
-    return f"{claim.describe().replace(' at ', f' via {claim.channel} at ', 1)}"
-
-
 @dataclass(frozen=True)
 class Answer:
     """What became of one person's answer to one request from a channel."""
@@ -198,7 +197,7 @@ class Answer:
     message: str
     thread_id: str
     interrupt_id: str
-    item: InboxItem | None = None
+    item: Pending | None = None
     resolution: Resolution | None = None
     decided_by: Claim | None = None  # the decision that won, when it was not this one
 
@@ -211,7 +210,7 @@ def decide(inbox: ApprovalInbox, refs: Sequence[str | tuple[str, str, str]], kin
     if kind not in (Kind.APPROVE, Kind.REJECT):
         raise ApprovalError(f"a channel answers approve or reject, not {kind!r}")
     answers: list[Answer | None] = []
-    ready: list[tuple[int, InboxItem]] = []
+    ready: list[tuple[int, Pending]] = []
     for ref in refs:
         thread_id, interrupt_id, fingerprint = ref if isinstance(ref, tuple) else parse_ref(ref)
         current = inbox.get(thread_id, interrupt_id)
@@ -225,7 +224,7 @@ def decide(inbox: ApprovalInbox, refs: Sequence[str | tuple[str, str, str]], kin
         decision = {"kind": str(kind), "approver": approver, "reason": reason}
         resolutions = inbox.resolve([(item, decision) for _, item in ready], channel=channel)
         for (at, item), resolution in zip(ready, resolutions, strict=True):
-            claim = None if resolution.resumed else inbox.agent.ledger.winner(
+            claim = None if resolution.resumed else inbox.agent.ledger.claims.winner(
                 item.thread_id, item.interrupt_id, item.fingerprint)
             answers[at] = Answer(resolution.resumed, resolution.message, item.thread_id,
                                  item.interrupt_id, item, resolution, claim)
@@ -234,17 +233,17 @@ def decide(inbox: ApprovalInbox, refs: Sequence[str | tuple[str, str, str]], kin
 
 def _why_not(inbox, current, thread_id, interrupt_id, fingerprint, approver) -> Answer | None:
     if current is None or current.fingerprint != fingerprint:
-        claim = inbox.agent.ledger.winner(thread_id, interrupt_id, fingerprint)
+        claim = inbox.agent.ledger.claims.winner(thread_id, interrupt_id, fingerprint)
         if claim is not None:
-            message = f"already decided by {describe_claim(claim)}; nothing more was applied"
-        elif current is None and not inbox.agent.ledger.requests(thread_id):
+            message = f"already decided by {claim.describe()}; nothing more was applied"
+        elif current is None and not inbox.agent.ledger.index.listed(thread_id):
             message = "no longer pending: its thread finished or is gone; nothing was applied"
         else:  # the same request with a new fingerprint, or the thread asking again
             message = ("changed since you saw it (its arguments or what it touches); look at "
                        "it again, it is still pending. Nothing was applied")
         return Answer(False, message, thread_id, interrupt_id, current, decided_by=claim)
     try:
-        check_not_requester(approver, requester_of(inbox, thread_id, current.payload))
+        check_not_requester(approver, requester_of(inbox, thread_id, current))
     except ApprovalError as exc:
         return Answer(False, f"refused, nothing ran: {exc}", thread_id, interrupt_id, current)
     return None

@@ -1,18 +1,27 @@
 """The approval graph, node by node: plan, gate, execute.
 
     plan ──(one Send per proposed call)──> gate ──> execute ──> plan ... ──> END
+                                            │  ↑                  │
+                                            └──┘ shown again      └──> gate: changed after
+                                             (an edit, a refusal,       its approval, shown
+                                              a change)                 again
 
-* ``plan`` asks the chat model for tool calls and gives every call an id that is unique in the
-  thread, whatever the model sent.
-* ``gate`` classifies one call. Calls that need no human pass; the others pause the graph with
-  ``interrupt(payload)``. It only reads before ``interrupt()`` (its one write, the "proposed"
-  audit row, is idempotent), because on resume the node runs again from its first line.
-* ``execute`` carries out the decided calls, each effectively once: it is the only node with side
-  effects, it never pauses, and a call that already ran (the process died before the checkpoint)
-  returns its recorded result instead of running again.
+* ``plan`` asks the chat model for tool calls and gives every call an id unique in the thread.
+* ``route_after_plan`` checks and classifies each call once and builds its ``ApprovalRequest``
+  (``make_request``): what it would touch is read here, the impact rules and what the agent had
+  read decide its gate. The gate task keeps the request as its input, so a gate that runs again
+  on resume shows and judges exactly what was shown.
+* ``gate`` passes calls that need no human and pauses the others with ``interrupt(request)``.
+  On resume it takes only the decision the ledger holds for that request (a raw
+  ``Command(resume=...)`` that skipped the ledger is refused), judges it with
+  ``contract.judge`` and, for an edit or a refusal, asks again with a new request (a new task,
+  never a second ``interrupt()`` in one node, so nothing is replayed).
+* ``execute`` runs each decided call effectively once: it is the only node with side effects
+  and never pauses. Just before a call runs, what it would touch is read again and compared
+  with what was approved; a change runs nothing and asks again.
 
-Every node is a plain function of the state and a ``Kit`` (the model, tools, policy, audit trail
-and run journal), bound with ``functools.partial`` by ``build_graph``::
+Every node is a plain function of the state and a ``Kit`` (model, tools, policy, ledger, audit
+trail), bound with ``functools.partial`` by ``build_graph``::
 
     >>> from hitl_kit.llm import OfflineChatModel
     >>> from hitl_kit.world import World
@@ -22,8 +31,8 @@ and run journal), bound with ``functools.partial`` by ``build_graph``::
     >>> [i.value["tool"] for i in state["__interrupt__"]]
     ['delete_customer']
 
-Limits: the graph alone does not stop two resumes of one request from both running, nor a
-resume on a thread that is not paused; ``hitl_kit.approval.ApprovalAgent`` adds those guards.
+Limits: the graph alone decides nothing; ``hitl_kit.approval.ApprovalAgent`` claims decisions
+in the ledger and resumes the graph with them.
 """
 
 from __future__ import annotations
@@ -39,40 +48,34 @@ from langchain_core.messages import AIMessage, AnyMessage, HumanMessage, ToolMes
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.message import add_messages
-from langgraph.types import Send, interrupt
+from langgraph.types import Command, Send, interrupt
+from pydantic import BaseModel, ConfigDict
 
-from hitl_kit.decisions import DecisionLedger
-from hitl_kit.policy import ORDER as CLASS_ORDER
-from hitl_kit.policy import ActionPolicy, Ruling
-from hitl_kit.provenance import provenance
-from hitl_kit.requests import (
-    REFRESH,
+from hitl_kit.audit_chain import audit_row
+from hitl_kit.contract import (
     ApprovalError,
+    ApprovalRequest,
     Decision,
-    approval_payload,
-    parse_decision,
+    judge,
+    key_text,
     target_digest,
     validate_args,
 )
+from hitl_kit.ledger import DecisionLedger
+from hitl_kit.llm import storable_reply
+from hitl_kit.policy import ActionPolicy
+from hitl_kit.provenance import provenance as what_was_read
 from hitl_kit.vocabulary import (
     IDEMPOTENCY_KEY,
     UNCLASSIFIED,
     Approver,
     Channel,
     Event,
-    Execution,
     Kind,
-    Policy,
-    Reversibility,
     Verdict,
 )
 
 MAX_TURNS = 8
-AGENT_KEYS = ("channel", "role", "approvals")  # what the agent adds to a caller's decision
-
-
-def _merge(old: dict, new: dict) -> dict:
-    return {**old, **new}
 
 
 def now_iso() -> str:
@@ -83,36 +86,46 @@ class AgentState(TypedDict, total=False):
     task: str
     requested_by: str | None  # who asked for the task (they may not approve its actions)
     messages: Annotated[list[AnyMessage], add_messages]
-    decisions: Annotated[list[dict], operator.add]  # one record per call, all turns
+    decided: Annotated[list[dict], operator.add]  # a Decided per answer that ends a showing
     turns: int
-    proposed_at: Annotated[dict[str, str], _merge]  # tool_call_id -> when the model proposed it
+
+
+class Decided(BaseModel):
+    """A decision and the request it decided, exactly as shown: what ``execute`` runs and the
+    audit trail records. Kept in the state as JSON."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    request: ApprovalRequest
+    decision: Decision
+
+    @property
+    def verdict(self) -> Verdict:
+        return self.decision.kind.verdict
 
 
 @dataclass
 class Kit:
-    """What the nodes work with. ``target_of(tool, args)`` reads, without side effects, what a
-    call would touch (the demo world's ``target_of``); ``journal`` records each execution."""
+    """What the nodes work with. ``world.target_of(tool, args)`` reads, without side effects,
+    what a call would touch; ``ledger`` holds the decisions and the run journal."""
 
     model: Any  # the chat model with the tools bound
     tools: dict[str, Any]
     policy: ActionPolicy
-    journal: DecisionLedger
+    ledger: DecisionLedger
     world: Any = None
     audit: Any = None
     approvers: Any = None  # hitl_kit.approvers.Approvers: who may decide what
     approval_ttl: float | None = None
-    proposals: dict = field(default_factory=dict)  # proposal rows this process wrote
+    proposed: set = field(default_factory=set)  # proposal rows this process wrote (a cache)
 
-    @property
-    def reads_targets(self) -> bool:
-        return self.world is not None and hasattr(self.world, "target_of")
-
-    def target(self, call: dict) -> Any:
+    def target(self, tool: str, args: Any) -> Any:
         """What the call would touch now (the world's ``target_of``), or None."""
-        if not self.reads_targets or not isinstance(call["args"], dict):
+        if self.world is None or not hasattr(self.world, "target_of") \
+                or not isinstance(args, dict):
             return None
         try:
-            return self.world.target_of(call["name"], call["args"])
+            return self.world.target_of(tool, args)
         except Exception as exc:  # shown to the approver; a gate must not fail on a lookup
             return {"error": f"could not read what it would touch: {type(exc).__name__}: {exc}"}
 
@@ -134,215 +147,69 @@ def plan(state: AgentState, *, kit: Kit) -> dict:
         detail = " ".join(str(exc).split())[:300] or "no details"
         raise ModelError(f"the chat model failed ({type(exc).__name__}: {detail}); nothing "
                          "after the model call ran, and agent.recover() asks it again") from exc
-    reply = _with_unique_ids(reply, messages)
+    reply = storable_reply(reply, messages)
     new = [reply] if state.get("messages") else [messages[0], reply]
-    at = now_iso()
-    proposed_at = {call["id"]: at for call in (*reply.tool_calls, *reply.invalid_tool_calls)}
-    return {"messages": new, "turns": state.get("turns", 0) + 1, "proposed_at": proposed_at}
-
-
-MAX_ARG_DEPTH = 32
-INT_RANGE = (-(2**63), 2**64 - 1)  # what the checkpointer (msgpack) can store
-
-
-def _unstorable(value, depth: int = 0) -> str | None:
-    """Why these arguments cannot be kept in a checkpoint, or None."""
-    if depth > MAX_ARG_DEPTH:
-        return f"the arguments are nested deeper than {MAX_ARG_DEPTH} levels"
-    if isinstance(value, bool) or value is None or isinstance(value, str | float):
-        return None
-    if isinstance(value, int):
-        low, high = INT_RANGE
-        return None if low <= value <= high else f"the number {value} is out of range"
-    items = value.values() if isinstance(value, dict) else value
-    if isinstance(value, dict | list | tuple):
-        return next((why for why in (_unstorable(v, depth + 1) for v in items) if why), None)
-    return f"a value of type {type(value).__name__} is not JSON"
-
-
-def _with_unique_ids(reply: AIMessage, history: list) -> AIMessage:
-    """The reply with a fresh id for any call whose id is missing or was used before in this
-    thread (some servers number calls ``call_0`` every turn): the audit trail, the ledger and
-    the run journal all key on it. A call whose arguments could not be stored in a checkpoint
-    becomes an invalid call (the model and the approver are told why), not a crash."""
-    seen = {c["id"] for m in history if isinstance(m, AIMessage)
-            for c in (*m.tool_calls, *m.invalid_tool_calls)}
-    changed = False
-    storable, unstorable = [], []
-    for call in reply.tool_calls:
-        why = _unstorable(call["args"])
-        if why is None:
-            storable.append(call)
-        else:
-            unstorable.append({"name": call["name"], "id": call.get("id"), "error": why,
-                               "args": json.dumps(call["args"], default=str)[:2000],
-                               "type": "invalid_tool_call"})
-    if unstorable:
-        reply = reply.model_copy(update={"tool_calls": storable, "invalid_tool_calls": [
-            *reply.invalid_tool_calls, *unstorable]})
-        changed = True
-
-    def unique(call: dict) -> dict:
-        nonlocal changed
-        call_id, n = call.get("id") or "call", 1
-        while call_id in seen:
-            call_id, n, changed = f"{call.get('id') or 'call'}~{n}", n + 1, True
-        if call_id != call.get("id"):
-            changed = True
-        seen.add(call_id)
-        return {**call, "id": call_id}
-
-    calls = [unique(c) for c in reply.tool_calls]
-    invalid = [unique(c) for c in reply.invalid_tool_calls]
-    if not changed:
-        return reply
-    kwargs = {k: v for k, v in reply.additional_kwargs.items() if k != "tool_calls"}
-    return reply.model_copy(update={"tool_calls": calls, "invalid_tool_calls": invalid,
-                                    "additional_kwargs": kwargs})
+    return {"messages": new, "turns": state.get("turns", 0) + 1}
 
 
 def route_after_plan(state: AgentState, *, kit: Kit):
-    """One gate task per proposed call, malformed ones included; END when the model answered.
-
-    Each call is checked and classified here, once: what it would touch is read, the impact
-    rules are applied, and the sources it came after are listed. The gate task keeps that as its
-    input, so a gate that runs again on resume (even after a restart, with the world changed
-    since) starts from the same ruling: a call that was gated stays gated.
-    """
+    """One gate task per proposed call, malformed ones included; END when the model answered."""
     last = state["messages"][-1]
     calls = [*last.tool_calls, *last.invalid_tool_calls]
     if not calls or state.get("turns", 0) > MAX_TURNS:
         return END
-    sources = provenance(state["messages"][:-1] + [last])
+    read = what_was_read(state["messages"])
+    at = now_iso()
+    base = {"task": state["task"], "proposed_at": at, "provenance": tuple(read),
+            "requested_by": state.get("requested_by")}
     sends = []
     for call in last.tool_calls:
-        args, problem = _checked_args(call, kit.tools.get(call["name"]))
-        sends.append(_gate_task(kit, state, {**call, "args": args}, problem, sources))
+        sends.append(_gate(make_request(kit, call["name"], call["args"], call["id"], **base)))
     for bad in last.invalid_tool_calls:
-        call = {"name": bad.get("name") or "", "args": bad.get("args") or "", "id": bad["id"]}
         problem = ("the model's arguments cannot be used: "
                    f"{bad.get('error') or 'they are not valid JSON'}")
-        sends.append(_gate_task(kit, state, call, problem, sources))
+        sends.append(_gate(make_request(kit, bad.get("name") or "", bad.get("args") or "",
+                                        bad["id"], problem=problem, **base)))
     return sends
 
 
-def _gate_task(kit: Kit, state: AgentState, call: dict, problem: str | None,
-               sources: list[dict]) -> Send:
-    target = kit.target(call) if problem is None else None
-    ruling = kit.policy.classify(call["name"], call["args"] if problem is None else None, target)
-    return Send("gate", {"task": state["task"], "call": {k: call[k] for k in ("name", "args",
-                                                                             "id")},
-                         "proposed_at": state["proposed_at"][call["id"]], "problem": problem,
-                         "ruling": _ruling_dict(ruling), "provenance": sources,
-                         "requested_by": state.get("requested_by")})
+def _gate(request: ApprovalRequest) -> Send:
+    return Send("gate", {"request": request.as_json()})
 
 
-def _ruling_dict(ruling: Ruling) -> dict:
-    """The ruling as plain data, as the checkpoint keeps it."""
-    def text(value):
-        return None if value is None else str(value)
-
-    return {"action": ruling.action, "reversibility": text(ruling.reversibility),
-            "policy": str(ruling.policy), "reason": ruling.reason, "base": text(ruling.base),
-            "raised_by": list(ruling.raised_by)}
-
-
-def _ruling_of(saved: dict) -> Ruling:
-    return Ruling(saved["action"],
-                  None if saved["reversibility"] is None else Reversibility(
-                      saved["reversibility"]),
-                  Policy(saved["policy"]), saved["reason"],
-                  None if saved["base"] is None else Reversibility(saved["base"]),
-                  tuple(saved["raised_by"]))
-
-
-def _at_least(ruling: Ruling, floor: Ruling) -> Ruling:
-    """The more severe of two rulings: a call shown again never drops below how it was gated."""
-    def rank(r: Ruling) -> int:
-        return len(CLASS_ORDER) if r.reversibility is None else CLASS_ORDER.index(r.reversibility)
-    return ruling if rank(ruling) >= rank(floor) else floor
-
-
-# -- gate -----------------------------------------------------------------------------------------
-
-def gate(item: dict, config, *, kit: Kit) -> dict:
-    """Pause for a human when the call's ruling says so; return the decision."""
-    call, problem = dict(item["call"]), item.get("problem")
-    ruling = _ruling_of(item["ruling"])
-    _audit_proposal(kit, config, call, ruling, item)
-    tool = kit.tools.get(call["name"])
-    if not ruling.needs_human:
-        return {"decisions": [_record(call, ruling, Verdict.AUTO_APPROVED, Approver.AUTO,
-                                      Channel.POLICY, problem=problem)]}
-    expires_at = _expiry(kit, item["proposed_at"])
-    revision, refused, edited_by, first = 0, None, None, ruling
-    while True:  # an edit or a changed record is classified again and shown again
-        target = kit.target(call) if problem is None else None
-        if revision:
-            ruling = _at_least(kit.policy.classify(
-                call["name"], call["args"] if problem is None else None, target), first)
-        payload = approval_payload(item["task"], call, ruling, tool, target, revision=revision,
-                                   problem=problem)
-        payload.update(proposed_at=item["proposed_at"], provenance=item.get("provenance", []),
-                       requested_by=item.get("requested_by"), raised_by=list(ruling.raised_by))
-        if kit.approvers is not None:
-            payload.update(kit.approvers.describe_for(payload))
-        if expires_at is not None:
-            payload["expires_at"] = expires_at
-        if refused is not None:
-            payload["error"] = refused
-        answer = interrupt(payload)
-        revision += 1
-        if isinstance(answer, dict) and answer.get("kind") == REFRESH:
-            refused = answer.get("reason") or "what this call would touch changed; look again"
-            continue
-        try:
-            decision = _decision_from(answer, tool)
-        except ApprovalError as exc:
-            # Normally refused before resuming; if it got here anyway, ask again rather than
-            # raise (a raise would repeat on every retry, since the answer is stored).
-            refused = str(exc)
-            continue
-        refused = None
-        if decision.kind == Kind.EDIT:
-            call, edited_by, problem = {**call, "args": decision.args}, decision.approver, None
-            continue
-        if decision.kind == Kind.APPROVE and problem is not None:
-            refused = f"it cannot be approved as it stands ({problem}); edit or reject it"
-            continue
-        approver = Approver.AUTO if decision.kind == Kind.PROCEED else decision.approver
-        record = _record(call, ruling, decision.kind.verdict, approver, decision.channel,
-                         decision.reason, role=decision.role, problem=problem)
-        record.update(edited_by=edited_by, expires_at=expires_at, target=target,
-                      approvals=decision.approvals, raised_by=list(ruling.raised_by))
-        return {"decisions": [record]}
-
-
-def _checked_args(call: dict, tool) -> tuple[Any, str | None]:
-    """The call's arguments as they will run and None, or as the model sent them and why the
-    call cannot run as proposed."""
-    if tool is None:
-        return call["args"], f"there is no tool {call['name']!r}"
-    try:
-        return validate_args(tool, call["args"]), None
-    except ApprovalError as exc:
-        return call["args"], str(exc)
-
-
-def _decision_from(answer: Any, tool) -> Decision:
-    """The resume value as a Decision. The agent sends channel and role along; a raw
-    ``Command(resume=...)`` that skipped the agent is checked like any caller's decision."""
-    if not isinstance(answer, dict):
-        return parse_decision(answer, tool)
-    extra = {k: answer.get(k) for k in AGENT_KEYS}
-    system = answer.get("kind") in (Kind.TIMEOUT, Kind.PROCEED)
-    plain = {k: v for k, v in answer.items() if k not in AGENT_KEYS and v is not None}
-    decision = parse_decision(plain, tool, system=system)
-    default = Channel.TIMER if system else Channel.API  # a raw timeout came from a timer
-    channel = extra["channel"] if extra["channel"] in set(Channel) else default
-    approvals = tuple(extra["approvals"] or ()) if isinstance(extra["approvals"], list) else ()
-    return Decision(decision.kind, decision.approver, decision.reason, decision.args,
-                    decision.fingerprint, channel, extra["role"], approvals)
+def make_request(kit: Kit, tool_name: str, args: Any, call_id: str, *, task: str,
+                 proposed_at: str, provenance: tuple = (), requested_by: str | None = None,
+                 problem: str | None = None, revision: int = 0,
+                 floor: ApprovalRequest | None = None, error: str | None = None,
+                 edited_by: str | None = None) -> ApprovalRequest:
+    """The request for one call: its arguments checked against the tool, what it would touch
+    read now, its class from the policy (never below ``floor``, how it was gated before)."""
+    tool = kit.tools.get(tool_name)
+    if problem is None:
+        if tool is None:
+            problem = f"there is no tool {tool_name!r}"
+        else:
+            try:
+                args = validate_args(tool, args)
+            except ApprovalError as exc:
+                problem = str(exc)
+    target = kit.target(tool_name, args) if problem is None else None
+    ruling = kit.policy.classify(tool_name, args if problem is None else None, target,
+                                 provenance=provenance)
+    if floor is not None:
+        ruling = kit.policy.at_least(ruling, floor)
+    request = ApprovalRequest(
+        task=task, tool=tool_name, args=args, tool_call_id=call_id,
+        description=getattr(tool, "description", "no such tool: it cannot run"),
+        target=target,
+        reversibility=ruling.reversibility.value if ruling.reversibility else UNCLASSIFIED,
+        policy=ruling.policy, why_gated=ruling.reason, raised_by=ruling.raised_by,
+        revision=revision, proposed_at=proposed_at, expires_at=_expiry(kit, proposed_at),
+        provenance=provenance, requested_by=requested_by, problem=problem, error=error,
+        edited_by=edited_by)
+    if kit.approvers is not None and ruling.needs_human:
+        request = request.changed(**kit.approvers.describe_for(request))
+    return request
 
 
 def _expiry(kit: Kit, proposed_at: str) -> str | None:
@@ -351,34 +218,111 @@ def _expiry(kit: Kit, proposed_at: str) -> str | None:
     return (datetime.fromisoformat(proposed_at) + timedelta(seconds=kit.approval_ttl)).isoformat()
 
 
-def _record(call: dict, ruling, verdict: Verdict, approver: str, channel: str, reason: str = "",
-            *, role: str | None = None, problem: str | None = None) -> dict:
-    return {"tool_call_id": call["id"], "tool": call["name"], "args": call["args"],
-            "reversibility": ruling.reversibility.value if ruling.reversibility else UNCLASSIFIED,
-            "policy": str(ruling.policy), "decision": str(verdict), "approver": str(approver),
-            "reason": reason, "channel": str(channel), "role": role, "problem": problem}
+def ask_again(kit: Kit, request: ApprovalRequest, why: str, *, args: Any = None,
+              edited_by: str | None = None) -> Send:
+    """A new showing of the call (a new gate task): arguments edited or not, what it touches
+    read again, never gated lower than before, ``why`` shown to the approver."""
+    return _gate(make_request(
+        kit, request.tool, request.args if args is None else args, request.tool_call_id,
+        task=request.task, proposed_at=request.proposed_at, provenance=request.provenance,
+        requested_by=request.requested_by, revision=request.revision + 1, floor=request, error=why,
+        edited_by=edited_by or request.edited_by))
+
+
+# -- gate -----------------------------------------------------------------------------------------
+
+def gate(item: dict, config, *, kit: Kit) -> Command:
+    """Pause for a person when the call's request needs one; pass on the decision."""
+    request = ApprovalRequest.model_validate(item["request"])
+    thread_id = config["configurable"]["thread_id"]
+    _audit_proposal(kit, thread_id, request)
+    if not request.policy.needs_human:
+        decision = Decision(kind=Kind.PROCEED, approver=Approver.AUTO, channel=Channel.POLICY,
+                            fingerprint=request.fingerprint)
+        return _decided(request, decision)
+    answer = interrupt(request.as_json(), response_schema=Decision)
+    if answer.kind == Kind.REFRESH:  # harmless whoever sends it: nothing runs, it is shown anew
+        return Command(goto=[ask_again(kit, request, answer.reason or "it changed")])
+    try:
+        decision = accepted(kit, thread_id, request, answer)
+    except ApprovalError as exc:
+        return Command(goto=[ask_again(kit, request, str(exc))])
+    if decision.kind == Kind.EDIT:
+        return Command(goto=[ask_again(kit, request, f"arguments edited by {decision.approver}",
+                                       args=decision.args, edited_by=decision.approver)])
+    return _decided(request, decision)
+
+
+def accepted(kit: Kit, thread_id: str, request: ApprovalRequest, answer: Decision) -> Decision:
+    """The decision the ledger holds for this request, if ``answer`` is it, judged again here
+    (the request is exactly the one shown); else ``ApprovalError``."""
+    claim = kit.ledger.claims.winner(thread_id, fingerprint=request.fingerprint)
+    if claim is None or claim.decision != answer:
+        raise ApprovalError("this answer did not come through the decision ledger (use "
+                            "ApprovalAgent.resume, not a raw Command(resume=...)), so it was "
+                            "not applied")
+    return judge(claim.decision, request, tool=kit.tools.get(request.tool),
+                 approvers=kit.approvers, by_kit=claim.decision.kind.by_system)
+
+
+def _decided(request: ApprovalRequest, decision: Decision) -> Command:
+    decided = Decided(request=request, decision=decision)
+    return Command(update={"decided": [decided.model_dump(mode="json")]}, goto="execute")
 
 
 # -- execute --------------------------------------------------------------------------------------
 
-def execute(state: AgentState, config, *, kit: Kit) -> dict:
-    """Carry out this turn's decided calls, each effectively once, and audit each result."""
+def execute(state: AgentState, config, *, kit: Kit) -> Command:
+    """Carry out the decided calls of the last reply that have no result yet, each effectively
+    once, and audit each; back to ``plan`` once every call has its result."""
     last = next(m for m in reversed(state["messages"]) if isinstance(m, AIMessage))
     ids = {c["id"] for c in (*last.tool_calls, *last.invalid_tool_calls)}
+    done = {m.tool_call_id for m in state["messages"] if isinstance(m, ToolMessage)} & ids
+    latest = {}
+    for raw in state.get("decided") or []:
+        if raw["request"]["tool_call_id"] in ids:
+            latest[raw["request"]["tool_call_id"]] = raw  # a later showing replaces an earlier
     thread_id = config["configurable"]["thread_id"]
-    results = []
-    for record in state["decisions"]:
-        if record["tool_call_id"] not in ids:
+    results, again = [], []
+    for call_id, raw in latest.items():
+        if call_id in done:
             continue
-        message, executed_at, why_not = carry_out(kit, thread_id, record)
+        decided = Decided.model_validate(raw)
+        changed = _changed_since_approval(kit, thread_id, decided)
+        if changed is not None:
+            _audit(kit, audit_row(thread_id, decided.request, Event.REFUSED,
+                                  decision=decided.decision, reason=changed,
+                                  key=("changed", decided.request.fingerprint)))
+            again.append(ask_again(kit, decided.request, changed))
+            continue
+        message, executed_at, why_not = carry_out(kit, thread_id, decided)
         results.append(message)
-        if kit.audit is not None:
-            kit.audit.append(_resolution_entry(thread_id, record, message, executed_at, why_not,
-                                               state["proposed_at"][record["tool_call_id"]]))
-    return {"messages": results}
+        _audit(kit, audit_row(thread_id, decided.request, Event.RESOLVED,
+                              decision=decided.decision, message=message,
+                              executed_at=executed_at, why_not=why_not, key=("resolved",)))
+    finished = done | {m.tool_call_id for m in results} >= ids
+    return Command(update={"messages": results},
+                   goto=again or (["plan"] if finished else []))
 
 
-def carry_out(kit: Kit, thread_id: str, record: dict) -> tuple[ToolMessage, str | None, str]:
+def _changed_since_approval(kit: Kit, thread_id: str, decided: Decided) -> str | None:
+    """Why a call approved to run must be shown again (what it touches is not what the approver
+    saw), or None. Only before its run started: after a crash inside the run, what it touches
+    may be its own effect."""
+    request = decided.request
+    if not decided.verdict.runs or request.target is None \
+            or kit.ledger.journal.record(thread_id, request.tool_call_id) is not None:
+        return None
+    now = kit.target(request.tool, request.args)
+    if target_digest(now) == target_digest(request.target):
+        return None
+    return ("not run: what it would touch changed after the approval (approved: "
+            f"{json.dumps(request.target, default=str)}; now: {json.dumps(now, default=str)}); "
+            "it is shown again, look at it and decide anew")
+
+
+def carry_out(kit: Kit, thread_id: str, decided: Decided) -> tuple[ToolMessage, str | None,
+                                                                    str]:
     """Run one decided call at most once per (thread, call id), or say why it did not run.
 
     Returns the tool's message, when it ran (None if it did not) and why not. A call whose run
@@ -386,150 +330,96 @@ def carry_out(kit: Kit, thread_id: str, record: dict) -> tuple[ToolMessage, str 
     recorded (the process died inside it) runs again only if its tool takes an idempotency key
     (the tool then recognises the repeat); otherwise it is reported as unknown, never re-run.
     """
-    call_id = record["tool_call_id"]
-    key = f"{thread_id}:{call_id}"
-    verdict = Verdict(record["decision"])
-    if not verdict.runs:
-        why = (f"Rejected by {record['approver']}: {record['reason'] or 'no reason given'}"
-               if verdict == Verdict.REJECTED else f"Not run, timed out: {record['reason']}")
+    request, decision = decided.request, decided.decision
+    call_id = request.tool_call_id
+    if not decided.verdict.runs:
+        why = (f"Rejected by {decision.approver}: {decision.reason or 'no reason given'}"
+               if decided.verdict == Verdict.REJECTED else f"Not run: {decision.reason}")
         return ToolMessage(why, tool_call_id=call_id, status="error"), None, why
-    previous = kit.journal.run_record(key)
+    previous = kit.ledger.journal.record(thread_id, call_id)
     if previous is not None and previous.finished:
-        return previous.message(call_id), previous.finished_at, previous.why_not
-    tool = kit.tools.get(record["tool"])
-    takes_key = tool is not None and IDEMPOTENCY_KEY in (tool.args_schema.model_fields
-                                                         if hasattr(tool.args_schema,
-                                                                    "model_fields") else {})
+        return (ToolMessage(previous.result or "", tool_call_id=call_id,
+                            status="error" if previous.is_error else "success"),
+                previous.finished_at, previous.why_not)
+    tool = kit.tools.get(request.tool)
+    takes_key = tool is not None and IDEMPOTENCY_KEY in getattr(
+        getattr(tool, "args_schema", None), "model_fields", {})
     if previous is not None and not takes_key:
         why = ("Outcome unknown: the process stopped while this call was running and its tool "
                "cannot tell whether it ran (it takes no idempotency key), so it was not run "
                "again. Check by hand before proposing it again.")
-        return _finish(kit, key, record, ToolMessage(why, tool_call_id=call_id, status="error"),
-                       now_iso(), why)
-    # Checked once, before the run is recorded as started: a run that started before a crash
-    # was checked then, and what it would touch now may be its own effect.
-    why_not = _why_not_now(kit, record) if previous is None else None
+        return _finish(kit, thread_id, request, ToolMessage(why, tool_call_id=call_id,
+                                                            status="error"), now_iso(), why)
+    why_not = _why_not_now(request) if previous is None else None
     if why_not is not None:
-        return _finish(kit, key, record, ToolMessage(why_not[0].upper() + why_not[1:],
-                                                     tool_call_id=call_id, status="error"),
-                       None, why_not)
+        return _finish(kit, thread_id, request, ToolMessage(
+            why_not[0].upper() + why_not[1:], tool_call_id=call_id, status="error"), None,
+            why_not)
     if previous is None:
-        kit.journal.run_started(key, record["tool"])
-    args = dict(record["args"])
+        kit.ledger.journal.started(thread_id, call_id, request.tool)
+    args = dict(request.args)
     if takes_key:
-        args[IDEMPOTENCY_KEY] = key
+        args[IDEMPOTENCY_KEY] = key_text(thread_id, call_id)
     try:
-        result = tool.invoke(args)
-        text = json.dumps(result, default=str)
-        if record.get("edited_by"):
-            text = (f"Edited by {record['edited_by']} to {json.dumps(record['args'])}; "
-                    f"result: {text}")
+        text = json.dumps(tool.invoke(args), default=str)
+        if request.edited_by:
+            text = f"Edited by {request.edited_by} to {json.dumps(request.args)}; result: {text}"
         message = ToolMessage(text, tool_call_id=call_id)
     except Exception as exc:  # the world refused (no such record...): tell the model
         message = ToolMessage(f"Error: {exc}", tool_call_id=call_id, status="error")
-    return _finish(kit, key, record, message, now_iso(), "")
+    return _finish(kit, thread_id, request, message, now_iso(), "")
 
 
-def _finish(kit, key, record, message, executed_at, why_not):
-    kit.journal.run_finished(key, record["tool"], message.content, message.status == "error",
-                             executed_at, why_not)
+def _finish(kit, thread_id, request, message, executed_at, why_not):
+    kit.ledger.journal.finished(thread_id, request.tool_call_id, request.tool, message.content,
+                            message.status == "error", executed_at, why_not)
     return message, executed_at, why_not
 
 
-def _why_not_now(kit: Kit, record: dict) -> str | None:
-    """Checked once, just before running: the problem, the expiry, the record changed."""
-    if record.get("problem"):
-        return f"not executed: {record['problem']}"
-    expires_at = record.get("expires_at")
-    if expires_at is not None and datetime.now(UTC) > datetime.fromisoformat(expires_at):
-        return (f"not executed: the approval came after the request expired at {expires_at}; "
-                "propose it again if it is still wanted")
-    if "target" in record and record["target"] is not None:
-        now = kit.target({"name": record["tool"], "args": record["args"]})
-        if target_digest(now) != target_digest(record["target"]):
-            return ("not executed: what it would touch changed after the approval (approved: "
-                    f"{json.dumps(record['target'], default=str)}; now: "
-                    f"{json.dumps(now, default=str)}); propose it again to ask anew")
+def _why_not_now(request: ApprovalRequest) -> str | None:
+    """Checked once, just before running: a call that cannot run, or an expired request."""
+    if request.problem:
+        return f"not executed: {request.problem}"
+    if request.expires_at is not None and datetime.now(UTC) > datetime.fromisoformat(
+            request.expires_at):
+        return (f"not executed: the approval came after the request expired at "
+                f"{request.expires_at}; propose it again if it is still wanted")
     return None
 
 
 # -- audit rows -----------------------------------------------------------------------------------
 
-def _audit_proposal(kit: Kit, config, call: dict, ruling: Ruling, item: dict) -> None:
-    if kit.audit is None:
+def _audit_proposal(kit: Kit, thread_id: str, request: ApprovalRequest) -> None:
+    """The "proposed" row, when the call is first shown. The gate runs again on every resume:
+    the row's key makes a repeat write nothing, and this process remembers what it wrote."""
+    if kit.audit is None or request.revision:
         return
-    thread_id = config["configurable"]["thread_id"]
-    event_key = f"{thread_id}:{call['id']}:proposed"
-    if event_key in kit.proposals:  # the gate runs again on every resume: written already
+    row = audit_row(thread_id, request, Event.PROPOSED, key=("proposed",))
+    if row["event_key"] in kit.proposed:
         return
-    details = {"raised_by": list(ruling.raised_by)} if ruling.raised_by else {}
-    shown = [p for p in item.get("provenance") or [] if p.get("suspicious")]
-    if shown:
-        details["provenance"] = shown
-    if item.get("problem"):
-        details["problem"] = item["problem"]
-    kit.audit.append({
-        "event_key": event_key,
-        "session_id": thread_id,
-        "action_type": call["name"] or "(no name)",
-        "parameters": call["args"] if isinstance(call["args"], dict) else {"raw": call["args"]},
-        "reversibility_class": ruling.reversibility.value if ruling.reversibility
-        else UNCLASSIFIED,
-        "event": str(Event.PROPOSED),
-        "proposed_at": item["proposed_at"],
-        "details": details or None,
-    })
-    if len(kit.proposals) > 10_000:  # a cache, not a record: the trail itself is idempotent
-        kit.proposals.clear()
-    kit.proposals[event_key] = True
+    kit.audit.append(row)
+    if len(kit.proposed) > 10_000:
+        kit.proposed.clear()
+    kit.proposed.add(row["event_key"])
 
 
-def _resolution_entry(thread_id: str, record: dict, message: ToolMessage,
-                      executed_at: str | None, why_not: str, proposed_at: str) -> dict:
-    if executed_at is None:
-        outcome = Execution.NOT_EXECUTED
-    else:
-        outcome = Execution.ERROR if message.status == "error" else Execution.SUCCESS
-    reasons = [record["reason"]] if record["reason"] else []
-    if record.get("edited_by"):
-        reasons.insert(0, f"arguments edited by {record['edited_by']}")
-    if why_not and Verdict(record["decision"]).runs:
-        reasons.insert(0, why_not)
-    entry = {
-        "event_key": f"{thread_id}:{record['tool_call_id']}:resolved",
-        "session_id": thread_id,
-        "action_type": record["tool"] or "(no name)",
-        "parameters": record["args"] if isinstance(record["args"], dict)
-        else {"raw": record["args"]},
-        "reversibility_class": record["reversibility"],
-        "event": str(Event.RESOLVED),
-        "channel": record["channel"],
-        "approver_id": record["approver"],
-        "approver_role": record.get("role"),
-        "decision": record["decision"],
-        "outcome": str(outcome),
-        "reason": "; ".join(reasons) or None,
-        "proposed_at": proposed_at,
-        "executed_at": executed_at,
-    }
-    details = {k: record[k] for k in ("raised_by", "approvals") if record.get(k)}
-    if details:
-        entry["details"] = details
-    return entry
+def _audit(kit: Kit, row: dict) -> None:
+    if kit.audit is not None:
+        kit.audit.append(row)
 
 
 # -- the graph ------------------------------------------------------------------------------------
 
 def build_graph(model, tools: list, policy: ActionPolicy | None = None, world=None,
                 checkpointer=None, audit=None, approval_ttl: float | None = None,
-                journal: DecisionLedger | None = None):
+                ledger: DecisionLedger | None = None, approvers=None):
     """Compile plan -> gate -> execute (-> plan ...) with the given parts.
 
-    ``world`` (optional) lets the gate show, and execute re-check, what a call would touch;
+    ``world`` (optional) lets a request show, and execute re-check, what a call would touch;
     ``audit`` (an ``AuditTrail``, optional) gets a row when each call is proposed and another
-    when it is resolved; ``approval_ttl`` (seconds, optional): an approval that reaches execution
-    later than this after the proposal does not run. ``journal`` records each execution (a
-    ``DecisionLedger``; default: one in memory).
+    when it is resolved; ``approval_ttl`` (seconds, optional): an approval that reaches
+    execution later than this after the proposal does not run. ``ledger`` holds the decisions
+    and the run journal (default: one in memory).
     """
     if approval_ttl is not None and (isinstance(approval_ttl, bool)
                                      or not isinstance(approval_ttl, int | float)
@@ -537,17 +427,14 @@ def build_graph(model, tools: list, policy: ActionPolicy | None = None, world=No
         raise ValueError(f"approval_ttl is a positive number of seconds, not {approval_ttl!r}")
     kit = Kit(model=model.bind_tools(tools), tools={t.name: t for t in tools},
               policy=policy or ActionPolicy.from_tools(tools),
-              journal=journal if journal is not None else DecisionLedger(),
-              world=world, audit=audit,
-              approval_ttl=approval_ttl)
+              ledger=ledger if ledger is not None else DecisionLedger(),
+              world=world, audit=audit, approvers=approvers, approval_ttl=approval_ttl)
     graph = StateGraph(AgentState)
     graph.add_node("plan", partial(plan, kit=kit))
-    graph.add_node("gate", partial(gate, kit=kit))
-    graph.add_node("execute", partial(execute, kit=kit))
+    graph.add_node("gate", partial(gate, kit=kit), destinations=("gate", "execute"))
+    graph.add_node("execute", partial(execute, kit=kit), destinations=("gate", "plan"))
     graph.add_edge(START, "plan")
     graph.add_conditional_edges("plan", partial(route_after_plan, kit=kit), ["gate", END])
-    graph.add_edge("gate", "execute")
-    graph.add_edge("execute", "plan")
     compiled = graph.compile(checkpointer=checkpointer if checkpointer is not None
                              else InMemorySaver())
     compiled.kit = kit  # the agent reads tools, policy and the target reader from here

@@ -15,7 +15,8 @@ import ipywidgets as widgets
 
 from hitl_kit.approval import ApprovalError
 from hitl_kit.audit import canonical_json
-from hitl_kit.inbox import ApprovalInbox, InboxItem, Resolution
+from hitl_kit.contract import Pending
+from hitl_kit.inbox import ApprovalInbox, Resolution
 from hitl_kit.render import (
     RISK_COLOURS,
     claim_line,
@@ -31,38 +32,39 @@ TEXT_STYLE = "white-space:pre-wrap;word-break:normal;overflow-wrap:anywhere"
 class InboxRow(widgets.HBox):
     """One approval in the inbox widget: checkbox, risk, what and why, and its result."""
 
-    def __init__(self, item: InboxItem):
-        self.item = item
+    def __init__(self, item: Pending, inbox: ApprovalInbox):
+        self.item, self.inbox = item, inbox
         self.done = False
-        colour = RISK_COLOURS.get(item.risk, RISK_COLOURS["high"])
-        payload = item.payload
+        risk = str(item.request.risk)
+        colour = RISK_COLOURS.get(risk, RISK_COLOURS["high"])
         self.checkbox = widgets.Checkbox(value=False, indent=False, layout={"width": "2em"})
         self.risk = widgets.HTML(
             f"<b style='color:white;background:{colour};padding:1px 6px;border-radius:3px'>"
-            f"{escaped(str(item.risk).upper())}</b>", layout={"width": "6em"})
+            f"{escaped(risk.upper())}</b>", layout={"width": "6em"})
         self.details = widgets.HTML(layout={"width": "70%"})
         self.result = widgets.HTML("", layout={"width": "25%"})
-        self._describe(payload)
+        self._describe()
         super().__init__([self.checkbox, self.risk, self.details, self.result],
                          layout={"border_bottom": "1px solid #ddd", "padding": "4px 0"})
 
-    def _describe(self, payload: dict) -> None:
+    def _describe(self) -> None:
+        request = self.item.request
         notes = []
-        for text in (self.item.tool, canonical_json(payload["args"]),
-                     str(payload.get("task", "")), self.item.thread_id):
+        for text in (request.tool, canonical_json(request.args), request.task,
+                     self.item.thread_id):
             notes += [n for n in reveal(text)[1] if n not in notes]
         warning = (f"<div style='color:#c62828;{TEXT_STYLE}'><b>WARNING</b>: "
                    f"{html.escape(hidden_warning(notes))}</div>" if notes else "")
         self.details.value = (
-            f"{warning}<div style='{TEXT_STYLE}'><code>{escaped(self.item.tool)}</code> "
-            f"<code>{escaped(canonical_json(payload['args']))}</code><br>"
-            f"task: {escaped(str(payload.get('task', '')))}<br>"
+            f"{warning}<div style='{TEXT_STYLE}'><code>{escaped(request.tool)}</code> "
+            f"<code>{escaped(canonical_json(request.args))}</code><br>"
+            f"task: {escaped(request.task)}<br>"
             f"<small>thread {escaped(self.item.thread_id)} &middot; "
-            f"{html.escape(self.item.when())}</small></div>{context_html(payload)}")
+            f"{html.escape(self.inbox.when(self.item))}</small></div>{context_html(request)}")
 
-    def update(self, item: InboxItem) -> None:
+    def update(self, item: Pending) -> None:
         self.item = item
-        self._describe(item.payload)
+        self._describe()
 
     def finish(self, message: str, ok: bool) -> None:
         self.done = True
@@ -105,26 +107,28 @@ class InboxWidget(widgets.VBox):
     def row(self, thread_id: str, tool: str | None = None) -> InboxRow:
         """The open row for a thread (and tool): handy for ticking rows from code."""
         for row in self.rows:
-            if not row.done and row.item.thread_id == thread_id and tool in (None, row.item.tool):
+            if not row.done and row.item.thread_id == thread_id and tool in (
+                    None, row.item.request.tool):
                 return row
         raise KeyError(f"no open row for thread {thread_id!r}" + (f", tool {tool!r}" if tool
                                                                    else ""))
 
     def refresh(self) -> None:
         """Add rows for new approvals, update ages, and close rows answered elsewhere."""
-        current = {item.key: item for item in self.inbox.items()}
+        current = {item.key[:2]: item for item in self.inbox.items()}
         for row in self.rows:
             if row.done:
                 continue
-            now = current.get(row.item.key)
+            now = current.get(row.item.key[:2])
             if now is None:
                 row.finish(self._answered_elsewhere(row.item), ok=False)
             elif now.fingerprint != row.item.fingerprint:
                 row.finish("changed since listed: see its new row", ok=False)
             else:
                 row.update(now)
-        open_keys = {row.item.key for row in self.rows if not row.done}
-        self.rows += [InboxRow(item) for key, item in current.items() if key not in open_keys]
+        open_keys = {row.item.key[:2] for row in self.rows if not row.done}
+        self.rows += [InboxRow(item, self.inbox) for key, item in current.items()
+                      if key not in open_keys]
         self.table.children = self.rows or [widgets.HTML("<i>nothing waits for approval</i>")]
         waiting = sum(not r.done for r in self.rows)
         self.status.value = f"{waiting} approval(s) waiting{self._last_batch}"
@@ -150,8 +154,8 @@ class InboxWidget(widgets.VBox):
                             f"{html.escape(kind)} answer(s) went through")
         self.refresh()
 
-    def _winning_claim(self, item: InboxItem):
-        claims = [c for c in self.inbox.agent.ledger.claims(item.thread_id)
+    def _winning_claim(self, item: Pending):
+        claims = [c for c in self.inbox.agent.ledger.claims.listed(item.thread_id)
                   if c.interrupt_id == item.interrupt_id]
         return claims[-1] if claims else None
 
@@ -164,7 +168,7 @@ class InboxWidget(widgets.VBox):
             return f"not applied: already {claim_line(claim)}"
         return result.message
 
-    def _answered_elsewhere(self, item: InboxItem) -> str:
+    def _answered_elsewhere(self, item: Pending) -> str:
         claim = self._winning_claim(item)
         return (f"answered elsewhere: {claim_line(claim)}" if claim is not None
                 else "no longer pending: answered elsewhere")

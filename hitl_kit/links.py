@@ -46,8 +46,9 @@ from hitl_kit.channels import (
     check_not_requester,
     decide,
 )
-from hitl_kit.inbox import ApprovalInbox, InboxItem
-from hitl_kit.requests import ApprovalError, check_name
+from hitl_kit.contract import ApprovalError, Pending
+from hitl_kit.identity import NameRefused, check_name
+from hitl_kit.inbox import ApprovalInbox
 from hitl_kit.secret_strength import require_strong_secret
 from hitl_kit.sqlite import connect, transaction
 from hitl_kit.vocabulary import Channel, Kind
@@ -105,7 +106,7 @@ class LinkResult:
     action: str | None = None
     approver: str | None = None
     requester: str | None = None
-    item: InboxItem | None = None
+    item: Pending | None = None
     answer: Answer | None = None
     nonce: str | None = None
 
@@ -154,19 +155,23 @@ class ApprovalLinks:
             self._claims.execute(CLAIMS_SQL)
 
     # -- issuing ----------------------------------------------------------------------------------
-    def issue(self, item: InboxItem, *, requester: str, approver: str) -> dict[str, str]:
+    def issue(self, item: Pending, *, requester: str, approver: str) -> dict[str, str]:
         """``{"approve": url, "reject": url}`` for one pending approval asked for by
         ``requester``, sent to ``approver`` (who decides as that name)."""
-        if not isinstance(item, InboxItem):
-            raise TypeError(f"issue links for an InboxItem, not {type(item).__name__}")
-        requester = check_name(requester, "requester")
-        approver = check_name(approver, "approver")
+        if not isinstance(item, Pending):
+            raise TypeError(f"issue links for a Pending request, not {type(item).__name__}")
+        try:
+            requester = check_name(requester, "requester")
+            approver = check_name(approver, "approver")
+        except NameRefused as exc:
+            raise ApprovalError(str(exc)) from None
         if self.directory is not None:
             approver = self.directory.require(approver).name
         check_not_requester(approver, requester)
         expires = int(self.clock()) + self.ttl_s
-        if item.deadline is not None:  # a link must not outlive the approval's own deadline
-            expires = min(expires, int(item.deadline.timestamp()))
+        deadline = self.inbox.deadline_of(item)
+        if deadline is not None:  # a link must not outlive the approval's own deadline
+            expires = min(expires, int(deadline.timestamp()))
         fields = {"v": TOKEN_VERSION, "thread_id": item.thread_id,
                   "interrupt_id": item.interrupt_id, "fingerprint": item.fingerprint,
                   "requester": requester, "approver": approver, "expires": expires,
@@ -185,7 +190,7 @@ class ApprovalLinks:
             fields, item = self._checked(token, for_request)
         except _Refused as refused:
             return LinkResult(False, refused.reason, refused.message)
-        return LinkResult(True, "valid", f"a valid link to {fields['action']} {item.tool}",
+        return LinkResult(True, "valid", f"a valid link to {fields['action']} {item.request.tool}",
                           fields["action"], fields["approver"], fields["requester"], item,
                           nonce=fields["nonce"])
 
@@ -218,7 +223,7 @@ class ApprovalLinks:
         token = (parse_qs(parts.query).get("token") or [""])[0]
         return self.resolve(token, reason, for_request=parts.path.rsplit("/", 1)[-1])
 
-    def _checked(self, token, for_request) -> tuple[dict, InboxItem]:
+    def _checked(self, token, for_request) -> tuple[dict, Pending]:
         fields = self._verified(token)
         asked_for = request_id(fields["thread_id"], fields["interrupt_id"])
         if for_request is not None and for_request != asked_for:
@@ -238,8 +243,10 @@ class ApprovalLinks:
             raise _Refused("used", _used_message(used))
         item = self.inbox.get(fields["thread_id"], fields["interrupt_id"])
         if item is None:
-            claim = self.inbox.agent.ledger.winner(fields["thread_id"], fields["interrupt_id"])
-            who = f": it was decided by {claim.approver} via {claim.channel}" if claim else ""
+            claim = self.inbox.agent.ledger.claims.winner(fields["thread_id"],
+                                                          fields["interrupt_id"])
+            who = (f": it was decided by {claim.decision.approver} via "
+                   f"{claim.decision.channel}") if claim else ""
             raise _Refused("not_pending", f"this request is no longer pending{who}")
         if item.fingerprint != fields["fingerprint"]:
             raise _Refused("changed", "the action, its arguments or what it touches changed "

@@ -34,7 +34,7 @@ from email.utils import formataddr, make_msgid
 from aiosmtpd.controller import Controller
 
 from hitl_kit.channels import ApproverDirectory
-from hitl_kit.inbox import InboxItem
+from hitl_kit.contract import Pending
 from hitl_kit.links import ApprovalLinks
 from hitl_kit.render import payload_rows, visible
 
@@ -43,19 +43,19 @@ MAX_SUBJECT_CHARS = 120
 DEFAULT_SENDER = f"hitl-kit approvals <approvals@{LOCAL_HOSTNAME}>"
 
 
-def approval_email(item: InboxItem, urls: dict[str, str], *, sender: str, recipient: str,
+def approval_email(item: Pending, urls: dict[str, str], *, sender: str, recipient: str,
                    recipient_name: str, requester: str) -> EmailMessage:
     """The approval request for ``recipient``: text and HTML parts, the two links in both."""
-    risk = str(item.risk).upper()
-    subject = visible(f"Approval needed ({risk} risk): {item.tool}")
+    risk = str(item.request.risk).upper()
+    subject = visible(f"Approval needed ({risk} risk): {item.request.tool}")
     message = EmailMessage(policy=email.policy.SMTP)
     message["Subject"] = subject[:MAX_SUBJECT_CHARS]
     message["From"] = sender
     message["To"] = formataddr((recipient_name, recipient))
     message["Message-ID"] = make_msgid(domain=LOCAL_HOSTNAME)
     message["Auto-Submitted"] = "auto-generated"
-    rows = payload_rows(item.payload)
-    intro = (f"{visible(requester)}'s agent asks to run {visible(item.tool)} "
+    rows = payload_rows(item.request)
+    intro = (f"{visible(requester)}'s agent asks to run {visible(item.request.tool)} "
              f"(thread {visible(item.thread_id)}). You are asked as {recipient_name}.")
     note = ("Opening a link shows the request and a button; nothing is decided until you press "
             "it. Each link works once, and only until it expires.")
@@ -93,7 +93,7 @@ class MailApprovals:
         self.links, self.directory, self.smtp, self.sender = links, directory, smtp, sender
         self.starttls, self.login = starttls, login
 
-    def ask(self, item: InboxItem, *, requester: str, approver: str) -> EmailMessage:
+    def ask(self, item: Pending, *, requester: str, approver: str) -> EmailMessage:
         """Email ``approver`` the request with their own approve and reject links."""
         person = self.directory.require(approver)
         if person.email is None:

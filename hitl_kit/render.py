@@ -22,8 +22,6 @@ import re
 import unicodedata
 from datetime import UTC, datetime
 
-from hitl_kit.vocabulary import Kind
-
 RISK_COLOURS = {"low": "#2e7d32", "medium": "#ef6c00", "high": "#c62828"}
 
 # Letters and symbols that render as nothing (or as blank space) although they are not controls.
@@ -126,49 +124,49 @@ def hidden_warning(notes: list[str]) -> str:
             + "; ".join(notes))
 
 
-def payload_rows(payload: dict) -> list[tuple[str, str]]:
-    """The payload as (label, text) rows, in the order an approver should read them; every text
-    made visible, with a warning row first when any held hidden characters."""
+def payload_rows(request) -> list[tuple[str, str]]:
+    """The request (an ``ApprovalRequest``) as (label, text) rows, in the order an approver
+    should read them; every text made visible, with a warning row first when any held hidden
+    characters."""
     def text(value) -> str:
         return value if isinstance(value, str) else json.dumps(value, default=str,
                                                               ensure_ascii=False)
 
     rows = [
-        ("risk", f"{str(payload['risk']).upper()} ({payload['reversibility']}, "
-                 f"{payload['policy']})"),
-        ("the agent was asked", text(payload["task"])),
-        ("it wants to run", f"{payload['tool']}: {payload['description']}"),
-        ("with arguments", text(payload["args"])),
-        ("it would touch", text(payload["target"]) if payload.get("target") else "no record"),
-        ("if you approve", text(payload["on_approve"])),
-        ("if you reject", text(payload["on_reject"])),
-        ("why you are asked", text(payload["why_gated"])),
+        ("risk", f"{str(request.risk).upper()} ({request.reversibility}, {request.policy})"),
+        ("the agent was asked", text(request.task)),
+        ("it wants to run", f"{request.tool}: {request.description}"),
+        ("with arguments", text(request.args)),
+        ("it would touch", text(request.target) if request.target else "no record"),
+        ("if you approve", text(request.on_approve)),
+        ("if you reject", text(request.on_reject)),
+        ("why you are asked", text(request.why_gated)),
     ]
-    if payload.get("raised_by"):
-        rows.insert(1, ("raised by", "; ".join(map(text, payload["raised_by"]))))
-    suspicious = [p for p in payload.get("provenance") or [] if p.get("suspicious")]
-    if payload.get("provenance"):
-        read = ", ".join(text(p["source"]) for p in payload["provenance"])
+    if request.raised_by:
+        rows.insert(1, ("raised by", "; ".join(map(text, request.raised_by))))
+    if request.provenance:
+        read = ", ".join(text(p["source"]) for p in request.provenance)
         rows.insert(2, ("it had read", read))
-    for source in suspicious:
-        if source.get("quote"):
+    for source in request.provenance:
+        if source.get("suspicious") and source.get("quote"):
             rows.insert(3, ("READ THIS FIRST", f"{text(source['source'])} says: "
                                                f"\"{text(source['quote'])}\""))
-    if payload.get("may_decide") or (payload.get("approvals_needed") or 1) > 1:
-        who = " or ".join(payload.get("may_decide") or []) or "any approver"
-        needed = payload.get("approvals_needed") or 1
+    if request.may_decide or request.approvals_needed > 1:
+        who = " or ".join(request.may_decide or []) or "any approver"
+        needed = request.approvals_needed
         rows.append(("who may approve", who + (f"; {needed} different people must approve"
                                                if needed > 1 else "")))
-    if payload.get("requested_by"):
-        rows.append(("asked for by", f"{text(payload['requested_by'])} (who may not approve "
-                                     "it)"))
-    if payload.get("expires_at"):
-        rows.append(("request expires", f"{payload['expires_at']} (an approval after that does "
+    if request.requested_by:
+        rows.append(("asked for by", f"{text(request.requested_by)} (who may not approve it)"))
+    if request.edited_by:
+        rows.append(("arguments edited by", text(request.edited_by)))
+    if request.expires_at:
+        rows.append(("request expires", f"{request.expires_at} (an approval after that does "
                                         "not run)"))
-    if payload.get("problem"):  # the call cannot run as proposed: edit or reject only
-        rows.insert(0, ("CANNOT BE APPROVED", text(payload["problem"])))
-    if payload.get("error"):
-        rows.insert(0, ("previous answer refused", text(payload["error"])))
+    if request.problem:  # the call cannot run as proposed: edit or reject only
+        rows.insert(0, ("CANNOT BE APPROVED", text(request.problem)))
+    if request.error:
+        rows.insert(0, ("previous answer refused", text(request.error)))
     shown, notes = [], []
     for label, value in rows:
         value, found = reveal(value)
@@ -193,10 +191,10 @@ PRE_STYLE = ("margin:0;white-space:pre-wrap;word-break:normal;overflow-wrap:anyw
              "font-family:var(--jp-code-font-family, monospace)")
 
 
-def payload_table_html(payload: dict) -> str:
+def payload_table_html(request) -> str:
     """payload_rows as an HTML table, every text escaped: it came from a model or from data, so
     it is shown, never rendered (the card, the inbox and the web pages all use this)."""
-    rows = payload_rows(payload)
+    rows = payload_rows(request)
     warned = bool(rows) and rows[0][0] == "WARNING"
     cells = []
     for label, text in rows:
@@ -213,9 +211,9 @@ def payload_table_html(payload: dict) -> str:
     return f"<table style='table-layout:auto;width:100%'>{''.join(cells)}</table>"
 
 
-def context_html(payload: dict) -> str:
+def context_html(request) -> str:
     """The full context folded away under a "full context" summary."""
-    return f"<details><summary>full context</summary>{payload_table_html(payload)}</details>"
+    return f"<details><summary>full context</summary>{payload_table_html(request)}</details>"
 
 
 def ago(when: str | datetime, now: datetime | None = None) -> str:
@@ -232,11 +230,9 @@ def ago(when: str | datetime, now: datetime | None = None) -> str:
 
 def claim_line(claim, now: datetime | None = None) -> str:
     """Who decided and how, for people: 'approved by ana 2 s ago: looks right' (no ids, no ISO
-    timestamps). ``claim`` is a ``hitl_kit.decisions.Claim``."""
-    try:
-        how = Kind(claim.kind).past
-    except ValueError:
-        how = visible(str(claim.kind))
-    who = "by the system" if claim.approver == "system" else f"by {visible(claim.approver)}"
-    because = f": {visible(claim.reason)}" if claim.reason else ""
-    return f"{how} {who} {ago(claim.decided_at, now)}{because}"
+    timestamps). ``claim`` is a ``hitl_kit.ledger.Claim``."""
+    decision = claim.decision
+    who = ("by the system" if decision.approver == "system"
+           else f"by {visible(decision.approver)}")
+    because = f": {visible(decision.reason)}" if decision.reason else ""
+    return f"{decision.kind.past} {who} {ago(claim.decided_at, now)}{because}"

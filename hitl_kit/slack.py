@@ -55,15 +55,14 @@ from slack_sdk.webhook import WebhookClient
 from hitl_kit.channels import (
     ApproverDirectory,
     decide,
-    describe_claim,
     item_anchor,
     item_ref,
     requester_of,
 )
-from hitl_kit.decisions import Claim
-from hitl_kit.inbox import ApprovalInbox, InboxItem
+from hitl_kit.contract import ApprovalError, Pending
+from hitl_kit.inbox import ApprovalInbox
+from hitl_kit.ledger import Claim
 from hitl_kit.render import payload_rows, visible
-from hitl_kit.requests import ApprovalError
 from hitl_kit.secret_strength import require_strong_secret
 from hitl_kit.vocabulary import Channel, Kind
 
@@ -90,19 +89,19 @@ def mrkdwn_escaped(text: str) -> str:
     return visible(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
-def request_blocks(item: InboxItem, requester: str | None, *, dashboard_url: str | None = None,
-                   decided: str | None = None) -> list[Block]:
+def request_blocks(item: Pending, requester: str | None, *, dashboard_url: str | None = None,
+                   decided: str | None = None, waiting: str = "") -> list[Block]:
     """The request as Block Kit blocks; with ``decided`` (a line saying who decided), the same
     without its buttons."""
-    risk = str(item.risk).upper()
+    risk = str(item.request.risk).upper()
     blocks: list[Block] = [HeaderBlock(text=plain(f"{risk} risk: approval needed for "
-                                                  f"{item.tool}", 150))]
-    for label, text in payload_rows(item.payload):
+                                                  f"{item.request.tool}", 150))]
+    for label, text in payload_rows(item.request):
         blocks.append(SectionBlock(fields=[MarkdownTextObject(text=f"*{mrkdwn_escaped(label)}*"),
                                            plain(text)]))
     blocks.append(ContextBlock(elements=[plain(
         f"requested by {requester or 'nobody recorded'} · thread {item.thread_id} · "
-        f"{item.when()}", 2000)]))
+        f"{waiting}", 2000)]))
     if decided is not None:
         blocks.append(SectionBlock(text=plain(decided, 3000)))
         return blocks
@@ -113,7 +112,7 @@ def request_blocks(item: InboxItem, requester: str | None, *, dashboard_url: str
         ButtonElement(text=plain("Approve", 75), action_id=Kind.APPROVE, value=ref,
                       style="primary", confirm=ConfirmObject(
                           title=plain("Approve this action?", 100),
-                          text=plain(item.payload["on_approve"], 300),
+                          text=plain(item.request.on_approve, 300),
                           confirm=plain("Approve", 30), deny=plain("Cancel", 30))),
         ButtonElement(text=plain("Reject", 75), action_id=Kind.REJECT, value=ref,
                       style="danger"),
@@ -125,9 +124,9 @@ def request_blocks(item: InboxItem, requester: str | None, *, dashboard_url: str
     return blocks
 
 
-def message(item: InboxItem, requester: str | None, **kwargs) -> dict:
+def message(item: Pending, requester: str | None, **kwargs) -> dict:
     """A chat.postMessage / chat.update body: notification text and blocks, as dicts."""
-    text = f"Approval needed: {mrkdwn_escaped(item.tool)} ({item.risk} risk)"
+    text = f"Approval needed: {mrkdwn_escaped(item.request.tool)} ({item.request.risk} risk)"
     if kwargs.get("decided"):
         text = mrkdwn_escaped(kwargs["decided"])
     return {"text": text, "blocks": [b.to_dict() for b in request_blocks(item, requester,
@@ -147,7 +146,7 @@ class SlackReply:
 class Posted:
     """A request's message in Slack."""
 
-    item: InboxItem
+    item: Pending
     requester: str | None
     channel: str
     ts: str
@@ -188,14 +187,14 @@ class SlackApprovals:
         inbox.agent.on_decided.append(self._decided_somewhere)
 
     # -- asking -----------------------------------------------------------------------------------
-    def post(self, item: InboxItem, requester: str | None = None) -> Posted:
+    def post(self, item: Pending, requester: str | None = None) -> Posted:
         """Post the request to the channel (``chat.postMessage``); ``requester`` defaults to
         whoever started the thread."""
         if self.client is None:
             raise ValueError("no WebClient to post with: pass client=WebClient(token=...)")
-        requester = requester or requester_of(self.inbox, item.thread_id, item.payload)
+        requester = requester or requester_of(self.inbox, item.thread_id, item)
         dashboard = None if not self.dashboard_url else f"{self.dashboard_url}#{item_anchor(item)}"
-        body = message(item, requester, dashboard_url=dashboard)
+        body = message(item, requester, dashboard_url=dashboard, waiting=self.inbox.when(item))
         reply = self.client.chat_postMessage(channel=self.channel, **body)
         posted = Posted(item, requester, reply["channel"], reply["ts"])
         with self._lock:
@@ -245,12 +244,12 @@ class SlackApprovals:
                 posted = self.posted.get((answer.thread_id, answer.interrupt_id))
             if posted is None or posted.decided is None:  # a message the kit did not update
                 self._replace(payload, answer.item, f"Decided by "
-                              f"{describe_claim(answer.decided_by)}" if answer.decided_by
+                              f"{answer.decided_by.describe()}" if answer.decided_by
                               else answer.message)
             return self._tell(payload, f"Not applied: {answer.message}")
         return self._tell(payload, answer.message)
 
-    def _replace(self, payload: dict, item: InboxItem | None, line: str,
+    def _replace(self, payload: dict, item: Pending | None, line: str,
                  decided: bool = False) -> SlackReply:
         """Answer with the message updated: no buttons, who decided."""
         if item is None:
@@ -287,7 +286,7 @@ class SlackApprovals:
                 posted = self.posted.get((claim.thread_id, claim.interrupt_id))
                 if posted is None or posted.decided is not None:
                     continue
-                posted.decided = f"Decided by {describe_claim(claim)}"
+                posted.decided = f"Decided by {claim.describe()}"
             if self.client is not None:
                 self.client.chat_update(channel=posted.channel, ts=posted.ts, **message(
                     posted.item, posted.requester, decided=posted.decided))
@@ -300,7 +299,10 @@ def _block_action(body: bytes) -> dict:
     form = parse_qs(body.decode("utf-8"), strict_parsing=True, max_num_fields=8)
     if list(form) != ["payload"] or len(form["payload"]) != 1:
         raise ValueError("the form must hold one 'payload' field")
-    payload = json.loads(form["payload"][0])
+    try:
+        payload = json.loads(form["payload"][0])
+    except RecursionError:  # a signed body can still be hostile: nested past Python's stack
+        raise ValueError("the payload's JSON nests too deeply to read") from None
     if not isinstance(payload, dict) or payload.get("type") != "block_actions":
         raise ValueError("only block_actions (button clicks) are handled")
     user, actions = payload.get("user"), payload.get("actions")

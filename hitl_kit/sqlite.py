@@ -77,6 +77,48 @@ def transaction(conn: sqlite3.Connection, lock: threading.Lock | threading.RLock
         conn.execute("COMMIT")
 
 
+class SqliteEngine:
+    """A store's engine on one SQLite file (or in memory): one connection shared by the
+    process's threads, one lock, ``BEGIN IMMEDIATE`` for writes (which locks the whole file:
+    every writer in every process waits its turn)."""
+
+    TYPES = {"text": "TEXT", "int": "INTEGER", "real": "REAL"}
+    TABLE_SUFFIX = " STRICT"
+
+    def __init__(self, path: str):
+        self.where = path
+        self._lock = threading.RLock()
+        self._conn = connect(path)
+
+    def create(self, statements: list[str], columns: dict[str, list[str]]) -> None:
+        """Create the tables; refuse a file holding tables of these names laid out otherwise."""
+        try:
+            with self.transaction() as conn:
+                for statement in statements:
+                    conn.execute(statement)
+                for table, expected in columns.items():
+                    found = [row[1] for row in conn.execute(f"PRAGMA table_info({table})")]
+                    if found != expected:
+                        raise RuntimeError(
+                            f"{self.where} holds a table {table} from an earlier hitl-kit "
+                            f"(columns {found}); start with a new file, or drop that table")
+        except BaseException:
+            self.close()
+            raise
+
+    def transaction(self, thread_id: str | None = None):
+        return transaction(self._conn, self._lock)
+
+    @contextmanager
+    def reading(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            yield self._conn
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+
 def database_file(conn: sqlite3.Connection) -> str | None:
     """The file behind a connection's main database, or None when it is in memory."""
     files = [row[2] for row in conn.execute("PRAGMA database_list") if row[1] == "main"]

@@ -28,7 +28,7 @@ def approve_in_terminal(agent: ApprovalAgent, outcome: Outcome, approver: str,
     while outcome.paused:
         pending = outcome.pending[0]
         say("")
-        for label, text in payload_rows(pending.payload):
+        for label, text in payload_rows(pending.request):
             say(f"{label:>20}: {text}")
         try:
             choice = ask("approve, reject or edit? [a/r/e] ").strip().lower()[:1]

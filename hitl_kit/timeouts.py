@@ -37,9 +37,10 @@ import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from hitl_kit.approval import AlreadyDecided, ApprovalAgent, Outcome, Pending
-from hitl_kit.decisions import Claim
-from hitl_kit.policy import Policy
+from hitl_kit.approval import AlreadyDecided, ApprovalAgent, Outcome
+from hitl_kit.contract import Pending, may_proceed
+from hitl_kit.ledger import Claim
+from hitl_kit.vocabulary import Kind, Policy
 
 DEFAULTS = ("reject", "escalate", "proceed")
 GATES = tuple(p.value for p in Policy if p.needs_human)
@@ -101,12 +102,12 @@ class ApprovalTimer:
     where the thread stood after it (when this process applied it), ``done`` is set once settled.
     """
 
-    def __init__(self, agent: ApprovalAgent, thread_id: str, pending: Pending, deadline: Deadline,
+    def __init__(self, agent: ApprovalAgent, pending: Pending, deadline: Deadline,
                  on_escalate: Callable[[ApprovalTimer, str], None] | None = None):
-        if deadline.default == "proceed" and pending.payload["policy"] != Policy.SOFT_GATE:
+        if deadline.default == "proceed" and pending.request.policy != Policy.SOFT_GATE:
             raise ValueError(f"only a soft gate proceeds by default; this request is a "
-                             f"{pending.payload['policy']}: use reject or escalate")
-        self.agent, self.thread_id, self.pending = agent, thread_id, pending
+                             f"{pending.request.policy}: use reject or escalate")
+        self.agent, self.thread_id, self.pending = agent, pending.thread_id, pending
         self.deadline = deadline  # the one running now; an escalation replaces it
         self.on_escalate = on_escalate
         self.state = WAITING
@@ -124,7 +125,7 @@ class ApprovalTimer:
 
     @property
     def key(self) -> tuple[str, str, str]:
-        return self.thread_id, self.pending.interrupt_id, self.pending.fingerprint
+        return self.pending.key
 
     def start(self) -> ApprovalTimer:
         """Arm the timer at the deadline stored with the request (stored now if it has none:
@@ -137,11 +138,11 @@ class ApprovalTimer:
 
     def _stored_stage(self) -> tuple[int, Deadline]:
         """The deadline in force after the escalations already recorded (0 without any)."""
-        request = next((r for r in self.agent.ledger.requests(self.thread_id)
+        request = next((r for r in self.agent.ledger.index.listed(self.thread_id)
                         if r.key == self.key), None)
         stage = request.deadline_stage if request is not None else 0
         deadline = self.deadline
-        earlier = [e for e in self.agent.ledger.escalations(self.thread_id)
+        earlier = [e for e in self.agent.ledger.index.escalations(self.thread_id)
                    if (e.thread_id, e.interrupt_id, e.fingerprint) == self.key]
         for escalation in earlier[:stage]:
             self.escalated_to.append(escalation.escalated_to)
@@ -155,7 +156,7 @@ class ApprovalTimer:
                 return
             self.deadline = deadline
             wanted = time.time() + deadline.seconds
-            stored = self.agent.ledger.set_deadline(self.key, wanted, self._stage,
+            stored = self.agent.ledger.index.set_deadline(self.key, wanted, self._stage,
                                                     only_if_unset=keep_stored)
             self._ends_at = wanted if stored is None else stored
             self._timer = threading.Timer(max(0.0, self._ends_at - time.time()),
@@ -183,12 +184,16 @@ class ApprovalTimer:
         if deadline.default == "escalate":
             self._escalate(deadline)
             return
-        if deadline.default == "proceed":
+        if deadline.default == "proceed" and may_proceed(self.pending.request):
             waited = [*self._history, f"nobody rejected it within {deadline.seconds:g} s"]
-            kind, reason = "proceed", "soft gate: " + "; ".join(waited)
+            kind, reason = Kind.PROCEED, "soft gate: " + "; ".join(waited)
         else:
             waited = [*self._history, f"nobody decided within {deadline.seconds:g} s"]
-            kind, reason = "timeout", "; ".join(waited) + "; rejected by default"
+            if deadline.default == "proceed":  # fail closed: it needs more than a deadline
+                waited.append("it may not proceed on its own (it needs "
+                              f"{self.pending.request.approvals_needed} approvals or cannot "
+                              "run as it stands)")
+            kind, reason = Kind.TIMEOUT, "; ".join(waited)
         try:
             # On success the agent calls _on_decided, which settles this timer.
             self.agent.apply_default(self.thread_id, self.pending.interrupt_id, kind, reason,
@@ -201,14 +206,13 @@ class ApprovalTimer:
     def _escalate(self, deadline: Deadline) -> None:
         to = deadline.escalate_to
         reason = f"nobody decided within {deadline.seconds:g} s, so it went to {to}"
-        thread_id, interrupt_id, fingerprint = self.key
         try:
-            handed = self.agent.ledger.escalate(thread_id, interrupt_id, fingerprint, to, reason)
+            handed = self.agent.ledger.index.escalate(self.key, to, reason)
         except Exception as exc:
             self._settle(FAILED, error=f"the escalation could not be recorded: {exc}")
             return
         if not handed:  # someone decided meanwhile
-            self._settle(DECIDED, self.agent.ledger.winner(*self.key))
+            self._settle(DECIDED, self.agent.ledger.claims.winner(*self.key))
             return
         with self._lock:
             self.state = ESCALATED
@@ -224,8 +228,9 @@ class ApprovalTimer:
 
     def _on_decided(self, claims: list[Claim], outcome: Outcome) -> None:
         for claim in claims:
-            if (claim.thread_id, claim.interrupt_id, claim.fingerprint) == self.key:
-                self._settle(STATE_OF_SYSTEM_KIND.get(claim.kind, DECIDED), claim, outcome)
+            if claim.key == self.key:
+                self._settle(STATE_OF_SYSTEM_KIND.get(claim.decision.kind, DECIDED), claim,
+                             outcome)
 
     def _settle(self, state: str, claim: Claim | None = None, outcome: Outcome | None = None,
                 error: str = "") -> None:
@@ -270,21 +275,20 @@ class DeadlineWatcher:
         watching its thread."""
         with self._lock:
             self._threads.add(outcome.thread_id)
-        timers = (self.timer_for(outcome.thread_id, p) for p in outcome.pending)
+        timers = (self.timer_for(p) for p in outcome.pending)
         return [t for t in timers if t is not None]
 
-    def timer_for(self, thread_id: str, pending: Pending) -> ApprovalTimer | None:
+    def timer_for(self, pending: Pending) -> ApprovalTimer | None:
         """The request's timer, armed now if it had none; None when its policy has no deadline."""
-        deadline = self.deadlines.get(pending.payload["policy"])
+        deadline = self.deadlines.get(pending.request.policy)
         if deadline is None:
             return None
-        key = (thread_id, pending.interrupt_id, pending.fingerprint)
         with self._lock:
-            timer = self.timers.get(key)
+            timer = self.timers.get(pending.key)
             if timer is not None:
                 return timer
-            timer = self.timers[key] = ApprovalTimer(self.agent, thread_id, pending, deadline,
-                                                     self.on_escalate)
+            timer = self.timers[pending.key] = ApprovalTimer(self.agent, pending, deadline,
+                                                             self.on_escalate)
         return timer.start()
 
     def _on_decided(self, claims: list[Claim], outcome: Outcome) -> None:
@@ -296,11 +300,10 @@ class DeadlineWatcher:
         its stored time (the default is applied at once where that passed); their threads are
         watched from now on."""
         timers = []
-        for request in self.agent.ledger.requests():
+        for request in self.agent.ledger.index.listed():
             with self._lock:
                 self._threads.add(request.thread_id)
-            timer = self.timer_for(request.thread_id,
-                                   Pending(request.interrupt_id, request.payload))
+            timer = self.timer_for(request)
             if timer is not None:
                 timers.append(timer)
         return timers

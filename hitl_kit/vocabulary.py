@@ -76,17 +76,18 @@ class Verdict(StrEnum):
 
 class Kind(StrEnum):
     """How a decision answers a pending approval. People answer approve / reject / edit; only
-    the kit's timers answer timeout / proceed."""
+    the kit answers timeout / proceed (its timers) and refresh (show it again: it changed)."""
 
     APPROVE = "approve"
     REJECT = "reject"
     EDIT = "edit"
     TIMEOUT = "timeout"
     PROCEED = "proceed"
+    REFRESH = "refresh"
 
     @property
     def by_system(self) -> bool:
-        return self in (Kind.TIMEOUT, Kind.PROCEED)
+        return self in (Kind.TIMEOUT, Kind.PROCEED, Kind.REFRESH)
 
     @property
     def verdict(self) -> Verdict | None:
@@ -103,7 +104,7 @@ _VERDICT_OF_KIND = {Kind.APPROVE: Verdict.APPROVED, Kind.REJECT: Verdict.REJECTE
                     Kind.TIMEOUT: Verdict.TIMED_OUT, Kind.PROCEED: Verdict.AUTO_APPROVED}
 _PAST_OF_KIND = {Kind.APPROVE: "approved", Kind.REJECT: "rejected",
                  Kind.EDIT: "edited the arguments", Kind.TIMEOUT: "timed out",
-                 Kind.PROCEED: "proceeded without a human"}
+                 Kind.PROCEED: "proceeded without a human", Kind.REFRESH: "shown again"}
 PERSON_KINDS = (Kind.APPROVE, Kind.REJECT, Kind.EDIT)
 SYSTEM_KINDS = (Kind.TIMEOUT, Kind.PROCEED)
 
@@ -138,6 +139,9 @@ class Channel(StrEnum):
     DASHBOARD = "dashboard"
     TIMER = "timer"  # a deadline's default
     POLICY = "policy"  # no human needed: the policy table let it run
+
+
+PERSON_CHANNELS = frozenset(Channel) - {Channel.TIMER, Channel.POLICY}  # a caller may claim these
 
 
 class Approver(StrEnum):

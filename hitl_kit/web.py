@@ -59,10 +59,10 @@ from hitl_kit.channels import (
     item_ref,
     requester_of,
 )
-from hitl_kit.inbox import ApprovalInbox, InboxItem
+from hitl_kit.contract import ApprovalError, Pending
+from hitl_kit.inbox import ApprovalInbox
 from hitl_kit.links import MIN_SECRET_BYTES, SECRET_HINT, ApprovalLinks, request_id
 from hitl_kit.render import payload_rows, visible
-from hitl_kit.requests import ApprovalError
 from hitl_kit.secret_strength import require_strong_secret
 from hitl_kit.server import DEFAULT_LIMITS, Limits, LocalServer
 from hitl_kit.vocabulary import Channel, Kind, Risk
@@ -116,7 +116,7 @@ class SecurityHeaders:
 class Row:
     """One pending request as the dashboard shows it."""
 
-    item: InboxItem
+    item: Pending
     ref: str
     anchor: str
     risk: str
@@ -124,6 +124,7 @@ class Row:
     requester: str
     rows: list
     problem: str | None
+    when: str
 
 
 class ApprovalsApp:
@@ -282,17 +283,16 @@ class ApprovalsApp:
         """The first MAX_LISTED pending requests as rows, and how many are pending."""
         items, rows = self.inbox.items(), []
         for item in items[:MAX_LISTED]:
-            risk = item.risk if item.risk in set(Risk) else Risk.HIGH
+            risk = item.request.risk if item.request.risk in set(Risk) else Risk.HIGH
             rows.append(Row(item, item_ref(item), item_anchor(item), str(risk),
-                visible(canonical_json(item.payload["args"])),
-                self._requester(item) or "nobody recorded", payload_rows(item.payload),
-                item.payload.get("problem")))
+                visible(canonical_json(item.request.args)),
+                self._requester(item) or "nobody recorded", payload_rows(item.request),
+                item.request.problem, self.inbox.when(item)))
         return rows, len(items)
 
-    def _requester(self, item: InboxItem) -> str | None:
+    def _requester(self, item: Pending) -> str | None:
         if item.thread_id not in self._requesters:  # a thread's requester never changes
-            self._requesters[item.thread_id] = requester_of(self.inbox, item.thread_id,
-                                                            item.payload)
+            self._requesters[item.thread_id] = requester_of(self.inbox, item.thread_id, item)
         return self._requesters[item.thread_id]
 
     # -- approval links ---------------------------------------------------------------------------
@@ -306,7 +306,7 @@ class ApprovalsApp:
             return self._refused(request, result.http_status, result.message)
         return self._page(request, "confirm.html", title=f"Confirm: {result.action}",
                           action=result.action, approver=result.approver,
-                          requester=result.requester, rows=payload_rows(result.item.payload),
+                          requester=result.requester, rows=payload_rows(result.item.request),
                           token=token, csrf=self._confirm_signer.dumps(result.nonce),
                           action_url="/links/" + request_id(result.item.thread_id,
                                                             result.item.interrupt_id))
@@ -376,7 +376,7 @@ def _same_origin(request: Request) -> bool:
 
 
 def _answer_row(answer: Answer) -> dict:
-    tool = answer.item.tool if answer.item is not None else "a request"
+    tool = answer.item.request.tool if answer.item is not None else "a request"
     return {"ok": answer.ok, "thread_id": answer.thread_id, "tool": tool,
             "message": answer.message}
 
@@ -413,9 +413,9 @@ def serve_from_cli(approvers: list[str], world_path: str | None, checkpoints: st
     for person in directory:
         say(f"  sign-in key for {person.name}: {app.sign_in_key(person.name)}")
     for item in inbox.items()[:3]:
-        url = links.issue(item, requester=requester_of(inbox, item.thread_id, item.payload)
+        url = links.issue(item, requester=requester_of(inbox, item.thread_id, item)
                           or "someone", approver=directory.names[0])["approve"]
-        say(f"  an approval link for {directory.names[0]} ({item.tool}): {url}")
+        say(f"  an approval link for {directory.names[0]} ({item.request.tool}): {url}")
     try:
         server.wait()
     except KeyboardInterrupt:

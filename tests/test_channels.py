@@ -15,9 +15,9 @@ from hitl_kit.channels import (
     parse_ref,
     same_requester,
 )
+from hitl_kit.contract import ApprovalError
 from hitl_kit.fake_slack import FakeSlack
 from hitl_kit.inbox_widget import InboxWidget
-from hitl_kit.requests import ApprovalError
 from hitl_kit.slack import SlackApprovals
 from hitl_kit.vocabulary import Channel
 
@@ -115,8 +115,9 @@ def test_a_decision_in_one_channel_shows_in_every_other(tmp_path):
     assert "Not applied</b>: this request was already approved by ana" in card.status.value
     with pytest.raises(AlreadyDecided, match="ana"):
         setup.agent.resume("t", {item.interrupt_id: {"kind": "reject", "approver": "bo"}})
-    claims = setup.agent.ledger.claims("t")
-    assert [(c.approver, c.kind, c.channel) for c in claims] == [("ana", "approve", "slack")]
+    claims = setup.agent.ledger.claims.listed("t")
+    assert [(c.decision.approver, c.decision.kind, c.decision.channel) for c in claims] == [
+        ("ana", "approve", "slack")]
     assert setup.world.calls["delete_customer"] == 1
 
 

@@ -1,20 +1,17 @@
-"""Exactly one decision per pending approval: the ledger, the binding, and the agent's resume.
-
-The ledger's own tests and the cross-process races take ``backend`` and run on SQLite and on
-PostgreSQL; the agent's shape checks and thread races run on the in-memory default."""
+"""Exactly one decision per pending approval, through the agent: the binding, the races, and
+two processes sharing one saver. The ledger's own contract is tests/test_ledger.py."""
 
 import json
 import subprocess
 import sys
 import threading
-import time
 import warnings
 
 import pytest
 
-from hitl_kit import decisions
-from hitl_kit.approval import AlreadyDecided, ApprovalAgent, ApprovalError, durable_checkpointer
-from hitl_kit.decisions import Claim, ledger_for
+from hitl_kit.approval import AlreadyDecided, ApprovalAgent, ApprovalError
+from hitl_kit.contract import Decision
+from hitl_kit.ledger import Claim
 from hitl_kit.llm import OfflineChatModel
 from hitl_kit.world import World
 
@@ -29,7 +26,7 @@ def approve(approver="ana", **extra):
 
 
 def claim(key="k", approver="ana", thread="t", fingerprint="f"):
-    return Claim(thread, key, fingerprint, "approve", approver)
+    return Claim(thread, key, fingerprint, Decision(kind="approve", approver=approver))
 
 
 def race(*actions):
@@ -53,128 +50,13 @@ def race(*actions):
     return results
 
 
-# -- the ledger -----------------------------------------------------------------------------------
-
-def test_first_claim_wins_and_the_second_learns_who_won(backend, tmp_path):
-    ledger = backend.ledger(tmp_path)
-    assert ledger.claim([claim(approver="ana")]) is None
-    earlier = ledger.claim([claim(approver="bo")])
-    assert earlier.approver == "ana" and earlier.kind == "approve"
-    assert [c.approver for c in ledger.claims()] == ["ana"]
-
-
-def test_claims_are_all_or_none(backend, tmp_path):
-    ledger = backend.ledger(tmp_path)
-    ledger.claim([claim("a")])
-    assert ledger.claim([claim("b", "bo"), claim("a", "bo")]).approver == "ana"
-    assert ledger.winner("t", "b") is None  # b was not recorded although it came first
-    assert ledger.claim([claim("b", "bo")]) is None
-
-
-def test_a_new_fingerprint_is_a_new_request(backend, tmp_path):
-    ledger = backend.ledger(tmp_path)
-    ledger.claim([claim(fingerprint="v1")])
-    assert ledger.claim([claim(fingerprint="v2", approver="bo")]) is None
-    assert ledger.winner("t", fingerprint="v1").approver == "ana"
-    assert ledger.winner("t", "k", "v2").approver == "bo"
-    with pytest.raises(ValueError, match="name the request"):
-        ledger.winner("t")
-
-
-def test_withdrawn_claims_free_the_request(backend, tmp_path):
-    ledger = backend.ledger(tmp_path)
-    ledger.claim([claim()])
-    ledger.withdraw([claim()])
-    assert ledger.winner("t", "k") is None and ledger.claim([claim(approver="bo")]) is None
-
-
-def test_claims_race_across_connections_to_one_file(backend, tmp_path):
-    ledgers = [backend.ledger(tmp_path) for _ in range(3)]
-    for key in range(40):
-        results = race(*[lambda lg=lg, n=n, k=str(key): lg.claim([claim(k, f"approver{n}")])
-                         for n, lg in enumerate(ledgers * 2)])
-        assert sum(r is None for r in results) == 1, results
-    assert len(backend.ledger(tmp_path).claims()) == 40
-
-
-CLAIM_SCRIPT = """
-import sys, time
-from pathlib import Path
-from hitl_kit.decisions import Claim, DecisionLedger
-from hitl_kit.postgres import PostgresLedger
-url, me, folder = sys.argv[1:4]
-ledger = PostgresLedger(url) if url != "sqlite" else DecisionLedger(folder + "/checkpoints.db")
-Path(folder, me).touch()
-while len(list(Path(folder).glob("ready-*"))) < 3:
-    time.sleep(0.001)
-won = [k for k in range(150) if ledger.claim([Claim("t", str(k), "f", "approve", me)]) is None]
-print(len(won))
-"""
-
-
-def test_claims_race_across_processes(backend, tmp_path):
-    backend.ledger(tmp_path).close()  # created before the race
-    procs = [subprocess.Popen([sys.executable, "-c", CLAIM_SCRIPT, backend.url(tmp_path),
-                               f"ready-{n}", str(tmp_path)], stdout=subprocess.PIPE, text=True,
-                              cwd=ROOT)
-             for n in range(3)]
-    won = [int(p.communicate(timeout=60)[0]) for p in procs]
-    assert sum(won) == 150
-    winners = backend.ledger(tmp_path).claims()
-    assert len(winners) == 150 and len({c.interrupt_id for c in winners}) == 150
-
-
-def test_one_turn_per_thread_at_a_time(backend, tmp_path):
-    ledger = backend.ledger(tmp_path)
-    inside, most = [], []
-
-    def take(thread_id):
-        with ledger.turn(thread_id):
-            inside.append(thread_id)
-            most.append(inside.count("t"))
-            time.sleep(0.005)
-            inside.remove(thread_id)
-
-    race(*[lambda: take("t")] * 6)
-    assert max(most) == 1
-    with ledger.turn("t"), ledger.turn("other"):  # another thread's turn is independent
-        pass
-
-
-def test_a_stale_turn_is_taken_over_and_a_busy_one_times_out(backend, tmp_path, monkeypatch):
-    ledger = backend.ledger(tmp_path)
-    monkeypatch.setattr(decisions, "TURN_LEASE_S", -1.0)  # every lease has already ended
-    with ledger.turn("t"), ledger.turn("t"):  # a crashed holder does not block forever
-        pass
-    monkeypatch.setattr(decisions, "TURN_LEASE_S", 60.0)
-    monkeypatch.setattr(decisions, "TURN_WAIT_S", 0.05)
-    with ledger.turn("t"), pytest.raises(TimeoutError, match="busy"), ledger.turn("t"):
-        pass
-
-
-def test_ledger_for_uses_the_checkpointers_file(tmp_path):
-    path = tmp_path / "checkpoints.db"
-    ledger = ledger_for(durable_checkpointer(str(path)))
-    assert ledger.path == str(path)
-    assert ledger_for(None).path == ":memory:"
-
-
-def test_ledger_for_shares_the_checkpointers_database(backend, tmp_path):
-    ledger = ledger_for(backend.checkpointer(tmp_path))
-    try:
-        assert ledger.claim([claim(approver="ana")]) is None
-        assert backend.ledger(tmp_path).winner("t", "k").approver == "ana"  # another connection
-    finally:
-        ledger.close()
-
-
 # -- the agent: one decision wins -----------------------------------------------------------------
 
 def test_pending_exposes_a_stable_fingerprint(agent):
     first = agent.start(DEPLOY.format("2.5"), "t").pending[0]
     again = agent.pending("t")[0]
-    assert first.fingerprint == again.fingerprint == first.payload["fingerprint"]
-    assert len(first.fingerprint) == 16
+    assert first.fingerprint == again.fingerprint == first.request.fingerprint
+    assert len(first.fingerprint) == 24
 
 
 def test_double_click_executes_once_and_names_the_winner(agent, world):
@@ -182,7 +64,7 @@ def test_double_click_executes_once_and_names_the_winner(agent, world):
     agent.resume("t", {interrupt_id: approve("ana")})
     with pytest.raises(AlreadyDecided, match=r"already decided by ana \(approved\)") as exc:
         agent.resume("t", {interrupt_id: {"kind": "reject", "approver": "bo"}})
-    assert exc.value.claim.approver == "ana" and "not pending" in str(exc.value)
+    assert exc.value.claim.decision.approver == "ana" and "not pending" in str(exc.value)
     assert world.calls["deploy_to_prod"] == 1
 
 
@@ -196,9 +78,9 @@ def test_concurrent_resumes_execute_once(agent, world):
         losers = [r for r in results if isinstance(r, Exception)]
         assert len(losers) == 1 and isinstance(losers[0], AlreadyDecided), results
         winner = agent.outcome(thread).decisions[-1]
-        assert winner["approver"] == losers[0].claim.approver
+        assert winner.decision.approver == losers[0].claim.decision.approver
         deployed = [d for d in world.rows("deployments") if d["version"] == f"2.{trial}"]
-        assert len(deployed) == (winner["decision"] == "approved")
+        assert len(deployed) == (winner.verdict == "approved")
     assert world.calls["deploy_to_prod"] == len(world.rows("deployments"))
 
 
@@ -206,10 +88,10 @@ def test_two_approvals_of_one_thread_decided_at_once_are_both_applied(agent, wor
     for trial in range(10):
         thread = f"t{trial}"
         outcome = agent.start('delete thread 2; send a reply to thread 3 saying "ok"', thread)
-        ids = {p.payload["tool"]: p.interrupt_id for p in outcome.pending}
+        ids = {p.request.tool: p.interrupt_id for p in outcome.pending}
         race(lambda t=thread, i=ids["send_reply"]: agent.resume(t, {i: approve()}),
              lambda t=thread, i=ids["delete_thread"]: agent.resume(t, {i: REJECT}))
-        decided = {d["tool"]: d["decision"] for d in agent.outcome(thread).decisions}
+        decided = {d.request.tool: d.verdict for d in agent.outcome(thread).decisions}
         assert decided == {"send_reply": "approved", "delete_thread": "rejected"}
     assert world.count("outbox") == 10 and world.count("threads") == 4
 
@@ -223,7 +105,7 @@ def test_a_decision_on_an_old_fingerprint_is_refused(agent, world):
         agent.resume("t", approve("bo", fingerprint=shown.fingerprint))
     with pytest.raises(AlreadyDecided):
         agent.resume("t", {shown.interrupt_id: approve("bo")})
-    with pytest.raises(ApprovalError, match="arguments changed"):
+    with pytest.raises(ApprovalError, match="another version of the request"):
         agent.resume("t", {edited.interrupt_id: approve("bo", fingerprint="0123456789abcdef")})
     assert world.calls["delete_customer"] == 0
     agent.resume("t", {edited.interrupt_id: approve("bo", fingerprint=edited.fingerprint)})
@@ -231,17 +113,20 @@ def test_a_decision_on_an_old_fingerprint_is_refused(agent, world):
 
 
 @pytest.mark.parametrize(("decision", "message"), [
-    ({"kind": "timeout", "approver": "ana"}, "the system's own"),
-    ({"kind": "proceed", "approver": "system"}, "the system's own"),
+    ({"kind": "timeout", "approver": "ana"}, "the kit's own"),
+    ({"kind": "proceed", "approver": "system"}, "the kit's own"),
+    ({"kind": "refresh", "approver": "system"}, "the kit's own"),
     ({"kind": "approve", "approver": "system"}, "reserved"),
     ({"kind": "approve", "approver": "auto"}, "reserved"),
-    ({"kind": "approve", "approver": "ana", "fingerprint": 7}, "'fingerprint' must be"),
+    ({"kind": "approve", "approver": "ana", "channel": "timer"}, "channel 'timer' is the kit's"),
+    ({"kind": "approve", "approver": "ana", "channel": "policy"}, "channel 'policy' is the kit's"),
+    ({"kind": "approve", "approver": "ana", "fingerprint": 7}, "fingerprint: Input should be"),
 ])
 def test_people_cannot_pass_for_the_system(agent, world, decision, message):
     agent.start(DEPLOY.format("2.5"), "t")
     with pytest.raises(ApprovalError, match=message):
         agent.resume("t", decision)
-    assert agent.ledger.claims() == [] and world.calls["deploy_to_prod"] == 0
+    assert agent.ledger.claims.listed() == [] and world.calls["deploy_to_prod"] == 0
 
 
 def test_a_hard_gate_never_proceeds_by_default(agent, world):
@@ -250,7 +135,7 @@ def test_a_hard_gate_never_proceeds_by_default(agent, world):
         agent.apply_default("t", pending.interrupt_id, "proceed", "window passed",
                             pending.fingerprint)
     with pytest.raises(ApprovalError, match="made as 'system'"):
-        agent._resume("t", {"kind": "timeout", "approver": "ana"}, system=True)
+        agent._decide("t", {"kind": "timeout", "approver": "ana"}, "timer", by_kit=True)
     assert world.calls["deploy_to_prod"] == 0 and agent.pending("t")
 
 
@@ -265,7 +150,7 @@ def test_a_resume_that_fails_before_the_graph_takes_it_withdraws_the_claim(agent
     with pytest.raises(OSError):
         agent.resume("t", approve("ana"))
     agent.graph.invoke = real_invoke
-    assert agent.ledger.claims() == []
+    assert agent.ledger.claims.listed() == []
     agent.resume("t", approve("bo"))  # not "already decided by ana": ana's answer never landed
     assert world.calls["deploy_to_prod"] == 1
 
@@ -279,7 +164,7 @@ def test_listeners_hear_each_decision_and_a_failing_one_does_not_undo_it(agent, 
         warnings.simplefilter("always")
         outcome = agent.resume("t", approve("ana"))
     assert not outcome.paused and world.calls["deploy_to_prod"] == 1
-    assert [(c.approver, c.kind) for c in heard[0][0]] == [("ana", "approve")]
+    assert [(c.decision.approver, c.decision.kind) for c in heard[0][0]] == [("ana", "approve")]
     assert any("ZeroDivisionError" in str(w.message) for w in caught)
 
 
@@ -341,4 +226,4 @@ def test_two_processes_sharing_a_durable_saver_decide_each_approval_once(backend
     won_there = json.loads(other.communicate(timeout=120)[0])
     assert sorted(won_here + won_there) == list(range(threads))
     assert len(World(str(tmp_path / "world.db")).rows("deployments")) == threads
-    assert len(agent.ledger.claims()) == threads
+    assert len(agent.ledger.claims.listed()) == threads

@@ -11,12 +11,14 @@ import pytest
 
 from hitl_kit.approval import AlreadyDecided, ApprovalError, Outcome, Pending
 from hitl_kit.cards import ApprovalBoard, ApprovalCard, _countdown_html
-from hitl_kit.decisions import Claim
-from hitl_kit.inbox import ApprovalInbox, InboxItem, Resolution
+from hitl_kit.inbox import ApprovalInbox, Resolution
 from hitl_kit.inbox_widget import InboxWidget
+from hitl_kit.ledger import Claim
 from hitl_kit.render import claim_line, payload_rows, reveal, visible
 from hitl_kit.terminal import approve_in_terminal
 from hitl_kit.timeouts import Deadline
+
+from .conftest import unchecked_decision, unchecked_pending
 
 # -- hidden characters ------------------------------------------------------------------------
 
@@ -51,7 +53,7 @@ def test_ordinary_text_in_any_script_is_left_alone(text):
 
 
 def test_who_decided_is_shown_visibly_and_without_ids():
-    claim = Claim("t", "i-123", "f" * 16, "approve", "rit\u0430", "ok\u200b",
+    claim = Claim("t", "i-123", "f" * 16, unchecked_decision("approve", "rit\u0430", "ok\u200b"),
                   "2026-11-30T10:00:00.000+00:00")
     line = claim_line(claim, now=datetime(2026, 11, 30, 10, 0, 42, tzinfo=UTC))
     assert line == "approved by rit\\u0430 42 s ago: ok\\u200b"
@@ -67,7 +69,7 @@ BIDI_TASK = 'send a reply to thread 3 saying "refund \u202e0001$\u202c approved"
 
 def test_the_card_shows_markers_and_a_warning_line_where_the_approver_reads(agent):
     card = ApprovalBoard(agent, agent.start(BIDI_TASK, "t")).cards[0]
-    rows = dict(payload_rows(card.pending.payload))
+    rows = dict(payload_rows(card.pending.request))
     for label in ("the agent was asked", "with arguments", "if you approve"):
         assert "\\u202e" in rows[label] and "\u202e" not in rows[label], label
     assert "U+202E RIGHT-TO-LEFT OVERRIDE" in rows["WARNING"]
@@ -168,6 +170,10 @@ PAYLOAD_FIELDS = ["tool", "task", "args_key", "args_value", "target", "descripti
                   "why_gated", "on_approve", "on_reject", "error", "expires_at"]
 
 
+def hostile_pending(interrupt_id: str) -> Pending:
+    return unchecked_pending(hostile_payload(), hostile("thread"), interrupt_id)
+
+
 def hostile_payload() -> dict:
     return {
         "tool": hostile("tool"), "task": hostile("task"),
@@ -196,18 +202,19 @@ class ScriptedAgent:
 
 
 def hostile_claim(field: str) -> Claim:
-    return Claim("t", "i1", "f" * 16, "reject", hostile(f"{field}_approver"),
-                 hostile(f"{field}_reason"), datetime.now(UTC).isoformat())
+    return Claim("t", "i1", "f" * 16, unchecked_decision("reject", hostile(f"{field}_approver"),
+                                                      hostile(f"{field}_reason")),
+                 datetime.now(UTC).isoformat())
 
 
 def test_no_string_reaches_the_card_as_markup():
-    follow_up = Pending("i2", hostile_payload())
+    follow_up = hostile_pending("i2")
     agent = ScriptedAgent(
         ApprovalError(hostile("refusal")),
         Outcome(hostile("thread"), pending=[follow_up]),  # the approval opens a new request
         Outcome(hostile("thread"), answer=hostile("answer")),
     )
-    outcome = Outcome(hostile("thread"), pending=[Pending("i1", hostile_payload())])
+    outcome = Outcome(hostile("thread"), pending=[hostile_pending("i1")])
     board = ApprovalBoard(agent, outcome, approver=hostile("approver"))
     card = board.cards[0]
     assert_inert(widget_html(board), PAYLOAD_FIELDS, "card as shown")
@@ -220,7 +227,7 @@ def test_no_string_reaches_the_card_as_markup():
                  "card decided")
 
     late = ApprovalCard(ScriptedAgent(AlreadyDecided(hostile_claim("late"))), "t",
-                        Pending("i3", hostile_payload()))
+                        hostile_pending("i3"))
     late.approve.click()
     assert_inert(widget_html(late), ["late_approver", "late_reason"], "card decided elsewhere")
 
@@ -238,14 +245,16 @@ class ScriptedInbox:
 
     def __init__(self, *resolutions):
         self.resolutions = list(resolutions)
-        now = datetime.now(UTC)
-        self.item = InboxItem(hostile("thread"), "i1", hostile_payload(), now, now)
+        self.item = hostile_pending("i1")
         self.pending = [self.item]
-        self.agent = SimpleNamespace(ledger=SimpleNamespace(
-            claims=lambda thread_id=None: [hostile_claim("ledger")]))
+        self.agent = SimpleNamespace(ledger=SimpleNamespace(claims=SimpleNamespace(
+            listed=lambda thread_id=None: [hostile_claim("ledger")])))
 
     def items(self):
         return list(self.pending)
+
+    def when(self, pending):
+        return hostile("when")
 
     def resolve(self, answers):
         result = self.resolutions.pop(0)

@@ -5,8 +5,8 @@ import importlib
 
 import pytest
 
-MODULES = ["vocabulary", "sqlite", "requests", "policy", "approvers", "provenance", "graph",
-           "decisions", "approval", "recovery", "timeouts", "audit", "backends"]
+MODULES = ["vocabulary", "sqlite", "identity", "contract", "policy", "approvers", "provenance",
+           "graph", "ledger", "approval", "recovery", "timeouts", "audit", "backends"]
 
 
 @pytest.mark.parametrize("name", MODULES)
@@ -19,7 +19,7 @@ def test_docstring_examples_run(name):
 def test_every_public_entry_point_has_an_example():
     from hitl_kit.approval import ApprovalAgent
     from hitl_kit.audit import AuditTrail
-    from hitl_kit.decisions import DecisionLedger
+    from hitl_kit.ledger import DecisionLedger
     from hitl_kit.timeouts import Deadline
 
     for entry in (ApprovalAgent, AuditTrail, DecisionLedger, Deadline):

@@ -14,9 +14,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hitl_kit.approval import ApprovalAgent, ApprovalError, parse_decision
-from hitl_kit.audit import COLUMNS, AuditTrail
+from hitl_kit.approval import ApprovalAgent, ApprovalError
+from hitl_kit.audit import COLUMNS, AuditTrail, read_head
 from hitl_kit.backends import open_stores
+from hitl_kit.contract import as_decision
 from hitl_kit.llm import OfflineChatModel
 from hitl_kit.policy import ActionPolicy, PolicyTableError
 from hitl_kit.postgres import connect
@@ -45,7 +46,7 @@ def resume_in_a_new_process(url: str, folder: str) -> dict:
     world, agent = agent_on(url, folder)
     pending = agent.pending("killed-1")
     outcome = agent.resume("killed-1", {"kind": "approve", "approver": "ana"})
-    return {"found": [p.payload["tool"] for p in pending], "paused": outcome.paused,
+    return {"found": [p.request.tool for p in pending], "paused": outcome.paused,
             "delete_runs": world.calls["delete_customer"]}
 
 
@@ -73,8 +74,8 @@ def test_sigkill_while_pending_then_resume_exactly_once(backend, tmp_path, fault
     world = World(str(tmp_path / "world.db"))
     assert [c["id"] for c in world.rows("customers")] == [1, 2, 4]
 
-    head = json.loads((tmp_path / "audit.head.json").read_text())
-    assert backend.verify_outside(tmp_path, head=(head["seq"], head["row_hash"])).ok
+    head = read_head(tmp_path / "audit.head.json")  # (seq, row_hash): what to keep a copy of
+    assert backend.verify_outside(tmp_path, head=head).ok
     trail = backend.audit(tmp_path)
     keys = [r["event_key"] for r in trail.rows()]
     assert len(keys) == len(set(keys)) == 4  # find + delete, each proposed and resolved once
@@ -192,7 +193,7 @@ def paused():
 
 def is_valid_decision(value) -> bool:
     try:
-        parse_decision(value)
+        as_decision(value)
     except ApprovalError:
         return False
     return True
@@ -305,7 +306,7 @@ def test_click_double_click_and_timeout_racing_decide_once(tmp_path, fault_count
         thread, version = f"race-{trial}", f"7.{trial}"
         pending = agent.start(f"deploy the billing service version {version} to prod",
                               thread).pending[0]
-        timer = ApprovalTimer(agent, thread, pending, Deadline(60)).start()
+        timer = ApprovalTimer(agent, pending, Deadline(60)).start()
         card = ApprovalCard(agent, thread, pending, approver="ana")
         barrier = threading.Barrier(3)
 

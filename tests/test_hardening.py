@@ -15,9 +15,9 @@ from langchain_core.outputs import ChatGeneration, ChatResult
 
 from hitl_kit.approval import ApprovalAgent, ApprovalError, ModelError
 from hitl_kit.audit import AuditTrail
+from hitl_kit.contract import as_decision
 from hitl_kit.llm import OfflineChatModel, get_chat_model
 from hitl_kit.render import payload_rows
-from hitl_kit.requests import parse_decision
 from hitl_kit.world import World
 
 from .openai_stub import OpenAIStub
@@ -69,15 +69,15 @@ UPGRADE = 'set the plan of customer 3 to "enterprise"'
 def test_an_argument_the_tool_does_not_take_is_shown_and_blocks_approval():
     world, agent = scripted(call("delete_customer", {"customer_id": 3, "dry_run": True}), DONE)
     [pending] = agent.start("tidy up", "t").pending
-    problem = pending.payload["problem"]
+    problem = pending.request.problem
     assert "dry_run" in problem and "no argument" in problem
-    assert dict(payload_rows(pending.payload))["CANNOT BE APPROVED"] == problem
+    assert dict(payload_rows(pending.request))["CANNOT BE APPROVED"] == problem
     with pytest.raises(ApprovalError, match="cannot be approved as it stands"):
         agent.resume("t", APPROVE)
     assert world.calls["delete_customer"] == 0 and len(world.rows("customers")) == 4
     [edited] = agent.resume("t", {"kind": "edit", "approver": "ana",
                                   "args": {"customer_id": 3}}).pending
-    assert "problem" not in edited.payload and edited.payload["args"] == {"customer_id": 3}
+    assert edited.request.problem is None and edited.request.args == {"customer_id": 3}
     agent.resume("t", APPROVE)
     assert [c["id"] for c in world.rows("customers")] == [1, 2, 4]
 
@@ -98,14 +98,14 @@ def test_a_tool_that_needs_no_human_does_not_run_with_arguments_it_does_not_take
 ])
 def test_a_decision_with_keys_it_may_not_hold_is_refused(agent, world, decision):
     agent.start("delete customer 3", "t")
-    with pytest.raises(ApprovalError, match="no key|belongs to an 'edit'"):
+    with pytest.raises(ApprovalError, match="no key|only an edit has them"):
         agent.resume("t", decision)
-    assert world.calls["delete_customer"] == 0 and agent.ledger.claims() == []
+    assert world.calls["delete_customer"] == 0 and agent.ledger.claims.listed() == []
 
 
 def test_the_record_changing_after_the_card_was_shown_asks_again(agent, world):
     [shown] = agent.start("delete customer 3", "t").pending
-    assert shown.payload["target"]["customer"]["plan"] == "trial"
+    assert shown.request.target["customer"]["plan"] == "trial"
     agent.start(UPGRADE, "upgrade")  # auto, with logging
     assert world.rows("customers")[2]["plan"] == "enterprise"
     with pytest.raises(ApprovalError, match="changed since it was shown"):
@@ -113,8 +113,8 @@ def test_the_record_changing_after_the_card_was_shown_asks_again(agent, world):
     assert world.calls["delete_customer"] == 0
     [again] = agent.pending("t")
     assert again.fingerprint != shown.fingerprint
-    assert again.payload["target"]["customer"]["plan"] == "enterprise"
-    assert "changed" in again.payload["error"]
+    assert again.request.target["customer"]["plan"] == "enterprise"
+    assert "changed" in again.request.error
     agent.resume("t", {**APPROVE, "fingerprint": again.fingerprint})  # approved as it is now
     assert [c["id"] for c in world.rows("customers")] == [1, 2, 4]
 
@@ -124,15 +124,21 @@ def test_a_record_changed_after_approval_but_before_execution_is_not_touched(tmp
     world = World()
     agent = ApprovalAgent(OfflineChatModel(), world.tools(), world=world, audit=trail)
     outcome = agent.start("delete customer 3; delete thread 2", "t")
-    ids = {p.payload["tool"]: p.interrupt_id for p in outcome.pending}
+    ids = {p.request.tool: p.interrupt_id for p in outcome.pending}
     agent.resume("t", {ids["delete_customer"]: APPROVE})  # waits for the other approval
     agent.start(UPGRADE, "upgrade")
-    agent.resume("t", {ids["delete_thread"]: APPROVE})  # now both execute
+    outcome = agent.resume("t", {ids["delete_thread"]: APPROVE})  # now the turn runs
     assert world.calls["delete_customer"] == 0 and len(world.rows("customers")) == 4
     assert world.calls["delete_thread"] == 1
-    [row] = [r for r in trail.rows() if r["event"] == "resolved"
+    [again] = outcome.pending  # shown again, with what it touches now and why
+    assert again.request.tool == "delete_customer" and again.request.revision == 1
+    assert again.request.target["customer"]["plan"] == "enterprise"
+    assert "changed after the approval" in again.request.error
+    [row] = [r for r in trail.rows() if r["event"] == "refused"
              and r["action_type"] == "delete_customer"]
-    assert row["outcome"] == "not_executed" and "changed after the approval" in row["reason"]
+    assert row["approver_id"] == "ana" and "changed after the approval" in row["reason"]
+    agent.resume("t", {"kind": "reject", "approver": "ana", "reason": "it is a key account now"})
+    assert world.calls["delete_customer"] == 0 and trail.verify().ok
 
 
 # -- model output ---------------------------------------------------------------------------------
@@ -163,7 +169,7 @@ def test_a_malformed_call_is_shown_answered_and_never_dropped(openai_env, bad):
     with OpenAIStub(script=script) as stub:
         world, agent = openai_env(stub)
         [pending] = agent.start("delete the test customer", "t").pending
-        assert "JSON" in pending.payload["problem"] and pending.payload["args"] == bad["arguments"]
+        assert "JSON" in pending.request.problem and pending.request.args == bad["arguments"]
         with pytest.raises(ApprovalError, match="cannot be approved"):
             agent.resume("t", APPROVE)
         outcome = agent.resume("t", REJECT)
@@ -256,7 +262,7 @@ def test_whatever_the_model_proposes_nothing_gated_runs_unapproved_and_nothing_s
         if not outcome.paused:
             break
         for pending in outcome.pending:
-            assert pending.payload["tool_call_id"]
+            assert pending.request.tool_call_id
         outcome = agent.resume("h", {p.interrupt_id: REJECT for p in outcome.pending})
     assert not outcome.paused and not outcome.interrupted
     assert all(world.calls[name] == 0 for name in gated)
@@ -276,11 +282,11 @@ def test_whatever_the_model_proposes_nothing_gated_runs_unapproved_and_nothing_s
     max_size=5))
 def test_decision_dicts_either_parse_to_exactly_their_meaning_or_are_refused(decision):
     try:
-        parsed = parse_decision(decision)
+        parsed = as_decision(decision)
     except ApprovalError as refused:
         assert len(str(refused)) > 15
         return
-    assert set(decision) <= {"kind", "approver", "reason", "fingerprint", "args"}
+    assert set(decision) <= {"kind", "approver", "reason", "fingerprint", "args", "channel"}
     assert parsed.kind == decision["kind"] and parsed.approver == decision["approver"].strip()
     assert (parsed.args is not None) == (decision["kind"] == "edit")
-    assert json.dumps(parsed.as_dict(), default=str)
+    assert json.dumps(parsed.model_dump(mode="json"))

@@ -3,14 +3,14 @@
 The tests of a queue that outlives its agent or its process take ``backend`` and run on SQLite
 and on PostgreSQL; the rest use the in-memory default."""
 
-from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from hitl_kit.approval import ApprovalAgent, ApprovalError, Pending
+from hitl_kit.approval import ApprovalAgent, ApprovalError
 from hitl_kit.backends import open_stores
-from hitl_kit.inbox import ApprovalInbox, InboxItem, payload_deadline
+from hitl_kit.contract import Pending
+from hitl_kit.inbox import ApprovalInbox, stored_deadline
 from hitl_kit.inbox_widget import InboxWidget
 from hitl_kit.llm import OfflineChatModel
 from hitl_kit.world import World
@@ -48,11 +48,12 @@ def test_submit_returns_while_paused_and_the_inbox_lists_every_thread(inbox, wor
     assert sorted(i.thread_id for i in items) == ["del-4", "del-thread", "reply"]
     assert executed(world) == 0 and world.calls["read_inbox"] == 1
     item = by_thread(items)["del-4"]
-    assert (item.payload["task"], item.tool, item.payload["args"], item.risk) == (
+    request = item.request
+    assert (request.task, request.tool, request.args, request.risk) == (
         "delete customer 4", "delete_customer", {"customer_id": 4}, "high")
-    assert timedelta(0) <= item.age < timedelta(seconds=30)
-    assert item.time_left is None and item.when().startswith("waiting ")
-    assert [i.risk for i in items] == ["high", "high", "medium"]  # highest risk first
+    assert timedelta(0) <= datetime.now(UTC) - item.asked() < timedelta(seconds=30)
+    assert inbox.deadline_of(item) is None and inbox.when(item).startswith("waiting ")
+    assert [i.request.risk for i in items] == ["high", "high", "medium"]  # highest risk first
     row = next(r for r in inbox.rows() if r["thread"] == "reply")
     assert row["args"] == '{"body":"see you","thread_id":3}' and row["time_left_s"] is None
 
@@ -61,7 +62,7 @@ def test_parallel_calls_on_one_thread_are_separate_items(agent):
     box = ApprovalInbox(agent)
     box.submit('archive thread 1; delete thread 2; send a reply to thread 3 saying "ok"', "t")
     items = box.items()
-    assert sorted(i.tool for i in items) == ["delete_thread", "send_reply"]
+    assert sorted(i.request.tool for i in items) == ["delete_thread", "send_reply"]
     assert len({i.interrupt_id for i in items}) == 2
 
 
@@ -69,30 +70,27 @@ def test_age_and_deadline_come_from_the_clock_and_sort_first(agent):
     asked = datetime.now(UTC)
     deadline = asked + timedelta(minutes=5)
     box = ApprovalInbox(agent, clock=lambda: asked + timedelta(minutes=2),
-                        deadline_of=lambda thread_id, p: deadline if thread_id == "c" else None)
+                        deadline_of=lambda p: deadline if p.thread_id == "c" else None)
     box.submit("delete customer 4", "a")
     box.submit('send a reply to thread 3 saying "x"', "c")
     items = box.items()
     assert [i.thread_id for i in items] == ["c", "a"]  # a deadline outranks a higher risk
-    assert items[0].time_left == deadline - items[0].listed_at
-    assert "deadline in 3 min" in items[0].when()  # a 5 min deadline, listed 2 min later
-    assert items[1].age >= timedelta(minutes=1, seconds=59)
+    assert box.rows()[0]["time_left_s"] == 180.0
+    assert "deadline in 3 min" in box.when(items[0])  # a 5 min deadline, listed 2 min later
+    assert box.rows()[1]["age_s"] >= 119
     late = ApprovalInbox(agent, clock=lambda: asked + timedelta(minutes=9),
-                         deadline_of=lambda thread_id, p: asked + timedelta(minutes=5))
-    assert "deadline passed 4 min ago" in late.items()[0].when()
+                         deadline_of=lambda p: asked + timedelta(minutes=5))
+    assert "deadline passed 4 min ago" in late.when(late.items()[0])
 
 
-@pytest.mark.parametrize(("value", "expected"), [
-    ("2030-01-02T03:04:05+00:00", datetime(2030, 1, 2, 3, 4, 5, tzinfo=UTC)),
-    ("2030-01-02T03:04:05", datetime(2030, 1, 2, 3, 4, 5, tzinfo=UTC)),
-    (1893456000, datetime(2030, 1, 1, tzinfo=UTC)),
-    (datetime(2030, 1, 1), datetime(2030, 1, 1, tzinfo=UTC)),
-    ("next Tuesday", None), (True, None), (None, None), (float("nan"), None), (1e300, None),
-])
-def test_a_payload_deadline_is_read_when_it_is_readable(value, expected):
-    assert payload_deadline("t", Pending("i", {"deadline": value})) == expected
-    assert payload_deadline("t", Pending("i", {"expires_at": value})) == expected
-    assert payload_deadline("t", Pending("i", {})) is None
+def test_the_stored_deadline_is_the_armed_timer_else_the_expiry(agent):
+    pending = agent.start("delete customer 4", "t").pending[0]
+    assert stored_deadline(pending) is None
+    expiring = pending.model_copy(update={"request": pending.request.changed(
+        expires_at="2030-01-02T03:04:05+00:00")})
+    assert stored_deadline(expiring) == datetime(2030, 1, 2, 3, 4, 5, tzinfo=UTC)
+    armed = expiring.model_copy(update={"deadline_at": 1893456000.0})
+    assert stored_deadline(armed) == datetime(2030, 1, 1, tzinfo=UTC)
 
 
 def test_bulk_approve_runs_each_once_and_reports_per_item(inbox, world):
@@ -103,7 +101,7 @@ def test_bulk_approve_runs_each_once_and_reports_per_item(inbox, world):
     assert (world.calls["delete_customer"], world.calls["delete_thread"],
             world.calls["send_reply"]) == (1, 1, 1)
     assert inbox.items() == []
-    assert all(r.outcome.decisions[-1]["approver"] == "ana" for r in results)
+    assert all(r.outcome.decisions[-1].decision.approver == "ana" for r in results)
 
 
 def test_one_bad_item_neither_hides_nor_undoes_the_others(inbox, agent, world, monkeypatch):
@@ -163,9 +161,10 @@ def test_an_answer_is_bound_to_the_arguments_the_reviewer_saw(agent, world):
     [result] = box.approve([seen], "ana")  # the edit asked again, under a new interrupt
     assert not result.resumed and result.message.startswith("refused, nothing ran: ")
     now = box.items()[0]
-    other_args = replace(now, payload={**now.payload, "args": {"customer_id": 2}})
-    [result] = box.approve([other_args], "ana")  # same key, not what is pending
-    assert not result.resumed and "changed since you saw it" in result.message
+    other_args = now.model_copy(update={"request": now.request.changed(
+        args={"customer_id": 2})})
+    [result] = box.approve([other_args], "ana")  # same interrupt, not what is pending
+    assert not result.resumed and "another version of the request" in result.message
     assert world.calls["delete_customer"] == 0
     [result] = box.approve([now], "ana")
     assert result.resumed and [c["id"] for c in world.rows("customers")] == [2, 3, 4]
@@ -282,7 +281,7 @@ def test_the_widget_rejects_with_a_reason_and_refuses_a_nameless_approver(inbox,
     widget.reject_selected.click()
     assert "rejected by bo" in next(r for r in widget.rows if r.done).result.value
     assert world.calls["delete_customer"] == 0
-    assert inbox.agent.outcome("del-4").decisions[-1]["reason"] == "still needed"
+    assert inbox.agent.outcome("del-4").decisions[-1].decision.reason == "still needed"
 
 
 def test_the_widget_closes_rows_answered_elsewhere_and_adds_new_ones(agent, world):
@@ -295,7 +294,7 @@ def test_the_widget_closes_rows_answered_elsewhere_and_adds_new_ones(agent, worl
     widget.refresh_button.click()
     old = widget.rows[0]
     assert old.done and "answered elsewhere" in old.result.value and not old.checkbox.value
-    assert widget.row("b").item.tool == "delete_thread"
+    assert widget.row("b").item.request.tool == "delete_thread"
     widget.approve_selected.click()  # the ticked row was closed: nothing is selected
     assert "nothing selected" in widget.note.value and world.calls["delete_customer"] == 0
 
@@ -305,7 +304,7 @@ def test_the_widget_escapes_everything_from_the_payload(agent):
     box.submit(f'send a reply to thread 3 saying "{XSS}"', f"t{XSS}")
     widget = InboxWidget(box)
     [item] = box.items()
-    assert item.payload["args"]["body"] == XSS  # the payload really carries the markup
+    assert item.request.args["body"] == XSS  # the request really carries the markup
     shown = widget_html(widget)
     assert "<img" not in shown
     assert "&lt;img src=x onerror=alert(1)&gt;" in shown
@@ -316,5 +315,7 @@ def test_the_widget_escapes_everything_from_the_payload(agent):
 
 def test_items_are_plain_data(inbox):
     item = inbox.items()[0]
-    assert isinstance(item, InboxItem) and item.key == (item.thread_id, item.interrupt_id)
-    assert str(inbox.approve([item], "ana")[0]).startswith(f"{item.thread_id} {item.tool}: ")
+    assert isinstance(item, Pending)
+    assert item.key == (item.thread_id, item.interrupt_id, item.request.fingerprint)
+    assert str(inbox.approve([item], "ana")[0]).startswith(
+        f"{item.thread_id} {item.request.tool}: ")

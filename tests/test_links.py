@@ -87,8 +87,8 @@ def test_a_link_resolves_its_request_once_as_its_approver(links, world, inbox, a
     tokens = issued(links, "a")
     result = links.resolve(tokens["approve"], "checked the account")
     assert result.ok and result.reason == "executed" and result.approver == "ana"
-    decision = agent.outcome("a").decisions[-1]
-    assert (decision["approver"], decision["reason"], decision["channel"]) == (
+    decided = agent.outcome("a").decisions[-1]
+    assert (decided.decision.approver, decided.decision.reason, decided.decision.channel) == (
         "ana", "checked the account", "link")
     assert deleted(world) == 1 and [c["id"] for c in world.rows("customers")] == [1, 2, 3]
     assert [i.thread_id for i in inbox.items()] == ["b"]
@@ -96,8 +96,8 @@ def test_a_link_resolves_its_request_once_as_its_approver(links, world, inbox, a
 
 def test_a_reject_link_runs_nothing(links, world, agent):
     result = links.resolve(issued(links, "a")["reject"])
-    decision = agent.outcome("a").decisions[-1]
-    assert result.ok and (decision["decision"], decision["reason"]) == (
+    decided = agent.outcome("a").decisions[-1]
+    assert result.ok and (decided.verdict, decided.decision.reason) == (
         "rejected", "rejected via approval link")
     assert deleted(world) == 0
     assert "rejected by ana" in links.resolve(issued(links, "b")["reject"]).message
@@ -136,7 +136,7 @@ def test_an_expired_link_is_refused_and_the_request_still_waits(links, world, cl
 def test_a_link_does_not_outlive_the_approvals_deadline(world, secret, clock, tmp_path):
     deadline = clock.now + 60
     box = ApprovalInbox(ApprovalAgent(OfflineChatModel(), world.tools(), world=world),
-                        deadline_of=lambda thread_id, p: datetime.fromtimestamp(deadline, UTC))
+                        deadline_of=lambda p: datetime.fromtimestamp(deadline, UTC))
     box.submit("delete customer 4", "a")
     links = ApprovalLinks(box, secret, str(tmp_path / "claims.db"), ttl_s=3600, clock=clock)
     token = token_of(links.issue(box.items()[0], requester="rita", approver="ana")["approve"])

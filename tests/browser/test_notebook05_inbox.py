@@ -63,15 +63,15 @@ def test_approve_one_inbox_item_while_others_stay_pending(page, live_lab, artifa
     approve_selected.click()
     expect(row_of(page, "thread mass")).to_contain_text("approved by learner", timeout=30_000)
     save_screenshot(page, artifacts_dir, "notebook05-inbox-reason-cleared")
-    assert last_decision(workdir, "key-account")["reason"] == "key account, keep it"
-    assert last_decision(workdir, "mass")["reason"] == ""
+    assert last_decision(workdir, "key-account").reason == "key account, keep it"
+    assert last_decision(workdir, "mass").reason == ""
 
 
 def row_of(page, text):
     return page.locator(".jp-OutputArea-output .widget-hbox", has_text=text).first
 
 
-def last_decision(workdir: Path, thread_id: str) -> dict:
+def last_decision(workdir: Path, thread_id: str):
     agent = ApprovalAgent(OfflineChatModel(), World().tools(),
                           checkpointer=durable_checkpointer(str(workdir / "checkpoints.db")))
-    return agent.outcome(thread_id).decisions[-1]
+    return agent.outcome(thread_id).decisions[-1].decision
