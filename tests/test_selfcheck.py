@@ -220,7 +220,8 @@ def cli(capsys):
 def test_cli_check_solution_exits_zero():
     result = run_cli("check", str(SOLUTION_1))
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "CORRECT (13/13 checks pass)" in result.stdout
+    checks = len(get_drill("drill1").checks)
+    assert f"CORRECT ({checks}/{checks} checks pass)" in result.stdout
 
 
 def test_cli_check_pristine_drill_exits_nonzero_not_attempted(tmp_path):
@@ -436,3 +437,35 @@ def test_a_cell_is_named_by_its_place_among_all_cells_not_among_code_cells(tmp_p
     assert number != code_cells_before  # markdown cells come before it: the two counts differ
     assert errors == [f"cell {number} raised KeyError: 'x' in `<module>`, line 1: "
                       "raise KeyError('x')"], errors
+
+
+# -- a renamed entry point is named, a given name never is -----------------------------------------
+
+@pytest.mark.parametrize("drill", DRILLS, ids=lambda d: d.key)
+def test_every_name_a_pristine_drill_defines_is_known_to_its_checks(drill, tmp_path):
+    """The checks tell a renamed answer from the drill's own names by a list (NAMES); a name the
+    notebook defines that the list lacks could be taken for the learner's renamed function."""
+    import importlib
+
+    from hitl_kit.course.checks import DRILL_MODULES
+
+    namespace, errors = run_notebook_cells(copy_of(drill.drill_path, tmp_path))
+    defined = {name for name in namespace if not name.startswith("_")}
+    known = set(importlib.import_module(DRILL_MODULES[drill.key]).NAMES)
+    modules = {name for name in defined if type(namespace[name]).__name__ == "module"}
+    assert defined - modules - known == set()
+
+
+def test_a_stub_left_beside_its_renamed_version_is_named():
+    from .mutants import namespace_of
+
+    namespace, _ = namespace_of("drill2", None)
+    namespace["make_review"] = namespace["review"]
+    run_cells(code_of_cells([(9, "def review(state):\n    raise NotImplementedError\n")],
+                            "renamed.ipynb"), namespace)
+    report = get_drill("drill2").run(namespace)
+    failed = [r for r in report.results if r.status == FAIL]
+    assert failed and all(r.message.splitlines()[0] == (
+        "your notebook defines `make_review`, but `review`, the one the check calls, is still "
+        "the stub") for r in failed), str(report)
+    assert report.status == INCORRECT

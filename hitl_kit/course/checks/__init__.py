@@ -17,8 +17,8 @@ from hitl_kit.course.selfcheck import (
     CheckError,
     Drill,
     Report,
-    _shown_path,
     drill_key_of,
+    shown_path,
 )
 
 DRILL_MODULES = {
@@ -60,7 +60,7 @@ def progress_table() -> tuple[str, bool]:
         report = check_notebook(path)
         all_correct &= report.status == CORRECT
         rows.append((drill.title, report.status, f"{report.passed}/{len(report.results)}",
-                     _shown_path(path)))
+                     shown_path(path)))
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
              for row in rows]
