@@ -1,0 +1,284 @@
+"""The kit's guarantees inside LangChain's ``create_agent``: add ``ApprovalMiddleware``.
+
+The middleware runs the kit's own steps at LangChain's hooks, nothing of its own:
+
+* ``after_model``: every call the model proposed (malformed ones included) gets its
+  ``ApprovalRequest`` from ``graph.requests_for``: arguments checked, what it would touch read,
+  classified by the policy and by what the agent had read; unlisted tools fail closed.
+* ``wrap_tool_call``: ``graph.decide`` pauses for a person with ``interrupt(request)`` and
+  takes only the decision the ledger holds for it; ``graph.run_decided`` compares what the call
+  touches with what was approved, runs it effectively once (the run journal and the tool's
+  idempotency key) through LangChain's own tool handler, and writes the audit rows. An edit, a
+  refused answer or a change shows the call again (a new tool task with a new request).
+* ``agent(graph)``: the kit's decision path (``ApprovalAgent``: the ledger's claim, one turn per
+  thread, recovery) on the ``create_agent`` graph, so the inbox, deadlines, channels, cards and
+  ``recover()`` work on its threads. It also takes LangChain's decision format.
+
+    >>> from langchain.agents import create_agent
+    >>> from langgraph.checkpoint.memory import InMemorySaver
+    >>> from hitl_kit.llm import OfflineChatModel
+    >>> from hitl_kit.world import World
+    >>> world = World()
+    >>> gate = ApprovalMiddleware(world.tools(), world=world)
+    >>> graph = create_agent(OfflineChatModel(), world.tools(), middleware=[gate],
+    ...                      checkpointer=InMemorySaver())
+    >>> agent = gate.agent(graph)
+    >>> agent.start("delete customer 3", "t1").pending[0].request.why_gated
+    "'delete_customer' is irreversible_high: policy hard_gate"
+    >>> agent.resume("t1", {"decisions": [{"type": "approve"}]}, approver="ana").paused
+    False
+    >>> [c["id"] for c in world.rows("customers")]
+    [1, 2, 4]
+
+Limits: synchronous runs only (``invoke``, not ``ainvoke``). List ``ApprovalMiddleware`` first,
+so its ``after_model`` sees the calls as they will run and its tool hook wraps the others'.
+Decide through ``agent(graph)``: a raw ``Command(resume=...)`` sent to the graph skipped the
+ledger, runs nothing and is asked again.
+"""
+
+from __future__ import annotations
+
+import operator
+from typing import Annotated, Any, NotRequired
+
+from langchain.agents import create_agent
+from langchain.agents.middleware.types import (
+    AgentMiddleware,
+    AgentState,
+    ModelResponse,
+    OmitFromInput,
+    PrivateStateAttr,
+)
+from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
+from langgraph.checkpoint.memory import InMemorySaver
+from langgraph.types import Command
+
+from hitl_kit.approval import ApprovalAgent, Outcome
+from hitl_kit.backends import ledger_for
+from hitl_kit.contract import ApprovalError, ApprovalRequest, Pending
+from hitl_kit.graph import decide, kit_for, requests_for, run_decided, with_unique_ids
+
+SHOWN = "hitl_shown"  # call id -> the request as shown now (its latest showing)
+CLASSIFIED = "hitl_classified"  # the id of the model reply whose calls have their requests
+LANGCHAIN_TYPES = ("approve", "edit", "reject")
+
+
+def _latest(shown: dict | None, update: dict | None) -> dict:
+    return {**(shown or {}), **(update or {})}
+
+
+class ApprovalState(AgentState):
+    """``create_agent``'s state plus what the kit keeps: who asked (``requested_by``, may not
+    approve), the requests as shown, and each decision with the request it decided."""
+
+    task: NotRequired[str]
+    requested_by: NotRequired[str | None]
+    hitl_shown: NotRequired[Annotated[dict[str, dict], _latest, PrivateStateAttr]]
+    hitl_classified: NotRequired[Annotated[str, PrivateStateAttr]]
+    decided: NotRequired[Annotated[list[dict], operator.add, OmitFromInput]]
+
+
+class ApprovalMiddleware(AgentMiddleware):
+    """The kit's gate for ``create_agent(model, tools, middleware=[ApprovalMiddleware(tools,
+    ...)])``. The arguments are ``ApprovalAgent``'s: ``policy`` (default: the tools' own
+    classes), ``world`` (reads what a call would touch), ``audit``, ``approvers``,
+    ``approval_ttl`` and ``ledger`` (default: the checkpointer's database, once ``agent(graph)``
+    binds it; in memory until then)."""
+
+    state_schema = ApprovalState
+
+    def __init__(self, tools: list, policy=None, *, world=None, audit=None, ledger=None,
+                 approvers=None, approval_ttl: float | None = None):
+        super().__init__()
+        if approvers is not None:
+            approvers.check_names(t.name for t in tools)
+        self.kit = kit_for(tools, None, policy, world, audit, approval_ttl, ledger, approvers)
+        self._ledger_open = ledger is None  # chosen when bound to a graph's checkpointer
+
+    def agent(self, graph) -> MiddlewareAgent:
+        """The kit's decision path on ``graph`` (a ``create_agent`` graph with this middleware
+        and a checkpointer): start, resume, apply_default, outcome, recover."""
+        if self._ledger_open:
+            self.kit.ledger, self._ledger_open = ledger_for(graph.checkpointer), False
+        return MiddlewareAgent.around(graph, self.kit)
+
+    # -- the hooks -------------------------------------------------------------------------
+    def before_agent(self, state, runtime) -> dict | None:
+        """A task started as ``{"task": ...}`` (``ApprovalAgent.start``) is the first message."""
+        if state.get("task") and not state.get("messages"):
+            return {"messages": [HumanMessage(state["task"])]}
+        return None
+
+    def after_model(self, state, runtime) -> dict | None:
+        """The request for each call of the model's new reply, each call with an id unique in
+        the thread; malformed calls become calls too, so each is shown and answered."""
+        messages = state["messages"]
+        reply = messages[-1] if messages else None
+        if not isinstance(reply, AIMessage) or reply.id == state.get(CLASSIFIED) or not (
+                reply.tool_calls or reply.invalid_tool_calls):
+            return None
+        reply = with_unique_ids(reply, messages[:-1])
+        requests = requests_for(self.kit, reply, messages, _task_of(messages),
+                                state.get("requested_by"))
+        malformed = [{"name": bad.get("name") or "", "args": {}, "id": bad["id"],
+                      "type": "tool_call"} for bad in reply.invalid_tool_calls]
+        reply = reply.model_copy(update={"tool_calls": [*reply.tool_calls, *malformed],
+                                         "invalid_tool_calls": []})
+        return {"messages": [reply], CLASSIFIED: reply.id,
+                SHOWN: {r.tool_call_id: r.as_json() for r in requests}}
+
+    def wrap_model_call(self, request, handler):
+        """While a call of the last reply is shown again, the model is not asked: the reply
+        stands, and ``create_agent`` sends its unanswered calls to the tools again."""
+        last = next((m for m in reversed(request.messages) if isinstance(m, AIMessage)), None)
+        answered = {m.tool_call_id for m in request.messages if isinstance(m, ToolMessage)}
+        if last is not None and any(c["id"] not in answered for c in last.tool_calls):
+            return ModelResponse(result=[last])
+        return handler(request)
+
+    def wrap_tool_call(self, request, handler):
+        """Decide the call's request (pausing for a person), then run it once, or show it
+        again."""
+        call = request.tool_call
+        thread_id = request.runtime.config["configurable"]["thread_id"]
+        shown = (request.state.get(SHOWN) or {}).get(call["id"])
+        if shown is None:  # a call the model's reply did not hold when it was classified
+            reply = AIMessage("", tool_calls=[call])
+            return _show(requests_for(self.kit, reply, request.state["messages"],
+                                      _task_of(request.state["messages"]),
+                                      request.state.get("requested_by"))[0])
+        decided = decide(self.kit, thread_id, ApprovalRequest.model_validate(shown))
+        if isinstance(decided, ApprovalRequest):
+            return _show(decided)
+
+        def through_langchain(args: dict):
+            return handler(request.override(tool_call={**call, "args": args}))
+
+        result = run_decided(self.kit, thread_id, decided, invoke=through_langchain)
+        done = {"decided": [decided.model_dump(mode="json")]}
+        if isinstance(result, ApprovalRequest):
+            return Command(update={**done, SHOWN: {call["id"]: result.as_json()}})
+        message = result.model_copy(update={"name": decided.request.tool or None})
+        return Command(update={**done, "messages": [message]})
+
+
+def _show(request: ApprovalRequest) -> Command:
+    """The call's next showing, kept in the state: no result yet, so ``create_agent`` sends the
+    call to the tools again, where it pauses with this request."""
+    return Command(update={SHOWN: {request.tool_call_id: request.as_json()}})
+
+
+def _task_of(messages: list) -> str:
+    """The goal the agent was given: the person's latest message."""
+    said = next((m for m in reversed(messages) if isinstance(m, HumanMessage)), None)
+    return "" if said is None else said.text
+
+
+# -- the decision path --------------------------------------------------------------------------
+
+class MiddlewareAgent(ApprovalAgent):
+    """``ApprovalAgent``'s decision path on a ``create_agent`` graph. ``resume`` also takes
+    LangChain's decision format, converted by ``from_langchain``."""
+
+    def resume(self, thread_id: str, decisions: Any, *, channel: str | None = None,
+               approver: str | None = None) -> Outcome:
+        """As ``ApprovalAgent.resume``; LangChain's ``{"decisions": [...]}`` (one per pending
+        call, in the order the model proposed them), ``{"type": ...}`` or ``{interrupt_id:
+        {"type": ...}}`` too, decided by ``approver`` (LangChain's format names no one)."""
+        if speaks_langchain(decisions):
+            decisions = from_langchain(decisions, self._in_call_order(thread_id), approver)
+        elif approver is not None:
+            raise ApprovalError("approver= is for LangChain's decision format; the kit's "
+                                "decisions name their approver")
+        return super().resume(thread_id, decisions, channel=channel)
+
+    def _in_call_order(self, thread_id: str) -> list[Pending]:
+        pending = self.pending(thread_id)
+        messages = self.graph.get_state(self.config(thread_id)).values["messages"]
+        reply = next(m for m in reversed(messages) if isinstance(m, AIMessage))
+        position = {call["id"]: n for n, call in enumerate(reply.tool_calls)}
+        return sorted(pending, key=lambda p: position.get(p.request.tool_call_id, len(position)))
+
+
+def speaks_langchain(decisions: Any) -> bool:
+    """Whether these decisions are in ``HumanInTheLoopMiddleware``'s format."""
+    if not isinstance(decisions, dict):
+        return False
+    if "decisions" in decisions or "type" in decisions:
+        return True
+    return bool(decisions) and all(isinstance(v, dict) and "type" in v
+                                   for v in decisions.values())
+
+
+def from_langchain(decisions: dict, pending: list[Pending], approver: str | None
+                   ) -> dict[str, dict]:
+    """LangChain's decisions as the kit's, keyed by interrupt id, or ``ApprovalError``: the one
+    place the two formats meet. ``pending`` is in the order the model proposed the calls."""
+    if "decisions" in decisions:
+        listed = decisions["decisions"]
+        if set(decisions) != {"decisions"} or not isinstance(listed, list):
+            raise ApprovalError("LangChain's format is {'decisions': [decision, ...]}, one per "
+                                "pending call")
+        if len(listed) != len(pending):
+            raise ApprovalError(f"{len(listed)} decision(s) for {len(pending)} pending call(s); "
+                                "give one per call, in the order the model proposed them")
+        keyed = {p.interrupt_id: d for p, d in zip(pending, listed, strict=True)}
+    elif "type" in decisions:
+        if len(pending) != 1:
+            raise ApprovalError(f"{len(pending)} calls are pending: answer them with "
+                                "{'decisions': [...]} or by interrupt id")
+        keyed = {pending[0].interrupt_id: decisions}
+    else:
+        keyed = decisions
+    requests = {p.interrupt_id: p.request for p in pending}
+    return {interrupt_id: _kit_decision(decision, requests.get(interrupt_id), approver)
+            for interrupt_id, decision in keyed.items()}
+
+
+def _kit_decision(decision: Any, request: ApprovalRequest | None, approver: str | None) -> dict:
+    if not isinstance(decision, dict):
+        raise ApprovalError(f"a LangChain decision is a dict like {{'type': 'approve'}}, not "
+                            f"{decision!r}"[:300])
+    kind = decision.get("type")
+    if kind == "respond":
+        raise ApprovalError("'respond' answers in the tool's place without running it; the kit "
+                            "does not take it: approve, edit or reject (a reason goes to the "
+                            "model)")
+    if kind not in LANGCHAIN_TYPES:
+        raise ApprovalError(f"LangChain decision type {kind!r} is unknown; use one of "
+                            f"{', '.join(LANGCHAIN_TYPES)}")
+    allowed = {"type", "approver"} | {"reject": {"message"}, "edit": {"edited_action"}}.get(
+        kind, set())
+    if set(decision) - allowed:
+        raise ApprovalError(f"a LangChain {kind!r} decision has no key(s) "
+                            f"{sorted(set(decision) - allowed)}")
+    who = decision.get("approver", approver)
+    if who is None:
+        raise ApprovalError("LangChain's decision names no approver: pass approver='...' (the "
+                            "kit records the person behind every decision)")
+    kit = {"kind": kind, "approver": who}
+    if decision.get("message"):
+        kit["reason"] = decision["message"]
+    if kind == "edit":
+        action = decision.get("edited_action")
+        if not isinstance(action, dict) or set(action) != {"name", "args"}:
+            raise ApprovalError("an edit's edited_action is {'name': tool, 'args': {...}}")
+        if request is not None and action["name"] != request.tool:
+            raise ApprovalError(f"an edit keeps the tool ({request.tool}); to run "
+                                f"{action['name']!r} instead, reject this call")
+        kit["args"] = action["args"]
+    return kit
+
+
+def create_approval_agent(model, tools: list, policy=None, world=None, checkpointer=None,
+                          audit=None, ledger=None, approval_ttl: float | None = None,
+                          approvers=None, *, middleware: tuple = (), **create_agent_kwargs
+                          ) -> MiddlewareAgent:
+    """``create_agent`` with ``ApprovalMiddleware`` first, and the kit's decision path on it:
+    ``ApprovalAgent``'s arguments, ``ApprovalAgent``'s API (checkpointer default: in memory)."""
+    gate = ApprovalMiddleware(tools, policy, world=world, audit=audit, ledger=ledger,
+                              approvers=approvers, approval_ttl=approval_ttl)
+    graph = create_agent(model, tools, middleware=[gate, *middleware],
+                         checkpointer=checkpointer if checkpointer is not None
+                         else InMemorySaver(), **create_agent_kwargs)
+    return gate.agent(graph)
