@@ -56,7 +56,14 @@ from langgraph.types import Command
 from hitl_kit.approval import ApprovalAgent, Outcome
 from hitl_kit.backends import ledger_for
 from hitl_kit.contract import ApprovalError, ApprovalRequest, Pending
-from hitl_kit.graph import decide, kit_for, requests_for, run_decided, with_unique_ids
+from hitl_kit.graph import (
+    Decided,
+    decide,
+    kit_for,
+    requests_for,
+    run_decided,
+    with_unique_ids,
+)
 
 SHOWN = "hitl_shown"  # call id -> the request as shown now (its latest showing)
 CLASSIFIED = "hitl_classified"  # the id of the model reply whose calls have their requests
@@ -73,9 +80,9 @@ class ApprovalState(AgentState):
 
     task: NotRequired[str]
     requested_by: NotRequired[str | None]
-    hitl_shown: NotRequired[Annotated[dict[str, dict], _latest, PrivateStateAttr]]
+    hitl_shown: NotRequired[Annotated[dict[str, dict], PrivateStateAttr, _latest]]
     hitl_classified: NotRequired[Annotated[str, PrivateStateAttr]]
-    decided: NotRequired[Annotated[list[dict], operator.add, OmitFromInput]]
+    decided: NotRequired[Annotated[list[dict], OmitFromInput, operator.add]]
 
 
 class ApprovalMiddleware(AgentMiddleware):
@@ -138,28 +145,48 @@ class ApprovalMiddleware(AgentMiddleware):
 
     def wrap_tool_call(self, request, handler):
         """Decide the call's request (pausing for a person), then run it once, or show it
-        again."""
-        call = request.tool_call
+        again. As in the kit's graph, no call of a reply runs while another of it waits for its
+        first decision: a call decided then runs when the tools are called next."""
+        call, state = request.tool_call, request.state
         thread_id = request.runtime.config["configurable"]["thread_id"]
-        shown = (request.state.get(SHOWN) or {}).get(call["id"])
+        shown = (state.get(SHOWN) or {}).get(call["id"])
         if shown is None:  # a call the model's reply did not hold when it was classified
-            reply = AIMessage("", tool_calls=[call])
-            return _show(requests_for(self.kit, reply, request.state["messages"],
-                                      _task_of(request.state["messages"]),
-                                      request.state.get("requested_by"))[0])
-        decided = decide(self.kit, thread_id, ApprovalRequest.model_validate(shown))
-        if isinstance(decided, ApprovalRequest):
-            return _show(decided)
+            return _show(requests_for(self.kit, AIMessage("", tool_calls=[call]),
+                                      state["messages"], _task_of(state["messages"]),
+                                      state.get("requested_by"))[0])
+        shown = ApprovalRequest.model_validate(shown)
+        decided, update = _decided_on(state, shown), {}
+        if decided is None:
+            decided = decide(self.kit, thread_id, shown)
+            if isinstance(decided, ApprovalRequest):
+                return _show(decided)
+            update["decided"] = [decided.model_dump(mode="json")]
+            if _others_unanswered(state["messages"], call["id"]):
+                return Command(update=update)
 
         def through_langchain(args: dict):
             return handler(request.override(tool_call={**call, "args": args}))
 
         result = run_decided(self.kit, thread_id, decided, invoke=through_langchain)
-        done = {"decided": [decided.model_dump(mode="json")]}
         if isinstance(result, ApprovalRequest):
-            return Command(update={**done, SHOWN: {call["id"]: result.as_json()}})
+            return Command(update={**update, SHOWN: {call["id"]: result.as_json()}})
         message = result.model_copy(update={"name": decided.request.tool or None})
-        return Command(update={**done, "messages": [message]})
+        return Command(update={**update, "messages": [message]})
+
+
+def _decided_on(state: dict, shown: ApprovalRequest) -> Decided | None:
+    """The decision already taken on this showing of the call, if any."""
+    found = [d for d in state.get("decided") or []
+             if d["request"]["fingerprint"] == shown.fingerprint
+             and d["request"]["tool_call_id"] == shown.tool_call_id]
+    return Decided.model_validate(found[-1]) if found else None
+
+
+def _others_unanswered(messages: list, call_id: str) -> bool:
+    """Whether another call of the last reply has no result yet."""
+    reply = next(m for m in reversed(messages) if isinstance(m, AIMessage))
+    answered = {m.tool_call_id for m in messages if isinstance(m, ToolMessage)}
+    return any(c["id"] not in answered and c["id"] != call_id for c in reply.tool_calls)
 
 
 def _show(request: ApprovalRequest) -> Command:

@@ -13,7 +13,15 @@ from hitl_kit import graph
 from hitl_kit.approval import ApprovalAgent, ApprovalError, Decision, durable_checkpointer
 from hitl_kit.llm import OfflineChatModel
 
+from .conftest import agent_of_kind
+
 APPROVE = {"kind": "approve", "approver": "ana"}
+
+
+@pytest.fixture
+def agent(world, agent_kind):
+    """The agent of each kind on the world, with the offline model and MemorySaver."""
+    return agent_of_kind(agent_kind)(OfflineChatModel(), world.tools(), world=world)
 
 
 def tool_messages(agent, thread_id):
