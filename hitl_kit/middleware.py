@@ -64,6 +64,7 @@ from hitl_kit.graph import (
     run_decided,
     with_unique_ids,
 )
+from hitl_kit.vocabulary import IDEMPOTENCY_KEY
 
 SHOWN = "hitl_shown"  # call id -> the request as shown now (its latest showing)
 CLASSIFIED = "hitl_classified"  # the id of the model reply whose calls have their requests
@@ -165,13 +166,32 @@ class ApprovalMiddleware(AgentMiddleware):
                 return Command(update=update)
 
         def through_langchain(args: dict):
-            return handler(request.override(tool_call={**call, "args": args}))
+            """The tool as ``create_agent`` runs it (its injected arguments, the hooks of the
+            middleware listed after this one), with its idempotency key: LangChain's tool node
+            strips injected arguments that come with a call, so the key is added after it."""
+            key = args.pop(IDEMPOTENCY_KEY, None)
+            tool = request.tool if key is None else _Keyed(request.tool, key)
+            return handler(request.override(tool_call={**call, "args": args}, tool=tool))
 
         result = run_decided(self.kit, thread_id, decided, invoke=through_langchain)
         if isinstance(result, ApprovalRequest):
             return Command(update={**update, SHOWN: {call["id"]: result.as_json()}})
         message = result.model_copy(update={"name": decided.request.tool or None})
         return Command(update={**update, "messages": [message]})
+
+
+class _Keyed:
+    """A tool that is given its idempotency key whenever it is invoked."""
+
+    def __init__(self, tool, key: str):
+        self._tool, self._key = tool, key
+
+    def __getattr__(self, name: str):
+        return getattr(self._tool, name)
+
+    def invoke(self, call: dict, config=None, **kwargs):
+        return self._tool.invoke({**call, "args": {**call["args"], IDEMPOTENCY_KEY: self._key}},
+                                 config, **kwargs)
 
 
 def _decided_on(state: dict, shown: ApprovalRequest) -> Decided | None:

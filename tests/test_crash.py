@@ -34,6 +34,8 @@ from hitl_kit.postgres_audit import PostgresAuditTrail
 from hitl_kit.timeouts import TIMED_OUT, Deadline, DeadlineWatcher
 from hitl_kit.world import World
 
+from .conftest import agent_of_kind
+
 TRIALS = int(os.environ.get("HITL_KIT_CRASH_TRIALS", "50"))  # per point and backend
 THREAD = "crash"
 TASK = "deploy the billing service version {} to prod"
@@ -111,11 +113,11 @@ POINTS = [
 ]
 
 
-def make(backend, folder) -> tuple[World, ApprovalAgent]:
+def make(backend, folder, kind: str) -> tuple[World, ApprovalAgent]:
     world = World(str(folder / "world.db"))
-    agent = ApprovalAgent(OfflineChatModel(), world.tools(), world=world,
-                          checkpointer=backend.checkpointer(folder),
-                          ledger=backend.ledger(folder), audit=backend.audit(folder))
+    agent = agent_of_kind(kind)(OfflineChatModel(), world.tools(), world=world,
+                                checkpointer=backend.checkpointer(folder),
+                                ledger=backend.ledger(folder), audit=backend.audit(folder))
     return world, agent
 
 
@@ -183,13 +185,13 @@ def finish_as_a_person(agent: ApprovalAgent) -> None:
                                   for p in outcome.pending})
 
 
-def prepared(backend, phase: str, tmp_path_factory) -> object:
+def prepared(backend, phase: str, kind: str, tmp_path_factory) -> object:
     """The state every trial of a phase starts from, made once: fresh stores, and for a resume
     the task already paused for approval."""
-    key = (backend.name, phase)
+    key = (backend.name, phase, kind)
     if key not in _PREPARED:
-        folder = tmp_path_factory.mktemp(f"template-{backend.name}-{phase}")
-        world, agent = make(backend, folder)
+        folder = tmp_path_factory.mktemp(f"template-{backend.name}-{phase}-{kind}")
+        world, agent = make(backend, folder, kind)
         if phase == "resume":
             assert agent.start(TASK.format(VERSION), THREAD).paused
         close(world, agent)
@@ -218,18 +220,18 @@ def trial_folder(tmp_path):
 
 
 @pytest.mark.parametrize("point", POINTS, ids=[p.name for p in POINTS])
-def test_sigkill_at_each_point_then_recover(backend, trial_folder, tmp_path_factory, point,
-                                            fault_counts):
+def test_sigkill_at_each_point_then_recover(backend, agent_kind, trial_folder, tmp_path_factory,
+                                            point, fault_counts):
     tally = {"trials": 0, "point reached": 0, "approvals lost": 0, "stuck threads": 0,
              "double side effects": 0, "audit rows != side effects": 0, "verify failed": 0,
              "recovered by recover()": 0}
-    template = prepared(backend, point.phase, tmp_path_factory)
+    template = prepared(backend, point.phase, agent_kind, tmp_path_factory)
     for trial in range(TRIALS):
         folder = trial_folder / f"t{trial}"
         backend.copy(template, folder)
 
         def work(folder=folder):
-            _, child = make(backend, folder)
+            _, child = make(backend, folder, agent_kind)
             if point.phase == "resume":
                 child.resume(THREAD, {"kind": "approve", "approver": "ana"})
             else:
@@ -237,7 +239,7 @@ def test_sigkill_at_each_point_then_recover(backend, trial_folder, tmp_path_fact
 
         _, reached = run_child(work, block=trial % 2 == 0, hooks=point.install)
 
-        world, agent = make(backend, folder)  # another process's view: fresh connections
+        world, agent = make(backend, folder, agent_kind)  # another process's view
         recovered = agent.recover()
         try:
             agent.outcome(THREAD)
@@ -262,25 +264,25 @@ def test_sigkill_at_each_point_then_recover(backend, trial_folder, tmp_path_fact
         close(world, agent)
         backend.discard(folder)
     for name, count in tally.items():
-        fault_counts[f"crash {point.name} [{backend.name}]: {name}"] = count
+        fault_counts[f"crash {point.name} [{backend.name}, {agent_kind}]: {name}"] = count
     assert tally["point reached"] > 0, "the hook never fired: the crash point moved"
     bad = {k: tally[k] for k in ("approvals lost", "stuck threads", "double side effects",
                                  "audit rows != side effects", "verify failed")}
     assert not any(bad.values()), bad
 
 
-def test_restart_with_deadlines_pending_applies_each_default_once(backend, tmp_path,
+def test_restart_with_deadlines_pending_applies_each_default_once(backend, agent_kind, tmp_path,
                                                                    fault_counts):
     """Twelve requests with deadlines (half pass while the process is dead, half later); the
     process is killed; a new one re-arms from the stored times."""
-    world, agent = make(backend, tmp_path)
+    world, agent = make(backend, tmp_path, agent_kind)
     for n in range(12):
         assert agent.start(TASK.format(f"6.{n}"), f"d{n}").paused
     close(world, agent)
     seconds = {f"d{n}": (0.2 if n % 2 == 0 else 2.5) for n in range(12)}
 
     def work():
-        _, child = make(backend, tmp_path)
+        _, child = make(backend, tmp_path, agent_kind)
         watcher = DeadlineWatcher(child, {"hard_gate": Deadline(60)})
         for thread_id, wait in seconds.items():
             watcher.deadlines["hard_gate"] = Deadline(wait)
@@ -292,7 +294,7 @@ def test_restart_with_deadlines_pending_applies_each_default_once(backend, tmp_p
     os.read(_armed[0], 1)
     time.sleep(0.5)  # the short deadlines pass while nobody runs
     restarted = time.monotonic()
-    world, agent = make(backend, tmp_path)
+    world, agent = make(backend, tmp_path, agent_kind)
     watcher = DeadlineWatcher(agent, {"hard_gate": Deadline(600)})  # stored times win
     timers = watcher.rearm()
     assert len(timers) == 12
@@ -304,7 +306,6 @@ def test_restart_with_deadlines_pending_applies_each_default_once(backend, tmp_p
     assert states.count(TIMED_OUT) == 12 and world.count("deployments") == 0
     assert len(timed_out) == 12 == len({r["session_id"] for r in timed_out})
     assert max(late) <= 1.0, f"passed deadlines applied {max(late):.2f} s after the restart"
-    fault_counts[f"restart with 12 deadlines pending [{backend.name}]: defaults applied"] = \
-        len(timed_out)
-    fault_counts[f"restart with 12 deadlines pending [{backend.name}]: max s late (passed)"] = \
-        round(max(late), 2)
+    restart = f"restart with 12 deadlines pending [{backend.name}, {agent_kind}]"
+    fault_counts[f"{restart}: defaults applied"] = len(timed_out)
+    fault_counts[f"{restart}: max s late (passed)"] = round(max(late), 2)
