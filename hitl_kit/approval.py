@@ -35,6 +35,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+from langchain_core.messages import AIMessage
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.types import Command
 
@@ -95,9 +96,16 @@ class Outcome:
 
 
 def _outcome(thread_id: str, values: dict, interrupts, interrupted: tuple = ()) -> Outcome:
-    pending = [Pending(thread_id=thread_id, interrupt_id=i.id,
-                       request=(request := ApprovalRequest.model_validate(i.value)),
-                       asked_at=request.proposed_at) for i in interrupts]
+    """Where the thread stands; its pending requests in the order the model proposed the calls
+    (a run returns its interrupts in the order its tasks happened to stop)."""
+    proposed = next((m for m in reversed(values.get("messages") or [])
+                     if isinstance(m, AIMessage)), None)
+    order = {} if proposed is None else {c["id"]: n for n, c in enumerate(
+        [*proposed.tool_calls, *proposed.invalid_tool_calls])}
+    pending = sorted((Pending(thread_id=thread_id, interrupt_id=i.id,
+                              request=(request := ApprovalRequest.model_validate(i.value)),
+                              asked_at=request.proposed_at) for i in interrupts),
+                     key=lambda p: order.get(p.request.tool_call_id, len(order)))
     return Outcome(thread_id, pending, None if pending else answer_of(values),
                    [Decided.model_validate(d) for d in values.get("decided") or []],
                    () if pending else interrupted)

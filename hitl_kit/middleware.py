@@ -233,18 +233,11 @@ class MiddlewareAgent(ApprovalAgent):
         call, in the order the model proposed them), ``{"type": ...}`` or ``{interrupt_id:
         {"type": ...}}`` too, decided by ``approver`` (LangChain's format names no one)."""
         if speaks_langchain(decisions):
-            decisions = from_langchain(decisions, self._in_call_order(thread_id), approver)
+            decisions = from_langchain(decisions, self.pending(thread_id), approver)
         elif approver is not None:
             raise ApprovalError("approver= is for LangChain's decision format; the kit's "
                                 "decisions name their approver")
         return super().resume(thread_id, decisions, channel=channel)
-
-    def _in_call_order(self, thread_id: str) -> list[Pending]:
-        pending = self.pending(thread_id)
-        messages = self.graph.get_state(self.config(thread_id)).values["messages"]
-        reply = next(m for m in reversed(messages) if isinstance(m, AIMessage))
-        position = {call["id"]: n for n, call in enumerate(reply.tool_calls)}
-        return sorted(pending, key=lambda p: position.get(p.request.tool_call_id, len(position)))
 
 
 def speaks_langchain(decisions: Any) -> bool:
@@ -260,7 +253,8 @@ def speaks_langchain(decisions: Any) -> bool:
 def from_langchain(decisions: dict, pending: list[Pending], approver: str | None
                    ) -> dict[str, dict]:
     """LangChain's decisions as the kit's, keyed by interrupt id, or ``ApprovalError``: the one
-    place the two formats meet. ``pending`` is in the order the model proposed the calls."""
+    place the two formats meet. ``pending`` is in the order the model proposed the calls (as
+    ``ApprovalAgent.pending`` lists it)."""
     if "decisions" in decisions:
         listed = decisions["decisions"]
         if set(decisions) != {"decisions"} or not isinstance(listed, list):

@@ -23,41 +23,43 @@ from hitl_kit.policy import ActionPolicy, PolicyTableError
 from hitl_kit.postgres import connect
 from hitl_kit.world import World
 
-from .conftest import BACKENDS, PostgresBackend, SqliteBackend, forked
+from .conftest import BACKENDS, PostgresBackend, SqliteBackend, agent_of_kind, forked
 from .test_audit import proposal, resolution
 
 # -- a process killed while an approval is pending -------------------------------------------------
 
-def agent_on(url: str, folder: str) -> tuple[World, ApprovalAgent]:
+def agent_on(url: str, folder: str, kind: str) -> tuple[World, ApprovalAgent]:
     world = World(folder + "/world.db")
     stores = open_stores(url, folder=folder)
-    return world, ApprovalAgent(OfflineChatModel(), world.tools(), world=world,
-                                **stores.for_agent())
+    return world, agent_of_kind(kind)(OfflineChatModel(), world.tools(), world=world,
+                                      **stores.for_agent())
 
 
-def start_and_wait_to_be_killed(url: str, folder: str, tell) -> None:
-    _, agent = agent_on(url, folder)
+def start_and_wait_to_be_killed(url: str, folder: str, kind: str, tell) -> None:
+    _, agent = agent_on(url, folder, kind)
     outcome = agent.start("Delete the test customer record", "killed-1")
     tell(json.dumps({"paused": outcome.paused}).encode())
     time.sleep(600)  # pending; the test kills us here
 
 
-def resume_in_a_new_process(url: str, folder: str) -> dict:
-    world, agent = agent_on(url, folder)
+def resume_in_a_new_process(url: str, folder: str, kind: str) -> dict:
+    world, agent = agent_on(url, folder, kind)
     pending = agent.pending("killed-1")
     outcome = agent.resume("killed-1", {"kind": "approve", "approver": "ana"})
     return {"found": [p.request.tool for p in pending], "paused": outcome.paused,
             "delete_runs": world.calls["delete_customer"]}
 
 
-def test_sigkill_while_pending_then_resume_exactly_once(backend, tmp_path, fault_counts):
+def test_sigkill_while_pending_then_resume_exactly_once(backend, agent_kind, tmp_path,
+                                                        fault_counts):
     url, folder = backend.url(tmp_path), str(tmp_path)
     read_end, write_end = os.pipe()
     starter = os.fork()  # a process of its own (forked after imports), killed while pending
     if starter == 0:
         try:
             os.close(read_end)
-            start_and_wait_to_be_killed(url, folder, lambda line: os.write(write_end, line))
+            start_and_wait_to_be_killed(url, folder, agent_kind,
+                                        lambda line: os.write(write_end, line))
         finally:
             os._exit(3)
     os.close(write_end)
@@ -69,7 +71,7 @@ def test_sigkill_while_pending_then_resume_exactly_once(backend, tmp_path, fault
         _, status = os.waitpid(starter, 0)
     assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL
 
-    resumed = forked(lambda: resume_in_a_new_process(url, folder))
+    resumed = forked(lambda: resume_in_a_new_process(url, folder, agent_kind))
     assert resumed == {"found": ["delete_customer"], "paused": False, "delete_runs": 1}
     world = World(str(tmp_path / "world.db"))
     assert [c["id"] for c in world.rows("customers")] == [1, 2, 4]
@@ -82,7 +84,8 @@ def test_sigkill_while_pending_then_resume_exactly_once(backend, tmp_path, fault
     assert [(r["action_type"], r["event"], r["decision"]) for r in trail.rows()] == [
         ("find_customers", "proposed", None), ("find_customers", "resolved", "auto-approved"),
         ("delete_customer", "proposed", None), ("delete_customer", "resolved", "approved")]
-    fault_counts[f"SIGKILL while pending [{backend.name}]: executions after resume"] = \
+    fault_counts[f"SIGKILL while pending [{backend.name}, {agent_kind}]: executions after "
+                 "resume"] = \
         resumed["delete_runs"]
 
 
@@ -290,7 +293,7 @@ def rapid_switching():
         sys.setswitchinterval(old)
 
 
-def test_click_double_click_and_timeout_racing_decide_once(tmp_path, fault_counts):
+def test_click_double_click_and_timeout_racing_decide_once(tmp_path, agent_kind, fault_counts):
     """Each trial: a timer expires while the approver double-clicks, all three released by one
     barrier; the order the threads start in alternates, since the last to arrive tends to win."""
     import threading
@@ -300,7 +303,7 @@ def test_click_double_click_and_timeout_racing_decide_once(tmp_path, fault_count
 
     world = World()
     trail = AuditTrail(tmp_path / "audit.db", durable=False)
-    agent = ApprovalAgent(OfflineChatModel(), world.tools(), world=world, audit=trail)
+    agent = agent_of_kind(agent_kind)(OfflineChatModel(), world.tools(), world=world, audit=trail)
     outcomes = {TIMED_OUT: 0, DECIDED: 0}
     for trial in range(RACES):
         thread, version = f"race-{trial}", f"7.{trial}"
@@ -333,9 +336,10 @@ def test_click_double_click_and_timeout_racing_decide_once(tmp_path, fault_count
     assert sum(r["event"] == "resolved" for r in trail.rows()) == RACES
     assert trail.verify().ok
     assert outcomes[TIMED_OUT] > 0 and outcomes[DECIDED] > 0, outcomes  # both sides won some
-    fault_counts["click-vs-timeout races (with double clicks, 100 us switching)"] = RACES
-    fault_counts["click-vs-timeout races: won by the click"] = outcomes[DECIDED]
-    fault_counts["click-vs-timeout races: won by the timeout"] = outcomes[TIMED_OUT]
-    fault_counts["click-vs-timeout races: double executions"] = len(versions) - len(set(versions))
-    fault_counts["click-vs-timeout races: executions"] = len(deployed)
-    fault_counts["click-vs-timeout races: audit rows recording an execution"] = len(ran)
+    races = f"click-vs-timeout races [{agent_kind}]"
+    fault_counts[f"{races} (with double clicks, 100 us switching)"] = RACES
+    fault_counts[f"{races}: won by the click"] = outcomes[DECIDED]
+    fault_counts[f"{races}: won by the timeout"] = outcomes[TIMED_OUT]
+    fault_counts[f"{races}: double executions"] = len(versions) - len(set(versions))
+    fault_counts[f"{races}: executions"] = len(deployed)
+    fault_counts[f"{races}: audit rows recording an execution"] = len(ran)
