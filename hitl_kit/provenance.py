@@ -29,16 +29,24 @@ from langchain_core.messages import AIMessage, ToolMessage
 MAX_SOURCES = 8
 MAX_QUOTE = 200
 TEXT_FIELDS = ("subject", "body", "notes", "name", "content", "text", "description")
-# Bounded repetitions only: linear on any input.
+ACTIONS = (r"(?:forward|send|e-?mail|transfer|wire|pay|refund|delete|remove|erase|deploy|"
+           r"unsubscribe|archive|set|create|add|change|update|reply)")
+# Text that talks to the agent, not about something: addressed to it, overriding its rules, a
+# role marker, asking it to keep a secret, or an order to act on everything. An email that only
+# mentions an action ("we deleted the old invoices") matches none. Bounded repetitions only:
+# linear on any input.
 SUSPICIOUS = re.compile(
-    r"\b(?:ai\s{1,3})?assistant\s{0,3}[:,]"
-    r"|\b(?:ignore|disregard|forget)\b[^.\n]{0,40}\b(?:instructions?|rules?|prompts?)\b"
-    r"|\bsystem\s{0,3}(?:prompt|message)?\s{0,3}:"
-    r"|\b(?:forward|send|transfer|wire|delete|remove|deploy)\b[^.\n]{0,60}"
-    r"\b(?:all|every|everything|entire)\b"
-    r"|\bdo\s{1,3}not\s{1,3}(?:tell|inform|mention|ask)\b"
-    r"|\byou\s{1,3}(?:must|are\s{1,3}required\s{1,3}to)\b",
-    re.IGNORECASE)
+    r"\b(?:(?:ai|virtual)\s{1,3})?(?:assistant|chatbot|copilot|llm)\s{0,3}[:,]"
+    r"|\b(?:dear|hey|hi|note\s{1,3}to\s{1,3}the)\s{1,3}(?:ai\s{1,3})?(?:assistant|agent|bot)\b"
+    r"|\b(?:ignore|disregard|forget|override)\b[^.\n]{0,40}"
+    r"\b(?:instructions?|rules?|prompts?|guidelines?)\b"
+    r"|(?:^|[\[<|])\s{0,3}system\s{0,3}(?:prompt|message)?\s{0,3}[:\]>|]"
+    r"|\bdo\s{1,3}not\s{1,3}(?:tell|inform|mention|ask|notify)\b"
+    r"|\byou\s{1,3}(?:must|should|are\s{1,3}required\s{1,3}to)\s{1,3}"
+    r"(?:now\s{1,3}|immediately\s{1,3}|also\s{1,3})?" + ACTIONS + r"\b"
+    r"|(?:^|[.!?;]\s{1,3})(?:please\s{1,3})?" + ACTIONS + r"\b[^.\n]{0,60}"
+    r"\b(?:all|every|everything|entire)\b",
+    re.IGNORECASE | re.MULTILINE)
 
 
 def suspicious_lines(text: str) -> list[str]:
