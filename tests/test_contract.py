@@ -14,7 +14,7 @@ from langchain_core.messages import AIMessage
 from langgraph.types import Command
 from pydantic import ValidationError
 
-from hitl_kit.approval import ApprovalAgent, ApprovalError
+from hitl_kit.approval import ApprovalError
 from hitl_kit.approvers import Approvers
 from hitl_kit.audit import AuditTrail
 from hitl_kit.channels import decide
@@ -25,15 +25,18 @@ from hitl_kit.llm import OfflineChatModel
 from hitl_kit.vocabulary import PERSON_CHANNELS, Channel, Kind
 from hitl_kit.world import World
 
+from .conftest import AGENT_KINDS, agent_of_kind
+
 DELETE = "delete customer 3"
 REPLY = 'send a reply to thread 3 saying "see you"'
 DEPLOY = "deploy the billing service version {} to prod"
 
 
-def make(tmp_path, **kwargs):
+def make(tmp_path, kind: str, **kwargs):
     world = World()
     trail = AuditTrail(tmp_path / "audit.db", durable=False)
-    agent = ApprovalAgent(OfflineChatModel(), world.tools(), world=world, audit=trail, **kwargs)
+    agent = agent_of_kind(kind)(OfflineChatModel(), world.tools(), world=world, audit=trail,
+                                **kwargs)
     return world, agent, trail
 
 
@@ -127,8 +130,8 @@ def test_approvals_of_a_two_person_request_are_judged_one_by_one():
 
 # -- every path -----------------------------------------------------------------------------------
 
-def test_a_person_may_not_claim_the_timer_or_the_policy_on_any_path(tmp_path):
-    world, agent, trail = make(tmp_path)
+def test_a_person_may_not_claim_the_timer_or_the_policy_on_any_path(tmp_path, agent_kind):
+    world, agent, trail = make(tmp_path, agent_kind)
     inbox = ApprovalInbox(agent)
     [pending] = inbox.submit(DELETE, "t").pending
     for channel in (Channel.TIMER, Channel.POLICY):
@@ -145,8 +148,8 @@ def test_a_person_may_not_claim_the_timer_or_the_policy_on_any_path(tmp_path):
     assert (row["channel"], row["outcome"]) == ("card", "success")
 
 
-def test_proceed_never_runs_a_hard_gate_on_any_path(tmp_path):
-    world, agent, _ = make(tmp_path)
+def test_proceed_never_runs_a_hard_gate_on_any_path(tmp_path, agent_kind):
+    world, agent, _ = make(tmp_path, agent_kind)
     [pending] = agent.start(DELETE, "t").pending
     proceed = {"kind": "proceed", "approver": "system", "channel": "timer"}
     with pytest.raises(ApprovalError, match="the kit's own"):
@@ -160,10 +163,10 @@ def test_proceed_never_runs_a_hard_gate_on_any_path(tmp_path):
     assert world.calls["delete_customer"] == 0 and agent.pending("t")
 
 
-def test_recovery_applies_a_two_person_decision_with_its_approvals(tmp_path):
+def test_recovery_applies_a_two_person_decision_with_its_approvals(tmp_path, agent_kind):
     approvers = Approvers(people={"ana": ["oncall"], "di": ["oncall"]},
                           two_person=["deploy_to_prod"])
-    world, agent, trail = make(tmp_path, approvers=approvers)
+    world, agent, trail = make(tmp_path, agent_kind, approvers=approvers)
     [pending] = agent.start(DEPLOY.format("2.5"), "t").pending
     agent.resume("t", {"kind": "approve", "approver": "ana"})
     # di's approval completes it and the claim is made; the process dies before the resume.
@@ -179,8 +182,8 @@ def test_recovery_applies_a_two_person_decision_with_its_approvals(tmp_path):
     assert row["approver_id"] == "di" and trail.verify().ok
 
 
-def test_a_record_changed_while_a_claimed_approval_waited_is_not_touched(tmp_path):
-    world, agent, trail = make(tmp_path)
+def test_a_record_changed_while_a_claimed_approval_waited_is_not_touched(tmp_path, agent_kind):
+    world, agent, trail = make(tmp_path, agent_kind)
     [pending] = agent.start(DELETE, "t").pending
     assert pending.request.target["customer"]["plan"] == "trial"
     approve = judge({"kind": "approve", "approver": "ana"}, pending.request)
@@ -211,9 +214,9 @@ class SeparatorModel(OfflineChatModel):
         return result
 
 
-def test_call_ids_holding_a_separator_keep_two_threads_apart(tmp_path):
+def test_call_ids_holding_a_separator_keep_two_threads_apart(tmp_path, agent_kind):
     world = World()
-    agent = ApprovalAgent(SeparatorModel(), world.tools(), world=world)
+    agent = agent_of_kind(agent_kind)(SeparatorModel(), world.tools(), world=world)
     for thread, service in (("a", "billing"), ("a:b", "search")):
         agent.start(f"{thread}|deploy the {service} service version 2.0 to prod", thread)
     for thread in ("a", "a:b"):
@@ -253,13 +256,14 @@ def attempt(agent, inbox, thread, path, kind, approver, channel):
         agent.apply_default(thread, item.interrupt_id, kind, "deadline", item.fingerprint)
 
 
+@pytest.mark.parametrize("kind", AGENT_KINDS)
 @settings(max_examples=60, deadline=None, derandomize=True,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(st.lists(st.tuples(st.sampled_from(["hard", "soft"]), st.sampled_from(PATHS),
                           st.sampled_from(KINDS), st.sampled_from(NAMES),
                           st.sampled_from(CHANNELS)), min_size=1, max_size=5))
-def test_nothing_gated_runs_without_a_persons_valid_decision(tmp_path_factory, attempts):
-    world, agent, trail = make(tmp_path_factory.mktemp("p"))
+def test_nothing_gated_runs_without_a_persons_valid_decision(tmp_path_factory, kind, attempts):
+    world, agent, trail = make(tmp_path_factory.mktemp("p"), kind)
     inbox = ApprovalInbox(agent, recover=False)
     agent.start(DELETE, "hard", requested_by="rita")
     agent.start(REPLY, "soft", requested_by="rita")
