@@ -180,7 +180,7 @@ def decide_under_load(requests: int = 1000, clients: int = 20, time_limit_s: flo
         except TimeoutError:
             result.errors.append(f"stopped at the {time_limit_s:.0f} s time limit")
         result.wall_s = time.perf_counter() - started
-    for claim in agent.ledger.claims():
+    for claim in agent.ledger.claims.listed():
         key = (claim.thread_id, claim.interrupt_id)
         result.claims_per_request[key] = result.claims_per_request.get(key, 0) + 1
     result.executed = world.calls["send_reply"]

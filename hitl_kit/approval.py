@@ -96,16 +96,14 @@ class Outcome:
 
 
 def _outcome(thread_id: str, values: dict, interrupts, interrupted: tuple = ()) -> Outcome:
-    """Where the thread stands; its pending requests in the order the model proposed the calls
-    (a run returns its interrupts in the order its tasks happened to stop)."""
-    proposed = next((m for m in reversed(values.get("messages") or [])
-                     if isinstance(m, AIMessage)), None)
-    order = {} if proposed is None else {c["id"]: n for n, c in enumerate(
-        [*proposed.tool_calls, *proposed.invalid_tool_calls])}
+    """Where a thread stands, its pending requests in the order the model proposed them."""
+    calls = [c["id"] for m in values.get("messages") or [] if isinstance(m, AIMessage)
+             for c in (*m.tool_calls, *m.invalid_tool_calls)]
     pending = sorted((Pending(thread_id=thread_id, interrupt_id=i.id,
                               request=(request := ApprovalRequest.model_validate(i.value)),
                               asked_at=request.proposed_at) for i in interrupts),
-                     key=lambda p: order.get(p.request.tool_call_id, len(order)))
+                     key=lambda p: calls.index(p.request.tool_call_id)
+                     if p.request.tool_call_id in calls else len(calls))
     return Outcome(thread_id, pending, None if pending else answer_of(values),
                    [Decided.model_validate(d) for d in values.get("decided") or []],
                    () if pending else interrupted)
@@ -267,7 +265,7 @@ class ApprovalAgent:
         reason = (f"what it would touch changed since it was shown: it was {request.target!r}, "
                   f"it is now {now!r}")
         holder = self._take_turn(thread_id)
-        earlier = self.ledger.winner(*pending.key)
+        earlier = self.ledger.claims.winner(*pending.key)
         if earlier is not None:
             self.ledger.finish_turn(thread_id, holder)
             raise self._already(earlier)
@@ -302,10 +300,10 @@ class ApprovalAgent:
 
     def approvals(self, thread_id: str, interrupt_id: str, fingerprint: str) -> list:
         """The approvals recorded so far for a request that needs several (for "1 of 2")."""
-        return self.ledger.approvals((thread_id, interrupt_id, fingerprint))
+        return self.ledger.claims.approvals((thread_id, interrupt_id, fingerprint))
 
     def _already(self, claim: Claim) -> AlreadyDecided:
-        turn = self.ledger.turn_of(claim.thread_id)
+        turn = self.ledger.turns.of(claim.thread_id)
         return AlreadyDecided(claim, in_flight=turn is not None and not turn.stale)
 
     def _match(self, thread_id: str, decisions, pending: dict[str, Pending]) -> dict:
@@ -314,7 +312,7 @@ class ApprovalAgent:
             fingerprint = (decisions.get("fingerprint") if isinstance(decisions, dict)
                            else getattr(decisions, "fingerprint", None))
             if fingerprint and fingerprint not in {p.fingerprint for p in pending.values()}:
-                earlier = self.ledger.winner(thread_id, fingerprint=fingerprint)
+                earlier = self.ledger.claims.winner(thread_id, fingerprint=fingerprint)
                 if earlier is not None:
                     raise self._already(earlier)
             if len(pending) > 1:
@@ -324,7 +322,7 @@ class ApprovalAgent:
         elif not decisions:
             raise ApprovalError("give a decision, or a dict {interrupt_id: decision, ...}")
         for interrupt_id in decisions.keys() - pending.keys():
-            earlier = self.ledger.winner(thread_id, interrupt_id)
+            earlier = self.ledger.claims.winner(thread_id, interrupt_id)
             if earlier is not None:
                 raise self._already(earlier)
         if not pending:
@@ -341,7 +339,7 @@ class ApprovalAgent:
             return (f"thread {thread_id!r} has nothing pending: it was interrupted during "
                     f"{', '.join(outcome.interrupted)} (its process stopped before it "
                     "finished); run agent.recover() to finish it")
-        last = self.ledger.claims(thread_id)[-1:]
+        last = self.ledger.claims.listed(thread_id)[-1:]
         return (f"thread {thread_id!r} has nothing pending: it has finished; there is nothing "
                 "to resume" + "".join(f" (last decided by {c.describe()})" for c in last))
 
@@ -370,7 +368,7 @@ class ApprovalAgent:
     def _recover_if_left(self, thread_id: str) -> str:
         """Recover the thread first when a dead process left it mid-resume: a decision it had
         claimed is applied (and stays the winner) before anything else is looked at."""
-        turn = self.ledger.turn_of(thread_id)
+        turn = self.ledger.turns.of(thread_id)
         if turn is None or not turn.stale:
             return ""
         return str(recovery.recover_thread(self, thread_id))
@@ -382,7 +380,7 @@ class ApprovalAgent:
         left mid-run keeps a stale turn, so ``recover()`` finds it."""
         gone = [c for c in claims if c.key not in {p.key for p in self._pending(thread_id)}]
         if gone:  # asked again meanwhile by a resume that skipped the agent: nothing applies
-            self.ledger.withdraw(claims)
+            self.ledger.claims.withdraw(claims)
             self.ledger.finish_turn(thread_id, holder, (), self._pending(thread_id))
             raise ApprovalError("the request changed while this decision waited for its turn; "
                                 "look at it again. Nothing was applied")
@@ -397,7 +395,7 @@ class ApprovalAgent:
                 raise exc from None
             still = {p.key for p in outcome.pending}
             untaken = [c for c in claims if c.key in still]
-            self.ledger.withdraw(untaken)
+            self.ledger.claims.withdraw(untaken)
             self.ledger.finish_turn(thread_id, holder, [c for c in claims if c not in untaken],
                                     outcome.pending, stopped=bool(outcome.interrupted))
             if outcome.interrupted:

@@ -224,7 +224,7 @@ def decide(inbox: ApprovalInbox, refs: Sequence[str | tuple[str, str, str]], kin
         decision = {"kind": str(kind), "approver": approver, "reason": reason}
         resolutions = inbox.resolve([(item, decision) for _, item in ready], channel=channel)
         for (at, item), resolution in zip(ready, resolutions, strict=True):
-            claim = None if resolution.resumed else inbox.agent.ledger.winner(
+            claim = None if resolution.resumed else inbox.agent.ledger.claims.winner(
                 item.thread_id, item.interrupt_id, item.fingerprint)
             answers[at] = Answer(resolution.resumed, resolution.message, item.thread_id,
                                  item.interrupt_id, item, resolution, claim)
@@ -233,10 +233,10 @@ def decide(inbox: ApprovalInbox, refs: Sequence[str | tuple[str, str, str]], kin
 
 def _why_not(inbox, current, thread_id, interrupt_id, fingerprint, approver) -> Answer | None:
     if current is None or current.fingerprint != fingerprint:
-        claim = inbox.agent.ledger.winner(thread_id, interrupt_id, fingerprint)
+        claim = inbox.agent.ledger.claims.winner(thread_id, interrupt_id, fingerprint)
         if claim is not None:
             message = f"already decided by {claim.describe()}; nothing more was applied"
-        elif current is None and not inbox.agent.ledger.requests(thread_id):
+        elif current is None and not inbox.agent.ledger.index.listed(thread_id):
             message = "no longer pending: its thread finished or is gone; nothing was applied"
         else:  # the same request with a new fingerprint, or the thread asking again
             message = ("changed since you saw it (its arguments or what it touches); look at "

@@ -60,6 +60,7 @@ from hitl_kit.contract import (
     validate_args,
 )
 from hitl_kit.ledger import DecisionLedger, key_text
+from hitl_kit.llm import storable_reply
 from hitl_kit.policy import ActionPolicy
 from hitl_kit.provenance import provenance as what_was_read
 from hitl_kit.vocabulary import (
@@ -145,61 +146,9 @@ def plan(state: AgentState, *, kit: Kit) -> dict:
         detail = " ".join(str(exc).split())[:300] or "no details"
         raise ModelError(f"the chat model failed ({type(exc).__name__}: {detail}); nothing "
                          "after the model call ran, and agent.recover() asks it again") from exc
-    reply = with_unique_ids(reply, messages)
+    reply = storable_reply(reply, messages)
     new = [reply] if state.get("messages") else [messages[0], reply]
     return {"messages": new, "turns": state.get("turns", 0) + 1}
-
-
-MAX_ARG_DEPTH = 32
-INT_RANGE = (-(2**63), 2**64 - 1)  # what the checkpointer (msgpack) can store
-
-
-def _unstorable(value, depth: int = 0) -> str | None:
-    """Why these arguments cannot be kept in a checkpoint, or None."""
-    if depth > MAX_ARG_DEPTH:
-        return f"the arguments are nested deeper than {MAX_ARG_DEPTH} levels"
-    if isinstance(value, bool) or value is None or isinstance(value, str | float):
-        return None
-    if isinstance(value, int):
-        low, high = INT_RANGE
-        return None if low <= value <= high else f"the number {value} is out of range"
-    items = value.values() if isinstance(value, dict) else value
-    if isinstance(value, dict | list | tuple):
-        return next((why for why in (_unstorable(v, depth + 1) for v in items) if why), None)
-    return f"a value of type {type(value).__name__} is not JSON"
-
-
-def with_unique_ids(reply: AIMessage, history: list) -> AIMessage:
-    """The reply with a fresh id for any call whose id is missing or was used before in this
-    thread (some servers number calls ``call_0`` every turn). A call whose arguments could not
-    be stored in a checkpoint becomes an invalid call (the model and the approver are told
-    why), not a crash."""
-    seen = {c["id"] for m in history if isinstance(m, AIMessage)
-            for c in (*m.tool_calls, *m.invalid_tool_calls)}
-    storable, unstorable = [], []
-    for call in reply.tool_calls:
-        why = _unstorable(call["args"])
-        if why is None:
-            storable.append(call)
-        else:
-            unstorable.append({"name": call["name"], "id": call.get("id"), "error": why,
-                               "args": json.dumps(call["args"], default=str)[:2000],
-                               "type": "invalid_tool_call"})
-
-    def unique(call: dict) -> dict:
-        call_id, n = call.get("id") or "call", 1
-        while call_id in seen:
-            call_id, n = f"{call.get('id') or 'call'}~{n}", n + 1
-        seen.add(call_id)
-        return {**call, "id": call_id}
-
-    calls = [unique(c) for c in storable]
-    invalid = [unique(c) for c in (*reply.invalid_tool_calls, *unstorable)]
-    if calls == reply.tool_calls and invalid == reply.invalid_tool_calls:
-        return reply
-    kwargs = {k: v for k, v in reply.additional_kwargs.items() if k != "tool_calls"}
-    return reply.model_copy(update={"tool_calls": calls, "invalid_tool_calls": invalid,
-                                    "additional_kwargs": kwargs})
 
 
 def route_after_plan(state: AgentState, *, kit: Kit):
@@ -320,7 +269,7 @@ def decide(kit: Kit, thread_id: str, request: ApprovalRequest) -> Decided | Appr
 def accepted(kit: Kit, thread_id: str, request: ApprovalRequest, answer: Decision) -> Decision:
     """The decision the ledger holds for this request, if ``answer`` is it, judged again here
     (the request is exactly the one shown); else ``ApprovalError``."""
-    claim = kit.ledger.winner(thread_id, fingerprint=request.fingerprint)
+    claim = kit.ledger.claims.winner(thread_id, fingerprint=request.fingerprint)
     if claim is None or claim.decision != answer:
         raise ApprovalError("this answer did not come through the decision ledger (use "
                             "ApprovalAgent.resume, not a raw Command(resume=...)), so it was "
@@ -380,7 +329,7 @@ def _changed_since_approval(kit: Kit, thread_id: str, decided: Decided) -> str |
     may be its own effect."""
     request = decided.request
     if not decided.verdict.runs or request.target is None \
-            or kit.ledger.run_record(thread_id, request.tool_call_id) is not None:
+            or kit.ledger.journal.record(thread_id, request.tool_call_id) is not None:
         return None
     now = kit.target(request.tool, request.args)
     if target_digest(now) == target_digest(request.target):
@@ -406,7 +355,7 @@ def carry_out(kit: Kit, thread_id: str, decided: Decided, invoke=None
         why = (f"Rejected by {decision.approver}: {decision.reason or 'no reason given'}"
                if decided.verdict == Verdict.REJECTED else f"Not run: {decision.reason}")
         return ToolMessage(why, tool_call_id=call_id, status="error"), None, why
-    previous = kit.ledger.run_record(thread_id, call_id)
+    previous = kit.ledger.journal.record(thread_id, call_id)
     if previous is not None and previous.finished:
         return (ToolMessage(previous.result or "", tool_call_id=call_id,
                             status="error" if previous.is_error else "success"),
@@ -426,7 +375,7 @@ def carry_out(kit: Kit, thread_id: str, decided: Decided, invoke=None
             why_not[0].upper() + why_not[1:], tool_call_id=call_id, status="error"), None,
             why_not)
     if previous is None:
-        kit.ledger.run_started(thread_id, call_id, request.tool)
+        kit.ledger.journal.started(thread_id, call_id, request.tool)
     args = dict(request.args)
     if takes_key:
         args[IDEMPOTENCY_KEY] = key_text(thread_id, call_id)
@@ -444,7 +393,7 @@ def carry_out(kit: Kit, thread_id: str, decided: Decided, invoke=None
 
 
 def _finish(kit, thread_id, request, message, executed_at, why_not):
-    kit.ledger.run_finished(thread_id, request.tool_call_id, request.tool, message.content,
+    kit.ledger.journal.finished(thread_id, request.tool_call_id, request.tool, message.content,
                             message.status == "error", executed_at, why_not)
     return message, executed_at, why_not
 

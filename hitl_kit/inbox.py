@@ -92,17 +92,17 @@ class ApprovalInbox:
     # -- looking ----------------------------------------------------------------------------------
     def thread_ids(self) -> list[str]:
         """Every thread with a request pending."""
-        return sorted(self.agent.ledger.indexed_threads())
+        return sorted({p.thread_id for p in self.agent.ledger.index.listed()})
 
     def items(self) -> list[Pending]:
         """Every pending request: nearest deadline first, then highest risk, then oldest."""
         far = datetime.max.replace(tzinfo=UTC)
-        return sorted(self.agent.ledger.requests(), key=lambda p: (
+        return sorted(self.agent.ledger.index.listed(), key=lambda p: (
             self.deadline_of(p) or far, RISK_ORDER.get(p.request.risk, 0), p.asked_at))
 
     def get(self, thread_id: str, interrupt_id: str) -> Pending | None:
         """The request still pending under this key, as it is now, or None."""
-        return next((p for p in self.agent.ledger.requests(thread_id)
+        return next((p for p in self.agent.ledger.index.listed(thread_id)
                      if p.interrupt_id == interrupt_id), None)
 
     def when(self, pending: Pending) -> str:

@@ -155,7 +155,7 @@ class InboxWidget(widgets.VBox):
         self.refresh()
 
     def _winning_claim(self, item: Pending):
-        claims = [c for c in self.inbox.agent.ledger.claims(item.thread_id)
+        claims = [c for c in self.inbox.agent.ledger.claims.listed(item.thread_id)
                   if c.interrupt_id == item.interrupt_id]
         return claims[-1] if claims else None
 

@@ -29,6 +29,8 @@ contract test suite (``tests/test_ledger.py``) runs every store on both.
     >>> ledger.claim([Claim("t1", "i1", "f1", ana.model_copy(update={"approver": "bo"}))]
     ...              ).decision.approver  # told who won
     'ana'
+    >>> [c.decision.describe() for c in ledger.claims.listed("t1")]
+    ['ana (approved)']
 
 Limits: a turn is a lease (``TURN_LEASE_S``), taken over when it ends or when its holder's
 process is gone (same host); a resume that runs longer than the lease is not renewed.
@@ -205,57 +207,82 @@ def _alive(pid: int) -> bool:
 
 # -- the four stores ------------------------------------------------------------------------------
 
-class Claims:
+class Store:
+    """One of the ledger's stores on an engine. Every method runs inside ``conn`` when it is given
+    (a step of a larger transaction), else in a transaction or a read of its own."""
+
+    def __init__(self, engine: Engine):
+        self.engine = engine
+
+    @contextmanager
+    def _in(self, conn, write_for: str | None = None, *, write: bool = False) -> Iterator[Any]:
+        if conn is not None:
+            yield conn
+        elif write or write_for is not None:
+            with self.engine.transaction(write_for) as conn:
+                yield conn
+        else:
+            with self.engine.reading() as conn:
+                yield conn
+
+
+class Claims(Store):
     """Who decided each request (the first claim wins), and partial approvals."""
 
-    @staticmethod
-    def winner(conn, thread_id: str, interrupt_id: str | None = None,
-               fingerprint: str | None = None) -> Claim | None:
-        row = conn.execute(
-            "SELECT thread_id, interrupt_id, fingerprint, decision, decided_at, applied "
-            "FROM hitl_claims WHERE thread_id = ? AND (? IS NULL OR interrupt_id = ?) "
-            "AND (? IS NULL OR fingerprint = ?) ORDER BY decided_at DESC LIMIT 1",
-            (thread_id, interrupt_id, interrupt_id, fingerprint, fingerprint)).fetchone()
+    def winner(self, thread_id: str, interrupt_id: str | None = None,
+               fingerprint: str | None = None, conn=None) -> Claim | None:
+        """The claim that decided a request, or None. Name it by interrupt id, fingerprint or
+        both."""
+        if interrupt_id is None and fingerprint is None:
+            raise ValueError("name the request: an interrupt id, a fingerprint, or both")
+        with self._in(conn) as conn:
+            row = conn.execute(
+                "SELECT thread_id, interrupt_id, fingerprint, decision, decided_at, applied "
+                "FROM hitl_claims WHERE thread_id = ? AND (? IS NULL OR interrupt_id = ?) "
+                "AND (? IS NULL OR fingerprint = ?) ORDER BY decided_at DESC LIMIT 1",
+                (thread_id, interrupt_id, interrupt_id, fingerprint, fingerprint)).fetchone()
         return None if row is None else _claim(row)
 
-    @staticmethod
-    def insert(conn, claims: list[Claim]) -> None:
-        conn.executemany(
-            "INSERT INTO hitl_claims (thread_id, interrupt_id, fingerprint, decision, "
-            "decided_at, applied) VALUES (?, ?, ?, ?, ?, 0)",
-            [(*c.key, c.decision.model_dump_json(), c.decided_at) for c in claims])
-
-    @staticmethod
-    def mark_applied(conn, keys: list[Key]) -> None:
-        conn.executemany("UPDATE hitl_claims SET applied = 1 WHERE thread_id = ? AND "
-                         "interrupt_id = ? AND fingerprint = ?", keys)
-
-    @staticmethod
-    def delete(conn, keys: list[Key]) -> None:
-        conn.executemany("DELETE FROM hitl_claims WHERE thread_id = ? AND interrupt_id = ? "
-                         "AND fingerprint = ?", keys)
-
-    @staticmethod
-    def listed(conn, thread_id: str | None = None, *, unapplied: bool = False) -> list[Claim]:
-        rows = conn.execute(
-            "SELECT thread_id, interrupt_id, fingerprint, decision, decided_at, applied "
-            "FROM hitl_claims WHERE (? IS NULL OR thread_id = ?) AND (? = 0 OR applied = 0) "
-            "ORDER BY decided_at, thread_id, interrupt_id",
-            (thread_id, thread_id, int(unapplied))).fetchall()
+    def listed(self, thread_id: str | None = None, conn=None) -> list[Claim]:
+        """Every decision recorded (for one thread), oldest first."""
+        with self._in(conn) as conn:
+            rows = conn.execute(
+                "SELECT thread_id, interrupt_id, fingerprint, decision, decided_at, applied "
+                "FROM hitl_claims WHERE ? IS NULL OR thread_id = ? "
+                "ORDER BY decided_at, thread_id, interrupt_id", (thread_id, thread_id)).fetchall()
         return [_claim(row) for row in rows]
 
-    @staticmethod
-    def approvals(conn, key: Key) -> list[Approval]:
-        rows = conn.execute("SELECT approval FROM hitl_approvals WHERE thread_id = ? AND "
-                            "interrupt_id = ? AND fingerprint = ?", key).fetchall()
-        found = [Approval.model_validate_json(row[0]) for row in rows]
-        return sorted(found, key=lambda a: a.approved_at)
+    def insert(self, claims: list[Claim], conn=None) -> None:
+        with self._in(conn, write=True) as conn:
+            conn.executemany(
+                "INSERT INTO hitl_claims (thread_id, interrupt_id, fingerprint, decision, "
+                "decided_at, applied) VALUES (?, ?, ?, ?, ?, 0)",
+                [(*c.key, c.decision.model_dump_json(), c.decided_at) for c in claims])
 
-    @staticmethod
-    def add_approval(conn, key: Key, approval: Approval) -> None:
-        conn.execute("INSERT INTO hitl_approvals VALUES (?, ?, ?, ?, ?)",
-                     (*key, identity.person_key(approval.approver),
-                      approval.model_dump_json()))
+    def mark_applied(self, keys: list[Key], conn=None) -> None:
+        with self._in(conn, write=True) as conn:
+            conn.executemany("UPDATE hitl_claims SET applied = 1 WHERE thread_id = ? AND "
+                             "interrupt_id = ? AND fingerprint = ?", keys)
+
+    def withdraw(self, claims: list[Claim], conn=None) -> None:
+        """Forget claims whose decision never reached the graph (the resume failed)."""
+        with self._in(conn, write=True) as conn:
+            conn.executemany("DELETE FROM hitl_claims WHERE thread_id = ? AND interrupt_id = ? "
+                             "AND fingerprint = ?", [c.key for c in claims])
+
+    def approvals(self, key: Key, conn=None) -> list[Approval]:
+        """The approvals recorded so far for a request that needs several, oldest first."""
+        with self._in(conn) as conn:
+            rows = conn.execute("SELECT approval FROM hitl_approvals WHERE thread_id = ? AND "
+                                "interrupt_id = ? AND fingerprint = ?", key).fetchall()
+        return sorted((Approval.model_validate_json(r[0]) for r in rows),
+                      key=lambda a: a.approved_at)
+
+    def add_approval(self, key: Key, approval: Approval, conn=None) -> None:
+        with self._in(conn, key[0]) as conn:
+            conn.execute("INSERT INTO hitl_approvals VALUES (?, ?, ?, ?, ?)",
+                         (*key, identity.person_key(approval.approver),
+                          approval.model_dump_json()))
 
 
 def _claim(row) -> Claim:
@@ -263,134 +290,151 @@ def _claim(row) -> Claim:
                  bool(row[5]))
 
 
-class Turns:
+class Turns(Store):
     """One resume per thread at a time: a lease in the database, shared by every process."""
 
-    @staticmethod
-    def of(conn, thread_id: str) -> Turn | None:
-        row = conn.execute("SELECT thread_id, holder, host, pid, lease_ends FROM hitl_turns "
-                           "WHERE thread_id = ?", (thread_id,)).fetchone()
+    def of(self, thread_id: str, conn=None) -> Turn | None:
+        """Who holds the thread's turn, or None."""
+        with self._in(conn) as conn:
+            row = conn.execute("SELECT thread_id, holder, host, pid, lease_ends FROM hitl_turns "
+                               "WHERE thread_id = ?", (thread_id,)).fetchone()
         return None if row is None else Turn(*row)
 
-    @staticmethod
-    def take(conn, thread_id: str, holder: str, *, take_stale: bool) -> bool:
+    def take(self, thread_id: str, holder: str, *, take_stale: bool, conn=None) -> bool:
         """True when taken; False when a live resume holds it; ``StaleTurn`` when a dead one
         does, unless ``take_stale`` (recovery)."""
-        turn = Turns.of(conn, thread_id)
-        if turn is not None:
-            if not turn.stale:
-                return False
-            if not take_stale:
-                raise StaleTurn(turn)
-        conn.execute("INSERT INTO hitl_turns VALUES (?, ?, ?, ?, ?) ON CONFLICT (thread_id) DO "
-                     "UPDATE SET holder = excluded.holder, host = excluded.host, "
-                     "pid = excluded.pid, lease_ends = excluded.lease_ends",
-                     (thread_id, holder, HOST, os.getpid(), time.time() + TURN_LEASE_S))
+        with self._in(conn, thread_id) as conn:
+            turn = self.of(thread_id, conn)
+            if turn is not None:
+                if not turn.stale:
+                    return False
+                if not take_stale:
+                    raise StaleTurn(turn)
+            conn.execute("INSERT INTO hitl_turns VALUES (?, ?, ?, ?, ?) ON CONFLICT (thread_id) "
+                         "DO UPDATE SET holder = excluded.holder, host = excluded.host, "
+                         "pid = excluded.pid, lease_ends = excluded.lease_ends",
+                         (thread_id, holder, HOST, os.getpid(), time.time() + TURN_LEASE_S))
         return True
 
-    @staticmethod
-    def give_back(conn, thread_id: str, holder: str, *, stopped: bool) -> None:
+    def give_back(self, thread_id: str, holder: str, *, stopped: bool, conn=None) -> None:
         """Give the turn back; ``stopped`` leaves it behind as stale, for recovery to find."""
-        if stopped:
-            conn.execute("UPDATE hitl_turns SET lease_ends = 0 WHERE thread_id = ? AND "
-                         "holder = ?", (thread_id, holder))
-        else:
-            conn.execute("DELETE FROM hitl_turns WHERE thread_id = ? AND holder = ?",
-                         (thread_id, holder))
+        with self._in(conn, thread_id) as conn:
+            if stopped:
+                conn.execute("UPDATE hitl_turns SET lease_ends = 0 WHERE thread_id = ? AND "
+                             "holder = ?", (thread_id, holder))
+            else:
+                conn.execute("DELETE FROM hitl_turns WHERE thread_id = ? AND holder = ?",
+                             (thread_id, holder))
 
-    @staticmethod
-    def stale(conn) -> list[Turn]:
-        rows = conn.execute("SELECT thread_id, holder, host, pid, lease_ends FROM hitl_turns")
-        return [t for t in (Turn(*r) for r in rows.fetchall()) if t.stale]
+    def stale(self, conn=None) -> list[Turn]:
+        """Turns whose holder is gone: each thread was left mid-resume by a crash."""
+        with self._in(conn) as conn:
+            rows = conn.execute("SELECT thread_id, holder, host, pid, lease_ends FROM hitl_turns")
+            return [t for t in (Turn(*r) for r in rows.fetchall()) if t.stale]
 
 
-class PendingIndex:
+class PendingIndex(Store):
     """What is pending, with deadlines and escalations, in step with the checkpointer."""
 
-    @staticmethod
-    def sync(conn, thread_id: str, pending: list[Pending]) -> None:
+    def sync(self, thread_id: str, pending: Iterable[Pending], conn=None) -> None:
+        """Make the index hold exactly these pending requests for the thread."""
+        pending = list(pending)
         keep = {p.key[1:] for p in pending}
-        have = set(map(tuple, conn.execute("SELECT interrupt_id, fingerprint FROM "
-                                           "hitl_requests WHERE thread_id = ?",
-                                           (thread_id,)).fetchall()))
-        conn.executemany("DELETE FROM hitl_requests WHERE thread_id = ? AND interrupt_id = ? "
-                         "AND fingerprint = ?", [(thread_id, *k) for k in have - keep])
-        conn.executemany(
-            "INSERT INTO hitl_requests (thread_id, interrupt_id, fingerprint, request, "
-            "asked_at) VALUES (?, ?, ?, ?, ?)",
-            [(*p.key, p.request.model_dump_json(), p.asked_at) for p in pending
-             if p.key[1:] not in have])
+        with self._in(conn, thread_id) as conn:
+            have = set(map(tuple, conn.execute("SELECT interrupt_id, fingerprint FROM "
+                                               "hitl_requests WHERE thread_id = ?",
+                                               (thread_id,)).fetchall()))
+            conn.executemany("DELETE FROM hitl_requests WHERE thread_id = ? AND interrupt_id = ?"
+                             " AND fingerprint = ?", [(thread_id, *k) for k in have - keep])
+            conn.executemany(
+                "INSERT INTO hitl_requests (thread_id, interrupt_id, fingerprint, request, "
+                "asked_at) VALUES (?, ?, ?, ?, ?)",
+                [(*p.key, p.request.model_dump_json(), p.asked_at) for p in pending
+                 if p.key[1:] not in have])
 
-    @staticmethod
-    def listed(conn, thread_id: str | None = None) -> list[Pending]:
-        rows = conn.execute(
-            "SELECT thread_id, interrupt_id, request, asked_at, deadline_at, deadline_stage "
-            "FROM hitl_requests WHERE ? IS NULL OR thread_id = ? "
-            "ORDER BY asked_at, thread_id, interrupt_id", (thread_id, thread_id)).fetchall()
+    def listed(self, thread_id: str | None = None, conn=None) -> list[Pending]:
+        """The pending requests (of one thread), oldest first."""
+        with self._in(conn) as conn:
+            rows = conn.execute(
+                "SELECT thread_id, interrupt_id, request, asked_at, deadline_at, deadline_stage "
+                "FROM hitl_requests WHERE ? IS NULL OR thread_id = ? "
+                "ORDER BY asked_at, thread_id, interrupt_id", (thread_id, thread_id)).fetchall()
         return [Pending(thread_id=r[0], interrupt_id=r[1],
                         request=ApprovalRequest.model_validate_json(r[2]), asked_at=r[3],
                         deadline_at=r[4], deadline_stage=r[5]) for r in rows]
 
-    @staticmethod
-    def set_deadline(conn, key: Key, deadline_at: float, stage: int,
-                     only_if_unset: bool) -> float | None:
-        row = conn.execute("SELECT deadline_at FROM hitl_requests WHERE thread_id = ? AND "
-                           "interrupt_id = ? AND fingerprint = ?", key).fetchone()
-        if row is None:
-            return None
-        if only_if_unset and row[0] is not None:
-            return row[0]
-        conn.execute("UPDATE hitl_requests SET deadline_at = ?, deadline_stage = ? WHERE "
-                     "thread_id = ? AND interrupt_id = ? AND fingerprint = ?",
-                     (deadline_at, stage, *key))
+    def set_deadline(self, key: Key, deadline_at: float, stage: int = 0, *,
+                     only_if_unset: bool = False, conn=None) -> float | None:
+        """Store a request's deadline (epoch seconds). ``only_if_unset``: keep a stored one (a
+        restart must not push a deadline back). Returns the deadline in force, or None when the
+        request is not pending any more."""
+        with self._in(conn, key[0]) as conn:
+            row = conn.execute("SELECT deadline_at FROM hitl_requests WHERE thread_id = ? AND "
+                               "interrupt_id = ? AND fingerprint = ?", key).fetchone()
+            if row is None:
+                return None
+            if only_if_unset and row[0] is not None:
+                return row[0]
+            conn.execute("UPDATE hitl_requests SET deadline_at = ?, deadline_stage = ? WHERE "
+                         "thread_id = ? AND interrupt_id = ? AND fingerprint = ?",
+                         (deadline_at, stage, *key))
         return deadline_at
 
-    @staticmethod
-    def escalate(conn, key: Key, escalated_to: str, reason: str) -> None:
-        conn.execute("INSERT INTO hitl_escalations VALUES (?, ?, ?, ?, ?, ?) "
-                     "ON CONFLICT DO NOTHING", (*key, escalated_to, reason, now_iso()))
+    def escalate(self, key: Key, escalated_to: str, reason: str, conn=None) -> bool:
+        """Record that an undecided request went to ``escalated_to``; False (nothing recorded)
+        when it was decided meanwhile."""
+        with self._in(conn, key[0]) as conn:
+            if Claims(self.engine).winner(*key, conn=conn) is not None:
+                return False
+            conn.execute("INSERT INTO hitl_escalations VALUES (?, ?, ?, ?, ?, ?) "
+                         "ON CONFLICT DO NOTHING", (*key, escalated_to, reason, now_iso()))
+        return True
 
-    @staticmethod
-    def escalations(conn, thread_id: str | None = None) -> list[Escalation]:
-        rows = conn.execute(
-            "SELECT thread_id, interrupt_id, fingerprint, escalated_to, reason, escalated_at "
-            "FROM hitl_escalations WHERE ? IS NULL OR thread_id = ? "
-            "ORDER BY escalated_at, thread_id, interrupt_id", (thread_id, thread_id)).fetchall()
-        return [Escalation(*row) for row in rows]
+    def escalations(self, thread_id: str | None = None, conn=None) -> list[Escalation]:
+        """Every escalation recorded (for one thread), oldest first."""
+        with self._in(conn) as conn:
+            rows = conn.execute(
+                "SELECT thread_id, interrupt_id, fingerprint, escalated_to, reason, escalated_at"
+                " FROM hitl_escalations WHERE ? IS NULL OR thread_id = ? "
+                "ORDER BY escalated_at, thread_id, interrupt_id", (thread_id, thread_id))
+            return [Escalation(*row) for row in rows.fetchall()]
 
 
-class RunJournal:
+class RunJournal(Store):
     """Each call's execution: started, then finished with its result (the first end stands)."""
 
-    @staticmethod
-    def record(conn, thread_id: str, call_id: str) -> RunRecord | None:
-        row = conn.execute(
-            "SELECT thread_id, call_id, tool, finished, result, is_error, finished_at, why_not "
-            "FROM hitl_runs WHERE thread_id = ? AND call_id = ?", (thread_id, call_id)
-        ).fetchone()
+    def record(self, thread_id: str, call_id: str, conn=None) -> RunRecord | None:
+        with self._in(conn) as conn:
+            row = conn.execute(
+                "SELECT thread_id, call_id, tool, finished, result, is_error, finished_at, "
+                "why_not FROM hitl_runs WHERE thread_id = ? AND call_id = ?",
+                (thread_id, call_id)).fetchone()
         return None if row is None else RunRecord(row[0], row[1], row[2], bool(row[3]),
                                                   row[4], bool(row[5]), row[6], row[7])
 
-    @staticmethod
-    def started(conn, thread_id: str, call_id: str, tool: str) -> None:
-        conn.execute("INSERT INTO hitl_runs (thread_id, call_id, tool) VALUES (?, ?, ?) "
-                     "ON CONFLICT DO NOTHING", (thread_id, call_id, tool))
+    def started(self, thread_id: str, call_id: str, tool: str, conn=None) -> None:
+        """Record that a call is about to run (before its side effect)."""
+        with self._in(conn, thread_id) as conn:
+            conn.execute("INSERT INTO hitl_runs (thread_id, call_id, tool) VALUES (?, ?, ?) "
+                         "ON CONFLICT DO NOTHING", (thread_id, call_id, tool))
 
-    @staticmethod
-    def finished(conn, thread_id: str, call_id: str, tool: str, result: str, is_error: bool,
-                 finished_at: str | None, why_not: str) -> None:
-        conn.execute(
-            "INSERT INTO hitl_runs VALUES (?, ?, ?, 1, ?, ?, ?, ?) ON CONFLICT (thread_id, "
-            "call_id) DO UPDATE SET finished = 1, result = excluded.result, is_error = "
-            "excluded.is_error, finished_at = excluded.finished_at, why_not = excluded.why_not "
-            "WHERE hitl_runs.finished = 0",
-            (thread_id, call_id, tool, result, int(is_error), finished_at, why_not))
+    def finished(self, thread_id: str, call_id: str, tool: str, result: str, is_error: bool,
+                 finished_at: str | None, why_not: str = "", conn=None) -> None:
+        """Record how a call ended; the first record stands (a re-run after a crash finds it)."""
+        with self._in(conn, thread_id) as conn:
+            conn.execute(
+                "INSERT INTO hitl_runs VALUES (?, ?, ?, 1, ?, ?, ?, ?) ON CONFLICT (thread_id, "
+                "call_id) DO UPDATE SET finished = 1, result = excluded.result, is_error = "
+                "excluded.is_error, finished_at = excluded.finished_at, why_not = "
+                "excluded.why_not WHERE hitl_runs.finished = 0",
+                (thread_id, call_id, tool, result, int(is_error), finished_at, why_not))
 
 
 # -- the ledger -----------------------------------------------------------------------------------
 
 class DecisionLedger:
-    """The four stores on one engine, with the steps that must be one transaction.
+    """The four stores on one engine (``claims``, ``turns``, ``index``, ``journal``), and the
+    steps that must be one transaction across them.
 
     ``engine``: a ``SqliteEngine`` (default: in memory, for one process) or a ``PostgresEngine``;
     a path gives a SQLite file shared by every process that may decide.
@@ -402,25 +446,25 @@ class DecisionLedger:
         engine.create([table_sql(t, engine.TYPES, engine.TABLE_SUFFIX) for t in TABLES],
                       {t[0]: column_names(t) for t in TABLES})
         self.engine = engine
+        self.claims, self.turns = Claims(engine), Turns(engine)
+        self.index, self.journal = PendingIndex(engine), RunJournal(engine)
 
     @property
     def where(self) -> str:
         return self.engine.where
 
-    # -- deciding ---------------------------------------------------------------------------------
     def claim(self, claims: list[Claim]) -> Claim | None:
         """Record these decisions, all or none. None when they won, else the claim that was
         there first (and nothing is recorded)."""
         with self.engine.transaction(claims[0].thread_id if claims else None) as conn:
             return self._claim(conn, claims)
 
-    @staticmethod
-    def _claim(conn, claims: list[Claim]) -> Claim | None:
+    def _claim(self, conn, claims: list[Claim]) -> Claim | None:
         for claim in claims:  # all checked before any is written: all or none
-            earlier = Claims.winner(conn, *claim.key)
+            earlier = self.claims.winner(*claim.key, conn=conn)
             if earlier is not None:
                 return earlier
-        Claims.insert(conn, claims)
+        self.claims.insert(claims, conn)
         return None
 
     def claim_and_take_turn(self, claims: list[Claim], thread_id: str, holder: str,
@@ -431,12 +475,12 @@ class DecisionLedger:
         process holds it."""
         def attempt(conn):
             for claim in claims:
-                earlier = Claims.winner(conn, *claim.key)
+                earlier = self.claims.winner(*claim.key, conn=conn)
                 if earlier is not None:
                     return earlier
-            if not Turns.take(conn, thread_id, holder, take_stale=False):
+            if not self.turns.take(thread_id, holder, take_stale=False, conn=conn):
                 return _BUSY
-            Claims.insert(conn, claims)
+            self.claims.insert(claims, conn)
             return None
 
         return self._until_not_busy(thread_id, attempt, wait_s)
@@ -446,32 +490,32 @@ class DecisionLedger:
         """One approval of a request that needs ``needed`` different people, judged in one
         transaction: ``("decided", winner)`` when a decision already won, ``("again", approval)``
         when this person approved it before, ``("partial", approvals)`` when more are needed
-        (recorded; nothing resumes), or ``("complete", approvals)``: this one completes it, and
-        the claim (carrying every approval) is recorded with the thread's turn taken."""
+        (recorded; nothing resumes), or ``("complete", claim)``: this one completes it, and the
+        claim (carrying every approval) is recorded with the thread's turn taken."""
         decision = claim.decision
         person = identity.person_key(decision.approver)
         mine = Approval(approver=decision.approver, role=decision.role,
                         channel=decision.channel, approved_at=claim.decided_at)
 
         def attempt(conn):
-            winner = Claims.winner(conn, *claim.key)
+            winner = self.claims.winner(*claim.key, conn=conn)
             if winner is not None:
                 return "decided", winner
-            approvals = Claims.approvals(conn, claim.key)
+            approvals = self.claims.approvals(claim.key, conn)
             again = next((a for a in approvals
                           if identity.person_key(a.approver) == person), None)
             if again is not None:
                 return "again", again
             approvals = [*approvals, mine]
             if len(approvals) < needed:
-                Claims.add_approval(conn, claim.key, mine)
+                self.claims.add_approval(claim.key, mine, conn)
                 return "partial", approvals
-            if not Turns.take(conn, claim.thread_id, holder, take_stale=False):
+            if not self.turns.take(claim.thread_id, holder, take_stale=False, conn=conn):
                 return _BUSY
-            Claims.add_approval(conn, claim.key, mine)
+            self.claims.add_approval(claim.key, mine, conn)
             complete = Claim(*claim.key, decision.model_copy(update={
                 "approvals": tuple(approvals)}), claim.decided_at)
-            Claims.insert(conn, [complete])
+            self.claims.insert([complete], conn)
             return "complete", complete
 
         return self._until_not_busy(claim.thread_id, attempt, wait_s)
@@ -482,15 +526,27 @@ class DecisionLedger:
         with the graph (``pending``: every request pending now; None leaves them), and give the
         turn back (``stopped``: left behind as stale, the thread stopped mid-run)."""
         with self.engine.transaction(thread_id) as conn:
-            Claims.mark_applied(conn, [c.key for c in applied])
+            self.claims.mark_applied([c.key for c in applied], conn)
             if pending is not None:
-                PendingIndex.sync(conn, thread_id, list(pending))
-            Turns.give_back(conn, thread_id, holder, stopped=stopped)
+                self.index.sync(thread_id, pending, conn)
+            self.turns.give_back(thread_id, holder, stopped=stopped, conn=conn)
 
-    def withdraw(self, claims: list[Claim]) -> None:
-        """Forget claims whose decision never reached the graph (the resume failed)."""
-        with self.engine.transaction() as conn:
-            Claims.delete(conn, [c.key for c in claims])
+    def take_turn(self, thread_id: str, wait_s: float | None = None, *,
+                  take_stale: bool = False) -> str:
+        """Wait for the thread's turn and take it; returns the holder id to give it back."""
+        holder = uuid.uuid4().hex
+        return self._until_not_busy(
+            thread_id, lambda conn: holder if self.turns.take(
+                thread_id, holder, take_stale=take_stale, conn=conn) else _BUSY, wait_s)
+
+    @contextmanager
+    def turn(self, thread_id: str) -> Iterator[str]:
+        """Hold the thread's turn (a dead holder's is taken over); not re-entrant."""
+        holder = self.take_turn(thread_id, take_stale=True)
+        try:
+            yield holder
+        finally:
+            self.finish_turn(thread_id, holder)
 
     def _until_not_busy(self, thread_id: str, attempt, wait_s: float | None):
         """``attempt(conn)`` in a write transaction until it is not ``_BUSY`` (the thread's turn
@@ -505,112 +561,6 @@ class DecisionLedger:
                 raise TimeoutError(f"thread {thread_id!r} is busy: another resume has held it "
                                    f"for over {TURN_WAIT_S:g} s; nothing was applied, try again")
             time.sleep(TURN_POLL_S)
-
-    # -- reading claims ---------------------------------------------------------------------------
-    def winner(self, thread_id: str, interrupt_id: str | None = None,
-               fingerprint: str | None = None) -> Claim | None:
-        """The claim that decided a request, or None. Name it by interrupt id, fingerprint or
-        both."""
-        if interrupt_id is None and fingerprint is None:
-            raise ValueError("name the request: an interrupt id, a fingerprint, or both")
-        with self.engine.reading() as conn:
-            return Claims.winner(conn, thread_id, interrupt_id, fingerprint)
-
-    def claims(self, thread_id: str | None = None) -> list[Claim]:
-        """Every decision recorded (for one thread), oldest first."""
-        with self.engine.reading() as conn:
-            return Claims.listed(conn, thread_id)
-
-    def unapplied(self) -> list[Claim]:
-        """Claims that won but were never marked applied: a process died after the claim."""
-        with self.engine.reading() as conn:
-            return Claims.listed(conn, unapplied=True)
-
-    def approvals(self, key: Key) -> list[Approval]:
-        """The approvals recorded so far for one request that needs several."""
-        with self.engine.reading() as conn:
-            return Claims.approvals(conn, key)
-
-    # -- turns ------------------------------------------------------------------------------------
-    @contextmanager
-    def turn(self, thread_id: str) -> Iterator[str]:
-        """Hold the thread's turn (a dead holder's is taken over); not re-entrant."""
-        holder = self.take_turn(thread_id, take_stale=True)
-        try:
-            yield holder
-        finally:
-            self.finish_turn(thread_id, holder)
-
-    def take_turn(self, thread_id: str, wait_s: float | None = None, *,
-                  take_stale: bool = False) -> str:
-        """Wait for the thread's turn and take it; returns the holder id to give it back."""
-        holder = uuid.uuid4().hex
-        return self._until_not_busy(
-            thread_id, lambda conn: holder if Turns.take(
-                conn, thread_id, holder, take_stale=take_stale) else _BUSY, wait_s)
-
-    def turn_of(self, thread_id: str) -> Turn | None:
-        with self.engine.reading() as conn:
-            return Turns.of(conn, thread_id)
-
-    def stale_turns(self) -> list[Turn]:
-        """Turns whose holder is gone: each thread was left mid-resume by a crash."""
-        with self.engine.reading() as conn:
-            return Turns.stale(conn)
-
-    # -- the index of pending requests ------------------------------------------------------------
-    def sync(self, thread_id: str, pending: Iterable[Pending]) -> None:
-        """Make the index hold exactly these pending requests for the thread."""
-        with self.engine.transaction(thread_id) as conn:
-            PendingIndex.sync(conn, thread_id, list(pending))
-
-    def requests(self, thread_id: str | None = None) -> list[Pending]:
-        """The pending requests (of one thread), oldest first."""
-        with self.engine.reading() as conn:
-            return PendingIndex.listed(conn, thread_id)
-
-    def indexed_threads(self) -> set[str]:
-        with self.engine.reading() as conn:
-            return {r[0] for r in conn.execute(
-                "SELECT DISTINCT thread_id FROM hitl_requests").fetchall()}
-
-    def set_deadline(self, key: Key, deadline_at: float, stage: int = 0, *,
-                     only_if_unset: bool = False) -> float | None:
-        """Store a request's deadline (epoch seconds). ``only_if_unset``: keep a stored one (a
-        restart must not push a deadline back). Returns the deadline in force, or None when the
-        request is not pending any more."""
-        with self.engine.transaction(key[0]) as conn:
-            return PendingIndex.set_deadline(conn, key, deadline_at, stage, only_if_unset)
-
-    def escalate(self, key: Key, escalated_to: str, reason: str) -> bool:
-        """Record that an undecided request went to ``escalated_to``; False (nothing recorded)
-        when it was decided meanwhile."""
-        with self.engine.transaction(key[0]) as conn:
-            if Claims.winner(conn, *key) is not None:
-                return False
-            PendingIndex.escalate(conn, key, escalated_to, reason)
-        return True
-
-    def escalations(self, thread_id: str | None = None) -> list[Escalation]:
-        with self.engine.reading() as conn:
-            return PendingIndex.escalations(conn, thread_id)
-
-    # -- the run journal --------------------------------------------------------------------------
-    def run_record(self, thread_id: str, call_id: str) -> RunRecord | None:
-        with self.engine.reading() as conn:
-            return RunJournal.record(conn, thread_id, call_id)
-
-    def run_started(self, thread_id: str, call_id: str, tool: str) -> None:
-        """Record that a call is about to run (before its side effect)."""
-        with self.engine.transaction(thread_id) as conn:
-            RunJournal.started(conn, thread_id, call_id, tool)
-
-    def run_finished(self, thread_id: str, call_id: str, tool: str, result: str,
-                     is_error: bool, finished_at: str | None, why_not: str = "") -> None:
-        """Record how a call ended; the first record stands (a re-run after a crash finds it)."""
-        with self.engine.transaction(thread_id) as conn:
-            RunJournal.finished(conn, thread_id, call_id, tool, result, is_error, finished_at,
-                                why_not)
 
     def close(self) -> None:
         self.engine.close()

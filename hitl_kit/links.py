@@ -243,7 +243,8 @@ class ApprovalLinks:
             raise _Refused("used", _used_message(used))
         item = self.inbox.get(fields["thread_id"], fields["interrupt_id"])
         if item is None:
-            claim = self.inbox.agent.ledger.winner(fields["thread_id"], fields["interrupt_id"])
+            claim = self.inbox.agent.ledger.claims.winner(fields["thread_id"],
+                                                          fields["interrupt_id"])
             who = (f": it was decided by {claim.decision.approver} via "
                    f"{claim.decision.channel}") if claim else ""
             raise _Refused("not_pending", f"this request is no longer pending{who}")

@@ -381,3 +381,58 @@ class OfflineChatModel(BaseChatModel):
         if unplanned:
             lines.append("No tool of mine fits: " + "; ".join(unplanned))
         return "\n".join(lines) if lines else "Nothing to do."
+
+
+# -- what any model proposes, made storable -------------------------------------------------------
+
+MAX_ARG_DEPTH = 32
+INT_RANGE = (-(2**63), 2**64 - 1)  # what the checkpointer (msgpack) can store
+
+
+def _unstorable(value, depth: int = 0) -> str | None:
+    """Why these arguments cannot be kept in a checkpoint, or None."""
+    if depth > MAX_ARG_DEPTH:
+        return f"the arguments are nested deeper than {MAX_ARG_DEPTH} levels"
+    if isinstance(value, bool) or value is None or isinstance(value, str | float):
+        return None
+    if isinstance(value, int):
+        low, high = INT_RANGE
+        return None if low <= value <= high else f"the number {value} is out of range"
+    items = value.values() if isinstance(value, dict) else value
+    if isinstance(value, dict | list | tuple):
+        return next((why for why in (_unstorable(v, depth + 1) for v in items) if why), None)
+    return f"a value of type {type(value).__name__} is not JSON"
+
+
+def storable_reply(reply: AIMessage, history: list) -> AIMessage:
+    """A model's reply as the kit can keep and key it: a fresh id for any call whose id is
+    missing or was used before in this thread (some servers number calls ``call_0`` every turn:
+    the ledger, the journal and the audit trail key on it), and a call whose arguments could not
+    be stored in a checkpoint turned into an invalid call (the model and the approver are told
+    why), not a crash."""
+    seen = {c["id"] for m in history if isinstance(m, AIMessage)
+            for c in (*m.tool_calls, *m.invalid_tool_calls)}
+    storable, unstorable = [], []
+    for call in reply.tool_calls:
+        why = _unstorable(call["args"])
+        if why is None:
+            storable.append(call)
+        else:
+            unstorable.append({"name": call["name"], "id": call.get("id"), "error": why,
+                               "args": json.dumps(call["args"], default=str)[:2000],
+                               "type": "invalid_tool_call"})
+
+    def unique(call: dict) -> dict:
+        call_id, n = call.get("id") or "call", 1
+        while call_id in seen:
+            call_id, n = f"{call.get('id') or 'call'}~{n}", n + 1
+        seen.add(call_id)
+        return {**call, "id": call_id}
+
+    calls = [unique(c) for c in storable]
+    invalid = [unique(c) for c in (*reply.invalid_tool_calls, *unstorable)]
+    if calls == reply.tool_calls and invalid == reply.invalid_tool_calls:
+        return reply
+    kwargs = {k: v for k, v in reply.additional_kwargs.items() if k != "tool_calls"}
+    return reply.model_copy(update={"tool_calls": calls, "invalid_tool_calls": invalid,
+                                    "additional_kwargs": kwargs})

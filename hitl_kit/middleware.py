@@ -62,8 +62,8 @@ from hitl_kit.graph import (
     kit_for,
     requests_for,
     run_decided,
-    with_unique_ids,
 )
+from hitl_kit.llm import storable_reply
 from hitl_kit.vocabulary import IDEMPOTENCY_KEY
 
 SHOWN = "hitl_shown"  # call id -> the request as shown now (its latest showing)
@@ -125,7 +125,7 @@ class ApprovalMiddleware(AgentMiddleware):
         if not isinstance(reply, AIMessage) or reply.id == state.get(CLASSIFIED) or not (
                 reply.tool_calls or reply.invalid_tool_calls):
             return None
-        reply = with_unique_ids(reply, messages[:-1])
+        reply = storable_reply(reply, messages[:-1])
         requests = requests_for(self.kit, reply, messages, _task_of(messages),
                                 state.get("requested_by"))
         malformed = [{"name": bad.get("name") or "", "args": {}, "id": bad["id"],

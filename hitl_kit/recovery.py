@@ -58,7 +58,7 @@ class Recovered:
 
 def recover(agent) -> list[Recovered]:
     """Finish every thread left mid-resume by a crashed process; one ``Recovered`` each."""
-    return [recover_thread(agent, turn.thread_id) for turn in agent.ledger.stale_turns()]
+    return [recover_thread(agent, turn.thread_id) for turn in agent.ledger.turns.stale()]
 
 
 def recover_thread(agent, thread_id: str) -> Recovered:
@@ -70,7 +70,7 @@ def recover_thread(agent, thread_id: str) -> Recovered:
     try:
         outcome = agent.outcome(thread_id)
         pending = {p.key for p in outcome.pending}
-        claims = [c for c in agent.ledger.claims(thread_id) if not c.applied]
+        claims = [c for c in agent.ledger.claims.listed(thread_id) if not c.applied]
         to_apply = [c for c in claims if c.key in pending]
         if to_apply:
             agent.graph.invoke(Command(resume={c.interrupt_id: c.decision.model_dump(mode="json")

@@ -138,11 +138,11 @@ class ApprovalTimer:
 
     def _stored_stage(self) -> tuple[int, Deadline]:
         """The deadline in force after the escalations already recorded (0 without any)."""
-        request = next((r for r in self.agent.ledger.requests(self.thread_id)
+        request = next((r for r in self.agent.ledger.index.listed(self.thread_id)
                         if r.key == self.key), None)
         stage = request.deadline_stage if request is not None else 0
         deadline = self.deadline
-        earlier = [e for e in self.agent.ledger.escalations(self.thread_id)
+        earlier = [e for e in self.agent.ledger.index.escalations(self.thread_id)
                    if (e.thread_id, e.interrupt_id, e.fingerprint) == self.key]
         for escalation in earlier[:stage]:
             self.escalated_to.append(escalation.escalated_to)
@@ -156,7 +156,7 @@ class ApprovalTimer:
                 return
             self.deadline = deadline
             wanted = time.time() + deadline.seconds
-            stored = self.agent.ledger.set_deadline(self.key, wanted, self._stage,
+            stored = self.agent.ledger.index.set_deadline(self.key, wanted, self._stage,
                                                     only_if_unset=keep_stored)
             self._ends_at = wanted if stored is None else stored
             self._timer = threading.Timer(max(0.0, self._ends_at - time.time()),
@@ -207,12 +207,12 @@ class ApprovalTimer:
         to = deadline.escalate_to
         reason = f"nobody decided within {deadline.seconds:g} s, so it went to {to}"
         try:
-            handed = self.agent.ledger.escalate(self.key, to, reason)
+            handed = self.agent.ledger.index.escalate(self.key, to, reason)
         except Exception as exc:
             self._settle(FAILED, error=f"the escalation could not be recorded: {exc}")
             return
         if not handed:  # someone decided meanwhile
-            self._settle(DECIDED, self.agent.ledger.winner(*self.key))
+            self._settle(DECIDED, self.agent.ledger.claims.winner(*self.key))
             return
         with self._lock:
             self.state = ESCALATED
@@ -300,7 +300,7 @@ class DeadlineWatcher:
         its stored time (the default is applied at once where that passed); their threads are
         watched from now on."""
         timers = []
-        for request in self.agent.ledger.requests():
+        for request in self.agent.ledger.index.listed():
             with self._lock:
                 self._threads.add(request.thread_id)
             timer = self.timer_for(request)

@@ -196,10 +196,10 @@ def _work(n, url, folder, thread_ids, workers, answer, hook, from_parent, to_par
     wanted = set(thread_ids)
     # What is pending, from the ledger's index (one query, as an inbox lists it); by the time a
     # worker gets to a request another may have decided it: the ledger tells it who.
-    pending = [r for r in agent.ledger.requests() if r.thread_id in wanted]
+    pending = [r for r in agent.ledger.index.listed() if r.thread_id in wanted]
     order = {t: i for i, t in enumerate(thread_ids[start:] + thread_ids[:start])}
     for request in sorted(pending, key=lambda r: order[r.thread_id]):
-        turn = agent.ledger.turn_of(request.thread_id)
+        turn = agent.ledger.turns.of(request.thread_id)
         if turn is not None and turn.stale:  # its worker died mid-resume: finish it first
             recovered = recover_thread(agent, request.thread_id)
             if recovered.applied or recovered.continued_from:

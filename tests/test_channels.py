@@ -115,7 +115,7 @@ def test_a_decision_in_one_channel_shows_in_every_other(tmp_path):
     assert "Not applied</b>: this request was already approved by ana" in card.status.value
     with pytest.raises(AlreadyDecided, match="ana"):
         setup.agent.resume("t", {item.interrupt_id: {"kind": "reject", "approver": "bo"}})
-    claims = setup.agent.ledger.claims("t")
+    claims = setup.agent.ledger.claims.listed("t")
     assert [(c.decision.approver, c.decision.kind, c.decision.channel) for c in claims] == [
         ("ana", "approve", "slack")]
     assert setup.world.calls["delete_customer"] == 1

@@ -20,7 +20,7 @@ from hitl_kit.audit import AuditTrail
 from hitl_kit.channels import decide
 from hitl_kit.contract import ApprovalRequest, Decision, NotAllowed, judge
 from hitl_kit.inbox import ApprovalInbox
-from hitl_kit.ledger import Claim, Turns
+from hitl_kit.ledger import Claim
 from hitl_kit.llm import OfflineChatModel
 from hitl_kit.vocabulary import PERSON_CHANNELS, Channel, Kind
 from hitl_kit.world import World
@@ -141,7 +141,7 @@ def test_a_person_may_not_claim_the_timer_or_the_policy_on_any_path(tmp_path, ag
         assert not refused.resumed and "is the kit's own" in refused.message
         [answer] = decide(inbox, [pending.key], "approve", "ana", "ok", channel)
         assert not answer.ok and "is the kit's own" in answer.message
-    assert world.calls["delete_customer"] == 0 and agent.ledger.claims() == []
+    assert world.calls["delete_customer"] == 0 and agent.ledger.claims.listed() == []
     assert agent.recover() == [] and trail.verify().ok  # no thread left stuck
     agent.resume("t", {"kind": "approve", "approver": "ana"}, channel=Channel.CARD)
     [row] = resolved(trail, "t")
@@ -173,8 +173,7 @@ def test_recovery_applies_a_two_person_decision_with_its_approvals(tmp_path, age
     di = judge({"kind": "approve", "approver": "di"}, pending.request, approvers=approvers)
     state, complete = agent.ledger.approve_with(Claim(*pending.key, di), 2, "dead-holder")
     assert state == "complete"
-    with agent.ledger.engine.transaction("t") as conn:
-        Turns.give_back(conn, "t", "dead-holder", stopped=True)
+    agent.ledger.turns.give_back("t", "dead-holder", stopped=True)
     [recovered] = agent.recover()
     assert recovered.now == "finished" and world.calls["deploy_to_prod"] == 1
     [row] = resolved(trail, "t")
@@ -188,8 +187,7 @@ def test_a_record_changed_while_a_claimed_approval_waited_is_not_touched(tmp_pat
     assert pending.request.target["customer"]["plan"] == "trial"
     approve = judge({"kind": "approve", "approver": "ana"}, pending.request)
     agent.ledger.claim_and_take_turn([Claim(*pending.key, approve)], "t", "dead-holder")
-    with agent.ledger.engine.transaction("t") as conn:  # the process died holding its turn
-        Turns.give_back(conn, "t", "dead-holder", stopped=True)
+    agent.ledger.turns.give_back("t", "dead-holder", stopped=True)  # the process died
     world.update_customer(3, "plan", "enterprise")  # meanwhile, the trial became a customer
     [recovered] = agent.recover()
     assert recovered.now == "paused" and world.calls["delete_customer"] == 0
@@ -222,7 +220,7 @@ def test_call_ids_holding_a_separator_keep_two_threads_apart(tmp_path, agent_kin
     for thread in ("a", "a:b"):
         agent.resume(thread, {"kind": "approve", "approver": "ana"})
     assert sorted(d["service"] for d in world.rows("deployments")) == ["billing", "search"]
-    assert agent.ledger.run_record("a", "b:c").result != agent.ledger.run_record(
+    assert agent.ledger.journal.record("a", "b:c").result != agent.ledger.journal.record(
         "a:b", "c").result
 
 
@@ -271,7 +269,7 @@ def test_nothing_gated_runs_without_a_persons_valid_decision(tmp_path_factory, k
         with contextlib.suppress(ApprovalError, ValidationError):
             attempt(agent, inbox, gate, path, kind, approver, channel)
     for thread, tool in (("hard", "delete_customer"), ("soft", "send_reply")):
-        claims = [c.decision for c in agent.ledger.claims(thread)]
+        claims = [c.decision for c in agent.ledger.claims.listed(thread)]
         by_person = [d for d in claims if d.kind == Kind.APPROVE and d.channel in PERSON_CHANNELS
                      and d.approver in ("ana",)]
         by_deadline = [d for d in claims if d.kind == Kind.PROCEED and d.channel == Channel.TIMER

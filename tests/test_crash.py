@@ -28,7 +28,7 @@ import pytest
 
 from hitl_kit.approval import ApprovalAgent, ApprovalError
 from hitl_kit.audit import AuditTrail
-from hitl_kit.ledger import DecisionLedger
+from hitl_kit.ledger import DecisionLedger, RunJournal
 from hitl_kit.llm import OfflineChatModel
 from hitl_kit.postgres_audit import PostgresAuditTrail
 from hitl_kit.timeouts import TIMED_OUT, Deadline, DeadlineWatcher
@@ -101,7 +101,7 @@ POINTS = [
                lambda reached: _after(DecisionLedger, "claim_and_take_turn", reached)),
     CrashPoint("inside the tool, before its commit", "resume", _inside_the_tool),
     CrashPoint("after the tool's commit, before the checkpoint", "resume",
-               lambda reached: _before(DecisionLedger, "run_finished", reached,
+               lambda reached: _before(RunJournal, "finished", reached,
                                        lambda _thread, _call, tool, *a, **k:
                                        tool == "deploy_to_prod")),
     CrashPoint("after the resolved audit row", "resume",
@@ -253,7 +253,7 @@ def test_sigkill_at_each_point_then_recover(backend, agent_kind, trial_folder, t
         deployed = [d for d in world.rows("deployments") if d["version"] == VERSION]
         resolved = [r for r in agent.audit.rows() if r["event"] == "resolved"
                     and r["action_type"] == "deploy_to_prod"]
-        ana_claimed = any(c.decision.approver == "ana" for c in agent.ledger.claims(THREAD))
+        ana_claimed = any(c.decision.approver == "ana" for c in agent.ledger.claims.listed(THREAD))
         tally["trials"] += 1
         tally["point reached"] += reached
         tally["recovered by recover()"] += bool(recovered)

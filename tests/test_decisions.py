@@ -1,20 +1,15 @@
-"""Exactly one decision per pending approval: the ledger, the binding, and the agent's resume.
-
-The ledger's own tests and the cross-process races take ``backend`` and run on SQLite and on
-PostgreSQL; the agent's shape checks and thread races run on the in-memory default."""
+"""Exactly one decision per pending approval, through the agent: the binding, the races, and
+two processes sharing one saver. The ledger's own contract is tests/test_ledger.py."""
 
 import json
 import subprocess
 import sys
 import threading
-import time
 import warnings
 
 import pytest
 
-from hitl_kit import ledger as decisions
-from hitl_kit.approval import AlreadyDecided, ApprovalError, durable_checkpointer
-from hitl_kit.backends import ledger_for
+from hitl_kit.approval import AlreadyDecided, ApprovalError
 from hitl_kit.contract import Decision
 from hitl_kit.ledger import Claim
 from hitl_kit.llm import OfflineChatModel
@@ -53,124 +48,6 @@ def race(*actions):
     for thread in threads:
         thread.join(30)
     return results
-
-
-# -- the ledger -----------------------------------------------------------------------------------
-
-def test_first_claim_wins_and_the_second_learns_who_won(backend, tmp_path):
-    ledger = backend.ledger(tmp_path)
-    assert ledger.claim([claim(approver="ana")]) is None
-    earlier = ledger.claim([claim(approver="bo")])
-    assert earlier.decision.approver == "ana" and earlier.decision.kind == "approve"
-    assert [c.decision.approver for c in ledger.claims()] == ["ana"]
-
-
-def test_claims_are_all_or_none(backend, tmp_path):
-    ledger = backend.ledger(tmp_path)
-    ledger.claim([claim("a")])
-    assert ledger.claim([claim("b", "bo"), claim("a", "bo")]).decision.approver == "ana"
-    assert ledger.winner("t", "b") is None  # b was not recorded although it came first
-    assert ledger.claim([claim("b", "bo")]) is None
-
-
-def test_a_new_fingerprint_is_a_new_request(backend, tmp_path):
-    ledger = backend.ledger(tmp_path)
-    ledger.claim([claim(fingerprint="v1")])
-    assert ledger.claim([claim(fingerprint="v2", approver="bo")]) is None
-    assert ledger.winner("t", fingerprint="v1").decision.approver == "ana"
-    assert ledger.winner("t", "k", "v2").decision.approver == "bo"
-    with pytest.raises(ValueError, match="name the request"):
-        ledger.winner("t")
-
-
-def test_withdrawn_claims_free_the_request(backend, tmp_path):
-    ledger = backend.ledger(tmp_path)
-    ledger.claim([claim()])
-    ledger.withdraw([claim()])
-    assert ledger.winner("t", "k") is None and ledger.claim([claim(approver="bo")]) is None
-
-
-def test_claims_race_across_connections_to_one_file(backend, tmp_path):
-    ledgers = [backend.ledger(tmp_path) for _ in range(3)]
-    for key in range(40):
-        results = race(*[lambda lg=lg, n=n, k=str(key): lg.claim([claim(k, f"approver{n}")])
-                         for n, lg in enumerate(ledgers * 2)])
-        assert sum(r is None for r in results) == 1, results
-    assert len(backend.ledger(tmp_path).claims()) == 40
-
-
-CLAIM_SCRIPT = """
-import sys, time
-from pathlib import Path
-from hitl_kit.contract import Decision
-from hitl_kit.ledger import Claim, DecisionLedger
-from hitl_kit.postgres import PostgresEngine
-url, me, folder = sys.argv[1:4]
-ledger = DecisionLedger(PostgresEngine(url) if url != "sqlite" else folder + "/checkpoints.db")
-Path(folder, me).touch()
-while len(list(Path(folder).glob("ready-*"))) < 3:
-    time.sleep(0.001)
-mine = Decision(kind="approve", approver=me)
-won = [k for k in range(150) if ledger.claim([Claim("t", str(k), "f", mine)]) is None]
-print(len(won))
-"""
-
-
-def test_claims_race_across_processes(backend, tmp_path):
-    backend.ledger(tmp_path).close()  # created before the race
-    procs = [subprocess.Popen([sys.executable, "-c", CLAIM_SCRIPT, backend.url(tmp_path),
-                               f"ready-{n}", str(tmp_path)], stdout=subprocess.PIPE, text=True,
-                              cwd=ROOT)
-             for n in range(3)]
-    won = [int(p.communicate(timeout=60)[0]) for p in procs]
-    assert sum(won) == 150
-    winners = backend.ledger(tmp_path).claims()
-    assert len(winners) == 150 and len({c.interrupt_id for c in winners}) == 150
-
-
-def test_one_turn_per_thread_at_a_time(backend, tmp_path):
-    ledger = backend.ledger(tmp_path)
-    inside, most = [], []
-
-    def take(thread_id):
-        with ledger.turn(thread_id):
-            inside.append(thread_id)
-            most.append(inside.count("t"))
-            time.sleep(0.005)
-            inside.remove(thread_id)
-
-    race(*[lambda: take("t")] * 6)
-    assert max(most) == 1
-    with ledger.turn("t"), ledger.turn("other"):  # another thread's turn is independent
-        pass
-
-
-def test_a_stale_turn_is_taken_over_and_a_busy_one_times_out(backend, tmp_path, monkeypatch):
-    ledger = backend.ledger(tmp_path)
-    monkeypatch.setattr(decisions, "TURN_LEASE_S", -1.0)  # every lease has already ended
-    with ledger.turn("t"), ledger.turn("t"):  # a crashed holder does not block forever
-        pass
-    monkeypatch.setattr(decisions, "TURN_LEASE_S", 60.0)
-    monkeypatch.setattr(decisions, "TURN_WAIT_S", 0.05)
-    with ledger.turn("t"), pytest.raises(TimeoutError, match="busy"), ledger.turn("t"):
-        pass
-
-
-def test_ledger_for_uses_the_checkpointers_file(tmp_path):
-    path = tmp_path / "checkpoints.db"
-    ledger = ledger_for(durable_checkpointer(str(path)))
-    assert ledger.where == str(path)
-    assert ledger_for(None).where == ":memory:"
-
-
-def test_ledger_for_shares_the_checkpointers_database(backend, tmp_path):
-    ledger = ledger_for(backend.checkpointer(tmp_path))
-    try:
-        assert ledger.claim([claim(approver="ana")]) is None
-        other = backend.ledger(tmp_path)  # another connection
-        assert other.winner("t", "k").decision.approver == "ana"
-    finally:
-        ledger.close()
 
 
 # -- the agent: one decision wins -----------------------------------------------------------------
@@ -255,7 +132,7 @@ def test_people_cannot_pass_for_the_system(agent, world, decision, message):
     agent.start(DEPLOY.format("2.5"), "t")
     with pytest.raises(ApprovalError, match=message):
         agent.resume("t", decision)
-    assert agent.ledger.claims() == [] and world.calls["deploy_to_prod"] == 0
+    assert agent.ledger.claims.listed() == [] and world.calls["deploy_to_prod"] == 0
 
 
 def test_a_hard_gate_never_proceeds_by_default(agent, world):
@@ -279,7 +156,7 @@ def test_a_resume_that_fails_before_the_graph_takes_it_withdraws_the_claim(agent
     with pytest.raises(OSError):
         agent.resume("t", approve("ana"))
     agent.graph.invoke = real_invoke
-    assert agent.ledger.claims() == []
+    assert agent.ledger.claims.listed() == []
     agent.resume("t", approve("bo"))  # not "already decided by ana": ana's answer never landed
     assert world.calls["deploy_to_prod"] == 1
 
@@ -359,4 +236,4 @@ def test_two_processes_sharing_a_durable_saver_decide_each_approval_once(backend
     won_there = json.loads(other.communicate(timeout=120)[0])
     assert sorted(won_here + won_there) == list(range(threads))
     assert len(World(str(tmp_path / "world.db")).rows("deployments")) == threads
-    assert len(agent.ledger.claims()) == threads
+    assert len(agent.ledger.claims.listed()) == threads

@@ -247,8 +247,8 @@ class ScriptedInbox:
         self.resolutions = list(resolutions)
         self.item = hostile_pending("i1")
         self.pending = [self.item]
-        self.agent = SimpleNamespace(ledger=SimpleNamespace(
-            claims=lambda thread_id=None: [hostile_claim("ledger")]))
+        self.agent = SimpleNamespace(ledger=SimpleNamespace(claims=SimpleNamespace(
+            listed=lambda thread_id=None: [hostile_claim("ledger")])))
 
     def items(self):
         return list(self.pending)

@@ -109,7 +109,7 @@ def test_a_decision_with_keys_it_may_not_hold_is_refused(agent, world, decision)
     agent.start("delete customer 3", "t")
     with pytest.raises(ApprovalError, match="no key|only an edit has them"):
         agent.resume("t", decision)
-    assert world.calls["delete_customer"] == 0 and agent.ledger.claims() == []
+    assert world.calls["delete_customer"] == 0 and agent.ledger.claims.listed() == []
 
 
 def test_the_record_changing_after_the_card_was_shown_asks_again(agent, world):

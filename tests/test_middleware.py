@@ -78,7 +78,7 @@ def test_bad_langchain_decisions_are_refused_and_nothing_runs(agent, world, deci
     with pytest.raises(ApprovalError, match=message):
         agent.resume("t", decisions, approver=approver)
     assert world.count("threads") == 4 and world.count("outbox") == 0
-    assert agent.ledger.claims() == [] and len(agent.pending("t")) == 2
+    assert agent.ledger.claims.listed() == [] and len(agent.pending("t")) == 2
 
 
 def test_the_tool_runs_through_langchains_tool_node_and_the_middleware_after(world):

@@ -315,7 +315,7 @@ def test_eight_workers_decide_each_request_once_and_keep_one_chain(pg, tmp_path,
         world = World(str(tmp_path / "world.db"))
         agent = ApprovalAgent(OfflineChatModel(), world.tools(), world=world,
                               **stores.for_agent())
-        claims = stores.ledger.claims()
+        claims = stores.ledger.claims.listed()
         outcomes = [agent.outcome(t) for t in threads]
         rows = pg.audit_rows(tmp_path)
         deployed = world.rows("deployments")

@@ -118,7 +118,7 @@ def test_real_timers_racing_real_clicks_never_execute_twice(stored, world):
         [row] = resolved_rows(trail, thread)
         assert len(deployed) == (timer.state == DECIDED) == (row["approver_id"] == "ana")
     assert world.calls["deploy_to_prod"] == len(world.rows("deployments"))
-    assert len(agent.ledger.claims()) == 30
+    assert len(agent.ledger.claims.listed()) == 30
 
 
 def test_soft_gate_proceeds_when_nobody_rejects(agent, world, trail):
@@ -176,7 +176,7 @@ def test_escalation_hands_it_on_then_rejects(stored, world):
                           on_escalate=lambda t, to: told.append((t.state, to))).start()
     assert timer.wait(SETTLE_S) and timer.state == TIMED_OUT
     assert told == [(ESCALATED, "oncall")] and timer.escalated_to == ["oncall"]
-    [escalation] = agent.ledger.escalations("t")
+    [escalation] = agent.ledger.index.escalations("t")
     assert escalation.escalated_to == "oncall" and escalation.fingerprint == pending.fingerprint
     [row] = resolved_rows(trail, "t")
     assert row["reason"] == ("nobody decided within 0.05 s, so it went to oncall; nobody decided "

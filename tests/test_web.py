@@ -412,12 +412,12 @@ def test_a_hostile_tool_name_and_payload_are_text_on_the_dashboard(tmp_path):
     """What the real model cannot name (a tool, its description, the gate's texts), through an
     index entry written as a hostile model or a bug could."""
     setup = make_setup(tmp_path, {"t": "delete customer 4"})
-    [request] = setup.agent.ledger.requests("t")
+    [request] = setup.agent.ledger.index.listed("t")
     fields = ["tool", "description", "why_gated", "on_approve", "on_reject", "problem"]
     changed = request.request.changed(**{f: hostile(f) for f in fields},
                                       args={hostile("key"): hostile("value")})
-    setup.agent.ledger.sync("t", [])
-    setup.agent.ledger.sync("t", [request.model_copy(update={"request": changed})])
+    setup.agent.ledger.index.sync("t", [])
+    setup.agent.ledger.index.sync("t", [request.model_copy(update={"request": changed})])
     with setup.app.serve(lifetime_s=30, limits=FAST) as server, client(server) as http:
         sign_in(http, setup.app, "ana")
         page = http.get("/dashboard").text

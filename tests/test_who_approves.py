@@ -109,7 +109,7 @@ def test_an_approval_from_someone_without_the_role_is_refused_and_recorded(tmp_p
         agent.resume("t", {"kind": "approve", "approver": "ana"})
     with pytest.raises(NotAllowed, match="not a known approver"):
         agent.resume("t", {"kind": "approve", "approver": "mallory"})
-    assert world.calls["issue_refund"] == 0 and agent.ledger.claims() == []
+    assert world.calls["issue_refund"] == 0 and agent.ledger.claims.listed() == []
     refused = rows(trail, "refused")
     assert [(r["approver_id"], r["channel"]) for r in refused] == [("ana", "api"),
                                                                    ("mallory", "api")]
