@@ -250,30 +250,31 @@ def speaks_langchain(decisions: Any) -> bool:
                                    for v in decisions.values())
 
 
-def from_langchain(decisions: dict, pending: list[Pending], approver: str | None
-                   ) -> dict[str, dict]:
+def from_langchain(decisions: dict, pending: list[Pending], approver: str | None) -> dict:
     """LangChain's decisions as the kit's, keyed by interrupt id, or ``ApprovalError``: the one
     place the two formats meet. ``pending`` is in the order the model proposed the calls (as
-    ``ApprovalAgent.pending`` lists it)."""
+    ``ApprovalAgent.pending`` lists it). One decision when nothing is pending any more (decided
+    elsewhere meanwhile) comes back bare, so that ``resume`` says who decided."""
     if "decisions" in decisions:
         listed = decisions["decisions"]
         if set(decisions) != {"decisions"} or not isinstance(listed, list):
             raise ApprovalError("LangChain's format is {'decisions': [decision, ...]}, one per "
                                 "pending call")
-        if len(listed) != len(pending):
+        if pending and len(listed) != len(pending):
             raise ApprovalError(f"{len(listed)} decision(s) for {len(pending)} pending call(s); "
                                 "give one per call, in the order the model proposed them")
-        keyed = {p.interrupt_id: d for p, d in zip(pending, listed, strict=True)}
+        keyed = dict(zip([p.interrupt_id for p in pending] or [None], listed, strict=False))
     elif "type" in decisions:
-        if len(pending) != 1:
+        if len(pending) > 1:
             raise ApprovalError(f"{len(pending)} calls are pending: answer them with "
                                 "{'decisions': [...]} or by interrupt id")
-        keyed = {pending[0].interrupt_id: decisions}
+        keyed = {pending[0].interrupt_id if pending else None: decisions}
     else:
         keyed = decisions
     requests = {p.interrupt_id: p.request for p in pending}
-    return {interrupt_id: _kit_decision(decision, requests.get(interrupt_id), approver)
+    kits = {interrupt_id: _kit_decision(decision, requests.get(interrupt_id), approver)
             for interrupt_id, decision in keyed.items()}
+    return kits.get(None, kits)
 
 
 def _kit_decision(decision: Any, request: ApprovalRequest | None, approver: str | None) -> dict:

@@ -45,6 +45,15 @@ def test_langchains_decision_keyed_by_interrupt_id(agent, world):
     assert world.count("outbox") == 1 and world.count("threads") == 4
 
 
+@pytest.mark.parametrize("late", [{"decisions": [{"type": "reject"}]}, {"type": "reject"}])
+def test_a_langchain_decision_that_comes_too_late_is_told_who_decided(agent, world, late):
+    agent.start("delete customer 3", "t")
+    agent.resume("t", {"decisions": [{"type": "approve"}]}, approver="ana")
+    with pytest.raises(ApprovalError, match=r"nothing pending.*decided by ana \(approved\)"):
+        agent.resume("t", late, approver="bo")
+    assert world.calls["delete_customer"] == 1
+
+
 def test_a_langchain_edit_is_shown_again_before_it_runs(agent, world):
     agent.start("delete customer 3", "t")
     [again] = agent.resume("t", {"type": "edit", "edited_action": {
