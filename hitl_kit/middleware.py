@@ -106,6 +106,12 @@ class ApprovalMiddleware(AgentMiddleware):
     def agent(self, graph) -> MiddlewareAgent:
         """The kit's decision path on ``graph`` (a ``create_agent`` graph with this middleware
         and a checkpointer): start, resume, apply_default, outcome, recover."""
+        if f"{self.name}.after_model" not in getattr(graph, "nodes", {}):
+            raise ValueError("this graph does not gate with ApprovalMiddleware: build it with "
+                             "create_agent(..., middleware=[this middleware, ...])")
+        if graph.checkpointer is None:
+            raise ValueError("the graph has no checkpointer, so it cannot pause for a person: "
+                             "create_agent(..., checkpointer=InMemorySaver()) or a durable one")
         if self._ledger_open:
             self.kit.ledger, self._ledger_open = ledger_for(graph.checkpointer), False
         return MiddlewareAgent.around(graph, self.kit)

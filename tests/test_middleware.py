@@ -9,6 +9,7 @@ from langchain.agents.middleware import AgentMiddleware
 from langchain.tools import ToolRuntime
 from langchain_core.messages import ToolMessage
 from langchain_core.tools import tool
+from langgraph.checkpoint.memory import InMemorySaver
 
 from hitl_kit.approval import ApprovalError, durable_checkpointer
 from hitl_kit.llm import OfflineChatModel
@@ -128,3 +129,13 @@ def test_an_agent_invoked_the_langchain_way_is_decided_through_the_kit(world, tm
         agent.resume("t", {"kind": "approve", "approver": "Rita"})
     agent.resume("t", {"kind": "approve", "approver": "ana"})
     assert [c["id"] for c in world.rows("customers")] == [1, 2, 4]
+
+
+def test_binding_a_graph_that_cannot_gate_is_refused(world):
+    gate = ApprovalMiddleware(world.tools(), world=world)
+    ungated = create_agent(OfflineChatModel(), world.tools(), checkpointer=InMemorySaver())
+    with pytest.raises(ValueError, match="does not gate with ApprovalMiddleware"):
+        gate.agent(ungated)
+    forgetful = create_agent(OfflineChatModel(), world.tools(), middleware=[gate])
+    with pytest.raises(ValueError, match="no checkpointer"):
+        gate.agent(forgetful)
