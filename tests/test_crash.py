@@ -30,6 +30,7 @@ from hitl_kit.approval import ApprovalAgent, ApprovalError
 from hitl_kit.audit import AuditTrail
 from hitl_kit.ledger import DecisionLedger, RunJournal
 from hitl_kit.llm import OfflineChatModel
+from hitl_kit.policy import ActionPolicy
 from hitl_kit.postgres_audit import PostgresAuditTrail
 from hitl_kit.timeouts import TIMED_OUT, Deadline, DeadlineWatcher
 from hitl_kit.world import World
@@ -110,6 +111,8 @@ POINTS = [
                                              and entry["action_type"] == "deploy_to_prod")),
     CrashPoint("in plan, during the model call", "start",
                lambda reached: _before(OfflineChatModel, "_generate", reached)),
+    CrashPoint("while classifying the proposed call, before its request is saved", "start",
+               lambda reached: _after(ActionPolicy, "classify", reached)),
     CrashPoint("after the proposed audit row", "start",
                lambda reached: _after_append(reached,
                                              lambda entry: entry["event"] == "proposed")),
