@@ -20,8 +20,11 @@
   and never pauses. Just before a call runs, what it would touch is read again and compared
   with what was approved; a change runs nothing and asks again.
 
-Every node is a plain function of the state and a ``Kit`` (model, tools, policy, ledger, audit
-trail), bound with ``functools.partial`` by ``build_graph``::
+The work for one call is three functions the nodes call: ``requests_for`` (a reply's requests),
+``decide`` (the gate's) and ``run_decided`` (execute's); ``hitl_kit.middleware`` calls the same
+three from LangChain's ``create_agent`` hooks. Every node is a plain function of the state and a
+``Kit`` (model, tools, policy, ledger, audit trail), bound with ``functools.partial`` by
+``build_graph``::
 
     >>> from hitl_kit.llm import OfflineChatModel
     >>> from hitl_kit.world import World
