@@ -282,8 +282,8 @@ def test_whatever_the_model_proposes_nothing_gated_runs_unapproved_and_nothing_s
     assert len(world.rows("customers")) == 4
     answered = [m.tool_call_id for m in tool_messages(agent, "h")]
     assert len(answered) == len(calls) + len(invalid) == len(set(answered))
-    fault_counts["model outputs tried (hypothesis), nothing gated ran, none stuck"] = \
-        fault_counts.get("model outputs tried (hypothesis), nothing gated ran, none stuck", 0) + 1
+    tried = f"model outputs tried (hypothesis) [{kind}], nothing gated ran, none stuck"
+    fault_counts[tried] = fault_counts.get(tried, 0) + 1
 
 
 @settings(max_examples=200, deadline=None)
