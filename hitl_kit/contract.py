@@ -432,3 +432,9 @@ class Pending(BaseModel):
 
     def asked(self) -> datetime:
         return datetime.fromisoformat(self.asked_at)
+
+
+def key_text(*parts: str) -> str:
+    """Several keys as one text that no key can forge: a JSON array, not a joined string
+    (a call id holding ':' must not make two threads share a journal or audit key)."""
+    return json.dumps(list(parts), separators=(",", ":"), ensure_ascii=False)

@@ -38,7 +38,6 @@ process is gone (same host); a resume that runs longer than the lease is not ren
 
 from __future__ import annotations
 
-import json
 import os
 import socket
 import time
@@ -564,9 +563,3 @@ class DecisionLedger:
 
     def close(self) -> None:
         self.engine.close()
-
-
-def key_text(*parts: str) -> str:
-    """Several keys as one text that no key can forge: a JSON array, not a joined string
-    (a call id holding ':' must not make two threads share a journal or audit key)."""
-    return json.dumps(list(parts), separators=(",", ":"), ensure_ascii=False)
