@@ -131,9 +131,8 @@ class ApprovalAgent:
 
     @classmethod
     def around(cls, graph, kit: Kit) -> ApprovalAgent:
-        """The same decision path for another compiled graph whose gate is the kit's
-        (``graph.decide`` with this ``kit``): a ``create_agent`` graph with
-        ``hitl_kit.middleware.ApprovalMiddleware``."""
+        """The same decision path for another graph gated by ``graph.decide`` with ``kit`` (a
+        ``create_agent`` graph with ``hitl_kit.middleware.ApprovalMiddleware``)."""
         agent = cls.__new__(cls)
         agent._bind(graph, kit)
         return agent

@@ -20,11 +20,9 @@
   and never pauses. Just before a call runs, what it would touch is read again and compared
   with what was approved; a change runs nothing and asks again.
 
-The work for one call is three functions the nodes call: ``requests_for`` (a reply's requests),
-``decide`` (the gate's) and ``run_decided`` (execute's); ``hitl_kit.middleware`` calls the same
-three from LangChain's ``create_agent`` hooks. Every node is a plain function of the state and a
-``Kit`` (model, tools, policy, ledger, audit trail), bound with ``functools.partial`` by
-``build_graph``::
+``requests_for``, ``decide`` and ``run_decided`` are the work for one call; ``hitl_kit.middleware``
+runs them at ``create_agent``'s hooks. Every node is a plain function of the state and a ``Kit``
+(model, tools, policy, ledger, audit trail), bound with ``functools.partial`` by ``build_graph``::
 
     >>> from hitl_kit.llm import OfflineChatModel
     >>> from hitl_kit.world import World
@@ -250,8 +248,7 @@ def gate(item: dict, config, *, kit: Kit) -> Command:
 
 def decide(kit: Kit, thread_id: str, request: ApprovalRequest) -> Decided | ApprovalRequest:
     """The decision on one shown request, pausing for a person when it needs one; or the
-    request to show next (an edit, a refused answer, a change). Called where the pause may
-    replay: everything before ``interrupt()`` is idempotent."""
+    request to show next (an edit, a refused answer, a change)."""
     _audit_proposal(kit, thread_id, request)
     if not request.policy.needs_human:
         decision = Decision(kind=Kind.PROCEED, approver=Approver.AUTO, channel=Channel.POLICY,
@@ -311,9 +308,8 @@ def execute(state: AgentState, config, *, kit: Kit) -> Command:
 
 def run_decided(kit: Kit, thread_id: str, decided: Decided, invoke=None
                 ) -> ToolMessage | ApprovalRequest:
-    """Carry out one decided call (``carry_out``) and audit how it ended; or, when what it
-    would touch changed since the approval, run nothing, audit why and return the request to
-    show again."""
+    """Carry out one decided call and audit how it ended; or, when what it would touch changed
+    since the approval, run nothing, audit why and return the request to show again."""
     changed = _changed_since_approval(kit, thread_id, decided)
     if changed is not None:
         _audit(kit, audit_row(thread_id, decided.request, Event.REFUSED,
@@ -439,8 +435,7 @@ def _audit(kit: Kit, row: dict) -> None:
 def kit_for(tools: list, model=None, policy: ActionPolicy | None = None, world=None, audit=None,
             approval_ttl: float | None = None, ledger: DecisionLedger | None = None,
             approvers=None) -> Kit:
-    """The ``Kit`` the gate and execute work with, checked (default policy: the tools' own
-    classes; default ledger: in memory)."""
+    """The ``Kit``, checked (default policy: the tools' own classes; ledger: in memory)."""
     if approval_ttl is not None and (isinstance(approval_ttl, bool)
                                      or not isinstance(approval_ttl, int | float)
                                      or not 0 < approval_ttl < float("inf")):
