@@ -469,12 +469,35 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def write_section(name: str, report: str) -> None:
+    """Put ``report`` in RESULTS.md between ``<!-- name -->`` markers, in place of what was
+    there (after the table when there was nothing)."""
+    start, end = f"<!-- {name} -->", f"<!-- /{name} -->"
+    command = f".venv/bin/python benchmarks/run.py --only {name} --write"
+    section = f"{start}\n## Only the {name} rows\n\nProduced by `{command}`.\n\n{report}{end}\n"
+    text = RESULTS.read_text()
+    if start in text:
+        text = text[:text.index(start)] + section + text[text.index(end) + len(end) + 1:]
+    else:
+        text = text.rstrip("\n") + "\n\n" + section
+    RESULTS.write_text(text)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=5, help="repeats; the median is reported")
     parser.add_argument("--write", action="store_true", help="record the table in RESULTS.md")
+    parser.add_argument("--only", choices=["gated-cycle"],
+                        help="only these rows; --write records them in a section of their own")
     args = parser.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="hitl-bench-"))
+    if args.only:
+        report = (f"Run {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {machine()}; medians of "
+                  f"{args.rounds} rounds.\n\n{table(bench_gated_cycle(workdir, args.rounds))}\n")
+        print(report)
+        if args.write:
+            write_section(args.only, report)
+        return
     rows = [*bench_gated_cycle(workdir, args.rounds), *bench_audit_append(workdir, args.rounds),
             bench_verify(workdir, args.rounds), bench_inbox(), bench_timeout_accuracy(),
             *bench_import(args.rounds),
