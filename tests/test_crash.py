@@ -35,7 +35,7 @@ from hitl_kit.postgres_audit import PostgresAuditTrail
 from hitl_kit.timeouts import TIMED_OUT, Deadline, DeadlineWatcher
 from hitl_kit.world import World
 
-from .conftest import agent_of_kind
+from .conftest import AGENT_KINDS, agent_of_kind
 
 TRIALS = int(os.environ.get("HITL_KIT_CRASH_TRIALS", "50"))  # per point and backend
 # The middleware runs the same gate and execute steps (hitl_kit.graph.decide, run_decided) at
@@ -48,10 +48,10 @@ BLOCK_S = 30.0  # how long a blocked child waits to be killed (it always is, lon
 
 class CrashPoint:
     """Where the child is killed: ``phase`` is what it was doing (start or resume), ``install``
-    patches the hook in (called in the child only)."""
+    patches the hook in (called in the child only), ``kinds`` the agents that have the point."""
 
-    def __init__(self, name: str, phase: str, install):
-        self.name, self.phase, self.install = name, phase, install
+    def __init__(self, name: str, phase: str, install, kinds=AGENT_KINDS):
+        self.name, self.phase, self.install, self.kinds = name, phase, install, kinds
 
     def __repr__(self) -> str:
         return self.name
@@ -111,8 +111,9 @@ POINTS = [
                                              and entry["action_type"] == "deploy_to_prod")),
     CrashPoint("in plan, during the model call", "start",
                lambda reached: _before(OfflineChatModel, "_generate", reached)),
-    CrashPoint("while classifying the proposed call, before its request is saved", "start",
-               lambda reached: _after(ActionPolicy, "classify", reached)),
+    CrashPoint("in the middleware's after_model, the call classified, its request not saved",
+               "start", lambda reached: _after(ActionPolicy, "classify", reached),
+               kinds=("middleware",)),
     CrashPoint("after the proposed audit row", "start",
                lambda reached: _after_append(reached,
                                              lambda entry: entry["event"] == "proposed")),
@@ -225,7 +226,8 @@ def trial_folder(tmp_path):
         shutil.rmtree(folder, ignore_errors=True)
 
 
-@pytest.mark.parametrize("point", POINTS, ids=[p.name for p in POINTS])
+@pytest.mark.parametrize(("agent_kind", "point"), [(k, p) for p in POINTS for k in p.kinds],
+                         ids=[f"{k}-{p.name}" for p in POINTS for k in p.kinds])
 def test_sigkill_at_each_point_then_recover(backend, agent_kind, trial_folder, tmp_path_factory,
                                             point, fault_counts):
     tally = {"trials": 0, "point reached": 0, "approvals lost": 0, "stuck threads": 0,
