@@ -504,6 +504,7 @@ def main() -> None:
             *bench_selfcheck(max(1, args.rounds // 2))]
     rows += __import__("channels").bench_channels()  # benchmarks/channels.py: web app under load
     rows += [__import__("redaction").bench_redaction(args.rounds)]  # 1 MB of hostile text
+    rows += __import__("identity").bench_identity(args.rounds)  # who a name is, per comparison
     rows += __import__("postgres").bench_postgres(args.rounds)  # benchmarks/postgres.py
     report = (f"Run {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {machine()}; medians of "
               f"{args.rounds} rounds.\n\n{table(rows)}\n")

@@ -492,7 +492,6 @@ class DecisionLedger:
         (recorded; nothing resumes), or ``("complete", claim)``: this one completes it, and the
         claim (carrying every approval) is recorded with the thread's turn taken."""
         decision = claim.decision
-        person = identity.person_key(decision.approver)
         mine = Approval(approver=decision.approver, role=decision.role,
                         channel=decision.channel, approved_at=claim.decided_at)
 
@@ -502,7 +501,7 @@ class DecisionLedger:
                 return "decided", winner
             approvals = self.claims.approvals(claim.key, conn)
             again = next((a for a in approvals
-                          if identity.person_key(a.approver) == person), None)
+                          if identity.same_person(a.approver, decision.approver)), None)
             if again is not None:
                 return "again", again
             approvals = [*approvals, mine]
