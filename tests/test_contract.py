@@ -291,11 +291,12 @@ LOOKALIKES_OF_RITA = ["rit\u0430", "ri\u200bta", "r\u026ata", "RITA", "\uff52\uf
 
 
 @pytest.mark.parametrize("spelling", LOOKALIKES_OF_RITA)
-def test_the_requester_approves_her_own_request_on_no_path_in_any_spelling(tmp_path, spelling):
+def test_the_requester_approves_her_own_request_on_no_path_in_any_spelling(tmp_path, spelling,
+                                                                           agent_kind):
     from hitl_kit.cards import ApprovalCard
     from hitl_kit.terminal import approve_in_terminal
 
-    world, agent, _ = make(tmp_path)
+    world, agent, _ = make(tmp_path, agent_kind)
     inbox = ApprovalInbox(agent, recover=False)
     outcome = agent.start(DELETE, "t", requested_by="rita")
     with pytest.raises(ApprovalError):
@@ -319,9 +320,10 @@ def test_the_requester_approves_her_own_request_on_no_path_in_any_spelling(tmp_p
 
 
 @pytest.mark.parametrize("spelling", ["\u0430n\u0430", "ANA", "an\u200ba", "\u0430na"])
-def test_two_spellings_of_one_person_are_one_approval_without_a_people_table(tmp_path, spelling):
+def test_two_spellings_of_one_person_are_one_approval_without_a_people_table(tmp_path, spelling,
+                                                                             agent_kind):
     approvers = Approvers(two_person=["deploy_to_prod"])
-    world, agent, _ = make(tmp_path, approvers=approvers)
+    world, agent, _ = make(tmp_path, agent_kind, approvers=approvers)
     agent.start(DEPLOY.format("2.5"), "t")
     agent.resume("t", {"kind": "approve", "approver": "ana"})
     with pytest.raises(ApprovalError):
@@ -331,8 +333,8 @@ def test_two_spellings_of_one_person_are_one_approval_without_a_people_table(tmp
 
 @pytest.mark.parametrize("name", ["\u0455\u0443\u0455t\u0435m", "S\u0443stem", "\u0430uto",
                                   "SYSTEM", "sys\u200btem", "\uff41\uff55\uff54\uff4f"])
-def test_no_lookalike_of_a_reserved_name_decides(tmp_path, name):
-    world, agent, _ = make(tmp_path)
+def test_no_lookalike_of_a_reserved_name_decides(tmp_path, name, agent_kind):
+    world, agent, _ = make(tmp_path, agent_kind)
     agent.start(DELETE, "t")
     with pytest.raises(ApprovalError):
         agent.resume("t", {"kind": "approve", "approver": name})
