@@ -53,7 +53,7 @@ from hitl_kit.contract import (
     judge,
     target_digest,
 )
-from hitl_kit.graph import Decided, ModelError, answer_of, build_graph
+from hitl_kit.graph import Decided, Kit, ModelError, answer_of, build_graph
 from hitl_kit.ledger import Claim, DecisionLedger, StaleTurn
 from hitl_kit.policy import ActionPolicy
 from hitl_kit.vocabulary import Approver, Channel, Event, Kind
@@ -122,20 +122,30 @@ class ApprovalAgent:
                  checkpointer=None, audit=None, ledger: DecisionLedger | None = None,
                  approval_ttl: float | None = None, approvers: Approvers | None = None):
         checkpointer = checkpointer if checkpointer is not None else InMemorySaver()
-        self.ledger = ledger if ledger is not None else ledger_for(checkpointer)
+        ledger = ledger if ledger is not None else ledger_for(checkpointer)
         if approvers is not None:
             approvers.check_names(t.name for t in tools)
-        self.graph = build_graph(model, tools, policy, world, checkpointer, audit, approval_ttl,
-                                 ledger=self.ledger, approvers=approvers)
-        self.kit = self.graph.kit
-        self.tools = self.kit.tools
-        self.approvers = approvers
-        self.audit = audit
+        graph = build_graph(model, tools, policy, world, checkpointer, audit, approval_ttl,
+                            ledger=ledger, approvers=approvers)
+        self._bind(graph, graph.kit)
+
+    @classmethod
+    def around(cls, graph, kit: Kit) -> ApprovalAgent:
+        """The same decision path for another graph gated by ``graph.decide`` with ``kit`` (a
+        ``create_agent`` graph with ``hitl_kit.middleware.ApprovalMiddleware``)."""
+        agent = cls.__new__(cls)
+        agent._bind(graph, kit)
+        return agent
+
+    def _bind(self, graph, kit: Kit) -> None:
+        self.graph, self.kit = graph, kit
+        self.ledger, self.tools = kit.ledger, kit.tools
+        self.approvers, self.audit = kit.approvers, kit.audit
         self.on_decided: list[Callable[[list[Claim], Outcome], None]] = []
         # A durable checkpointer saves every step before the next starts, so a crash loses no
         # finished step (the run journal and idempotent audit rows make repeating one safe).
         # In memory there is nothing to survive a crash: save once, when the run stops.
-        self.durability = "exit" if isinstance(checkpointer, InMemorySaver) else "sync"
+        self.durability = "exit" if isinstance(graph.checkpointer, InMemorySaver) else "sync"
 
     @staticmethod
     def config(thread_id: str) -> dict:

@@ -20,8 +20,9 @@
   and never pauses. Just before a call runs, what it would touch is read again and compared
   with what was approved; a change runs nothing and asks again.
 
-Every node is a plain function of the state and a ``Kit`` (model, tools, policy, ledger, audit
-trail), bound with ``functools.partial`` by ``build_graph``::
+``requests_for``, ``decide`` and ``run_decided`` are the work for one call; ``hitl_kit.middleware``
+runs them at ``create_agent``'s hooks. Every node is a plain function of the state and a ``Kit``
+(model, tools, policy, ledger, audit trail), bound with ``functools.partial`` by ``build_graph``::
 
     >>> from hitl_kit.llm import OfflineChatModel
     >>> from hitl_kit.world import World
@@ -155,22 +156,26 @@ def plan(state: AgentState, *, kit: Kit) -> dict:
 def route_after_plan(state: AgentState, *, kit: Kit):
     """One gate task per proposed call, malformed ones included; END when the model answered."""
     last = state["messages"][-1]
-    calls = [*last.tool_calls, *last.invalid_tool_calls]
-    if not calls or state.get("turns", 0) > MAX_TURNS:
+    if not [*last.tool_calls, *last.invalid_tool_calls] or state.get("turns", 0) > MAX_TURNS:
         return END
-    read = what_was_read(state["messages"])
-    at = now_iso()
-    base = {"task": state["task"], "proposed_at": at, "provenance": tuple(read),
-            "requested_by": state.get("requested_by")}
-    sends = []
-    for call in last.tool_calls:
-        sends.append(_gate(make_request(kit, call["name"], call["args"], call["id"], **base)))
-    for bad in last.invalid_tool_calls:
+    return [_gate(r) for r in requests_for(kit, last, state["messages"], state["task"],
+                                           state.get("requested_by"))]
+
+
+def requests_for(kit: Kit, reply: AIMessage, messages: list, task: str,
+                 requested_by: str | None) -> list[ApprovalRequest]:
+    """The request for each call of the model's ``reply`` (malformed ones included, with their
+    problem), gated by what the agent had read in ``messages`` before it."""
+    base = {"task": task, "proposed_at": now_iso(),
+            "provenance": tuple(what_was_read(messages)), "requested_by": requested_by}
+    requests = [make_request(kit, call["name"], call["args"], call["id"], **base)
+                for call in reply.tool_calls]
+    for bad in reply.invalid_tool_calls:
         problem = ("the model's arguments cannot be used: "
                    f"{bad.get('error') or 'they are not valid JSON'}")
-        sends.append(_gate(make_request(kit, bad.get("name") or "", bad.get("args") or "",
-                                        bad["id"], problem=problem, **base)))
-    return sends
+        requests.append(make_request(kit, bad.get("name") or "", bad.get("args") or "",
+                                     bad["id"], problem=problem, **base))
+    return requests
 
 
 def _gate(request: ApprovalRequest) -> Send:
@@ -218,39 +223,48 @@ def _expiry(kit: Kit, proposed_at: str) -> str | None:
     return (datetime.fromisoformat(proposed_at) + timedelta(seconds=kit.approval_ttl)).isoformat()
 
 
-def ask_again(kit: Kit, request: ApprovalRequest, why: str, *, args: Any = None,
-              edited_by: str | None = None) -> Send:
-    """A new showing of the call (a new gate task): arguments edited or not, what it touches
-    read again, never gated lower than before, ``why`` shown to the approver."""
-    return _gate(make_request(
+def show_again(kit: Kit, request: ApprovalRequest, why: str, *, args: Any = None,
+               edited_by: str | None = None) -> ApprovalRequest:
+    """The call's next showing: arguments edited or not, what it touches read again, never
+    gated lower than before, ``why`` shown to the approver."""
+    return make_request(
         kit, request.tool, request.args if args is None else args, request.tool_call_id,
         task=request.task, proposed_at=request.proposed_at, provenance=request.provenance,
         requested_by=request.requested_by, revision=request.revision + 1, floor=request, error=why,
-        edited_by=edited_by or request.edited_by))
+        edited_by=edited_by or request.edited_by)
 
 
 # -- gate -----------------------------------------------------------------------------------------
 
 def gate(item: dict, config, *, kit: Kit) -> Command:
-    """Pause for a person when the call's request needs one; pass on the decision."""
-    request = ApprovalRequest.model_validate(item["request"])
-    thread_id = config["configurable"]["thread_id"]
+    """Pause for a person when the call's request needs one; pass on the decision, or show the
+    call again as a new gate task."""
+    decided = decide(kit, config["configurable"]["thread_id"],
+                     ApprovalRequest.model_validate(item["request"]))
+    if isinstance(decided, ApprovalRequest):
+        return Command(goto=[_gate(decided)])
+    return Command(update={"decided": [decided.model_dump(mode="json")]}, goto="execute")
+
+
+def decide(kit: Kit, thread_id: str, request: ApprovalRequest) -> Decided | ApprovalRequest:
+    """The decision on one shown request, pausing for a person when it needs one; or the
+    request to show next (an edit, a refused answer, a change)."""
     _audit_proposal(kit, thread_id, request)
     if not request.policy.needs_human:
         decision = Decision(kind=Kind.PROCEED, approver=Approver.AUTO, channel=Channel.POLICY,
                             fingerprint=request.fingerprint)
-        return _decided(request, decision)
+        return Decided(request=request, decision=decision)
     answer = interrupt(request.as_json(), response_schema=Decision)
     if answer.kind == Kind.REFRESH:  # harmless whoever sends it: nothing runs, it is shown anew
-        return Command(goto=[ask_again(kit, request, answer.reason or "it changed")])
+        return show_again(kit, request, answer.reason or "it changed")
     try:
         decision = accepted(kit, thread_id, request, answer)
     except ApprovalError as exc:
-        return Command(goto=[ask_again(kit, request, str(exc))])
+        return show_again(kit, request, str(exc))
     if decision.kind == Kind.EDIT:
-        return Command(goto=[ask_again(kit, request, f"arguments edited by {decision.approver}",
-                                       args=decision.args, edited_by=decision.approver)])
-    return _decided(request, decision)
+        return show_again(kit, request, f"arguments edited by {decision.approver}",
+                          args=decision.args, edited_by=decision.approver)
+    return Decided(request=request, decision=decision)
 
 
 def accepted(kit: Kit, thread_id: str, request: ApprovalRequest, answer: Decision) -> Decision:
@@ -263,11 +277,6 @@ def accepted(kit: Kit, thread_id: str, request: ApprovalRequest, answer: Decisio
                             "not applied")
     return judge(claim.decision, request, tool=kit.tools.get(request.tool),
                  approvers=kit.approvers, by_kit=claim.decision.kind.by_system)
-
-
-def _decided(request: ApprovalRequest, decision: Decision) -> Command:
-    decided = Decided(request=request, decision=decision)
-    return Command(update={"decided": [decided.model_dump(mode="json")]}, goto="execute")
 
 
 # -- execute --------------------------------------------------------------------------------------
@@ -287,22 +296,31 @@ def execute(state: AgentState, config, *, kit: Kit) -> Command:
     for call_id, raw in latest.items():
         if call_id in done:
             continue
-        decided = Decided.model_validate(raw)
-        changed = _changed_since_approval(kit, thread_id, decided)
-        if changed is not None:
-            _audit(kit, audit_row(thread_id, decided.request, Event.REFUSED,
-                                  decision=decided.decision, reason=changed,
-                                  key=("changed", decided.request.fingerprint)))
-            again.append(ask_again(kit, decided.request, changed))
-            continue
-        message, executed_at, why_not = carry_out(kit, thread_id, decided)
-        results.append(message)
-        _audit(kit, audit_row(thread_id, decided.request, Event.RESOLVED,
-                              decision=decided.decision, message=message,
-                              executed_at=executed_at, why_not=why_not, key=("resolved",)))
+        result = run_decided(kit, thread_id, Decided.model_validate(raw))
+        if isinstance(result, ApprovalRequest):
+            again.append(_gate(result))
+        else:
+            results.append(result)
     finished = done | {m.tool_call_id for m in results} >= ids
     return Command(update={"messages": results},
                    goto=again or (["plan"] if finished else []))
+
+
+def run_decided(kit: Kit, thread_id: str, decided: Decided, invoke=None
+                ) -> ToolMessage | ApprovalRequest:
+    """Carry out one decided call and audit how it ended; or, when what it would touch changed
+    since the approval, run nothing, audit why and return the request to show again."""
+    changed = _changed_since_approval(kit, thread_id, decided)
+    if changed is not None:
+        _audit(kit, audit_row(thread_id, decided.request, Event.REFUSED,
+                              decision=decided.decision, reason=changed,
+                              key=("changed", decided.request.fingerprint)))
+        return show_again(kit, decided.request, changed)
+    message, executed_at, why_not = carry_out(kit, thread_id, decided, invoke)
+    _audit(kit, audit_row(thread_id, decided.request, Event.RESOLVED, decision=decided.decision,
+                          message=message, executed_at=executed_at, why_not=why_not,
+                          key=("resolved",)))
+    return message
 
 
 def _changed_since_approval(kit: Kit, thread_id: str, decided: Decided) -> str | None:
@@ -321,9 +339,10 @@ def _changed_since_approval(kit: Kit, thread_id: str, decided: Decided) -> str |
             "it is shown again, look at it and decide anew")
 
 
-def carry_out(kit: Kit, thread_id: str, decided: Decided) -> tuple[ToolMessage, str | None,
-                                                                    str]:
+def carry_out(kit: Kit, thread_id: str, decided: Decided, invoke=None
+              ) -> tuple[ToolMessage, str | None, str]:
     """Run one decided call at most once per (thread, call id), or say why it did not run.
+    ``invoke(args)`` calls the tool (default: ``tool.invoke``); it may return a ToolMessage.
 
     Returns the tool's message, when it ran (None if it did not) and why not. A call whose run
     was recorded returns the recorded result. A call that started but whose end was never
@@ -361,7 +380,10 @@ def carry_out(kit: Kit, thread_id: str, decided: Decided) -> tuple[ToolMessage, 
     if takes_key:
         args[IDEMPOTENCY_KEY] = key_text(thread_id, call_id)
     try:
-        text = json.dumps(tool.invoke(args), default=str)
+        result = (invoke or tool.invoke)(args)
+        if isinstance(result, ToolMessage) and result.status == "error":
+            raise RuntimeError(result.text)
+        text = result.text if isinstance(result, ToolMessage) else json.dumps(result, default=str)
         if request.edited_by:
             text = f"Edited by {request.edited_by} to {json.dumps(request.args)}; result: {text}"
         message = ToolMessage(text, tool_call_id=call_id)
@@ -410,6 +432,20 @@ def _audit(kit: Kit, row: dict) -> None:
 
 # -- the graph ------------------------------------------------------------------------------------
 
+def kit_for(tools: list, model=None, policy: ActionPolicy | None = None, world=None, audit=None,
+            approval_ttl: float | None = None, ledger: DecisionLedger | None = None,
+            approvers=None) -> Kit:
+    """The ``Kit``, checked (default policy: the tools' own classes; ledger: in memory)."""
+    if approval_ttl is not None and (isinstance(approval_ttl, bool)
+                                     or not isinstance(approval_ttl, int | float)
+                                     or not 0 < approval_ttl < float("inf")):
+        raise ValueError(f"approval_ttl is a positive number of seconds, not {approval_ttl!r}")
+    return Kit(model=model, tools={t.name: t for t in tools},
+               policy=policy or ActionPolicy.from_tools(tools),
+               ledger=ledger if ledger is not None else DecisionLedger(),
+               world=world, audit=audit, approvers=approvers, approval_ttl=approval_ttl)
+
+
 def build_graph(model, tools: list, policy: ActionPolicy | None = None, world=None,
                 checkpointer=None, audit=None, approval_ttl: float | None = None,
                 ledger: DecisionLedger | None = None, approvers=None):
@@ -421,14 +457,8 @@ def build_graph(model, tools: list, policy: ActionPolicy | None = None, world=No
     execution later than this after the proposal does not run. ``ledger`` holds the decisions
     and the run journal (default: one in memory).
     """
-    if approval_ttl is not None and (isinstance(approval_ttl, bool)
-                                     or not isinstance(approval_ttl, int | float)
-                                     or not 0 < approval_ttl < float("inf")):
-        raise ValueError(f"approval_ttl is a positive number of seconds, not {approval_ttl!r}")
-    kit = Kit(model=model.bind_tools(tools), tools={t.name: t for t in tools},
-              policy=policy or ActionPolicy.from_tools(tools),
-              ledger=ledger if ledger is not None else DecisionLedger(),
-              world=world, audit=audit, approvers=approvers, approval_ttl=approval_ttl)
+    kit = kit_for(tools, model.bind_tools(tools), policy, world, audit, approval_ttl, ledger,
+                  approvers)
     graph = StateGraph(AgentState)
     graph.add_node("plan", partial(plan, kit=kit))
     graph.add_node("gate", partial(gate, kit=kit), destinations=("gate", "execute"))

@@ -20,6 +20,8 @@ from hitl_kit.server import Limits
 from hitl_kit.web import ApprovalsApp
 from hitl_kit.world import World
 
+from .conftest import agent_of_kind
+
 TASKS = {"del-4": "delete customer 4", "del-2": "delete customer 2",
          "reply": 'send a reply to thread 3 saying "see you"'}
 PEOPLE = [Person("ana", email="ana@example.com", slack_user_id="U0ANA"),
@@ -45,9 +47,11 @@ class Setup:
 
 
 def make_setup(tmp_path, tasks: dict[str, str] = TASKS, requester: str = "rita",
-               people=PEOPLE, world: World | None = None, **app_kwargs) -> Setup:
+               people=PEOPLE, world: World | None = None, kind: str = "graph",
+               **app_kwargs) -> Setup:
+    """The channels on an agent of ``kind`` (see ``conftest.AGENT_KINDS``)."""
     world = world or World()
-    agent = ApprovalAgent(OfflineChatModel(), world.tools(), world=world)
+    agent = agent_of_kind(kind)(OfflineChatModel(), world.tools(), world=world)
     inbox = ApprovalInbox(agent)
     for thread_id, task in tasks.items():
         inbox.submit(task, thread_id, requested_by=requester)

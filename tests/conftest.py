@@ -34,6 +34,28 @@ def agent(world):
     return ApprovalAgent(OfflineChatModel(), world.tools(), world=world)
 
 
+AGENT_KINDS = ("graph", "middleware")
+
+
+def agent_of_kind(kind: str):
+    """How an agent of each kind is built; both take ``ApprovalAgent``'s arguments and give its
+    API: the kit's own graph (``ApprovalAgent``) or LangChain's ``create_agent`` with the kit's
+    ``ApprovalMiddleware`` (``create_approval_agent``)."""
+    if kind == "middleware":
+        from hitl_kit.middleware import create_approval_agent
+
+        return create_approval_agent
+    from hitl_kit.approval import ApprovalAgent
+
+    return ApprovalAgent
+
+
+@pytest.fixture(params=AGENT_KINDS)
+def agent_kind(request) -> str:
+    """Each kind of agent in turn: a suite that takes it runs against both."""
+    return request.param
+
+
 def copy_of(path: Path, tmp_path: Path) -> Path:
     """A copy of one of the kit's files in ``tmp_path``, to change or to check there. (A
     learner's work never changes the kit's files: it lives in their own copy, ``my-work/``.)"""

@@ -10,10 +10,18 @@ from langchain_core.messages import ToolMessage
 from langchain_core.tools import StructuredTool
 
 from hitl_kit import graph
-from hitl_kit.approval import ApprovalAgent, ApprovalError, Decision, durable_checkpointer
+from hitl_kit.approval import ApprovalError, Decision, durable_checkpointer
 from hitl_kit.llm import OfflineChatModel
 
+from .conftest import agent_of_kind
+
 APPROVE = {"kind": "approve", "approver": "ana"}
+
+
+@pytest.fixture
+def agent(world, agent_kind):
+    """The agent of each kind on the world, with the offline model and MemorySaver."""
+    return agent_of_kind(agent_kind)(OfflineChatModel(), world.tools(), world=world)
 
 
 def tool_messages(agent, thread_id):
@@ -152,14 +160,18 @@ def test_several_calls_in_one_turn_are_pending_and_resolved_independently(agent,
             world.calls["delete_thread"]) == (1, 1, 0)
 
 
-def test_an_unclassified_tool_is_hard_gated(world):
+def test_an_unclassified_tool_is_hard_gated(world, agent_kind):
+    launched = []
+
     def launch_rocket(target: str) -> str:
         """Launch a rocket at a target."""
+        launched.append(target)
         return f"launched at {target}"
 
     launch = StructuredTool.from_function(launch_rocket)
-    agent = ApprovalAgent(OfflineChatModel(), [*world.tools(), launch], world=world)
+    agent = agent_of_kind(agent_kind)(OfflineChatModel(), [*world.tools(), launch], world=world)
     outcome = agent.start('launch the rocket at "the moon"', "t")
+    assert outcome.paused and launched == []
     request = outcome.pending[0].request
     assert request.reversibility == "unclassified" and request.policy == "hard_gate"
     assert "unclassified" in request.why_gated and request.risk == "high"
@@ -207,19 +219,21 @@ def test_sqlite_saver_resumes_a_paused_thread_in_another_process(tmp_path):
     assert run("resume") == {"paused": False, "ids": [1, 2, 4]}
 
 
-def test_durable_checkpointer_works_in_process(tmp_path, world):
-    agent = ApprovalAgent(OfflineChatModel(), world.tools(), world=world,
-                          checkpointer=durable_checkpointer(str(tmp_path / "c.db")))
+def test_durable_checkpointer_works_in_process(tmp_path, world, agent_kind):
+    agent = agent_of_kind(agent_kind)(OfflineChatModel(), world.tools(), world=world,
+                                      checkpointer=durable_checkpointer(str(tmp_path / "c.db")))
     assert agent.start("delete customer 4", "t").paused
     assert not agent.resume("t", APPROVE).paused
     assert world.calls["delete_customer"] == 1
 
 
-def test_every_proposed_action_is_audited_at_proposal_and_resolution(tmp_path, world):
+def test_every_proposed_action_is_audited_at_proposal_and_resolution(tmp_path, world,
+                                                                      agent_kind):
     from hitl_kit.audit import AuditTrail
 
     trail = AuditTrail(tmp_path / "audit.db", durable=False)
-    agent = ApprovalAgent(OfflineChatModel(), world.tools(), world=world, audit=trail)
+    agent = agent_of_kind(agent_kind)(OfflineChatModel(), world.tools(), world=world,
+                                      audit=trail)
     agent.start("Delete the test customer record", "t")
     rows = trail.rows()
     assert [(r["action_type"], r["event"]) for r in rows] == [

@@ -1,8 +1,10 @@
 """Tests for hitl_kit.audit: guards, hash chain, tampering, concurrency, redaction.
 
 Tests taking ``trail`` or ``five_rows`` run on each backend (``backend``: SQLite and
-PostgreSQL): appends, idempotency, tampering found by verify, the head, concurrency. Tests of
-SQLite's own guards (triggers, the authorizer, PRAGMAs) take ``sqlite_trail``."""
+PostgreSQL): appends, idempotency, tampering found by verify, the head, concurrency. The five
+rows are appended directly, then written by an agent of each kind (the kit's graph, and
+``create_agent`` with ``ApprovalMiddleware``). Tests of SQLite's own guards (triggers, the
+authorizer, PRAGMAs) take ``sqlite_trail``."""
 
 from __future__ import annotations
 
@@ -32,6 +34,10 @@ from hitl_kit.audit import (
     read_head,
     verify_file,
 )
+from hitl_kit.llm import OfflineChatModel
+from hitl_kit.world import World
+
+from .conftest import AGENT_KINDS, agent_of_kind
 
 T0 = datetime(2026, 11, 26, 21, 30, tzinfo=UTC)
 
@@ -76,10 +82,22 @@ def trail(backend, tmp_path):
         yield audit_trail
 
 
-@pytest.fixture
-def five_rows(trail):
-    for n in range(1, 6):
-        trail.append(proposal(n))
+@pytest.fixture(params=["appended", *AGENT_KINDS])
+def five_rows(trail, request):
+    """Five rows: appended directly, or written by an agent of each kind (two calls proposed
+    and resolved, a third proposed and pending)."""
+    if request.param == "appended":
+        for n in range(1, 6):
+            trail.append(proposal(n))
+        return trail
+    world = World()
+    agent = agent_of_kind(request.param)(OfflineChatModel(), world.tools(), world=world,
+                                         audit=trail)
+    agent.start("delete customer 3", "a")
+    agent.resume("a", {"kind": "approve", "approver": "ana"})
+    agent.start("read customer 2", "b")
+    agent.start("delete customer 4", "c")
+    assert trail.head()[0] == 5
     return trail
 
 

@@ -5,8 +5,18 @@ import re
 import pytest
 
 from hitl_kit.cards import ApprovalBoard, ApprovalCard
+from hitl_kit.llm import OfflineChatModel
+
+from .conftest import AGENT_KINDS, agent_of_kind
 
 XSS = '<img src=x onerror="alert(1)">'
+
+
+@pytest.fixture
+def agent(world, request):
+    """The kit's graph, or the agent kind a test names (``indirect``)."""
+    return agent_of_kind(getattr(request, "param", "graph"))(OfflineChatModel(), world.tools(),
+                                                            world=world)
 
 
 def paused_card(agent, task="Delete the test customer record", thread="t", approver="ana"):
@@ -23,6 +33,7 @@ def test_card_shows_the_context_and_risk(agent):
         assert text in card.details.value
 
 
+@pytest.mark.parametrize("agent", AGENT_KINDS, indirect=True)
 def test_approve_click_resumes_executes_and_locks_the_card(agent, world):
     card = paused_card(agent)
     card.approve.click()
@@ -51,6 +62,7 @@ def test_reject_click_runs_nothing_and_sends_the_reason(agent, world):
     assert "Rejected by ana" in card.status.value and "QA still needs it" in card.status.value
 
 
+@pytest.mark.parametrize("agent", AGENT_KINDS, indirect=True)
 def test_edit_shows_a_new_card_for_the_edited_call(agent, world):
     card = paused_card(agent)
     card.edited_args.value = '{"customer_id": 4}'
@@ -93,6 +105,7 @@ def test_outcome_text_is_escaped_too(agent):
     assert "<img" not in card.status.value and "&lt;img" in card.status.value
 
 
+@pytest.mark.parametrize("agent", AGENT_KINDS, indirect=True)
 def test_board_gives_one_card_per_pending_approval(agent, world):
     outcome = agent.start('delete thread 2; send a reply to thread 3 saying "ok"', "t")
     board = ApprovalBoard(agent, outcome)

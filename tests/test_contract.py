@@ -14,7 +14,7 @@ from langchain_core.messages import AIMessage
 from langgraph.types import Command
 from pydantic import ValidationError
 
-from hitl_kit.approval import ApprovalAgent, ApprovalError
+from hitl_kit.approval import ApprovalError
 from hitl_kit.approvers import Approvers
 from hitl_kit.audit import AuditTrail
 from hitl_kit.channels import decide
@@ -25,15 +25,18 @@ from hitl_kit.llm import OfflineChatModel
 from hitl_kit.vocabulary import PERSON_CHANNELS, Channel, Kind
 from hitl_kit.world import World
 
+from .conftest import AGENT_KINDS, agent_of_kind
+
 DELETE = "delete customer 3"
 REPLY = 'send a reply to thread 3 saying "see you"'
 DEPLOY = "deploy the billing service version {} to prod"
 
 
-def make(tmp_path, **kwargs):
+def make(tmp_path, kind: str, **kwargs):
     world = World()
     trail = AuditTrail(tmp_path / "audit.db", durable=False)
-    agent = ApprovalAgent(OfflineChatModel(), world.tools(), world=world, audit=trail, **kwargs)
+    agent = agent_of_kind(kind)(OfflineChatModel(), world.tools(), world=world, audit=trail,
+                                **kwargs)
     return world, agent, trail
 
 
@@ -128,8 +131,8 @@ def test_approvals_of_a_two_person_request_are_judged_one_by_one():
 
 # -- every path -----------------------------------------------------------------------------------
 
-def test_a_person_may_not_claim_the_timer_or_the_policy_on_any_path(tmp_path):
-    world, agent, trail = make(tmp_path)
+def test_a_person_may_not_claim_the_timer_or_the_policy_on_any_path(tmp_path, agent_kind):
+    world, agent, trail = make(tmp_path, agent_kind)
     inbox = ApprovalInbox(agent)
     [pending] = inbox.submit(DELETE, "t").pending
     for channel in (Channel.TIMER, Channel.POLICY):
@@ -146,8 +149,8 @@ def test_a_person_may_not_claim_the_timer_or_the_policy_on_any_path(tmp_path):
     assert (row["channel"], row["outcome"]) == ("card", "success")
 
 
-def test_proceed_never_runs_a_hard_gate_on_any_path(tmp_path):
-    world, agent, _ = make(tmp_path)
+def test_proceed_never_runs_a_hard_gate_on_any_path(tmp_path, agent_kind):
+    world, agent, _ = make(tmp_path, agent_kind)
     [pending] = agent.start(DELETE, "t").pending
     proceed = {"kind": "proceed", "approver": "system", "channel": "timer"}
     with pytest.raises(ApprovalError, match="the kit's own"):
@@ -161,10 +164,10 @@ def test_proceed_never_runs_a_hard_gate_on_any_path(tmp_path):
     assert world.calls["delete_customer"] == 0 and agent.pending("t")
 
 
-def test_recovery_applies_a_two_person_decision_with_its_approvals(tmp_path):
+def test_recovery_applies_a_two_person_decision_with_its_approvals(tmp_path, agent_kind):
     approvers = Approvers(people={"ana": ["oncall"], "di": ["oncall"]},
                           two_person=["deploy_to_prod"])
-    world, agent, trail = make(tmp_path, approvers=approvers)
+    world, agent, trail = make(tmp_path, agent_kind, approvers=approvers)
     [pending] = agent.start(DEPLOY.format("2.5"), "t").pending
     agent.resume("t", {"kind": "approve", "approver": "ana"})
     # di's approval completes it and the claim is made; the process dies before the resume.
@@ -179,8 +182,8 @@ def test_recovery_applies_a_two_person_decision_with_its_approvals(tmp_path):
     assert row["approver_id"] == "di" and trail.verify().ok
 
 
-def test_a_record_changed_while_a_claimed_approval_waited_is_not_touched(tmp_path):
-    world, agent, trail = make(tmp_path)
+def test_a_record_changed_while_a_claimed_approval_waited_is_not_touched(tmp_path, agent_kind):
+    world, agent, trail = make(tmp_path, agent_kind)
     [pending] = agent.start(DELETE, "t").pending
     assert pending.request.target["customer"]["plan"] == "trial"
     approve = judge({"kind": "approve", "approver": "ana"}, pending.request)
@@ -210,9 +213,9 @@ class SeparatorModel(OfflineChatModel):
         return result
 
 
-def test_call_ids_holding_a_separator_keep_two_threads_apart(tmp_path):
+def test_call_ids_holding_a_separator_keep_two_threads_apart(tmp_path, agent_kind):
     world = World()
-    agent = ApprovalAgent(SeparatorModel(), world.tools(), world=world)
+    agent = agent_of_kind(agent_kind)(SeparatorModel(), world.tools(), world=world)
     for thread, service in (("a", "billing"), ("a:b", "search")):
         agent.start(f"{thread}|deploy the {service} service version 2.0 to prod", thread)
     for thread in ("a", "a:b"):
@@ -252,13 +255,14 @@ def attempt(agent, inbox, thread, path, kind, approver, channel):
         agent.apply_default(thread, item.interrupt_id, kind, "deadline", item.fingerprint)
 
 
+@pytest.mark.parametrize("kind", AGENT_KINDS)
 @settings(max_examples=60, deadline=None, derandomize=True,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(st.lists(st.tuples(st.sampled_from(["hard", "soft"]), st.sampled_from(PATHS),
                           st.sampled_from(KINDS), st.sampled_from(NAMES),
                           st.sampled_from(CHANNELS)), min_size=1, max_size=5))
-def test_nothing_gated_runs_without_a_persons_valid_decision(tmp_path_factory, attempts):
-    world, agent, trail = make(tmp_path_factory.mktemp("p"))
+def test_nothing_gated_runs_without_a_persons_valid_decision(tmp_path_factory, kind, attempts):
+    world, agent, trail = make(tmp_path_factory.mktemp("p"), kind)
     inbox = ApprovalInbox(agent, recover=False)
     agent.start(DELETE, "hard", requested_by="rita")
     agent.start(REPLY, "soft", requested_by="rita")
@@ -287,11 +291,12 @@ LOOKALIKES_OF_RITA = ["rit\u0430", "ri\u200bta", "r\u026ata", "RITA", "\uff52\uf
 
 
 @pytest.mark.parametrize("spelling", LOOKALIKES_OF_RITA)
-def test_the_requester_approves_her_own_request_on_no_path_in_any_spelling(tmp_path, spelling):
+def test_the_requester_approves_her_own_request_on_no_path_in_any_spelling(tmp_path, spelling,
+                                                                           agent_kind):
     from hitl_kit.cards import ApprovalCard
     from hitl_kit.terminal import approve_in_terminal
 
-    world, agent, _ = make(tmp_path)
+    world, agent, _ = make(tmp_path, agent_kind)
     inbox = ApprovalInbox(agent, recover=False)
     outcome = agent.start(DELETE, "t", requested_by="rita")
     with pytest.raises(ApprovalError):
@@ -315,9 +320,10 @@ def test_the_requester_approves_her_own_request_on_no_path_in_any_spelling(tmp_p
 
 
 @pytest.mark.parametrize("spelling", ["\u0430n\u0430", "ANA", "an\u200ba", "\u0430na"])
-def test_two_spellings_of_one_person_are_one_approval_without_a_people_table(tmp_path, spelling):
+def test_two_spellings_of_one_person_are_one_approval_without_a_people_table(tmp_path, spelling,
+                                                                             agent_kind):
     approvers = Approvers(two_person=["deploy_to_prod"])
-    world, agent, _ = make(tmp_path, approvers=approvers)
+    world, agent, _ = make(tmp_path, agent_kind, approvers=approvers)
     agent.start(DEPLOY.format("2.5"), "t")
     agent.resume("t", {"kind": "approve", "approver": "ana"})
     with pytest.raises(ApprovalError):
@@ -327,8 +333,8 @@ def test_two_spellings_of_one_person_are_one_approval_without_a_people_table(tmp
 
 @pytest.mark.parametrize("name", ["\u0455\u0443\u0455t\u0435m", "S\u0443stem", "\u0430uto",
                                   "SYSTEM", "sys\u200btem", "\uff41\uff55\uff54\uff4f"])
-def test_no_lookalike_of_a_reserved_name_decides(tmp_path, name):
-    world, agent, _ = make(tmp_path)
+def test_no_lookalike_of_a_reserved_name_decides(tmp_path, name, agent_kind):
+    world, agent, _ = make(tmp_path, agent_kind)
     agent.start(DELETE, "t")
     with pytest.raises(ApprovalError):
         agent.resume("t", {"kind": "approve", "approver": name})

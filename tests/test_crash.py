@@ -30,13 +30,17 @@ from hitl_kit.approval import ApprovalAgent, ApprovalError
 from hitl_kit.audit import AuditTrail
 from hitl_kit.ledger import DecisionLedger, RunJournal
 from hitl_kit.llm import OfflineChatModel
+from hitl_kit.policy import ActionPolicy
 from hitl_kit.postgres_audit import PostgresAuditTrail
 from hitl_kit.timeouts import DECIDED, TIMED_OUT, Deadline, DeadlineWatcher
 from hitl_kit.world import World
 
-from .conftest import tally
+from .conftest import AGENT_KINDS, agent_of_kind, tally
 
 TRIALS = int(os.environ.get("HITL_KIT_CRASH_TRIALS", "50"))  # per point and backend
+# The middleware runs the same gate and execute steps (hitl_kit.graph.decide, run_decided) at
+# LangChain's hooks: its trials check where the hooks put them, in a fifth of the time.
+TRIALS_OF = {"graph": TRIALS, "middleware": max(2, TRIALS // 5)}
 THREAD = "crash"
 TASK = "deploy the billing service version {} to prod"
 BLOCK_S = 30.0  # how long a blocked child waits to be killed (it always is, long before)
@@ -44,10 +48,10 @@ BLOCK_S = 30.0  # how long a blocked child waits to be killed (it always is, lon
 
 class CrashPoint:
     """Where the child is killed: ``phase`` is what it was doing (start or resume), ``install``
-    patches the hook in (called in the child only)."""
+    patches the hook in (called in the child only), ``kinds`` the agents that have the point."""
 
-    def __init__(self, name: str, phase: str, install):
-        self.name, self.phase, self.install = name, phase, install
+    def __init__(self, name: str, phase: str, install, kinds=AGENT_KINDS):
+        self.name, self.phase, self.install, self.kinds = name, phase, install, kinds
 
     def __repr__(self) -> str:
         return self.name
@@ -107,17 +111,20 @@ POINTS = [
                                              and entry["action_type"] == "deploy_to_prod")),
     CrashPoint("in plan, during the model call", "start",
                lambda reached: _before(OfflineChatModel, "_generate", reached)),
+    CrashPoint("in the middleware's after_model, the call classified, its request not saved",
+               "start", lambda reached: _after(ActionPolicy, "classify", reached),
+               kinds=("middleware",)),
     CrashPoint("after the proposed audit row", "start",
                lambda reached: _after_append(reached,
                                              lambda entry: entry["event"] == "proposed")),
 ]
 
 
-def make(backend, folder) -> tuple[World, ApprovalAgent]:
+def make(backend, folder, kind: str) -> tuple[World, ApprovalAgent]:
     world = World(str(folder / "world.db"))
-    agent = ApprovalAgent(OfflineChatModel(), world.tools(), world=world,
-                          checkpointer=backend.checkpointer(folder),
-                          ledger=backend.ledger(folder), audit=backend.audit(folder))
+    agent = agent_of_kind(kind)(OfflineChatModel(), world.tools(), world=world,
+                                checkpointer=backend.checkpointer(folder),
+                                ledger=backend.ledger(folder), audit=backend.audit(folder))
     return world, agent
 
 
@@ -185,13 +192,13 @@ def finish_as_a_person(agent: ApprovalAgent) -> None:
                                   for p in outcome.pending})
 
 
-def prepared(backend, phase: str, tmp_path_factory) -> object:
+def prepared(backend, phase: str, kind: str, tmp_path_factory) -> object:
     """The state every trial of a phase starts from, made once: fresh stores, and for a resume
     the task already paused for approval."""
-    key = (backend.name, phase)
+    key = (backend.name, phase, kind)
     if key not in _PREPARED:
-        folder = tmp_path_factory.mktemp(f"template-{backend.name}-{phase}")
-        world, agent = make(backend, folder)
+        folder = tmp_path_factory.mktemp(f"template-{backend.name}-{phase}-{kind}")
+        world, agent = make(backend, folder, kind)
         if phase == "resume":
             assert agent.start(TASK.format(VERSION), THREAD).paused
         close(world, agent)
@@ -219,19 +226,20 @@ def trial_folder(tmp_path):
         shutil.rmtree(folder, ignore_errors=True)
 
 
-@pytest.mark.parametrize("point", POINTS, ids=[p.name for p in POINTS])
-def test_sigkill_at_each_point_then_recover(backend, trial_folder, tmp_path_factory, point,
-                                            fault_counts):
+@pytest.mark.parametrize(("agent_kind", "point"), [(k, p) for p in POINTS for k in p.kinds],
+                         ids=[f"{k}-{p.name}" for p in POINTS for k in p.kinds])
+def test_sigkill_at_each_point_then_recover(backend, agent_kind, trial_folder, tmp_path_factory,
+                                            point, fault_counts):
     tally = {"trials": 0, "point reached": 0, "approvals lost": 0, "stuck threads": 0,
              "double side effects": 0, "audit rows != side effects": 0, "verify failed": 0,
              "recovered by recover()": 0}
-    template = prepared(backend, point.phase, tmp_path_factory)
-    for trial in range(TRIALS):
+    template = prepared(backend, point.phase, agent_kind, tmp_path_factory)
+    for trial in range(TRIALS_OF[agent_kind]):
         folder = trial_folder / f"t{trial}"
         backend.copy(template, folder)
 
         def work(folder=folder):
-            _, child = make(backend, folder)
+            _, child = make(backend, folder, agent_kind)
             if point.phase == "resume":
                 child.resume(THREAD, {"kind": "approve", "approver": "ana"})
             else:
@@ -239,7 +247,7 @@ def test_sigkill_at_each_point_then_recover(backend, trial_folder, tmp_path_fact
 
         _, reached = run_child(work, block=trial % 2 == 0, hooks=point.install)
 
-        world, agent = make(backend, folder)  # another process's view: fresh connections
+        world, agent = make(backend, folder, agent_kind)  # another process's view
         recovered = agent.recover()
         try:
             agent.outcome(THREAD)
@@ -264,27 +272,27 @@ def test_sigkill_at_each_point_then_recover(backend, trial_folder, tmp_path_fact
         close(world, agent)
         backend.discard(folder)
     for name, count in tally.items():
-        fault_counts[f"crash {point.name} [{backend.name}]: {name}"] = count
+        fault_counts[f"crash {point.name} [{backend.name}, {agent_kind}]: {name}"] = count
     assert tally["point reached"] > 0, "the hook never fired: the crash point moved"
     bad = {k: tally[k] for k in ("approvals lost", "stuck threads", "double side effects",
                                  "audit rows != side effects", "verify failed")}
     assert not any(bad.values()), bad
 
 
-def test_restart_with_deadlines_pending_applies_each_default_once(backend, tmp_path,
+def test_restart_with_deadlines_pending_applies_each_default_once(backend, agent_kind, tmp_path,
                                                                    fault_counts):
     """Twelve requests with deadlines (half pass while the process is dead, half later); the
     process is killed; a new one recovers and re-arms from the stored times. Each default is
     applied exactly once, whoever applies it: the restarted process, or (on a machine so busy
     that a deadline passed before the kill landed) the old one, finished by ``recover()``."""
-    world, agent = make(backend, tmp_path)
+    world, agent = make(backend, tmp_path, agent_kind)
     for n in range(12):
         assert agent.start(TASK.format(f"6.{n}"), f"d{n}").paused
     close(world, agent)
     seconds = {f"d{n}": (0.2 if n % 2 == 0 else 2.5) for n in range(12)}
 
     def work():
-        _, child = make(backend, tmp_path)
+        _, child = make(backend, tmp_path, agent_kind)
         watcher = DeadlineWatcher(child, {"hard_gate": Deadline(60)})
         for thread_id, wait in seconds.items():
             watcher.deadlines["hard_gate"] = Deadline(wait)
@@ -298,7 +306,7 @@ def test_restart_with_deadlines_pending_applies_each_default_once(backend, tmp_p
     finally:
         for end in _armed:
             os.close(end)
-    world, agent = make(backend, tmp_path)
+    world, agent = make(backend, tmp_path, agent_kind)
     short = [p.deadline_at for p in agent.ledger.index.listed() if seconds[p.thread_id] < 1]
     while time.time() <= max(short, default=0):  # until the short deadlines have passed
         time.sleep(max(short) - time.time() + 0.01)
@@ -310,7 +318,7 @@ def test_restart_with_deadlines_pending_applies_each_default_once(backend, tmp_p
                  if r["event"] == "resolved" and r["decision"] == "timed-out"]
     per_thread = [sum(r["session_id"] == t for r in timed_out) for t in seconds]
     restarted_applied = sum(t.state == TIMED_OUT for t in timers)
-    label = f"restart with 12 deadlines pending [{backend.name}]"
+    label = f"restart with 12 deadlines pending [{backend.name}, {agent_kind}]"
     tally(fault_counts, label, **{
         "defaults applied by the restarted process": restarted_applied,
         "defaults the old process applied before the kill":

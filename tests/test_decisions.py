@@ -9,13 +9,13 @@ import warnings
 
 import pytest
 
-from hitl_kit.approval import AlreadyDecided, ApprovalAgent, ApprovalError
+from hitl_kit.approval import AlreadyDecided, ApprovalError
 from hitl_kit.contract import Decision
 from hitl_kit.ledger import Claim
 from hitl_kit.llm import OfflineChatModel
 from hitl_kit.world import World
 
-from .conftest import ROOT
+from .conftest import ROOT, agent_of_kind
 
 DEPLOY = "deploy the billing service version {} to prod"
 REJECT = {"kind": "reject", "approver": "bo"}
@@ -51,6 +51,12 @@ def race(*actions):
 
 
 # -- the agent: one decision wins -----------------------------------------------------------------
+
+@pytest.fixture
+def agent(world, agent_kind):
+    """The agent of each kind on the world, with the offline model and MemorySaver."""
+    return agent_of_kind(agent_kind)(OfflineChatModel(), world.tools(), world=world)
+
 
 def test_pending_exposes_a_stable_fingerprint(agent):
     first = agent.start(DEPLOY.format("2.5"), "t").pending[0]
@@ -173,6 +179,7 @@ import json, sys, time
 from pathlib import Path
 from hitl_kit.approval import AlreadyDecided, ApprovalAgent
 from hitl_kit.backends import open_stores
+from hitl_kit.middleware import create_approval_agent
 from hitl_kit.llm import OfflineChatModel
 from hitl_kit.world import World
 
@@ -197,19 +204,21 @@ def when_both_ready(folder, me):
 
 
 if __name__ == "__main__":
-    folder, me, threads, url = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
+    folder, me, threads, url, kind = sys.argv[1], sys.argv[2], int(sys.argv[3]), *sys.argv[4:6]
     world = World(folder + "/world.db")
     stores = open_stores(url, folder=folder, durable=False)
-    agent = ApprovalAgent(OfflineChatModel(), world.tools(), world=world,
-                          checkpointer=stores.checkpointer, ledger=stores.ledger)
+    make = create_approval_agent if kind == "middleware" else ApprovalAgent
+    agent = make(OfflineChatModel(), world.tools(), world=world,
+                 checkpointer=stores.checkpointer, ledger=stores.ledger)
     when_both_ready(folder, me)
     print(json.dumps(approve_all(agent, me, threads)))
 """
 
 
-def test_two_processes_sharing_a_durable_saver_decide_each_approval_once(backend, tmp_path):
+def test_two_processes_sharing_a_durable_saver_decide_each_approval_once(backend, tmp_path,
+                                                                       agent_kind):
     world = World(str(tmp_path / "world.db"))
-    agent = ApprovalAgent(OfflineChatModel(), world.tools(), world=world,
+    agent = agent_of_kind(agent_kind)(OfflineChatModel(), world.tools(), world=world,
                           checkpointer=backend.checkpointer(tmp_path),
                           ledger=backend.ledger(tmp_path))
     threads = 30
@@ -217,7 +226,8 @@ def test_two_processes_sharing_a_durable_saver_decide_each_approval_once(backend
         # was shown is shown again instead (tests/test_hardening.py), which is not this test
         assert agent.start(f"deploy the svc{n} service version 4.{n} to prod", f"t{n}").paused
     other = subprocess.Popen([sys.executable, "-c", RESUME_SCRIPT, str(tmp_path), "bo",
-                              str(threads), backend.url(tmp_path)], stdout=subprocess.PIPE,
+                              str(threads), backend.url(tmp_path), agent_kind],
+                             stdout=subprocess.PIPE,
                              text=True, cwd=ROOT)
     here: dict = {}
     exec(RESUME_SCRIPT, here)  # the same code, in this process, as "ana"

@@ -6,8 +6,8 @@ import importlib
 import pytest
 
 MODULES = ["vocabulary", "sqlite", "identity", "contract", "policy", "approvers", "provenance",
-           "graph", "ledger", "approval", "recovery", "timeouts", "audit", "backends", "render",
-           "server"]
+           "graph", "ledger", "approval", "middleware", "recovery", "timeouts", "audit",
+           "backends", "render", "server"]
 
 
 @pytest.mark.parametrize("name", MODULES)
@@ -21,9 +21,10 @@ def test_every_public_entry_point_has_an_example():
     from hitl_kit.approval import ApprovalAgent
     from hitl_kit.audit import AuditTrail
     from hitl_kit.ledger import DecisionLedger
+    from hitl_kit.middleware import ApprovalMiddleware
     from hitl_kit.timeouts import Deadline
 
-    for entry in (ApprovalAgent, AuditTrail, DecisionLedger, Deadline):
+    for entry in (ApprovalAgent, ApprovalMiddleware, AuditTrail, DecisionLedger, Deadline):
         module = importlib.import_module(entry.__module__)
         shown = (entry.__doc__ or "") + (module.__doc__ or "")
         assert ">>>" in shown, f"{entry.__name__} has no runnable example in its docstrings"

@@ -21,41 +21,51 @@ from hitl_kit.policy import ActionPolicy, PolicyTableError
 from hitl_kit.postgres import connect
 from hitl_kit.world import World
 
-from .conftest import BACKENDS, PostgresBackend, SqliteBackend, forked, rapid_switching, tally
+from .conftest import (
+    BACKENDS,
+    PostgresBackend,
+    SqliteBackend,
+    agent_of_kind,
+    forked,
+    rapid_switching,
+    tally,
+)
 from .test_audit import proposal, resolution
 
 # -- a process killed while an approval is pending -------------------------------------------------
 
-def agent_on(url: str, folder: str) -> tuple[World, ApprovalAgent]:
+def agent_on(url: str, folder: str, kind: str) -> tuple[World, ApprovalAgent]:
     world = World(folder + "/world.db")
     stores = open_stores(url, folder=folder)
-    return world, ApprovalAgent(OfflineChatModel(), world.tools(), world=world,
-                                **stores.for_agent())
+    return world, agent_of_kind(kind)(OfflineChatModel(), world.tools(), world=world,
+                                      **stores.for_agent())
 
 
-def start_and_wait_to_be_killed(url: str, folder: str, tell) -> None:
-    _, agent = agent_on(url, folder)
+def start_and_wait_to_be_killed(url: str, folder: str, kind: str, tell) -> None:
+    _, agent = agent_on(url, folder, kind)
     outcome = agent.start("Delete the test customer record", "killed-1")
     tell(json.dumps({"paused": outcome.paused}).encode())
     time.sleep(600)  # pending; the test kills us here
 
 
-def resume_in_a_new_process(url: str, folder: str) -> dict:
-    world, agent = agent_on(url, folder)
+def resume_in_a_new_process(url: str, folder: str, kind: str) -> dict:
+    world, agent = agent_on(url, folder, kind)
     pending = agent.pending("killed-1")
     outcome = agent.resume("killed-1", {"kind": "approve", "approver": "ana"})
     return {"found": [p.request.tool for p in pending], "paused": outcome.paused,
             "delete_runs": world.calls["delete_customer"]}
 
 
-def test_sigkill_while_pending_then_resume_exactly_once(backend, tmp_path, fault_counts):
+def test_sigkill_while_pending_then_resume_exactly_once(backend, agent_kind, tmp_path,
+                                                        fault_counts):
     url, folder = backend.url(tmp_path), str(tmp_path)
     read_end, write_end = os.pipe()
     starter = os.fork()  # a process of its own (forked after imports), killed while pending
     if starter == 0:
         try:
             os.close(read_end)
-            start_and_wait_to_be_killed(url, folder, lambda line: os.write(write_end, line))
+            start_and_wait_to_be_killed(url, folder, agent_kind,
+                                        lambda line: os.write(write_end, line))
         finally:
             os._exit(3)
     os.close(write_end)
@@ -66,9 +76,9 @@ def test_sigkill_while_pending_then_resume_exactly_once(backend, tmp_path, fault
         os.kill(starter, signal.SIGKILL)
         _, status = os.waitpid(starter, 0)
     killed = os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL
-    resumed = forked(lambda: resume_in_a_new_process(url, folder)) if killed else {}
-    fault_counts[f"SIGKILL while pending [{backend.name}]: executions after resume"] = \
-        resumed.get("delete_runs", 0)
+    resumed = forked(lambda: resume_in_a_new_process(url, folder, agent_kind)) if killed else {}
+    fault_counts[f"SIGKILL while pending [{backend.name}, {agent_kind}]: executions after "
+                 "resume"] = resumed.get("delete_runs", 0)
     assert started == {"paused": True} and killed, (started, status)
     assert resumed == {"found": ["delete_customer"], "paused": False, "delete_runs": 1}
     world = World(str(tmp_path / "world.db"))
@@ -290,9 +300,11 @@ def test_well_formed_tables_load_and_fail_closed(names, data):
 # -- a click (twice) racing the timeout, 1,000 times -------------------------------------------
 
 RACES = 400  # threads switched every 100 us: the racers interleave inside the code under test
+# The middleware's decisions take ApprovalAgent's path too: its races check where the gate sits.
+RACES_OF = {"graph": RACES, "middleware": RACES // 4}
 
 
-def test_click_double_click_and_timeout_racing_decide_once(tmp_path, fault_counts):
+def test_click_double_click_and_timeout_racing_decide_once(tmp_path, agent_kind, fault_counts):
     """Each trial: a timer expires while the approver double-clicks, all three released by one
     barrier; the order the threads start in alternates, since the last to arrive tends to win."""
     import threading
@@ -302,9 +314,9 @@ def test_click_double_click_and_timeout_racing_decide_once(tmp_path, fault_count
 
     world = World()
     trail = AuditTrail(tmp_path / "audit.db", durable=False)
-    agent = ApprovalAgent(OfflineChatModel(), world.tools(), world=world, audit=trail)
+    agent = agent_of_kind(agent_kind)(OfflineChatModel(), world.tools(), world=world, audit=trail)
     settled = []  # each trial's timer state, as observed
-    for trial in range(RACES):
+    for trial in range(RACES_OF[agent_kind]):
         thread, version = f"race-{trial}", f"7.{trial}"
         pending = agent.start(f"deploy the billing service version {version} to prod",
                               thread).pending[0]
@@ -339,11 +351,11 @@ def test_click_double_click_and_timeout_racing_decide_once(tmp_path, fault_count
               "requests resolved in the trail": sum(r["event"] == "resolved"
                                                     for r in trail.rows())}
     for name, count in counts.items():
-        fault_counts[f"click-vs-timeout races {name}" if name.startswith("(")
-                     else f"click-vs-timeout races: {name}"] = count
+        races = f"click-vs-timeout races [{agent_kind}]"
+        fault_counts[f"{races} {name}" if name.startswith("(") else f"{races}: {name}"] = count
     assert counts["never settled"] == 0, "a timer never settled"
     assert counts["double executions"] == 0, "a deploy ran twice"
     assert counts["tool calls"] == counts["executions"] == len(ran) == counts["won by the click"]
-    assert counts["requests resolved in the trail"] == len(settled) == RACES
+    assert counts["requests resolved in the trail"] == len(settled) == RACES_OF[agent_kind]
     assert trail.verify().ok
     assert counts["won by the timeout"] > 0 and counts["won by the click"] > 0, counts

@@ -13,18 +13,24 @@ from langchain_core.language_models.chat_models import BaseChatModel
 from langchain_core.messages import AIMessage, ToolMessage
 from langchain_core.outputs import ChatGeneration, ChatResult
 
-from hitl_kit.approval import ApprovalAgent, ApprovalError, ModelError
+from hitl_kit.approval import ApprovalError, ModelError
 from hitl_kit.audit import AuditTrail
 from hitl_kit.contract import as_decision
 from hitl_kit.llm import OfflineChatModel, get_chat_model
 from hitl_kit.render import payload_rows
 from hitl_kit.world import World
 
-from .conftest import tally
+from .conftest import AGENT_KINDS, agent_of_kind, tally
 from .openai_stub import OpenAIStub
 
 APPROVE = {"kind": "approve", "approver": "ana"}
 REJECT = {"kind": "reject", "approver": "ana", "reason": "not like that"}
+
+
+@pytest.fixture
+def agent(world, agent_kind):
+    """The agent of each kind on the world, with the offline model and MemorySaver."""
+    return agent_of_kind(agent_kind)(OfflineChatModel(), world.tools(), world=world)
 
 
 def tool_messages(agent, thread_id) -> list[ToolMessage]:
@@ -52,10 +58,10 @@ class ScriptedModel(BaseChatModel):
         return ChatResult(generations=[ChatGeneration(message=reply)])
 
 
-def scripted(*replies: AIMessage, world: World | None = None, **kwargs):
+def scripted(*replies: AIMessage, kind: str, world: World | None = None, **kwargs):
     world = world or World()
-    agent = ApprovalAgent(ScriptedModel(script=list(replies)), world.tools(), world=world,
-                          **kwargs)
+    agent = agent_of_kind(kind)(ScriptedModel(script=list(replies)), world.tools(), world=world,
+                                **kwargs)
     return world, agent
 
 
@@ -67,8 +73,9 @@ DONE = AIMessage(content="done")
 UPGRADE = 'set the plan of customer 3 to "enterprise"'
 
 
-def test_an_argument_the_tool_does_not_take_is_shown_and_blocks_approval():
-    world, agent = scripted(call("delete_customer", {"customer_id": 3, "dry_run": True}), DONE)
+def test_an_argument_the_tool_does_not_take_is_shown_and_blocks_approval(agent_kind):
+    world, agent = scripted(call("delete_customer", {"customer_id": 3, "dry_run": True}), DONE,
+                            kind=agent_kind)
     [pending] = agent.start("tidy up", "t").pending
     problem = pending.request.problem
     assert "dry_run" in problem and "no argument" in problem
@@ -83,8 +90,9 @@ def test_an_argument_the_tool_does_not_take_is_shown_and_blocks_approval():
     assert [c["id"] for c in world.rows("customers")] == [1, 2, 4]
 
 
-def test_a_tool_that_needs_no_human_does_not_run_with_arguments_it_does_not_take():
-    world, agent = scripted(call("read_customer", {"customer_id": 3, "reveal_all": True}), DONE)
+def test_a_tool_that_needs_no_human_does_not_run_with_arguments_it_does_not_take(agent_kind):
+    world, agent = scripted(call("read_customer", {"customer_id": 3, "reveal_all": True}), DONE,
+                            kind=agent_kind)
     outcome = agent.start("look", "t")
     assert not outcome.paused and world.calls["read_customer"] == 0
     [message] = tool_messages(agent, "t")
@@ -120,10 +128,12 @@ def test_the_record_changing_after_the_card_was_shown_asks_again(agent, world):
     assert [c["id"] for c in world.rows("customers")] == [1, 2, 4]
 
 
-def test_a_record_changed_after_approval_but_before_execution_is_not_touched(tmp_path):
+def test_a_record_changed_after_approval_but_before_execution_is_not_touched(tmp_path,
+                                                                            agent_kind):
     trail = AuditTrail(tmp_path / "audit.db", durable=False)
     world = World()
-    agent = ApprovalAgent(OfflineChatModel(), world.tools(), world=world, audit=trail)
+    agent = agent_of_kind(agent_kind)(OfflineChatModel(), world.tools(), world=world,
+                                      audit=trail)
     outcome = agent.start("delete customer 3; delete thread 2", "t")
     ids = {p.request.tool: p.interrupt_id for p in outcome.pending}
     agent.resume("t", {ids["delete_customer"]: APPROVE})  # waits for the other approval
@@ -152,10 +162,11 @@ def openai_env(monkeypatch):
     monkeypatch.setenv("HITL_KIT_OPENAI_RETRIES", "0")
     monkeypatch.setenv("HITL_KIT_OPENAI_TIMEOUT", "5")
 
-    def agent_on(stub: OpenAIStub, **kwargs):
+    def agent_on(stub: OpenAIStub, kind: str = "graph", **kwargs):
         monkeypatch.setenv("OPENAI_BASE_URL", stub.base_url)
         world = World()
-        return world, ApprovalAgent(get_chat_model(), world.tools(), world=world, **kwargs)
+        return world, agent_of_kind(kind)(get_chat_model(), world.tools(), world=world,
+                                          **kwargs)
 
     return agent_on
 
@@ -165,10 +176,10 @@ NOT_AN_OBJECT = {"name": "delete_customer", "arguments": "[3]", "id": "call_list
 
 
 @pytest.mark.parametrize("bad", [MALFORMED, NOT_AN_OBJECT], ids=["malformed JSON", "[3]"])
-def test_a_malformed_call_is_shown_answered_and_never_dropped(openai_env, bad):
+def test_a_malformed_call_is_shown_answered_and_never_dropped(openai_env, bad, agent_kind):
     script = [{"tool_calls": [bad]}, {"text": "understood"}]
     with OpenAIStub(script=script) as stub:
-        world, agent = openai_env(stub)
+        world, agent = openai_env(stub, agent_kind)
         [pending] = agent.start("delete the test customer", "t").pending
         assert "JSON" in pending.request.problem and pending.request.args == bad["arguments"]
         with pytest.raises(ApprovalError, match="cannot be approved"):
@@ -179,12 +190,12 @@ def test_a_malformed_call_is_shown_answered_and_never_dropped(openai_env, bad):
     assert world.calls["delete_customer"] == 0
 
 
-def test_a_valid_and_a_malformed_call_together_each_get_an_answer(openai_env):
+def test_a_valid_and_a_malformed_call_together_each_get_an_answer(openai_env, agent_kind):
     script = [{"tool_calls": [{"name": "read_customer", "args": {"customer_id": 3},
                                "id": "call_ok"}, MALFORMED]},
               {"text": "read one, the other was malformed"}]
     with OpenAIStub(script=script) as stub:
-        world, agent = openai_env(stub)
+        world, agent = openai_env(stub, agent_kind)
         outcome = agent.start("look at customer 3, then delete them", "t")
         assert world.calls["read_customer"] == 0  # waits: execute runs when all are decided
         outcome = agent.resume("t", {outcome.pending[0].interrupt_id: REJECT})
@@ -213,7 +224,7 @@ def test_a_failing_model_is_a_clear_error_and_the_task_is_recovered_later(openai
     assert done.now == "finished" and agent.outcome("t").answer == "nothing to do"
 
 
-def test_tool_call_ids_reused_across_turns_stay_distinct(openai_env, tmp_path):
+def test_tool_call_ids_reused_across_turns_stay_distinct(openai_env, tmp_path, agent_kind):
     script = [{"tool_calls": [{"name": "deploy_to_prod", "id": "call_0",
                                "args": {"service": "billing", "version": "2.5"}}]},
               {"tool_calls": [{"name": "send_reply", "id": "call_0",
@@ -221,7 +232,7 @@ def test_tool_call_ids_reused_across_turns_stay_distinct(openai_env, tmp_path):
               {"text": "deployed and told ops"}]
     trail = AuditTrail(tmp_path / "audit.db", durable=False)
     with OpenAIStub(script=script) as stub:
-        world, agent = openai_env(stub, audit=trail)
+        world, agent = openai_env(stub, agent_kind, audit=trail)
         agent.start("deploy billing 2.5 then tell ops", "t")
         agent.resume("t", APPROVE)
         outcome = agent.resume("t", APPROVE)
@@ -251,12 +262,13 @@ invalid_calls = st.builds(
     st.sampled_from(TOOL_NAMES), st.text(max_size=12), st.sampled_from(["call_0", "bad", ""]))
 
 
+@pytest.mark.parametrize("kind", AGENT_KINDS)
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(calls=st.lists(valid_calls, max_size=3), invalid=st.lists(invalid_calls, max_size=2))
 def test_whatever_the_model_proposes_nothing_gated_runs_unapproved_and_nothing_sticks(
-        calls, invalid, fault_counts):
+        kind, calls, invalid, fault_counts):
     first = AIMessage(content="", tool_calls=calls, invalid_tool_calls=invalid)
-    world, agent = scripted(first, DONE)
+    world, agent = scripted(first, DONE, kind=kind)
     outcome = agent.start("do it", "h")
     gated = ("delete_customer", "send_reply", "deploy_to_prod")
     unnamed = 0  # requests shown without the call id they answer
@@ -266,7 +278,7 @@ def test_whatever_the_model_proposes_nothing_gated_runs_unapproved_and_nothing_s
         unnamed += sum(not p.request.tool_call_id for p in outcome.pending)
         outcome = agent.resume("h", {p.interrupt_id: REJECT for p in outcome.pending})
     answered = [m.tool_call_id for m in tool_messages(agent, "h")]
-    tally(fault_counts, "model outputs (hypothesis)", tried=1, **{
+    tally(fault_counts, f"model outputs (hypothesis) [{kind}]", tried=1, **{
         "a gated tool ran": any(world.calls[name] for name in gated),
         "stuck (paused or interrupted after every rejection)":
             outcome.paused or bool(outcome.interrupted),

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from hitl_kit.approval import ApprovalAgent, ApprovalError
+from hitl_kit.approval import ApprovalError
 from hitl_kit.backends import open_stores
 from hitl_kit.contract import Pending
 from hitl_kit.inbox import ApprovalInbox, stored_deadline
@@ -15,7 +15,7 @@ from hitl_kit.inbox_widget import InboxWidget
 from hitl_kit.llm import OfflineChatModel
 from hitl_kit.world import World
 
-from .conftest import forked
+from .conftest import agent_of_kind, forked
 
 XSS = "<img src=x onerror=alert(1)>"
 TASKS = {
@@ -24,6 +24,12 @@ TASKS = {
     "reply": 'send a reply to thread 3 saying "see you"',
     "read": "read the inbox",
 }
+
+
+@pytest.fixture
+def agent(world, agent_kind):
+    """The agent of each kind on the world, with the offline model and MemorySaver."""
+    return agent_of_kind(agent_kind)(OfflineChatModel(), world.tools(), world=world)
 
 
 @pytest.fixture
@@ -192,23 +198,26 @@ def test_on_decided_hears_each_resumed_thread_and_a_failing_callback_changes_not
     assert len(heard) == 2 and world.calls["delete_thread"] == 1
 
 
-def test_a_durable_queue_is_found_by_a_new_agent_on_the_same_store(backend, tmp_path, world):
-    first = ApprovalInbox(ApprovalAgent(OfflineChatModel(), world.tools(), world=world,
-                                        checkpointer=backend.checkpointer(tmp_path),
-                                        ledger=backend.ledger(tmp_path)))
+def test_a_durable_queue_is_found_by_a_new_agent_on_the_same_store(backend, tmp_path, world,
+                                                                   agent_kind):
+    def agent():
+        return agent_of_kind(agent_kind)(OfflineChatModel(), world.tools(), world=world,
+                                         checkpointer=backend.checkpointer(tmp_path),
+                                         ledger=backend.ledger(tmp_path))
+
+    first = ApprovalInbox(agent())
     first.submit("delete customer 4", "a")
     first.submit("delete thread 2", "b")
-    second = ApprovalInbox(ApprovalAgent(OfflineChatModel(), world.tools(), world=world,
-                                         checkpointer=backend.checkpointer(tmp_path),
-                                         ledger=backend.ledger(tmp_path)))
+    second = ApprovalInbox(agent())
     assert [i.key for i in second.items()] == [i.key for i in first.items()]
 
 
-def queue_step(step: str, folder: str, url: str) -> dict:
+def queue_step(step: str, folder: str, url: str, kind: str) -> dict:
     """One process's part: "ask" pauses three tasks; "decide" approves two of them twice."""
     world = World(folder + "/world.db")
     stores = open_stores(url, folder=folder, durable=False)
-    agent = ApprovalAgent(OfflineChatModel(), world.tools(), world=world, **stores.for_agent())
+    agent = agent_of_kind(kind)(OfflineChatModel(), world.tools(), world=world,
+                                **stores.for_agent())
     inbox = ApprovalInbox(agent)
     if step == "ask":
         for thread_id, task in [("a", "delete customer 4"), ("b", "delete customer 2"),
@@ -226,11 +235,11 @@ def queue_step(step: str, folder: str, url: str) -> dict:
             "heard": heard, "left": [i.thread_id for i in inbox.items()]}
 
 
-def test_the_queue_survives_a_restart_and_each_approval_runs_once(backend, tmp_path):
+def test_the_queue_survives_a_restart_and_each_approval_runs_once(backend, tmp_path, agent_kind):
     url = backend.url(tmp_path)
 
     def run(step):  # each step in a process of its own, which ends with it
-        return forked(lambda: queue_step(step, str(tmp_path), url))
+        return forked(lambda: queue_step(step, str(tmp_path), url, agent_kind))
 
     assert run("ask") == {"pending": 3}  # process A paused three tasks and exited
     assert run("decide") == {"listed": ["a", "b", "c"], "first": [True, True],

@@ -16,6 +16,8 @@ from hitl_kit.inbox import ApprovalInbox
 from hitl_kit.links import ApprovalLinks, request_id
 from hitl_kit.llm import OfflineChatModel
 
+from .conftest import AGENT_KINDS, agent_of_kind
+
 
 class FakeClock:
     def __init__(self, now: float = 1_900_000_000.0):
@@ -23,6 +25,13 @@ class FakeClock:
 
     def __call__(self) -> float:
         return self.now
+
+
+@pytest.fixture
+def agent(world, request):
+    """The kit's graph, or the agent kind a test names (``indirect``)."""
+    return agent_of_kind(getattr(request, "param", "graph"))(OfflineChatModel(), world.tools(),
+                                                            world=world)
 
 
 @pytest.fixture
@@ -83,6 +92,7 @@ def test_issue_gives_an_approve_and_a_reject_link_for_the_request(links, inbox):
     assert fields_of(token_of(urls["approve"]))["approver"] == "ana"
 
 
+@pytest.mark.parametrize("agent", AGENT_KINDS, indirect=True)
 def test_a_link_resolves_its_request_once_as_its_approver(links, world, inbox, agent):
     tokens = issued(links, "a")
     result = links.resolve(tokens["approve"], "checked the account")
@@ -288,6 +298,7 @@ def test_the_insert_is_what_decides_even_when_both_checked_first(inbox, secret, 
     assert (refused.ok, refused.reason) == (False, "used") and deleted(world) == 1
 
 
+@pytest.mark.parametrize("agent", AGENT_KINDS, indirect=True)
 def test_two_handlers_racing_on_one_link_let_exactly_one_through(agent, world, secret,
                                                                  tmp_path):
     box = ApprovalInbox(agent)

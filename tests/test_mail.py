@@ -15,7 +15,7 @@ from hitl_kit.channels import Person
 from hitl_kit.mail import LocalMailServer, MailApprovals, approval_email, send
 
 from .channel_kit import FAST, Forms, client, make_setup, message_of
-from .conftest import unchecked_pending
+from .conftest import AGENT_KINDS, unchecked_pending
 
 
 @pytest.fixture(scope="module")
@@ -25,9 +25,11 @@ def mailbox():
 
 
 @pytest.fixture
-def emailed(tmp_path, mailbox):
-    """del-4 emailed to ana; the web app serving its links."""
-    setup = make_setup(tmp_path, {"del-4": "delete customer 4"})
+def emailed(tmp_path, mailbox, request):
+    """del-4 emailed to ana; the web app serving its links. On the kit's graph, or on the agent
+    kind a test names (``indirect``)."""
+    setup = make_setup(tmp_path, {"del-4": "delete customer 4"},
+                       kind=getattr(request, "param", "graph"))
     mailer = MailApprovals(setup.links, setup.directory, smtp=mailbox.address)
     with setup.app.serve(lifetime_s=60, limits=FAST) as server:
         count = len(mailbox.received)
@@ -60,6 +62,7 @@ def test_the_email_arrives_with_text_and_html_parts_and_both_links(emailed):
     assert setup.executed() == 0
 
 
+@pytest.mark.parametrize("emailed", AGENT_KINDS, indirect=True)
 def test_clicking_the_link_shows_a_confirm_page_and_its_button_decides(emailed):
     setup, server, sent, received = emailed
     with client(server) as http:

@@ -18,7 +18,7 @@ from .conftest import ROOT
 # hitl_kit.cards.unattended(), or show progress with notebook_progress(), which does); 07 needs a
 # PostgreSQL server and no card waits in it.
 ATTENDED = ["00_start_here", "02_interrupt_and_resume", "04_timeouts_and_defaults",
-            "05_approval_patterns", "08_who_approves", "09_review"]
+            "05_approval_patterns", "08_who_approves", "09_review", "10_in_your_agent"]
 HANG_S = 600  # a ceiling only a hang reaches
 
 

@@ -19,6 +19,7 @@ from hitl_kit.server import LocalServer
 from hitl_kit.slack import SlackApprovals, message, request_blocks
 
 from .channel_kit import FAST, Forms, client, make_setup, sign_in
+from .conftest import AGENT_KINDS
 
 SIGNING_SECRET = secrets.token_hex(16)  # what Slack shows: 32 hex characters
 
@@ -30,9 +31,11 @@ def fake():
 
 
 @pytest.fixture
-def wired(tmp_path, fake):
-    """The world, the app with Slack connected, served; the request 'del-4' posted to Slack."""
-    setup = make_setup(tmp_path, {"del-4": "delete customer 4"})
+def wired(tmp_path, fake, request):
+    """The world, the app with Slack connected, served; the request 'del-4' posted to Slack. On
+    the kit's graph, or on the agent kind a test names (``indirect``)."""
+    setup = make_setup(tmp_path, {"del-4": "delete customer 4"},
+                       kind=getattr(request, "param", "graph"))
     slack = SlackApprovals(setup.inbox, SIGNING_SECRET, setup.directory,
                            client=fake.web_client(),
                            response_url_prefix=fake.response_url_prefix)
@@ -130,6 +133,7 @@ def test_long_values_are_cut_to_what_slack_accepts(tmp_path):
 
 # -- clicks ---------------------------------------------------------------------------------------
 
+@pytest.mark.parametrize("wired", AGENT_KINDS, indirect=True)
 def test_an_approvers_click_decides_once_and_updates_the_message(wired, fake):
     setup, slack, server, posted = wired
     reply = fake.click(endpoint(server), posted.ts, "U0ANA", "approve")
@@ -248,6 +252,7 @@ def test_the_requester_cannot_approve_their_own_request_in_slack(wired, fake):
     assert setup.executed() == 0 and buttons(fake.messages[posted.ts]["blocks"])
 
 
+@pytest.mark.parametrize("wired", AGENT_KINDS, indirect=True)
 def test_a_decision_in_another_channel_updates_the_slack_message(wired, fake):
     setup, slack, server, posted = wired
     with client(server) as http:  # bo rejects on the dashboard

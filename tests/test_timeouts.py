@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from hitl_kit.approval import AlreadyDecided, ApprovalAgent
+from hitl_kit.approval import AlreadyDecided
 from hitl_kit.audit import AuditTrail
 from hitl_kit.cards import ApprovalBoard, ApprovalCard
 from hitl_kit.llm import OfflineChatModel
@@ -26,6 +26,8 @@ from hitl_kit.timeouts import (
     DeadlineWatcher,
 )
 from hitl_kit.world import World
+
+from .conftest import agent_of_kind
 
 DEPLOY = "deploy the billing service version {} to prod"
 REPLY = 'send a reply to thread 3 saying "see you"'
@@ -44,17 +46,17 @@ def trail(tmp_path):
 
 
 @pytest.fixture
-def agent(world, trail):
-    return ApprovalAgent(OfflineChatModel(), world.tools(), world=world, audit=trail)
+def agent(world, trail, agent_kind):
+    return agent_of_kind(agent_kind)(OfflineChatModel(), world.tools(), world=world, audit=trail)
 
 
 @pytest.fixture
-def stored(backend, tmp_path, world):
+def stored(backend, tmp_path, world, agent_kind):
     """(agent, trail): the checkpoints, the ledger and the trail on each backend."""
     trail = backend.audit(tmp_path)
-    return ApprovalAgent(OfflineChatModel(), world.tools(), world=world, audit=trail,
-                         checkpointer=backend.checkpointer(tmp_path),
-                         ledger=backend.ledger(tmp_path)), trail
+    return agent_of_kind(agent_kind)(OfflineChatModel(), world.tools(), world=world, audit=trail,
+                                     checkpointer=backend.checkpointer(tmp_path),
+                                     ledger=backend.ledger(tmp_path)), trail
 
 
 class RecordingTimer(ApprovalTimer):
@@ -227,13 +229,13 @@ def test_watcher_leaves_policies_without_a_deadline_alone(agent):
 
 # -- the time-to-live -----------------------------------------------------------------------------
 
-def ttl_agent(world, trail, seconds):
-    return ApprovalAgent(OfflineChatModel(), world.tools(), world=world, audit=trail,
-                         approval_ttl=seconds)
+def ttl_agent(world, trail, seconds, kind):
+    return agent_of_kind(kind)(OfflineChatModel(), world.tools(), world=world, audit=trail,
+                               approval_ttl=seconds)
 
 
-def test_an_approval_after_the_ttl_does_not_run(world, trail):
-    agent = ttl_agent(world, trail, SHORT)
+def test_an_approval_after_the_ttl_does_not_run(world, trail, agent_kind):
+    agent = ttl_agent(world, trail, SHORT, agent_kind)
     pending = agent.start(DEPLOY.format("2.5"), "t").pending[0]
     expires_at = datetime.fromisoformat(pending.request.expires_at)
     while datetime.now(UTC) <= expires_at:
@@ -246,8 +248,8 @@ def test_an_approval_after_the_ttl_does_not_run(world, trail):
     assert row["reason"].startswith("not executed: the approval came after the request expired")
 
 
-def test_an_approval_within_the_ttl_runs(world, trail):
-    agent = ttl_agent(world, trail, 60)
+def test_an_approval_within_the_ttl_runs(world, trail, agent_kind):
+    agent = ttl_agent(world, trail, 60, agent_kind)
     pending = agent.start(DEPLOY.format("2.5"), "t").pending[0]
     assert "request expires" in dict(payload_rows(pending.request))
     agent.resume("t", {"kind": "approve", "approver": "ana"})
@@ -256,9 +258,10 @@ def test_an_approval_within_the_ttl_runs(world, trail):
 
 
 @pytest.mark.parametrize("ttl", [0, -1, "60", float("inf"), True])
-def test_a_bad_ttl_is_refused(world, ttl):
+def test_a_bad_ttl_is_refused(world, ttl, agent_kind):
     with pytest.raises(ValueError, match="approval_ttl"):
-        ApprovalAgent(OfflineChatModel(), world.tools(), world=world, approval_ttl=ttl)
+        agent_of_kind(agent_kind)(OfflineChatModel(), world.tools(), world=world,
+                                  approval_ttl=ttl)
 
 
 # -- the countdown card ---------------------------------------------------------------------------

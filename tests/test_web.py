@@ -22,12 +22,13 @@ from hitl_kit.web import ApprovalsApp, templates
 from hitl_kit.world import World
 
 from .channel_kit import FAST, Forms, client, make_setup, message_of, results, sign_in
-from .conftest import ROOT
+from .conftest import AGENT_KINDS, ROOT
 
 
 @pytest.fixture
-def setup(tmp_path):
-    return make_setup(tmp_path)
+def setup(tmp_path, request):
+    """The channels on the kit's graph, or on the agent kind a test names (``indirect``)."""
+    return make_setup(tmp_path, kind=getattr(request, "param", "graph"))
 
 
 @pytest.fixture
@@ -98,6 +99,7 @@ def test_the_dashboard_lists_every_pending_request_with_its_context(tmp_path):
         assert text in page, text
 
 
+@pytest.mark.parametrize("setup", AGENT_KINDS, indirect=True)
 def test_bulk_approve_and_reject_give_one_result_per_request(served):
     setup, server, http = served
     sign_in(http, setup.app, "ana")
@@ -187,6 +189,7 @@ def test_a_request_decided_in_another_channel_says_who_decided(served):
     assert setup.world.calls["delete_customer"] == 1
 
 
+@pytest.mark.parametrize("setup", AGENT_KINDS, indirect=True)
 def test_a_request_whose_record_changed_is_refused_and_shown_again(served):
     setup, server, http = served
     sign_in(http, setup.app, "ana")
@@ -282,6 +285,7 @@ def test_opening_a_link_shows_a_confirm_page_and_decides_nothing(served):
     assert setup.executed() == 0 and len(setup.inbox.items()) == 3
 
 
+@pytest.mark.parametrize("setup", AGENT_KINDS, indirect=True)
 def test_the_confirm_button_decides_once(served):
     setup, server, http = served
     page = http.get(link_urls(setup)["approve"]).text
