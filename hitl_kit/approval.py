@@ -39,7 +39,7 @@ from langchain_core.messages import AIMessage
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.types import Command
 
-from hitl_kit import recovery
+from hitl_kit import identity, recovery
 from hitl_kit.approvers import Approvers
 from hitl_kit.audit_chain import audit_row
 from hitl_kit.backends import durable_checkpointer, ledger_for
@@ -158,6 +158,11 @@ class ApprovalAgent:
             raise ApprovalError("a task is a non-empty text")
         if not isinstance(thread_id, str) or not thread_id.strip():
             raise ApprovalError(f"a thread id is a non-empty text, not {thread_id!r}")
+        if requested_by is not None:  # compared with every approver later: it must be a name
+            try:
+                requested_by = identity.check_name(requested_by, "requester")
+            except identity.NameRefused as exc:
+                raise ApprovalError(str(exc)) from None
         self._recover_if_left(thread_id)
         holder = self._take_turn(thread_id)
         try:

@@ -327,7 +327,7 @@ def judge(value: Any, request: ApprovalRequest, *, tool=None, approvers=None,
     if kind in (Kind.APPROVE, Kind.EDIT) and identity.same_person(decision.approver,
                                                                   request.requested_by):
         raise NotAllowed(f"{decision.approver} asked for this task and may not approve its "
-                             "actions: another person must")
+                         "actions; someone else must decide it")
     if not by_kit and approvers is not None:
         updates["role"] = approvers.role_for(decision.approver, request)
     if kind == Kind.APPROVE and decision.approvals:
