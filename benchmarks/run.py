@@ -20,21 +20,11 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
+from measure import interleaved, load, table  # benchmarks/measure.py, this file's folder
+
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "RESULTS.md"
 TASK = 'send a reply to thread 3 saying "hi"'  # one soft-gated call, approved
-
-
-def median_seconds(work: Callable[[int], None], count: int, rounds: int) -> float:
-    """Median over ``rounds`` of the time per item for ``count`` items."""
-    work(-1)  # warm up
-    samples = []
-    for r in range(rounds):
-        start = time.perf_counter()
-        for i in range(count):
-            work(r * count + i)
-        samples.append((time.perf_counter() - start) / count)
-    return statistics.median(samples)
 
 
 # -- gated approve cycle ------------------------------------------------------------------------
@@ -132,23 +122,6 @@ def graph_only_cycle():
             "kind": "approve", "approver": "ana"}}), config, durability="exit")
 
     return cycle
-
-
-def interleaved(works: dict[str, Callable[[int], None]], count: int, rounds: int
-                ) -> dict[str, float]:
-    """Median seconds per item of each work, the works taking turns round by round (so a
-    machine busier in one moment does not favour one of them)."""
-    for work in works.values():
-        work(-1)  # warm up
-    samples: dict[str, list[float]] = {name: [] for name in works}
-    for r in range(rounds):
-        order = list(works.items())
-        for name, work in order if r % 2 == 0 else reversed(order):
-            start = time.perf_counter()
-            for i in range(count):
-                work((r + 1) * 100_000 + i)
-            samples[name].append((time.perf_counter() - start) / count)
-    return {name: statistics.median(found) for name, found in samples.items()}
 
 
 def bench_gated_cycle(workdir: Path, rounds: int) -> list[dict]:
@@ -366,34 +339,50 @@ WHY_MISSED = {
 }
 
 
-def table(rows: list[dict]) -> str:
-    lines = ["| figure | baseline (same run) | measured | ratio / value | target | met |",
-             "|---|---|---|---|---|---|"]
-    lines += [f"| {r['figure']} | {r['baseline']} | {r['measured']} | {r['value']} | "
-              f"{r['target']} | {'yes' if r['met'] else '**no**'} |" for r in rows]
-    missed = [(r["figure"], why) for r in rows if not r["met"]
-              for key, why in WHY_MISSED.items() if r["figure"].startswith(key)]
-    if missed:
-        lines += ["", "Missed targets, and why:", ""]
-        lines += [f"- {figure.split('(')[0].strip()}: {why}." for figure, why in missed]
-    return "\n".join(lines)
+def groups(workdir: Path, rounds: int) -> dict[str, Callable[[], list[dict]]]:
+    """The table's rows in named groups (``--only`` picks some), in the table's order."""
+    return {
+        "cycle": lambda: bench_gated_cycle(workdir, rounds),
+        "audit": lambda: [bench_audit_append(workdir, rounds)],
+        "verify": lambda: [bench_verify(workdir, rounds)],
+        "inbox": lambda: [bench_inbox()],
+        "timeouts": lambda: [bench_timeout_accuracy()],
+        "import": lambda: bench_import(rounds),
+        "selfcheck": lambda: bench_selfcheck(max(1, rounds // 2)),
+        "channels": lambda: __import__("channels").bench_channels(),  # the web app under load
+        "redaction": lambda: [__import__("redaction").bench_redaction(rounds)],  # 1 MB, hostile
+    }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=5, help="repeats; the median is reported")
-    parser.add_argument("--write", action="store_true", help="record the table in RESULTS.md")
+    parser.add_argument("--only", default="", help="comma-separated groups to run (cycle, "
+                        "audit, verify, inbox, timeouts, import, selfcheck, channels, "
+                        "redaction, postgres); default all")
+    parser.add_argument("--write", action="store_true", help="record the table in RESULTS.md "
+                        "(the whole table only)")
     args = parser.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="hitl-bench-"))
-    rows = [*bench_gated_cycle(workdir, args.rounds), bench_audit_append(workdir, args.rounds),
-            bench_verify(workdir, args.rounds), bench_inbox(), bench_timeout_accuracy(),
-            *bench_import(args.rounds),
-            *bench_selfcheck(max(1, args.rounds // 2))]
-    rows += __import__("channels").bench_channels()  # benchmarks/channels.py: web app under load
-    rows += [__import__("redaction").bench_redaction(args.rounds)]  # 1 MB of hostile text
-    rows += __import__("postgres").bench_postgres(args.rounds)  # benchmarks/postgres.py
+    chosen = set(filter(None, args.only.split(",")))
+    known = {*groups(workdir, args.rounds), "postgres"}
+    if chosen - known or (args.write and chosen):
+        parser.error(f"--only takes some of {sorted(known)}, and --write records the whole "
+                     "table only")
+    rows, curve = [], ""
+    for name, rows_of in groups(workdir, args.rounds).items():
+        if not chosen or name in chosen:
+            rows += rows_of()
+    if not chosen or "postgres" in chosen:
+        found, curve = __import__("postgres").bench_postgres(args.rounds)  # benchmarks/postgres.py
+        rows += found
     report = (f"Run {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {machine()}; medians of "
-              f"{args.rounds} rounds.\n\n{table(rows)}\n")
+              f"{args.rounds} rounds, {load()} at the end.\n\n{table(rows, WHY_MISSED)}\n")
+    if curve:
+        report += ("\nPostgreSQL: decisions per second as workers are added, each worker racing "
+                   "for every request, beside bare PostgresSaver workers each resuming its own "
+                   "share (medians of the rounds; latency: one decision's resume, p99 over every "
+                   f"decision of the rounds).\n\n{curve}\n")
     print(report)
     if args.write:
         RESULTS.write_text("# Latest benchmark table\n\nProduced by `.venv/bin/python "
