@@ -55,6 +55,7 @@ from hitl_kit.contract import (
     ApprovalError,
     ApprovalRequest,
     Decision,
+    DecisionForm,
     judge,
     target_digest,
     validate_args,
@@ -239,7 +240,7 @@ def gate(item: dict, config, *, kit: Kit) -> Command:
         decision = Decision(kind=Kind.PROCEED, approver=Approver.AUTO, channel=Channel.POLICY,
                             fingerprint=request.fingerprint)
         return _decided(request, decision)
-    answer = interrupt(request.as_json(), response_schema=Decision)
+    answer = interrupt(request.as_json(), response_schema=DecisionForm)
     if answer.kind == Kind.REFRESH:  # harmless whoever sends it: nothing runs, it is shown anew
         return Command(goto=[ask_again(kit, request, answer.reason or "it changed")])
     try:
