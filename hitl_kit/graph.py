@@ -39,13 +39,14 @@ from __future__ import annotations
 
 import json
 import operator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import Annotated, Any, TypedDict
 
 from langchain_core.messages import AIMessage, AnyMessage, HumanMessage, ToolMessage
 from langgraph.checkpoint.memory import InMemorySaver
+from langgraph.errors import GraphInterrupt
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.message import add_messages
 from langgraph.types import Command, Send, interrupt
@@ -117,7 +118,6 @@ class Kit:
     audit: Any = None
     approvers: Any = None  # hitl_kit.approvers.Approvers: who may decide what
     approval_ttl: float | None = None
-    proposed: set = field(default_factory=set)  # proposal rows this process wrote (a cache)
 
     def target(self, tool: str, args: Any) -> Any:
         """What the call would touch now (the world's ``target_of``), or None."""
@@ -235,12 +235,16 @@ def gate(item: dict, config, *, kit: Kit) -> Command:
     """Pause for a person when the call's request needs one; pass on the decision."""
     request = ApprovalRequest.model_validate(item["request"])
     thread_id = config["configurable"]["thread_id"]
-    _audit_proposal(kit, thread_id, request)
     if not request.policy.needs_human:
+        _audit_proposal(kit, thread_id, request)
         decision = Decision(kind=Kind.PROCEED, approver=Approver.AUTO, channel=Channel.POLICY,
                             fingerprint=request.fingerprint)
         return _decided(request, decision)
-    answer = interrupt(request.as_json(), response_schema=DecisionForm)
+    try:
+        answer = interrupt(request.as_json(), response_schema=DecisionForm)
+    except GraphInterrupt:  # asked now: recorded before the pause is saved, once (not on resume)
+        _audit_proposal(kit, thread_id, request)
+        raise
     if answer.kind == Kind.REFRESH:  # harmless whoever sends it: nothing runs, it is shown anew
         return Command(goto=[ask_again(kit, request, answer.reason or "it changed")])
     try:
@@ -390,17 +394,12 @@ def _why_not_now(request: ApprovalRequest) -> str | None:
 # -- audit rows -----------------------------------------------------------------------------------
 
 def _audit_proposal(kit: Kit, thread_id: str, request: ApprovalRequest) -> None:
-    """The "proposed" row, when the call is first shown. The gate runs again on every resume:
-    the row's key makes a repeat write nothing, and this process remembers what it wrote."""
+    """The "proposed" row, when the call is first shown: before its pause is saved, so a
+    pending request always has its row. The gate runs again on resume, but writes it only when
+    it pauses (or passes); a repeat after a crash writes nothing new (the row's key)."""
     if kit.audit is None or request.revision:
         return
-    row = audit_row(thread_id, request, Event.PROPOSED, key=("proposed",))
-    if row["event_key"] in kit.proposed:
-        return
-    kit.audit.append(row)
-    if len(kit.proposed) > 10_000:
-        kit.proposed.clear()
-    kit.proposed.add(row["event_key"])
+    kit.audit.append(audit_row(thread_id, request, Event.PROPOSED, key=("proposed",)))
 
 
 def _audit(kit: Kit, row: dict) -> None:
