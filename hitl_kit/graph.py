@@ -314,12 +314,12 @@ def _changed_since_approval(kit: Kit, thread_id: str, decided: Decided) -> str |
     saw), or None. Only before its run started: after a crash inside the run, what it touches
     may be its own effect."""
     request = decided.request
-    if not decided.verdict.runs or request.target is None \
-            or kit.ledger.journal.record(thread_id, request.tool_call_id) is not None:
+    if not decided.verdict.runs or request.target is None:
         return None
     now = kit.target(request.tool, request.args)
-    if target_digest(now) == target_digest(request.target):
-        return None
+    if target_digest(now) == target_digest(request.target) \
+            or kit.ledger.journal.record(thread_id, request.tool_call_id) is not None:
+        return None  # the journal is read only when it matters (carry_out reads it anyway)
     return ("not run: what it would touch changed after the approval (approved: "
             f"{json.dumps(request.target, default=str)}; now: {json.dumps(now, default=str)}); "
             "it is shown again, look at it and decide anew")
