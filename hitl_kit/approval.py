@@ -193,8 +193,7 @@ class ApprovalAgent:
         return self._decide(thread_id, {interrupt_id: decision}, Channel.TIMER, by_kit=True)
 
     def _decide(self, thread_id: str, decisions, channel: str | None, by_kit: bool) -> Outcome:
-        self._recover_if_left(thread_id)
-        self._raise_if_decided(thread_id, decisions)  # a lost race costs one query, not a run
+        self._settle_first(thread_id, decisions)  # a lost race costs one query, not a run
         pending = {p.interrupt_id: p for p in self._pending(thread_id)}
         checked = []
         for interrupt_id, value in self._match(thread_id, decisions, pending).items():
@@ -296,19 +295,22 @@ class ApprovalAgent:
         turn = self.ledger.turns.of(claim.thread_id)
         return AlreadyDecided(claim, in_flight=turn is not None and not turn.stale)
 
-    def _raise_if_decided(self, thread_id: str, decisions, pending: dict | None = None) -> None:
-        """``AlreadyDecided`` when the ledger holds the winner of a request these decisions
-        name (by interrupt id, or one decision by the fingerprint it was made on); with
-        ``pending``, only of requests no longer pending (the others are settled by the claim)."""
-        if not isinstance(decisions, dict) or "kind" in decisions:
-            fingerprint = (decisions.get("fingerprint") if isinstance(decisions, dict)
-                           else getattr(decisions, "fingerprint", None))
-            named = [{"fingerprint": fingerprint}] if isinstance(fingerprint, str) and (
-                pending is None or fingerprint not in {p.fingerprint for p in pending.values()}
-            ) else []
-        else:
-            named = [{"interrupt_id": i} for i in decisions
-                     if isinstance(i, str) and (pending is None or i not in pending)]
+    def _settle_first(self, thread_id: str, decisions) -> None:
+        """Before the graph is read: recover the thread when a dead process left it mid-resume,
+        and raise ``AlreadyDecided`` when the ledger holds the winner of a request the decisions
+        name. The turn and the first named request's winner come from one query."""
+        named = _named(decisions)
+        turn, earlier = self.ledger.standing(thread_id, **(named[0] if named else {}))
+        if turn is not None and turn.stale:
+            self._recover_if_left(thread_id)
+            turn, earlier = self.ledger.standing(thread_id, **(named[0] if named else {}))
+        if earlier is not None:
+            raise AlreadyDecided(earlier, in_flight=turn is not None and not turn.stale)
+        self._raise_if_decided(thread_id, named[1:])
+
+    def _raise_if_decided(self, thread_id: str, named: list[dict]) -> None:
+        """``AlreadyDecided`` when the ledger holds the winner of one of these requests (each
+        named as ``_named`` names it)."""
         for name in named:
             earlier = self.ledger.claims.winner(thread_id, **name)
             if earlier is not None:
@@ -316,7 +318,7 @@ class ApprovalAgent:
 
     def _match(self, thread_id: str, decisions, pending: dict[str, Pending]) -> dict:
         """The decisions keyed by interrupt id, each for a request that is pending now."""
-        self._raise_if_decided(thread_id, decisions, pending)
+        self._raise_if_decided(thread_id, _named(decisions, pending))  # decided, and gone
         if not isinstance(decisions, dict) or "kind" in decisions:
             if len(pending) > 1:
                 raise ApprovalError(f"{len(pending)} approvals are pending on {thread_id!r}; "
@@ -426,6 +428,19 @@ class ApprovalAgent:
     def recover(self) -> list[recovery.Recovered]:
         """Finish every thread a crash left between states (see ``hitl_kit.recovery``)."""
         return recovery.recover(self)
+
+
+def _named(decisions, pending: dict | None = None) -> list[dict]:
+    """The requests some decisions name, as ``Claims.winner`` takes them: by interrupt id, or one
+    decision by the fingerprint it was made on; with ``pending``, only those not pending now."""
+    if not isinstance(decisions, dict) or "kind" in decisions:
+        fingerprint = (decisions.get("fingerprint") if isinstance(decisions, dict)
+                       else getattr(decisions, "fingerprint", None))
+        return [{"fingerprint": fingerprint}] if isinstance(fingerprint, str) and (
+            pending is None or fingerprint not in {p.fingerprint for p in pending.values()}
+        ) else []
+    return [{"interrupt_id": i} for i in decisions
+            if isinstance(i, str) and (pending is None or i not in pending)]
 
 
 def _with_channel(value: Any, channel: str | None) -> Any:
