@@ -65,7 +65,7 @@ class NotAllowed(ApprovalError):
     """This person may not make this decision (their role, or they asked for the action)."""
 
 
-_RECORD = ConfigDict(frozen=True, extra="forbid", use_attribute_docstrings=True)
+_RECORD = ConfigDict(frozen=True, extra="forbid", use_attribute_docstrings=True, defer_build=True)
 
 
 class ApprovalRequest(BaseModel):

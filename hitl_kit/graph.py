@@ -62,7 +62,6 @@ from hitl_kit.contract import (
     validate_args,
 )
 from hitl_kit.ledger import DecisionLedger, key_text
-from hitl_kit.llm import storable_reply
 from hitl_kit.policy import ActionPolicy
 from hitl_kit.provenance import provenance as what_was_read
 from hitl_kit.vocabulary import (
@@ -147,6 +146,8 @@ def plan(state: AgentState, *, kit: Kit) -> dict:
         detail = " ".join(str(exc).split())[:300] or "no details"
         raise ModelError(f"the chat model failed ({type(exc).__name__}: {detail}); nothing "
                          "after the model call ran, and agent.recover() asks it again") from exc
+    from hitl_kit.llm import storable_reply  # here: llm pulls in LangChain's chat models
+
     reply = storable_reply(reply, messages)
     new = [reply] if state.get("messages") else [messages[0], reply]
     return {"messages": new, "turns": state.get("turns", 0) + 1}
