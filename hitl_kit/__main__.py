@@ -88,9 +88,10 @@ def cmd_run(task: str, approver: str, world_path: str | None, state: str | None 
     except Exception as exc:
         if not _from_model_client(exc):
             raise
-        print(f"error: the chat model failed: {_one_line(exc).rstrip('.')}. Check "
-              "OPENAI_BASE_URL and OPENAI_API_KEY, or unset OPENAI_API_KEY to run offline.",
-              file=sys.stderr)
+        cause = exc.__cause__ if _is_model_error(exc) and exc.__cause__ else exc
+        print(f"error: the chat model failed: {_one_line(cause).rstrip('.')}. Check "
+              "OPENAI_BASE_URL (an OpenAI-compatible server) and OPENAI_API_KEY, or unset "
+              "OPENAI_API_KEY to run offline.", file=sys.stderr)
         return 2
     return 1 if outcome.paused else 0
 
@@ -122,9 +123,18 @@ DEBUG_ENV = "HITL_KIT_DEBUG"
 MODEL_CLIENT_MODULES = ("openai", "httpx", "httpcore", "langchain_openai")
 
 
+def _is_model_error(exc: BaseException) -> bool:
+    from hitl_kit.approval import ModelError  # the kit's word for "the model failed"
+
+    return isinstance(exc, ModelError)
+
+
 def _from_model_client(exc: BaseException | None) -> bool:
-    """Whether the exception (or one it was raised from) comes from the chat model's client."""
+    """Whether the exception (or one it was raised from) comes from the chat model's client,
+    or is the kit's ModelError (a reply that could not be read, too)."""
     while exc is not None:
+        if _is_model_error(exc):
+            return True
         module = type(exc).__module__
         if module.split(".")[0] in MODEL_CLIENT_MODULES or module == "hitl_kit.llm":
             return True

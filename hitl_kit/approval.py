@@ -41,6 +41,7 @@ from langgraph.types import Command
 
 from hitl_kit import recovery
 from hitl_kit.approvers import Approvers
+from hitl_kit.audit_chain import audit_row
 from hitl_kit.backends import durable_checkpointer, ledger_for
 from hitl_kit.contract import (
     ApprovalError,
@@ -52,7 +53,7 @@ from hitl_kit.contract import (
     judge,
     target_digest,
 )
-from hitl_kit.graph import Decided, ModelError, answer_of, audit_row, build_graph
+from hitl_kit.graph import Decided, ModelError, answer_of, build_graph
 from hitl_kit.ledger import Claim, DecisionLedger, StaleTurn
 from hitl_kit.policy import ActionPolicy
 from hitl_kit.vocabulary import Approver, Channel, Event, Kind

@@ -19,9 +19,13 @@ checked when it is built, used by ``ApprovalAgent`` in its one decision path, so
     ...
     hitl_kit.contract.NotAllowed: bo may not decide deploy_to_prod: it needs the role oncall, ...
 
+    >>> approvers.role_for("\u0430na", deploy)  # a Cyrillic а: still ana, still oncall
+    'oncall'
+
 Limits: the kit trusts the channel to say who is deciding (Slack's signed user id, the
-dashboard's login, the link's recipient); it checks what that person may do. Names are compared
-after NFKC normalisation and case folding. A tool's own entry wins over its class's.
+dashboard's login, the link's recipient); it checks what that person may do. Who is the same
+person is ``hitl_kit.identity``'s rule (names that render alike are one person), with its limits.
+A tool's own entry wins over its class's.
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from hitl_kit.contract import NotAllowed
-from hitl_kit.identity import NameRefused, check_name, person_key
+from hitl_kit.identity import NameRefused, check_new_person, one_of, person_key
 from hitl_kit.vocabulary import UNCLASSIFIED, Reversibility
 
 CLASSES = {str(c) for c in Reversibility} | {UNCLASSIFIED}
@@ -47,26 +51,21 @@ def _roles(value, where: str) -> frozenset[str]:
 
 @dataclass(frozen=True)
 class Approvers:
-    """``people``: name -> roles. ``may_decide``: tool name or reversibility class -> the roles
-    that may decide it (nothing listed: anyone known may). ``two_person``: tool names or classes
-    that run only once two different people approved."""
+    """``people``: name -> roles (kept keyed by ``person_key``; two spellings of one person, or
+    one of the kit's own names, are refused). ``may_decide``: tool name or reversibility class
+    -> the roles that may decide it (nothing listed: anyone known may). ``two_person``: tool names
+    or classes that run only once two different people approved."""
 
     people: Mapping[str, Iterable[str]] = field(default_factory=dict)
     may_decide: Mapping[str, Iterable[str]] = field(default_factory=dict)
     two_person: Iterable[str] = ()
 
     def __post_init__(self):
-        people = {}
+        people, names = {}, {}
         for name, roles in dict(self.people).items():
-            try:
-                check_name(name)
-            except NameRefused as exc:
-                raise ValueError(str(exc)) from None
-            key = person_key(name)
-            if key in people:
-                raise ValueError(f"{name!r} is listed twice (names are compared case- and "
-                                 "width-insensitively)")
-            people[key] = _roles(roles, f"roles of {name!r}")
+            name = check_new_person(name, names.values())
+            people[person_key(name)] = _roles(roles, f"roles of {name!r}")
+            names[person_key(name)] = name
         may_decide = {key: _roles(roles, f"who may decide {key!r}")
                       for key, roles in dict(self.may_decide).items()}
         known = set().union(*people.values()) if people else set()
@@ -76,6 +75,7 @@ class Approvers:
                                  f"({sorted(roles)}): it could never be approved")
         two_person = frozenset(self.two_person)
         object.__setattr__(self, "people", people)
+        object.__setattr__(self, "_names", names)  # person_key -> the name as listed
         object.__setattr__(self, "may_decide", may_decide)
         object.__setattr__(self, "two_person", two_person)
 
@@ -102,7 +102,11 @@ class Approvers:
     def role_for(self, approver: str, request) -> str | None:
         """The role under which ``approver`` may decide this request (None when no role is
         needed), or ``NotAllowed`` saying why not."""
-        held = self.people.get(person_key(approver))
+        try:
+            listed = one_of(approver, self._names.values())
+        except NameRefused as exc:
+            raise NotAllowed(str(exc)) from None
+        held = None if listed is None else self.people[person_key(listed)]
         if self.people and held is None:
             raise NotAllowed(f"{approver} is not a known approver: only the people listed in "
                              "the approver table may decide")

@@ -14,11 +14,14 @@ Four layers stop or reveal tampering:
    connection with an authorizer it cannot lift (it has no ``set_authorizer``). The writer's own
    connection refuses UPDATE, DELETE, DROP, ALTER, trigger changes and settings PRAGMAs.
 3. Before every append the trail checks that the schema did not change since it checked it
-   (``PRAGMA schema_version``); ``verify`` compares the whole schema with what it should be.
+   (``PRAGMA schema_version``); ``verify`` compares the whole schema with what it should be:
+   every table, trigger, view and index that touches the audit tables, found by what it
+   touches however its names are quoted or cased. Each append reads its row back.
 4. Every row carries ``row_hash = sha256(prev_hash + canonical_json(row))``. ``verify()`` finds
    the first row that was edited, deleted, swapped or forged, even by someone who bypassed 1-3.
-   Deleting the newest rows is only caught against a head ``(seq, row_hash)`` kept elsewhere:
-   give ``head_path`` and keep a copy of that file where the agent cannot write.
+   Deleting the newest rows is only caught against a head kept elsewhere: give ``head_path``
+   (the protocol, and why no crash or attack on the database hides a committed row:
+   ``hitl_kit.audit_head``) and keep a copy of that file where the agent cannot write.
 
 Readers use ``open_readonly``; ``hitl_kit.audit_queries`` reads the trail into pandas::
 
@@ -34,9 +37,6 @@ Readers use ``open_readonly``; ``hitl_kit.audit_queries`` reads the trail into p
 
 Limits: someone who can write both the file and every copy of the head can rewrite history
 undetected; the trail makes that visible only as long as one copy of the head is out of reach.
-An append that died between writing the head and committing its row is told apart from a cut
-row by the schema version (deleting a row means dropping a trigger); a database file swapped for
-a copy made exactly one append earlier looks the same as that crash and is not reported.
 Code in the agent's own Python process can reach the writer's private connection: layers 3 and
 4 are what catch it.
 """
@@ -44,14 +44,13 @@ Code in the agent's own Python process can reach the writer's private connection
 from __future__ import annotations
 
 import hashlib
-import json
 import os
+import re
 import sqlite3
-import tempfile
+import string
 import threading
-from collections.abc import Mapping
-from contextlib import closing
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping
+from contextlib import closing, contextmanager, nullcontext
 from pathlib import Path
 
 from hitl_kit import sqlite as kit_sqlite
@@ -72,9 +71,10 @@ from hitl_kit.audit_chain import (  # noqa: F401  (re-exported: the trail's publ
     AuditHeadError,
     AuditIntegrityError,
     AuditSchemaError,
+    ChainWalk,
     VerifyResult,
-    _Walk,
     canonical_json,
+    chain_row,
     check_row,
     check_rules,
     compute_row_hash,
@@ -84,6 +84,16 @@ from hitl_kit.audit_chain import (  # noqa: F401  (re-exported: the trail's publ
     to_utc_iso,
     utc_now_iso,
     verify_rows,
+)
+from hitl_kit.audit_head import (  # noqa: F401  (read_head, HeadRecord: re-exported)
+    EndCheck,
+    HeadFile,
+    HeadRecord,
+    HeldHead,
+    read_end,
+    read_head,
+    read_head_record,
+    row_in_flight,
 )
 from hitl_kit.redaction import sanitize  # noqa: F401  (re-exported)
 
@@ -196,13 +206,46 @@ def _unreadable(problems: list[str]) -> bool:
     return bool(problems) and (problems[0] == _NO_TABLE or "schema version" in problems[0])
 
 
+# An SQL text's tokens: comments, quoted names and strings ('', "", ``, []), bare words.
+_SQL_TOKEN = re.compile(r"""--[^\n]*|/\*.*?(?:\*/|\Z)|'(?:[^']|'')*'|"(?:[^"]|"")*"|"""
+                        r"`(?:[^`]|``)*`|\[[^\]]*\]|[^\W\d]\w*", re.DOTALL)
+_ASCII_LOWER = str.maketrans(string.ascii_uppercase, string.ascii_lowercase)
+
+
+def sql_name(name: str) -> str:
+    """A name as SQLite compares it: quotes removed, ASCII letters in lower case (SQLite ignores
+    their case, and only theirs).
+
+    >>> [sql_name(n) for n in ('"AUDIT_Log"', "[audit_log]", "`Audit_Log`", "'audit_LOG'")]
+    ['audit_log', 'audit_log', 'audit_log', 'audit_log']
+    """
+    if name[:1] in ("'", '"', "`") and name[-1:] == name[0] and len(name) > 1:
+        name = name[1:-1].replace(name[0] * 2, name[0])
+    elif name[:1] == "[" and name[-1:] == "]":
+        name = name[1:-1]
+    return name.translate(_ASCII_LOWER)
+
+
+def names_in(sql: str) -> set[str]:
+    """Every name and string an SQL text mentions, as ``sql_name`` spells it (comments left
+    out). A string counts too: SQLite takes ``'audit_log'`` for a table name where one fits."""
+    return {sql_name(token) for token in _SQL_TOKEN.findall(sql)
+            if not token.startswith(("--", "/*"))}
+
+
 def schema_problems(conn: sqlite3.Connection) -> list[str]:
     """What differs between the database's audit tables and triggers and what this module
-    creates (missing, changed, extra objects; another schema version). Empty when all is right."""
+    creates (missing, changed, extra objects; another schema version). Empty when all is right.
+
+    Objects are found by what they touch, not by how their names are written: every table,
+    trigger, view and index that is on an audit table (SQLite's ``tbl_name``, compared as SQLite
+    compares names) or whose SQL mentions one, however quoted or cased."""
     version = conn.execute("PRAGMA user_version").fetchone()[0]
-    found = {name: (kind, sql) for kind, name, sql in conn.execute(
-        "SELECT type, name, sql FROM sqlite_master WHERE tbl_name IN ('audit_log', 'audit_meta')"
-        " AND sql IS NOT NULL")}
+    found = {}
+    for kind, name, table, sql in conn.execute(
+            "SELECT type, name, tbl_name, sql FROM sqlite_master WHERE sql IS NOT NULL"):
+        if sql_name(table) in AUDIT_TABLES or not names_in(sql).isdisjoint(AUDIT_TABLES):
+            found[sql_name(name)] = (kind, name, sql)
     if "audit_log" not in found:
         return [_NO_TABLE]
     if version != SCHEMA_VERSION:
@@ -213,93 +256,16 @@ def schema_problems(conn: sqlite3.Connection) -> list[str]:
     for name, expected in SCHEMA_SQL.items():
         if name not in found:
             problems.append(f"{name} is missing")
-        elif " ".join(found[name][1].split()) != " ".join(expected.split()):
+        elif " ".join(found[name][2].split()) != " ".join(expected.split()):
             problems.append(f"{name} is not the expected definition (changed, e.g. by ALTER TABLE)")
-    extra = sorted(f"{found[name][0]} {name}" for name in set(found) - set(SCHEMA_SQL))
+    extra = sorted(f"{kind} {name}" for key, (kind, name, _) in found.items()
+                   if key not in SCHEMA_SQL)
     if extra:
         problems.append(f"unexpected {', '.join(extra)} on the audit tables")
     return problems
 
 
-# --- the head, kept outside the database ---------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class HeadRecord:
-    """What a head file holds: the trail's newest row, and to recognise an append that died
-    between writing the head and committing its row, where the trail ended before that append
-    (``previous``) and the schema version then."""
-
-    seq: int
-    row_hash: str
-    previous: tuple[int, str] | None = None
-    schema_version: int | None = None
-
-
-def _write_head(head_path: Path, head: HeadRecord, *, durable: bool) -> None:
-    """Replace the head file atomically: readers see the old head or the new one, never half."""
-    saved = {"seq": head.seq, "row_hash": head.row_hash}
-    if head.previous is not None:
-        saved.update(previous=list(head.previous), schema_version=head.schema_version)
-    fd, temp_name = tempfile.mkstemp(dir=head_path.parent, prefix=head_path.name, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as file:
-            file.write(json.dumps(saved) + "\n")
-            if durable:
-                file.flush()
-                os.fsync(file.fileno())
-        os.replace(temp_name, head_path)
-    except BaseException:
-        Path(temp_name).unlink(missing_ok=True)
-        raise
-
-
-def read_head_record(head_path: str | os.PathLike) -> HeadRecord | None:
-    """The head file's content, or None if there is no file. ValueError if it is not a head."""
-    try:
-        text = Path(head_path).read_text(encoding="utf-8")
-    except FileNotFoundError:
-        return None
-    try:
-        saved = json.loads(text)
-        head = HeadRecord(saved["seq"], saved["row_hash"],
-                          tuple(saved["previous"]) if "previous" in saved else None,
-                          saved.get("schema_version"))
-    except (ValueError, TypeError, KeyError):
-        raise ValueError(f"{head_path} is not a head file ({{'seq': ..., 'row_hash': ...}})"
-                         ) from None
-    if type(head.seq) is not int or not isinstance(head.row_hash, str):
-        raise ValueError(f"{head_path} is not a head file: seq must be an int, row_hash a str")
-    return head
-
-
-def read_head(head_path: str | os.PathLike) -> tuple[int, str] | None:
-    """The (seq, row_hash) saved in a head file, or None if there is no file.
-    Raises ValueError if the file is not a head."""
-    head = read_head_record(head_path)
-    return None if head is None else (head.seq, head.row_hash)
-
-
-def _head_to_check(conn: sqlite3.Connection, head_path: Path
-                   ) -> tuple[tuple[int, str] | None, str | None]:
-    """(the head to check the trail's end against, or why there is none).
-
-    An append writes the head, then commits its row. A process that died in between leaves the
-    head one row ahead, and says where the trail ended before: if the trail still ends there and
-    the schema version is the one the head saw (so no trigger was dropped, and no row can have
-    been deleted), the append simply never happened, and the trail is checked against that end.
-    """
-    try:
-        head = read_head_record(head_path)
-    except ValueError as exc:
-        return None, str(exc)
-    if head is None:
-        return None, _missing_head(head_path)
-    last = _last_link(conn) or (0, GENESIS_HASH)
-    if ((head.seq, head.row_hash) != last and head.previous == last
-            and head.schema_version == conn.execute("PRAGMA schema_version").fetchone()[0]):
-        return last, None
-    return (head.seq, head.row_hash), None
+# --- the head, kept outside the database (hitl_kit.audit_head) ---------------------------------
 
 
 def _recorded_head(conn: sqlite3.Connection, db_path: Path) -> Path | None:
@@ -315,11 +281,6 @@ def _head_for_meta(head_path: Path, db_path: Path) -> str:
     """Relative to the database's folder when inside it (the pair can be moved together)."""
     relative = os.path.relpath(head_path.resolve(), db_path.resolve().parent)
     return str(head_path.resolve()) if relative.startswith("..") else relative
-
-
-def _missing_head(head_path: Path) -> str:
-    return (f"the head file {head_path} is missing, but this trail was created with one: rows may "
-            "have been cut from its end")
 
 
 # --- guards on connections -----------------------------------------------------------------------
@@ -398,15 +359,16 @@ class ReadOnlyConnection:
 class AuditTrail:
     """Append-only audit trail in a SQLite file, safe to share between threads and processes.
 
-    ``head_path``: file where each append records the newest (seq, row_hash). The database
-    remembers it: later ``AuditTrail(path)`` uses it without being told, ``verify`` reports the
-    file missing or out of date, and ``append`` refuses to write past a head that does not match
-    (``reanchor()`` starts a new head after you have checked the rows). Keep a copy of the file
-    where the agent cannot write: it is what catches rows cut from the end.
+    ``head_path``: file where each append records the row it commits (``hitl_kit.audit_head``).
+    The database remembers it: later ``AuditTrail(path)`` uses it without being told, ``verify``
+    reports the file missing or out of date, and ``append`` refuses to write past a head that
+    does not match (``reanchor()`` starts a new head after you have checked the rows). Opening
+    the trail finishes an append a crash interrupted. Keep a copy of the file where the agent
+    cannot write: it is what catches rows cut from the end.
 
-    ``durable``: True waits for the disk on every append (``synchronous=FULL``, fsync of the
-    head file). False (``synchronous=NORMAL``) is much faster and never corrupts the file, but a
-    power cut can lose the last appends: fine for tests and demos.
+    ``durable``: True waits for the disk on every append (``synchronous=FULL``, the head's
+    intent synced). False (``synchronous=NORMAL``) is much faster and never corrupts the file,
+    but a power cut can lose the last appends: fine for tests and demos.
     """
 
     def __init__(self, path: str | os.PathLike, *, head_path: str | os.PathLike | None = None,
@@ -423,6 +385,7 @@ class AuditTrail:
         self._lock = threading.Lock()  # one transaction at a time on this shared connection
         self._reader: ReadOnlyConnection | None = None
         self._last: tuple[int, str] | None = None  # newest (seq, row_hash) this trail knows of
+        self._head: HeadFile | None = None
         self._conn = kit_sqlite.connect(os.fspath(self.path))
         try:
             # The only PRAGMAs with an argument; the authorizer refuses them afterwards.
@@ -436,6 +399,9 @@ class AuditTrail:
                 self.head_path = self._anchor(None if head_path is None else Path(head_path))
                 self._schema_version = self._read_schema_version()
             self._conn.set_authorizer(_deny_tampering)
+            if self.head_path is not None:
+                self._head = HeadFile(self.head_path, durable=durable)
+                self._finish_interrupted_append()
         except BaseException:
             self._conn.close()
             raise
@@ -462,9 +428,23 @@ class AuditTrail:
             return None
         self._conn.execute("INSERT INTO audit_meta (name, value) VALUES ('head_file', ?)",
                            (_head_for_meta(head_path, self.path),))
-        last = _last_link(self._conn) or (0, GENESIS_HASH)
-        _write_head(head_path, HeadRecord(*last), durable=self.durable)
+        with HeadFile(head_path, durable=self.durable).locked(create=True) as held:
+            held.write_mark(_last_link(self._conn) or (0, GENESIS_HASH), sync=True)
         return head_path
+
+    def _finish_interrupted_append(self) -> None:
+        """A row the head holds in flight goes into the trail (if the head and the rows are
+        otherwise as they should be: anything else is left for verify to report)."""
+        with self._lock, self._head.locked() as held:
+            with kit_sqlite.transaction(self._conn, _HELD_ALREADY):
+                try:
+                    in_flight = row_in_flight(held, _last_link(self._conn), _HOW_TO_CHECK)
+                except AuditHeadError:
+                    return
+                if in_flight is not None:
+                    self._insert(in_flight)
+            if in_flight is not None:
+                held.write_mark((in_flight["seq"], in_flight["row_hash"]))
 
     def _read_schema_version(self) -> int:
         return self._conn.execute("PRAGMA schema_version").fetchone()[0]
@@ -491,74 +471,88 @@ class AuditTrail:
         """
         row = normalize_entry(entry, check=False)  # SQLite checks; check_rules explains refusals
         with self._lock:
-            if self.head_path is None and self._last is not None:
-                stored = self._append_in_one_statement(row)
-                if stored is not None:
-                    return stored
-            return self._append(row)
-
-    def _chain(self, row: dict, last: tuple[int, str] | None) -> dict:
-        seq, prev_hash = (last[0] + 1, last[1]) if last else (1, GENESIS_HASH)
-        row = {**row, "seq": seq, "prev_hash": prev_hash,
-               "recorded_at": row["recorded_at"] or utc_now_iso()}
-        row["row_hash"] = compute_row_hash(row)
-        return {name: row[name] for name in COLUMNS}
+            if self._head is None:
+                if self._last is not None:
+                    stored = self._append_in_one_statement(row)
+                    if stored is not None:
+                        return stored
+                return self._append(row, None)
+            with self._head.locked() as held:
+                return self._append(row, held)
 
     def _append_in_one_statement(self, row: dict) -> dict | None:
-        """The common case: one INSERT, its own transaction, chained to the newest row this
-        trail wrote, once the schema version shows nothing changed. (A check that cannot be
-        switched off from the connection: an authorizer can be.) If another writer appended in
-        between, the row's seq is taken and the guard trigger refuses it; a duplicate event_key
-        is refused the same way. None: take the careful path."""
+        """The common case without a head: one INSERT, its own transaction, chained to the
+        newest row this trail wrote, once the schema version shows nothing changed. (A check
+        that cannot be switched off from the connection: an authorizer can be.) If another
+        writer appended in between, the row's seq is taken and the guard trigger refuses it; a
+        duplicate event_key is refused the same way. None: take the careful path."""
         if self._read_schema_version() != self._schema_version:
             return None
-        stored = self._chain(row, self._last)
+        stored, _ = chain_row(row, self._last)
         try:
-            self._conn.execute(_INSERT_SQL, list(stored.values()))
+            inserted = self._conn.execute(_INSERT_SQL, list(stored.values())).rowcount
         except sqlite3.DatabaseError:
             return None  # taken, refused or busy: look carefully
+        if inserted != 1:  # something in the database dropped it
+            raise self._row_not_stored(stored)
         self._last = (stored["seq"], stored["row_hash"])
         return stored
 
-    def _append(self, row: dict) -> dict:
+    def _append(self, row: dict, held: HeldHead | None) -> dict:
         # IMMEDIATE takes the write lock before we read the last hash, so no other writer can
-        # add a row between our read and our insert: the chain stays one line.
+        # add a row between our read and our insert: the chain stays one line. The head's lock
+        # (held) was taken first, by every writer: its intent and mark land in chain order.
         check_rules(row)
         self._conn.execute("BEGIN IMMEDIATE")
         try:
             if self._read_schema_version() != self._schema_version:
-                self._check_changed_schema()
-            existing = self._conn.execute(
-                f"SELECT {', '.join(COLUMNS)} FROM audit_log WHERE event_key = ?",
-                (row["event_key"],)).fetchone()
+                self._check_changed_schema(held)
+            state = self._conn.execute(_STATE_SQL, (row["event_key"],)).fetchone()
+            existing, last = (None, None) if state is None else (state[0], state[1:])
             if existing is not None:
                 self._conn.execute("ROLLBACK")
-                return same_or_conflict(dict(zip(COLUMNS, existing, strict=True)), row)
-            last = _last_link(self._conn)
-            if self.head_path is not None:
-                self._check_head(last)
-            stored = self._chain(row, last)
-            try:
-                self._conn.execute(_INSERT_SQL, list(stored.values()))
-            except sqlite3.IntegrityError:
-                check_rules(stored)  # raises ValueError saying which rule, if it is a rule
-                raise
-            # Written while we hold the lock so several writers update it in chain order. If
-            # the process dies before COMMIT, the head is one row ahead and names where the
-            # trail ended before: _head_to_check recognises that.
-            if self.head_path is not None:
-                head = HeadRecord(stored["seq"], stored["row_hash"], last or (0, GENESIS_HASH),
-                                  self._schema_version)
-                _write_head(self.head_path, head, durable=self.durable)
+                return same_or_conflict(_row(self._conn, existing), row)
+            if held is not None:
+                in_flight = row_in_flight(held, last, _HOW_TO_CHECK)
+                if in_flight is not None:  # committed on its own first, then this row
+                    self._insert(in_flight)
+                    self._conn.execute("COMMIT")
+                    held.write_mark((in_flight["seq"], in_flight["row_hash"]))
+                    return self._append(row, held)
+            stored, canonical = chain_row(row, last)
+            self._insert(stored)
+            if held is not None:
+                held.write_intent(stored, canonical)
             self._conn.execute("COMMIT")
         except BaseException:
             if self._conn.in_transaction:
                 self._conn.execute("ROLLBACK")
             raise
+        if held is not None:
+            held.write_mark((stored["seq"], stored["row_hash"]))
         self._last = (stored["seq"], stored["row_hash"])
         return stored
 
-    def _check_changed_schema(self) -> None:
+    def _insert(self, stored: dict) -> None:
+        """INSERT the row, then read it back: a trigger may have dropped it silently."""
+        try:
+            self._conn.execute(_INSERT_SQL, [stored[name] for name in COLUMNS])
+        except sqlite3.IntegrityError:
+            check_rules(stored)  # raises ValueError saying which rule, if it is a rule
+            raise
+        found = self._conn.execute("SELECT row_hash FROM audit_log WHERE seq = ?",
+                                   (stored["seq"],)).fetchone()
+        if found is None or found[0] != stored["row_hash"]:
+            raise self._row_not_stored(stored)
+
+    def _row_not_stored(self, stored: dict) -> AuditSchemaError:
+        problems = schema_problems(self._conn) or ["no problem found in the schema"]
+        return AuditSchemaError(
+            f"{self.path}: row {stored['seq']} was not stored as written, though SQLite took the "
+            f"INSERT (something in the database drops or changes rows): {'; '.join(problems)}. "
+            f"Nothing was written. {_DAMAGED_ADVICE}")
+
+    def _check_changed_schema(self, held: HeldHead | None) -> None:
         """The schema changed since this trail checked it: only go on if it is intact and the
         rows still verify (a VACUUM changes the version; a trigger dropped and recreated after
         deleting rows does too)."""
@@ -567,42 +561,31 @@ class AuditTrail:
             raise AuditSchemaError(
                 f"{self.path}: the schema changed while this trail had it open: "
                 f"{'; '.join(problems)}. Nothing was written. {_DAMAGED_ADVICE}")
-        result = self._verify_locked(None, use_head_file=True)
+        result = self._verify_pinned(None, held)
         if not result.ok:
             raise AuditSchemaError(
                 f"{self.path}: the schema changed while this trail had it open, and the trail "
                 f"no longer verifies: {result.problem}. Nothing was written. {_DAMAGED_ADVICE}")
         self._schema_version = self._read_schema_version()
 
-    def _check_head(self, last: tuple[int, str] | None) -> None:
-        expected = last or (0, GENESIS_HASH)
-        saved, problem = _head_to_check(self._conn, self.head_path)
-        if saved is not None and saved != expected:
-            problem = (f"the head file {self.head_path} says row {saved[0]}, the trail ends at "
-                       f"row {expected[0]}" if saved[0] != expected[0] else
-                       f"the head file {self.head_path} has another hash for row {saved[0]}")
-        if problem:
-            raise AuditHeadError(
-                f"{problem}. Nothing was written. Check the trail against a copy of the head you "
-                "trust (verify_file(path, head=...)); if the rows are right (for example the "
-                "process died between writing the head and the row), call reanchor() to write a "
-                "new head at the trail's end."
-            )
-
     def reanchor(self) -> tuple[int, str]:
         """Write a new head at the trail's newest row, after checking the chain and the schema.
         Only call it once you trust the rows: it is the explicit step ``append`` will not take
         on its own. Returns the new head."""
-        if self.head_path is None:
+        if self._head is None:
             raise AuditHeadError(f"{self.path} has no head file to re-anchor")
-        with kit_sqlite.transaction(self._conn, self._lock):
-            result = self._verify_locked(None)
-            if not result.ok:
-                raise AuditHeadError(f"{self.path} does not verify, so it gets no new head: "
-                                     f"{result.problem}")
-            last = _last_link(self._conn) or (0, GENESIS_HASH)
-            _write_head(self.head_path, HeadRecord(*last), durable=self.durable)
-            self._schema_version = self._read_schema_version()
+        with self._lock, self._head.locked(create=True) as held:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                result = self._verify_pinned(None, None)
+                if not result.ok:
+                    raise AuditHeadError(f"{self.path} does not verify, so it gets no new head: "
+                                         f"{result.problem}")
+                last = _last_link(self._conn) or (0, GENESIS_HASH)
+                held.write_mark(last, sync=True)
+                self._schema_version = self._read_schema_version()
+            finally:
+                self._conn.execute("ROLLBACK")
         return last
 
     # -- reading and checking --
@@ -610,20 +593,12 @@ class AuditTrail:
     def verify(self, head: tuple[int, str] | None = None) -> VerifyResult:
         """Check the schema and the whole chain; with a head (default: the head file, if the
         trail has one) also its end."""
-        with kit_sqlite.transaction(self._conn, self._lock):  # no append between rows and head
-            return self._verify_locked(head, use_head_file=True)
+        use_file = head is None and self._head is not None
+        with self._lock, _pinned(self._conn, self._head if use_file else None) as held:
+            return self._verify_pinned(head, held)
 
-    def _verify_locked(self, head, *, use_head_file: bool = False) -> VerifyResult:
-        problems = schema_problems(self._conn)
-        if _unreadable(problems):
-            return VerifyResult(False, 0, None, "; ".join(problems), tuple(problems))
-        head_problem = None
-        if head is None and use_head_file and self.head_path is not None:
-            head, head_problem = _head_to_check(self._conn, self.head_path)
-        result = _verify_chain(self._conn, head)
-        if head_problem and result.ok:
-            result = VerifyResult(False, result.rows_checked, None, head_problem)
-        return result.with_schema_problems(problems)
+    def _verify_pinned(self, head, held: HeldHead | None) -> VerifyResult:
+        return _verify_snapshot(self._conn, head, held)
 
     def head(self) -> tuple[int, str] | None:
         """(seq, row_hash) of the newest row, or None for an empty trail."""
@@ -649,6 +624,12 @@ class AuditTrail:
         self.close()
 
 
+_HOW_TO_CHECK = "verify_file(path, head=...)"
+# What an append reads under the write lock: the row holding its event key, if any, and the
+# newest row (no row at all: the trail is empty, so no key is taken either).
+_STATE_SQL = ("SELECT (SELECT seq FROM audit_log WHERE event_key = ?), seq, row_hash "
+              "FROM audit_log ORDER BY seq DESC LIMIT 1")
+_HELD_ALREADY = nullcontext()  # for kit_sqlite.transaction when the trail's lock is held
 _PLACEHOLDERS = ", ".join("?" * len(COLUMNS))
 _INSERT_SQL = f"INSERT INTO audit_log ({', '.join(COLUMNS)}) VALUES ({_PLACEHOLDERS})"
 
@@ -658,12 +639,40 @@ def _last_link(conn: sqlite3.Connection) -> tuple[int, str] | None:
     return None if last is None else (last[0], last[1])
 
 
-def _verify_chain(conn: sqlite3.Connection, head: tuple[int, str] | None) -> VerifyResult:
+@contextmanager
+def _pinned(conn: sqlite3.Connection, head: HeadFile | None) -> Iterator[HeldHead | None]:
+    """A read transaction whose snapshot is taken while the head file is read under its shared
+    lock (no append can move either in between), open for the block; the block gets the head
+    as read (None: no head)."""
+    conn.execute("BEGIN")
+    try:
+        with head.locked(shared=True) if head is not None else nullcontext() as held:
+            conn.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchone()  # the snapshot
+            if held is not None:
+                held.load()
+        yield held
+    finally:
+        conn.execute("COMMIT")
+
+
+def _verify_snapshot(conn: sqlite3.Connection, head, held: HeldHead | None) -> VerifyResult:
+    """The schema and the chain; its end against ``head``, or else against the head file as
+    ``held`` read it."""
+    problems = schema_problems(conn)
+    if _unreadable(problems):
+        return VerifyResult(False, 0, None, "; ".join(problems), tuple(problems))
+    end = read_end(held, _last_link(conn)) if head is None and held is not None else EndCheck(head)
+    result = end.applied_to(_verify_chain(conn, end.end, end.in_flight))
+    return result.with_schema_problems(problems)
+
+
+def _verify_chain(conn: sqlite3.Connection, head: tuple[int, str] | None,
+                  in_flight: dict | None = None) -> VerifyResult:
     """verify_rows' checks with SQLite doing the heavy part: it writes each row's canonical
     JSON and finds the first row that breaks a CHECK; Python hashes and follows the links."""
     rule_break = conn.execute(FIRST_RULE_BREAK_SQL).fetchone()
     stop_at = rule_break[0] if rule_break else None
-    walk = _Walk()
+    walk = ChainWalk()
     sha256 = hashlib.sha256
     for seq, prev_hash, row_hash, text in conn.execute(_CHAIN_SQL):
         problem = walk.link_problem(seq, prev_hash)
@@ -679,7 +688,7 @@ def _verify_chain(conn: sqlite3.Connection, head: tuple[int, str] | None) -> Ver
                 return walk.rule_problem(seq, exc)
             return walk.rule_problem(seq, ValueError("SQLite finds it breaks a CHECK"))
         walk.passed(seq, row_hash)
-    return walk.finish(head)
+    return walk.finish(head, in_flight)
 
 
 def _row(conn: sqlite3.Connection, seq: int) -> dict:
@@ -710,19 +719,11 @@ def verify_file(path: str | os.PathLike, head: tuple[int, str] | None = None, *,
     file = Path(path)
     with closing(open_readonly(file)) as conn:
         conn.isolation_level = None
-        conn.execute("BEGIN")  # one snapshot for the schema, the rows and the head
-        try:
-            problems = schema_problems(conn)
-            if _unreadable(problems):
-                return VerifyResult(False, 0, None, "; ".join(problems), tuple(problems))
-            checked_head, head_problem = head, None
-            if head is None and use_head and "audit_meta is missing" not in problems:
+        recorded = None
+        if head is None and use_head:
+            try:
                 recorded = _recorded_head(conn, file)
-                if recorded is not None:
-                    checked_head, head_problem = _head_to_check(conn, recorded)
-            result = _verify_chain(conn, checked_head)
-        finally:
-            conn.execute("COMMIT")
-    if head_problem and result.ok:
-        result = VerifyResult(False, result.rows_checked, None, head_problem)
-    return result.with_schema_problems(problems)
+            except sqlite3.OperationalError:  # no audit_meta: schema_problems says so
+                recorded = None
+        with _pinned(conn, None if recorded is None else HeadFile(recorded)) as held:
+            return _verify_snapshot(conn, head, held)

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from json.encoder import encode_basestring
 
+from hitl_kit.contract import ApprovalRequest, Decision, key_text
 from hitl_kit.redaction import clean_text, sanitize
 from hitl_kit.vocabulary import (
     UNCLASSIFIED,
@@ -36,6 +37,7 @@ from hitl_kit.vocabulary import (
     Channel,
     Event,
     Execution,
+    Kind,
     Reversibility,
     Verdict,
 )
@@ -92,13 +94,16 @@ class AuditConflictError(ValueError):
 class VerifyResult:
     """Outcome of a verification. ``rows_checked`` counts rows found good before the first bad
     one (``first_bad_seq``); ``schema_problems`` lists guards missing or changed; ``problem``
-    says everything that is wrong in words."""
+    says everything that is wrong in words. ``in_flight``: the seq of a row the head holds and
+    the database does not yet (an append under way, or one its writer did not finish: checked
+    like the others, and written into the trail by the next writer; ``hitl_kit.audit_head``)."""
 
     ok: bool
     rows_checked: int
     first_bad_seq: int | None = None
     problem: str = ""
     schema_problems: tuple[str, ...] = ()
+    in_flight: int | None = None
 
     def __bool__(self) -> bool:
         return self.ok
@@ -108,7 +113,8 @@ class VerifyResult:
             return self
         text = "; ".join(problems)
         return VerifyResult(False, self.rows_checked, self.first_bad_seq,
-                            f"{self.problem}; {text}" if self.problem else text, tuple(problems))
+                            f"{self.problem}; {text}" if self.problem else text, tuple(problems),
+                            self.in_flight)
 
 
 # --- canonical JSON and the hash -----------------------------------------------------------------
@@ -147,9 +153,24 @@ def canonical_row(row) -> str:
 
 def compute_row_hash(row) -> str:
     """sha256 of prev_hash + canonical JSON of every column except row_hash."""
-    prev_hash = row["prev_hash"]
-    text = (prev_hash if isinstance(prev_hash, str) else "") + canonical_row(row)
+    return _hash_of(row["prev_hash"], canonical_row(row))
+
+
+def _hash_of(prev_hash, canonical: str) -> str:
+    text = (prev_hash if isinstance(prev_hash, str) else "") + canonical
     return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def chain_row(row: Mapping, last: tuple[int, str] | None) -> tuple[dict, str]:
+    """``row`` (as ``normalize_entry`` made it) as the next row after ``last``, the trail's
+    newest ``(seq, row_hash)``: numbered, linked, stamped (``recorded_at``, if it has none) and
+    hashed, with its columns in ``COLUMNS`` order; and its ``canonical_row`` text."""
+    seq, prev_hash = (last[0] + 1, last[1]) if last else (1, GENESIS_HASH)
+    chained = {**row, "seq": seq, "prev_hash": prev_hash,
+               "recorded_at": row["recorded_at"] or utc_now_iso()}
+    canonical = canonical_row(chained)
+    chained["row_hash"] = _hash_of(prev_hash, canonical)
+    return {name: chained[name] for name in COLUMNS}, canonical
 
 
 # --- rules ---------------------------------------------------------------------------------------
@@ -423,7 +444,7 @@ def same_or_conflict(existing: Mapping, row: Mapping) -> dict:
 # --- verifying a chain ---------------------------------------------------------------------------
 
 
-class _Walk:
+class ChainWalk:
     """Shared bookkeeping of a verification: the next seq and prev_hash expected."""
 
     def __init__(self):
@@ -452,7 +473,23 @@ class _Walk:
     def passed(self, seq: int, row_hash: str) -> None:
         self.checked, self.expected_seq, self.expected_prev = seq, seq + 1, row_hash
 
-    def finish(self, head: tuple[int, str] | None) -> VerifyResult:
+    def finish(self, head: tuple[int, str] | None, in_flight: Mapping | None = None
+               ) -> VerifyResult:
+        """The end of the walk: the chain must end at ``head``, after ``in_flight`` (a row the
+        head holds that the database does not yet) if there is one."""
+        if in_flight is not None:
+            seq = in_flight["seq"]
+            problem = self.link_problem(seq, in_flight["prev_hash"])
+            if problem is not None:
+                return problem
+            if compute_row_hash(in_flight) != in_flight["row_hash"]:
+                return self.broken(seq, f"row {seq}, in flight in the head file, does not match "
+                                        "its row_hash: the head file was edited")
+            try:
+                check_row(in_flight)
+            except ValueError as exc:
+                return self.rule_problem(seq, exc)
+            self.passed(seq, in_flight["row_hash"])
         last_seq = self.expected_seq - 1
         if head is None:
             return VerifyResult(True, self.checked)
@@ -469,13 +506,16 @@ class _Walk:
         if self.expected_prev != head_hash:
             return self.broken(head_seq, f"row {head_seq} differs from the head: the chain was "
                                          "rewritten up to here")
-        return VerifyResult(True, self.checked)
+        return VerifyResult(True, self.checked,
+                            in_flight=None if in_flight is None else in_flight["seq"])
 
 
-def verify_rows(rows: Iterable[Mapping], head: tuple[int, str] | None = None) -> VerifyResult:
+def verify_rows(rows: Iterable[Mapping], head: tuple[int, str] | None = None,
+                in_flight: Mapping | None = None) -> VerifyResult:
     """Check rows read back in ``seq`` order: numbering, links, hashes, rules; with a head
-    ``(seq, row_hash)`` also that nothing was cut from the end or added after it."""
-    walk = _Walk()
+    ``(seq, row_hash)`` also that nothing was cut from the end or added after it (after the row
+    ``in_flight``, when the head holds one the rows do not)."""
+    walk = ChainWalk()
     for row in rows:
         seq = row["seq"]
         problem = walk.link_problem(seq, row["prev_hash"])
@@ -488,4 +528,55 @@ def verify_rows(rows: Iterable[Mapping], head: tuple[int, str] | None = None) ->
         except ValueError as exc:
             return walk.rule_problem(seq, exc)
         walk.passed(seq, row["row_hash"])
-    return walk.finish(head)
+    return walk.finish(head, in_flight)
+
+
+# -- the rows the kit writes about a request ----------------------------------------------------
+
+def audit_row(thread_id: str, request: ApprovalRequest, event: Event, *, key: tuple,
+              decision: Decision | None = None, reason: str | None = None,
+              message=None, executed_at: str | None = None,
+              why_not: str = "", details: dict | None = None) -> dict:
+    """The audit trail's row for one event of one request: proposed, refused, decided (one of
+    several approvals) or resolved (``message``: the tool's result, a ``ToolMessage``). Its
+    key is (thread, call, ``key``...) as one JSON text, so writing it again after a crash
+    writes nothing new."""
+    row = {"event_key": key_text(thread_id, request.tool_call_id, *key),
+           "session_id": thread_id, "action_type": request.tool or "(no name)",
+           "parameters": request.args if isinstance(request.args, dict)
+           else {"raw": request.args},
+           "reversibility_class": request.reversibility, "event": str(event),
+           "proposed_at": request.proposed_at}
+    details = dict(details or {})
+    if request.raised_by:
+        details["raised_by"] = list(request.raised_by)
+    if event == Event.PROPOSED:
+        shown = [p for p in request.provenance if p.get("suspicious")]
+        if shown:
+            details["provenance"] = shown
+        if request.problem:
+            details["problem"] = request.problem
+    if decision is not None:
+        # The trail records every run without a person (policy or a soft gate's deadline) as
+        # approver "auto"; the channel says which.
+        row.update(channel=str(decision.channel), approver_role=decision.role,
+                   approver_id=Approver.AUTO if decision.kind == Kind.PROCEED
+                   else decision.approver)
+        if decision.approvals:
+            details["approvals"] = [a.model_dump(mode="json") for a in decision.approvals]
+    if event == Event.RESOLVED:
+        reasons = [decision.reason] if decision.reason else []
+        if request.edited_by:
+            reasons.insert(0, f"arguments edited by {request.edited_by}")
+        verdict = decision.kind.verdict
+        if why_not and verdict.runs:
+            reasons.insert(0, why_not)
+        outcome = Execution.NOT_EXECUTED if executed_at is None else (
+            Execution.ERROR if message.status == "error" else Execution.SUCCESS)
+        row.update(decision=str(verdict), outcome=str(outcome), executed_at=executed_at)
+        reason = "; ".join(reasons) or None
+    elif event == Event.DECIDED:
+        row["decision"] = str(Verdict.APPROVED)
+    row["reason"] = reason
+    row["details"] = details or None
+    return row

@@ -3,10 +3,10 @@
 * ``ApproverDirectory``: who may approve, and how each channel knows them: a Slack user id, an
   email address, a name to sign in to the dashboard with. Anyone else is refused by the channel
   before anything is decided.
-* ``requester_of`` and ``same_requester``: who asked for a thread's task, who may not approve
-  its actions. Names are compared normalised (``RITA`` is ``rita``) and with look-alike letters
-  folded (``ritа`` with a Cyrillic ``а`` is ``rita``); a requester name holding invisible
-  characters cannot be compared, so nothing is decided on it (fail closed).
+* ``requester_of`` and ``check_not_requester``: who asked for a thread's task, who may not
+  approve its actions. Names are compared by ``hitl_kit.identity.same_person`` (``RITA``,
+  ``ＲＩＴＡ`` and ``ritа`` with a Cyrillic ``а`` are ``rita``); a requester name that
+  ``check_name`` refuses cannot be compared, so nothing is decided on it (fail closed).
 * ``decide``: one person's answer, from one channel, to requests as that person saw them
   (``item_ref``: thread, interrupt, fingerprint). A request decided elsewhere is refused naming
   who decided, how and where; a changed one is refused; otherwise the answer goes through
@@ -16,11 +16,10 @@
     ...                                       slack_user_id="U0ANA")])
     >>> directory.by_slack_user("U0ANA").name, directory.by_slack_user("U0EVE")
     ('ana', None)
-    >>> same_requester("RITA", "rita"), same_requester("rit\\u0430", "rita")
-    (True, True)
+    >>> directory.find("\\u0430na").name  # a Cyrillic а: the same person
+    'ana'
 
-Limits: the look-alike table covers the Cyrillic, Greek and Armenian letters that pass for
-Latin ones, not every confusable character Unicode lists.
+Limits: who is the same person is ``hitl_kit.identity``'s rule, with its limits.
 """
 
 from __future__ import annotations
@@ -28,38 +27,18 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from hitl_kit.contract import ApprovalError, Pending
-from hitl_kit.identity import NameRefused, check_name, is_reserved, person_key, same_person
+from hitl_kit.identity import NameRefused, check_name, check_new_person, one_of, same_person
 from hitl_kit.inbox import ApprovalInbox, Resolution
 from hitl_kit.ledger import Claim
 from hitl_kit.vocabulary import Channel, Kind
 
-# Letters of other scripts that a reader takes for Latin ones.
-LOOKALIKES = str.maketrans(
-    # Cyrillic, upper and lower case
-    "АВЕЅІЈКМНОРСТУХԚԜаеѕіјорсухԁһӏԛԝ"
-    # Greek, then Armenian, then Latin dotless i
-    "ΑΒΕΖΗΙΚΜΝΟΡΤΥΧοιρνκ" "օսհ" "ı",
-    "ABESIJKMHOPCTYXQWaesijopcyxdhlqw" "ABEZHIKMNOPTYXoipvk" "ouh" "i")
 SLACK_USER_ID = re.compile(r"[UW][A-Z0-9]{2,20}")
 EMAIL_ADDRESS = re.compile(r"[^@\s]{1,64}@[^@\s]{1,190}")
 MAX_REF_CHARS = 1000
-
-
-def _folded(name: str) -> str:
-    return person_key(unicodedata.normalize("NFKC", name).translate(LOOKALIKES))
-
-
-def same_requester(approver: str | None, requester: str | None) -> bool:
-    """True when the approver is the requester: the same name once normalised, or once
-    look-alike letters are read as the Latin letters they pass for."""
-    if approver is None or requester is None:
-        return False
-    return same_person(approver, requester) or _folded(approver) == _folded(requester)
 
 
 @dataclass(frozen=True)
@@ -73,8 +52,9 @@ class Person:
 
 class ApproverDirectory:
     """The people who may approve through the channels. Names are checked like any approver's
-    (``check_name``), may not be the kit's own (``system``, ``auto``), and may not be one another
-    once normalised; emails and Slack user ids are unique too."""
+    (``check_name``), may not be the kit's own (``system``, ``auto``), and may not be the same
+    person as another's (``same_person``: no look-alike spellings); emails and Slack user ids are
+    unique too."""
 
     def __init__(self, people: Iterable[Person]):
         self.people: list[Person] = []
@@ -86,14 +66,7 @@ class ApproverDirectory:
     def _add(self, person: Person) -> None:
         if not isinstance(person, Person):
             raise TypeError(f"list Person(...) entries, not {person!r}")
-        try:
-            name = check_name(person.name)
-        except NameRefused as exc:
-            raise ValueError(str(exc)) from None
-        if is_reserved(name):
-            raise ValueError(f"{name!r} is a name the kit keeps for itself; name a person")
-        if any(_folded(p.name) == _folded(name) for p in self.people):
-            raise ValueError(f"{name!r} is listed twice (names are compared normalised)")
+        name = check_new_person(person.name, self.names)
         if person.email is not None:
             if not (isinstance(person.email, str) and EMAIL_ADDRESS.fullmatch(person.email)):
                 raise ValueError(f"{name}: {person.email!r} is not an email address")
@@ -116,10 +89,11 @@ class ApproverDirectory:
         return [p.name for p in self.people]
 
     def find(self, name: str | None) -> Person | None:
-        """The person with this name (normalised, look-alikes folded), or None."""
-        if not isinstance(name, str):
+        """The person this name is (``same_person``), or None: nobody, or more than one."""
+        try:
+            return self.require(name)
+        except ApprovalError:
             return None
-        return next((p for p in self.people if _folded(p.name) == _folded(name)), None)
 
     def by_email(self, address: str | None) -> Person | None:
         if not isinstance(address, str):
@@ -130,13 +104,16 @@ class ApproverDirectory:
     def by_slack_user(self, user_id: str | None) -> Person | None:
         return next((p for p in self.people if user_id and p.slack_user_id == user_id), None)
 
-    def require(self, name: str) -> Person:
-        """The person, or ApprovalError: this name may not approve here."""
-        person = self.find(name)
-        if person is None:
+    def require(self, name: str | None) -> Person:
+        """The person this name is, or ApprovalError: nobody here, or more than one."""
+        try:
+            found = one_of(name, self.names)
+        except NameRefused as exc:
+            raise ApprovalError(str(exc)) from None
+        if found is None:
             raise ApprovalError(f"{name!r} is not an allowed approver; the approvers are "
                                 f"{', '.join(self.names)}")
-        return person
+        return next(p for p in self.people if p.name == found)
 
 
 # -- who asked ------------------------------------------------------------------------------------
@@ -151,8 +128,8 @@ def requester_of(inbox: ApprovalInbox, thread_id: str, pending: Pending | None =
 
 
 def check_not_requester(approver: str, requester: str | None) -> None:
-    """ApprovalError when ``approver`` asked for the request, or when the requester's name
-    cannot be compared (it holds invisible characters: fail closed)."""
+    """ApprovalError when ``approver`` asked for the request (``same_person``), or when the
+    requester's name cannot be compared (``check_name`` refuses it: fail closed)."""
     if requester is None:
         return
     try:
@@ -160,7 +137,7 @@ def check_not_requester(approver: str, requester: str | None) -> None:
     except NameRefused as exc:
         raise ApprovalError(f"{exc}; it cannot be told apart from an approver's name, so "
                             "nothing is decided through this channel") from None
-    if same_requester(approver, requester):
+    if same_person(approver, requester):
         raise ApprovalError(f"{requester} asked for this; someone else must decide it")
 
 

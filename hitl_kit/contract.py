@@ -390,14 +390,13 @@ def may_proceed(request: ApprovalRequest) -> bool:
 def _check_approvals(decision: Decision, request: ApprovalRequest, approvers) -> None:
     """Under the two-person rule: enough approvals, each by a different person allowed to give
     it, the last one the deciding one."""
-    people = {identity.person_key(a.approver) for a in decision.approvals}
-    if len(people) != len(decision.approvals):
+    people = [a.approver for a in decision.approvals]
+    if any(identity.same_person(a, b) for at, a in enumerate(people) for b in people[at + 1:]):
         raise NotAllowed("the same person approved twice; a second, different person must")
     if len(people) < request.approvals_needed:
         raise NotAllowed(f"it needs {request.approvals_needed} approvals from different people, "
                          f"and has {len(people)}")
-    if identity.person_key(decision.approvals[-1].approver) != identity.person_key(
-            decision.approver):
+    if not identity.same_person(people[-1], decision.approver):
         raise ApprovalError("the deciding approval must be the last one recorded")
     for approval in decision.approvals:
         if request.requested_by is not None and identity.same_person(approval.approver,
@@ -477,3 +476,9 @@ class Pending(BaseModel):
 
     def asked(self) -> datetime:
         return datetime.fromisoformat(self.asked_at)
+
+
+def key_text(*parts: str) -> str:
+    """Several keys as one text that no key can forge: a JSON array, not a joined string
+    (a call id holding ':' must not make two threads share a journal or audit key)."""
+    return json.dumps(list(parts), separators=(",", ":"), ensure_ascii=False)

@@ -52,16 +52,18 @@ from langgraph.graph.message import add_messages
 from langgraph.types import Command, Send, interrupt
 from pydantic import BaseModel, ConfigDict
 
+from hitl_kit.audit_chain import audit_row
 from hitl_kit.contract import (
     ApprovalError,
     ApprovalRequest,
     Decision,
     DecisionForm,
     judge,
+    key_text,
     target_digest,
     validate_args,
 )
-from hitl_kit.ledger import DecisionLedger, key_text
+from hitl_kit.ledger import DecisionLedger
 from hitl_kit.policy import ActionPolicy
 from hitl_kit.provenance import provenance as what_was_read
 from hitl_kit.vocabulary import (
@@ -70,7 +72,6 @@ from hitl_kit.vocabulary import (
     Approver,
     Channel,
     Event,
-    Execution,
     Kind,
     Verdict,
 )
@@ -406,54 +407,6 @@ def _audit_proposal(kit: Kit, thread_id: str, request: ApprovalRequest) -> None:
 def _audit(kit: Kit, row: dict) -> None:
     if kit.audit is not None:
         kit.audit.append(row)
-
-
-def audit_row(thread_id: str, request: ApprovalRequest, event: Event, *, key: tuple,
-              decision: Decision | None = None, reason: str | None = None,
-              message: ToolMessage | None = None, executed_at: str | None = None,
-              why_not: str = "", details: dict | None = None) -> dict:
-    """The audit trail's row for one event of one request: proposed, refused, decided (one of
-    several approvals) or resolved. Its key is (thread, call, ``key``...) as one JSON text, so
-    writing it again after a crash writes nothing new."""
-    row = {"event_key": key_text(thread_id, request.tool_call_id, *key),
-           "session_id": thread_id, "action_type": request.tool or "(no name)",
-           "parameters": request.args if isinstance(request.args, dict)
-           else {"raw": request.args},
-           "reversibility_class": request.reversibility, "event": str(event),
-           "proposed_at": request.proposed_at}
-    details = dict(details or {})
-    if request.raised_by:
-        details["raised_by"] = list(request.raised_by)
-    if event == Event.PROPOSED:
-        shown = [p for p in request.provenance if p.get("suspicious")]
-        if shown:
-            details["provenance"] = shown
-        if request.problem:
-            details["problem"] = request.problem
-    if decision is not None:
-        # The trail records every run without a person (policy or a soft gate's deadline) as
-        # approver "auto"; the channel says which.
-        row.update(channel=str(decision.channel), approver_role=decision.role,
-                   approver_id=Approver.AUTO if decision.kind == Kind.PROCEED
-                   else decision.approver)
-        if decision.approvals:
-            details["approvals"] = [a.model_dump(mode="json") for a in decision.approvals]
-    if event == Event.RESOLVED:
-        reasons = [decision.reason] if decision.reason else []
-        if request.edited_by:
-            reasons.insert(0, f"arguments edited by {request.edited_by}")
-        verdict = decision.kind.verdict
-        if why_not and verdict.runs:
-            reasons.insert(0, why_not)
-        outcome = Execution.NOT_EXECUTED if executed_at is None else (
-            Execution.ERROR if message.status == "error" else Execution.SUCCESS)
-        row.update(decision=str(verdict), outcome=str(outcome), executed_at=executed_at)
-        reason = "; ".join(reasons) or None
-    elif event == Event.DECIDED:
-        row["decision"] = str(Verdict.APPROVED)
-    row["reason"] = reason
-    row["details"] = details or None
-    return row
 
 
 # -- the graph ------------------------------------------------------------------------------------

@@ -38,7 +38,6 @@ process is gone (same host); a resume that runs longer than the lease is not ren
 
 from __future__ import annotations
 
-import json
 import os
 import socket
 import time
@@ -520,7 +519,6 @@ class DecisionLedger:
         (recorded; nothing resumes), or ``("complete", claim)``: this one completes it, and the
         claim (carrying every approval) is recorded with the thread's turn taken."""
         decision = claim.decision
-        person = identity.person_key(decision.approver)
         mine = Approval(approver=decision.approver, role=decision.role,
                         channel=decision.channel, approved_at=claim.decided_at)
 
@@ -530,7 +528,7 @@ class DecisionLedger:
                 return "decided", winner
             approvals = self.claims.approvals(claim.key, conn)
             again = next((a for a in approvals
-                          if identity.person_key(a.approver) == person), None)
+                          if identity.same_person(a.approver, decision.approver)), None)
             if again is not None:
                 return "again", again
             approvals = [*approvals, mine]
@@ -591,9 +589,3 @@ class DecisionLedger:
 
     def close(self) -> None:
         self.engine.close()
-
-
-def key_text(*parts: str) -> str:
-    """Several keys as one text that no key can forge: a JSON array, not a joined string
-    (a call id holding ':' must not make two threads share a journal or audit key)."""
-    return json.dumps(list(parts), separators=(",", ":"), ensure_ascii=False)

@@ -176,7 +176,7 @@ def missing_tables(conn, tables) -> list[str]:
     return [name for name in tables if name not in found]
 
 
-def _not_provisioned(url: str, what: str, missing: list[str]) -> NotProvisioned:
+def not_provisioned(url: str, what: str, missing: list[str]) -> NotProvisioned:
     return NotProvisioned(
         f"{shown(url)} has no {what} (missing {', '.join(missing)} in schema {SCHEMA!r}). "
         "Provision the database once as an administrator: "
@@ -209,7 +209,7 @@ class PostgresEngine:
             with self._pool.connection() as conn:
                 missing = missing_tables(conn, list(columns))
             if missing:
-                raise _not_provisioned(self.where, "decision ledger", missing)
+                raise not_provisioned(self.where, "decision ledger", missing)
         except BaseException:
             self.close()
             raise
@@ -268,7 +268,7 @@ def postgres_checkpointer(url, *, max_size: int = 2):
     if missing:
         if isinstance(url, str):
             pool.close()
-        raise _not_provisioned(url if isinstance(url, str) else "the pool's database",
+        raise not_provisioned(url if isinstance(url, str) else "the pool's database",
                                "checkpoint tables", missing)
     return PostgresSaver(pool)
 

@@ -29,9 +29,10 @@ bad row crosses the wire.
 (``tests/test_postgres.py`` runs this example on the test session's server.)
 
 Limits: a superuser (or the owner) can still rewrite the table and its hashes. Only a head
-``(seq, row_hash)`` kept outside the database catches that: give ``head_path``, and in
-production copy the head to storage the database's administrators cannot rewrite (WORM, object
-lock). The head file is per host: with writers on several hosts, anchor the head elsewhere.
+kept outside the database catches that: give ``head_path`` (the same protocol as the SQLite
+trail's, ``hitl_kit.audit_head``), and in production copy the head to storage the database's
+administrators cannot rewrite (WORM, object lock). The head file is per host: with writers on
+several hosts, anchor the head elsewhere.
 """
 
 from __future__ import annotations
@@ -39,10 +40,9 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Mapping
+from contextlib import nullcontext
 from pathlib import Path
 
-from hitl_kit.audit import HeadRecord, read_head
-from hitl_kit.audit import _write_head as write_head_file
 from hitl_kit.audit_chain import (
     CHANNELS,
     COLUMNS,
@@ -56,23 +56,23 @@ from hitl_kit.audit_chain import (
     AuditHeadError,
     AuditIntegrityError,
     AuditSchemaError,
+    ChainWalk,
     VerifyResult,
-    _Walk,
-    compute_row_hash,
+    chain_row,
     normalize_entry,
     one_of,
     same_or_conflict,
-    utc_now_iso,
     verify_rows,
 )
+from hitl_kit.audit_head import EndCheck, HeadFile, HeldHead, read_end, read_head, row_in_flight
 from hitl_kit.postgres import (
     AGENT,
     AUDIT_LOCKS,
     OWNER,
     SCHEMA,
-    _not_provisioned,
     connect,
     missing_tables,
+    not_provisioned,
     open_pool,
     shown,
 )
@@ -121,6 +121,7 @@ assert tuple(name for name, _, _ in _COLUMN_DEFINITIONS) == COLUMNS
 _CHECKS = {f"audit_log_{name}_check": check for name, _, check in _COLUMN_DEFINITIONS if check}
 _CHECKS.update({f"audit_log_rule_{n}": rule for n, rule in enumerate(ROW_RULES_SQL, 1)})
 EXPECTED_CONSTRAINTS = frozenset({"audit_log_pkey", "audit_log_event_key_key", *_CHECKS})
+EXPECTED_INDEXES = frozenset({"audit_log_pkey", "audit_log_event_key_key", "audit_meta_pkey"})
 _NOT_NULL = [name for name, kind, _ in _COLUMN_DEFINITIONS if "NOT NULL" in kind or name == "seq"]
 EXPECTED_COLUMNS = tuple((name, "bigint" if name == "seq" else "text", name in _NOT_NULL)
                          for name in COLUMNS)
@@ -166,7 +167,10 @@ _STAMP_SQL = f"""((SELECT string_agg(concat_ws('|', c.relname, c.relowner, c.rel
         c.relrowsecurity, c.relforcerowsecurity, c.relhastriggers, c.relhasrules, c.relnatts,
         c.relchecks, pg_has_role(c.relowner, 'MEMBER'),
         has_table_privilege(c.oid, 'UPDATE, DELETE, TRUNCATE, TRIGGER'),
-        has_any_column_privilege(c.oid, 'UPDATE')), ';' ORDER BY c.relname)
+        has_any_column_privilege(c.oid, 'UPDATE'),
+        (SELECT count(*) FROM pg_catalog.pg_index x WHERE x.indrelid = c.oid),
+        (SELECT count(*) FROM pg_catalog.pg_depend d WHERE d.refobjid = c.oid
+         AND d.classid = 'pg_catalog.pg_rewrite'::regclass)), ';' ORDER BY c.relname)
     FROM pg_catalog.pg_class c WHERE {_IN_SCHEMA}) || current_setting('is_superuser'))"""
 _COLUMN_LIST = ", ".join(COLUMNS)
 # What an append needs to know, in one round trip (under the lock): the guard's stamp, the
@@ -177,7 +181,8 @@ SELECT {_STAMP_SQL}, (SELECT seq FROM newest), (SELECT row_hash FROM newest),
 FROM (VALUES (1)) one
 LEFT JOIN LATERAL (SELECT {_COLUMN_LIST} FROM {LOG} WHERE event_key = %s) same ON true"""
 _PLACEHOLDERS = ", ".join(["%s"] * len(COLUMNS))
-_INSERT_SQL = f"INSERT INTO {LOG} ({_COLUMN_LIST}) VALUES ({_PLACEHOLDERS})"
+_INSERT_RETURNING_SQL = (f"INSERT INTO {LOG} ({_COLUMN_LIST}) VALUES ({_PLACEHOLDERS}) "
+                         f"RETURNING {_COLUMN_LIST}")
 # The common case in one statement: the next seq after the row this trail wrote last, inserted
 # only if the guard did not move. Another writer in between takes that seq first (the primary
 # key): nothing is inserted and the careful path runs. (Rows an administrator cut or rewrote
@@ -187,6 +192,7 @@ _INSERT_IF_GUARDED_SQL = (
     "ON CONFLICT DO NOTHING")
 # Privileges that let a role change or remove rows, or hook into writes.
 _REWRITING_PRIVILEGES = ("UPDATE", "DELETE", "TRUNCATE", "TRIGGER")
+_HOW_TO_CHECK = "verify(head=...)"
 _DAMAGED_ADVICE = ("Do not append to this trail: keep it as evidence, check it with "
                    "verify_database(auditor_url, head=...), and start a new one.")
 
@@ -223,6 +229,15 @@ _GUARD_SQL = f"""SELECT
           WHERE conrelid = '{LOG}'::regclass AND contype <> 'n'),  -- 18 lists NOT NULL there
     ARRAY(SELECT conname::text FROM pg_catalog.pg_constraint
           WHERE conrelid = '{LOG}'::regclass AND NOT convalidated ORDER BY 1),
+    ARRAY(SELECT i.relname::text FROM pg_catalog.pg_index x
+          JOIN pg_catalog.pg_class i ON i.oid = x.indexrelid
+          JOIN pg_catalog.pg_class c ON c.oid = x.indrelid WHERE {_IN_SCHEMA} ORDER BY 1),
+    ARRAY(SELECT DISTINCT v.relkind::text || ' ' || v.relname FROM pg_catalog.pg_depend d
+          JOIN pg_catalog.pg_rewrite r ON r.oid = d.objid
+          JOIN pg_catalog.pg_class v ON v.oid = r.ev_class
+          JOIN pg_catalog.pg_class c ON c.oid = d.refobjid
+          WHERE d.classid = 'pg_catalog.pg_rewrite'::regclass AND {_IN_SCHEMA}
+          AND v.oid <> c.oid ORDER BY 1),
     (SELECT rolsuper OR pg_has_role(oid, '{OWNER}', 'MEMBER') FROM pg_catalog.pg_roles
      WHERE rolname = '{AGENT}')"""
 _EXPECTED_COLUMN_ROWS = [f"({name},{kind},{'t' if not_null else 'f'})"
@@ -246,7 +261,7 @@ def guard_problems(conn) -> list[str]:
     missing = missing_tables(conn, AUDIT_TABLES)
     if missing:
         return [f"{', '.join(missing)} missing in schema {SCHEMA!r}"]
-    (grants, secured, owners, triggers, rules, columns, constraints, unchecked,
+    (grants, secured, owners, triggers, rules, columns, constraints, unchecked, indexes, views,
      agent_can) = _query(conn, _GUARD_SQL).fetchone()
     problems = [f"{grant} (it may change or remove rows)" for grant in grants]
     problems += [f"row level security is on for {table}: a policy can hide rows from the "
@@ -265,6 +280,14 @@ def guard_problems(conn) -> list[str]:
     if unchecked:
         problems.append(f"constraint(s) {', '.join(unchecked)} added NOT VALID: the rows "
                         "before them were never checked")
+    extra_indexes = sorted(set(indexes) - EXPECTED_INDEXES)
+    if extra_indexes:
+        problems.append(f"unexpected index(es) {', '.join(extra_indexes)} on the audit tables "
+                        "(a unique one can refuse rows)")
+    if views:
+        kinds = {"v": "view", "m": "materialized view"}
+        problems.append("unexpected " + ", ".join(f"{kinds.get(v[0], 'relation')} {v[2:]}"
+                                                  for v in views) + " on the audit tables")
     if agent_can:
         problems.append(f"the agent's role {AGENT} is a superuser or may act as {OWNER}")
     return problems
@@ -278,39 +301,6 @@ def writer_problems(conn) -> list[str]:
     if owns:
         return [f"{role} owns {', '.join(owns)} (or may act as its owner)"]
     return [f"{role} holds {', '.join(held)}"] if held else []
-
-
-# --- the head, kept outside the database ---------------------------------------------------------
-
-def _write_head(head_path: Path, seq: int, row_hash: str, *, durable: bool) -> None:
-    """Replace a head file atomically, as the SQLite trail does (``read_head`` reads it)."""
-    write_head_file(head_path, HeadRecord(seq, row_hash), durable=durable)
-
-
-def _pending_path(head_path: Path) -> Path:
-    return head_path.with_name(head_path.name + ".pending")
-
-
-def expected_head(head_path: Path, last: tuple[int, str] | None
-                  ) -> tuple[tuple[int, str] | None, str | None, bool]:
-    """(head, problem, settled_pending) for a trail whose newest row is ``last``.
-
-    An append writes the row it is about to commit to ``<head>.pending`` first and moves it into
-    the head after the commit. A crash in between leaves a pending head: it counts if that row
-    is the trail's newest (the commit happened), and is dropped if the trail still ends at the
-    head (it did not). Anything else is a problem."""
-    last = last or (0, GENESIS_HASH)
-    try:
-        head = read_head(head_path)
-        pending = read_head(_pending_path(head_path))
-    except ValueError as exc:
-        return None, str(exc), False
-    if head is None:
-        return None, (f"the head file {head_path} is missing, but this trail keeps its head "
-                      "there: rows may have been cut from its end"), False
-    if pending is not None and pending == last:
-        return pending, None, True
-    return head, None, pending is not None
 
 
 # --- the writer ----------------------------------------------------------------------------------
@@ -336,10 +326,11 @@ class PostgresAuditTrail:
         self.durable = durable
         self._lock = threading.Lock()  # one append at a time from this object
         self._last: tuple[int, str] | None = None
+        self._head: HeadFile | None = None
         try:
             with self._pool.connection() as conn:
                 if missing_tables(conn, AUDIT_TABLES):
-                    raise _not_provisioned(self.path, "audit trail",
+                    raise not_provisioned(self.path, "audit trail",
                                            missing_tables(conn, AUDIT_TABLES))
                 problems = writer_problems(conn) + guard_problems(conn)
                 if problems:
@@ -350,6 +341,9 @@ class PostgresAuditTrail:
                         "provision); nothing was written")
                 self._stamp = _query(conn, f"SELECT {_STAMP_SQL}").fetchone()[0]
                 self.head_path = self._anchor(conn, head_path)
+                if self.head_path is not None:
+                    self._head = HeadFile(self.head_path, durable=durable)
+                    self._finish_interrupted_append(conn)
         except BaseException:
             self.close()
             raise
@@ -369,9 +363,28 @@ class PostgresAuditTrail:
                 _query(conn, f"INSERT INTO {META} VALUES ('head', 'external') "
                              "ON CONFLICT DO NOTHING")
                 if read_head(head_path) is None:
-                    _write_head(head_path, *(_last_link(conn) or (0, GENESIS_HASH)),
-                                durable=self.durable)
+                    with HeadFile(head_path, durable=self.durable).locked(create=True) as held:
+                        held.write_mark(_last_link(conn) or (0, GENESIS_HASH), sync=True)
         return head_path
+
+    def _locked(self, conn):
+        """This object's lock, the writers' advisory lock, then the head file's (a session
+        lock: it outlasts the commit, so each head record is written in chain order)."""
+        return _WriterLocks(self, conn)
+
+    def _finish_interrupted_append(self, conn) -> None:
+        """A row the head holds in flight goes into the trail (if the head and the rows are
+        otherwise as they should be: anything else is left for verify to report)."""
+        with self._locked(conn) as held:
+            with conn.transaction():
+                try:
+                    in_flight = row_in_flight(held, _last_link(conn), _HOW_TO_CHECK)
+                except AuditHeadError:
+                    return
+                if in_flight is not None:
+                    _insert(conn, in_flight, self.path)
+            if in_flight is not None:
+                held.write_mark((in_flight["seq"], in_flight["row_hash"]))
 
     # -- writing --
 
@@ -381,24 +394,19 @@ class PostgresAuditTrail:
         raises ValueError and writes nothing; a head that does not match raises
         AuditHeadError."""
         row = normalize_entry(entry)
-        with self._lock, self._pool.connection() as conn:
+        with self._pool.connection() as conn:
             if self.head_path is None and self._last is not None:
-                stored = self._append_if_guarded(conn, row)
+                with self._lock:
+                    stored = self._append_if_guarded(conn, row)
                 if stored is not None:
                     return stored
-            return self._append(conn, row)
-
-    def _chain(self, row: dict, last: tuple[int, str] | None) -> dict:
-        seq, prev_hash = (last[0] + 1, last[1]) if last else (1, GENESIS_HASH)
-        row = {**row, "seq": seq, "prev_hash": prev_hash,
-               "recorded_at": row["recorded_at"] or utc_now_iso()}
-        row["row_hash"] = compute_row_hash(row)
-        return {name: row[name] for name in COLUMNS}
+            with self._locked(conn) as held:
+                return self._append(conn, row, held)
 
     def _append_if_guarded(self, conn, row: dict) -> dict | None:
         import psycopg
 
-        stored = self._chain(row, self._last)
+        stored, _ = chain_row(row, self._last)
         cursor = psycopg.ClientCursor(conn)
         cursor.execute(_INSERT_IF_GUARDED_SQL, [*stored.values(), self._stamp])
         if cursor.rowcount != 1:
@@ -406,33 +414,32 @@ class PostgresAuditTrail:
         self._last = (stored["seq"], stored["row_hash"])
         return stored
 
-    def _append(self, conn, row: dict) -> dict:
-        import psycopg
-
-        # A session lock, held until the head file is written after the commit, so several
-        # writers move the head in chain order.
-        _query(conn, f"SELECT pg_advisory_lock({AUDIT_LOCKS}, 0)")
-        try:
-            with conn.transaction():
-                stamp, newest_seq, newest_hash, mine, *same = _query(conn, _STATE_SQL, (
-                    self._last[0] if self._last else None, row["event_key"])).fetchone()
-                last = None if newest_seq is None else (newest_seq, newest_hash)
-                if stamp != self._stamp:
-                    self._check_guard(conn, stamp)
-                if same[0] is not None:
-                    return same_or_conflict(dict(zip(COLUMNS, same, strict=True)), row)
-                self._check_last(last, mine)
-                if self.head_path is not None:
-                    self._check_head(last)
-                stored = self._chain(row, last)
-                psycopg.ClientCursor(conn).execute(_INSERT_SQL, list(stored.values()))
-                if self.head_path is not None:
-                    _write_head(_pending_path(self.head_path), stored["seq"],
-                                stored["row_hash"], durable=self.durable)
-            if self.head_path is not None:
-                self._move_head(stored["seq"], stored["row_hash"])
-        finally:
-            _query(conn, f"SELECT pg_advisory_unlock({AUDIT_LOCKS}, 0)")
+    def _append(self, conn, row: dict, held: HeldHead | None) -> dict:
+        in_flight = stored = None
+        with conn.transaction():
+            stamp, newest_seq, newest_hash, mine, *same = _query(conn, _STATE_SQL, (
+                self._last[0] if self._last else None, row["event_key"])).fetchone()
+            last = None if newest_seq is None else (newest_seq, newest_hash)
+            if stamp != self._stamp:
+                self._check_guard(conn, stamp)
+            if same[0] is not None:
+                return same_or_conflict(dict(zip(COLUMNS, same, strict=True)), row)
+            self._check_last(last, mine)
+            if held is not None:
+                in_flight = row_in_flight(held, last, _HOW_TO_CHECK)
+            if in_flight is not None:  # committed on its own first, then this row
+                _insert(conn, in_flight, self.path)
+            else:
+                stored, canonical = chain_row(row, last)
+                _insert(conn, stored, self.path)
+                if held is not None:
+                    held.write_intent(stored, canonical)
+        if in_flight is not None:
+            held.write_mark((in_flight["seq"], in_flight["row_hash"]))
+            self._last = (in_flight["seq"], in_flight["row_hash"])
+            return self._append(conn, row, held)
+        if held is not None:
+            held.write_mark((stored["seq"], stored["row_hash"]))
         self._last = (stored["seq"], stored["row_hash"])
         return stored
 
@@ -460,41 +467,18 @@ class PostgresAuditTrail:
                 f"{'gone' if mine is None else 'changed'} (the trail ends at row "
                 f"{last[0] if last else 0}). Nothing was written. {_DAMAGED_ADVICE}")
 
-    def _move_head(self, seq: int, row_hash: str) -> None:
-        _write_head(self.head_path, seq, row_hash, durable=self.durable)
-        _pending_path(self.head_path).unlink(missing_ok=True)
-
-    def _check_head(self, last: tuple[int, str] | None) -> None:
-        head, problem, settle = expected_head(self.head_path, last)
-        expected = last or (0, GENESIS_HASH)
-        if problem is None and head != expected:
-            problem = (f"the head file {self.head_path} says row {head[0]}, the trail ends at "
-                       f"row {expected[0]}" if head[0] != expected[0] else
-                       f"the head file {self.head_path} has another hash for row {head[0]}")
-        if problem:
-            raise AuditHeadError(
-                f"{problem}. Nothing was written. Check the trail against a copy of the head you "
-                "trust (verify(head=...)); if the rows are right, call reanchor() to write a new "
-                "head at the trail's end.")
-        if settle:
-            self._move_head(*head)
-
     def reanchor(self) -> tuple[int, str]:
         """Write a new head at the trail's newest row, after checking the chain. Only once you
         trust the rows. Returns the new head."""
         if self.head_path is None:
             raise AuditHeadError(f"{self.path} has no head file to re-anchor")
-        with self._lock, self._pool.connection() as conn:
-            _query(conn, f"SELECT pg_advisory_lock({AUDIT_LOCKS}, 0)")
-            try:
-                result = _verify(conn, None)
-                if not result.ok:
-                    raise AuditHeadError(f"{self.path} does not verify, so it gets no new head: "
-                                         f"{result.problem}")
-                last = _last_link(conn) or (0, GENESIS_HASH)
-                self._move_head(*last)
-            finally:
-                _query(conn, f"SELECT pg_advisory_unlock({AUDIT_LOCKS}, 0)")
+        with self._pool.connection() as conn, _WriterLocks(self, conn, create=True) as held:
+            result = _verify(conn, None)
+            if not result.ok:
+                raise AuditHeadError(f"{self.path} does not verify, so it gets no new head: "
+                                     f"{result.problem}")
+            last = _last_link(conn) or (0, GENESIS_HASH)
+            held.write_mark(last, sync=True)
         return last
 
     # -- reading and checking --
@@ -539,35 +523,84 @@ def _last_link(conn) -> tuple[int, str] | None:
     return None if last is None else (last[0], last[1])
 
 
+class _WriterLocks:
+    """A trail's writer locks, in the one order every writer takes them: the object's thread
+    lock, the advisory lock of all writers, the head file's lock (if the trail has a head)."""
+
+    def __init__(self, trail: PostgresAuditTrail, conn, *, create: bool = False):
+        self._trail, self._conn, self._create = trail, conn, create
+        self._head_lock = None
+
+    def __enter__(self) -> HeldHead | None:
+        self._trail._lock.acquire()
+        try:
+            _query(self._conn, f"SELECT pg_advisory_lock({AUDIT_LOCKS}, 0)")
+            head = self._trail._head
+            if head is None and self._create:
+                head = HeadFile(self._trail.head_path, durable=self._trail.durable)
+            self._head_lock = nullcontext() if head is None else head.locked(create=self._create)
+            return self._head_lock.__enter__()
+        except BaseException:
+            self.__exit__(None, None, None)
+            raise
+
+    def __exit__(self, *exc_info) -> None:
+        try:
+            if self._head_lock is not None:
+                self._head_lock.__exit__(*exc_info)
+            if not self._conn.closed:
+                _query(self._conn, f"SELECT pg_advisory_unlock({AUDIT_LOCKS}, 0)")
+        finally:
+            self._trail._lock.release()
+
+
+def _insert(conn, stored: dict, where: str) -> None:
+    """INSERT the row and see it stored as written (a trigger or rule could drop or change it)."""
+    import psycopg
+    from psycopg.rows import tuple_row
+
+    values = [stored[name] for name in COLUMNS]
+    cursor = psycopg.ClientCursor(conn, row_factory=tuple_row)
+    back = cursor.execute(_INSERT_RETURNING_SQL, values).fetchall()
+    if [list(found) for found in back] != [values]:
+        problems = guard_problems(conn) or ["no problem found in the guard"]
+        raise AuditSchemaError(
+            f"{where}: row {stored['seq']} was not stored as written, though the server took "
+            f"the INSERT (something drops or changes rows): {'; '.join(problems)}. Nothing "
+            f"was written. {_DAMAGED_ADVICE}")
+
+
 def _verify(conn, head, head_path: Path | None = None) -> VerifyResult:
-    """One snapshot: the guard, then the chain, then its end against the head."""
+    """One snapshot, taken while the head file is read (under its shared lock): the guard,
+    then the chain, then its end against the head."""
+    use_file = head is None and head_path is not None
     with conn.transaction():
         _query(conn, "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        with HeadFile(head_path).locked(shared=True) if use_file else nullcontext() as held:
+            _query(conn, "SELECT 1")  # the transaction's snapshot, taken now
+            if held is not None:
+                held.load()
         problems = guard_problems(conn)
         if problems and "missing" in problems[0]:
             return VerifyResult(False, 0, None, "; ".join(problems), tuple(problems))
-        head_problem = None
-        if head is None and head_path is not None:
-            head, head_problem, _ = expected_head(head_path, _last_link(conn))
-        result = _verify_chain(conn, head)
-    if head_problem and result.ok:
-        result = VerifyResult(False, result.rows_checked, None, head_problem)
+        end = read_end(held, _last_link(conn)) if held is not None else EndCheck(head)
+        result = end.applied_to(_verify_chain(conn, end.end, end.in_flight))
     return result.with_schema_problems(problems)
 
 
-def _verify_chain(conn, head) -> VerifyResult:
+def _verify_chain(conn, head, in_flight: dict | None = None) -> VerifyResult:
     """The chain checked by the server (links, hashes, rules); the rows are checked again in
     Python (``verify_rows``, the definition) only when the server finds a problem."""
     if (_query(conn, _BROKEN_LINK_SQL).fetchone()[0] is None
             and _query(conn, _BAD_ROWS_SQL).fetchone() is None):
-        walk = _Walk()
+        walk = ChainWalk()
         last = _last_link(conn)
         if last is not None:
             walk.passed(*last)
-        return walk.finish(head)
+        return walk.finish(head, in_flight)
     rows = [dict(zip(COLUMNS, row, strict=True))
             for row in _query(conn, SELECT_ROWS_SQL).fetchall()]
-    return verify_rows(rows, head)
+    return verify_rows(rows, head, in_flight)
 
 
 def verify_database(url: str, head: tuple[int, str] | None = None, *,

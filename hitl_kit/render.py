@@ -11,6 +11,9 @@ text that came from a model, from data or from another person:
   names each one. What runs contains those characters; the approver must be able to see them.
 
 ``visible(text)`` and ``reveal(text)`` are the one place this is done; every channel uses them.
+Which characters a reader cannot see, and which letters disguise a word, is
+``hitl_kit.identity``'s rule (``hidden_characters``, ``mixed_script_letters``): the same rule that
+refuses such characters in a person's name.
 """
 
 from __future__ import annotations
@@ -22,49 +25,25 @@ import re
 import unicodedata
 from datetime import UTC, datetime
 
-RISK_COLOURS = {"low": "#2e7d32", "medium": "#ef6c00", "high": "#c62828"}
+from hitl_kit.identity import hidden_characters, mixed_script_letters
 
-# Letters and symbols that render as nothing (or as blank space) although they are not controls.
-INVISIBLE = frozenset(map(chr, [0x034F, 0x115F, 0x1160, 0x17B4, 0x17B5, 0x2800, 0x3164, 0xFFA0,
-                                *range(0x180B, 0x1810), *range(0xFE00, 0xFE10),
-                                *range(0xE0100, 0xE01F0)]))
-BIDI_CONTROLS = frozenset(map(chr, [0x061C, 0x200E, 0x200F, *range(0x202A, 0x202F),
-                                    *range(0x2066, 0x206A)]))
-# Scripts with letters that look like Latin ones: mixed into a Latin word, they are a disguise.
-LOOKALIKE_SCRIPTS = frozenset({"CYRILLIC", "GREEK", "ARMENIAN", "CHEROKEE", "COPTIC"})
+RISK_COLOURS = {"low": "#2e7d32", "medium": "#ef6c00", "high": "#c62828"}
 SHORT_ESCAPES = {"\n": "\\n", "\t": "\\t", "\r": "\\r"}
 _NOT_PLAIN = re.compile(r"[^\x20-\x7e]")  # anything but printable ASCII
 _WORD = re.compile(r"\w+")
-# Letters of LOOKALIKE_SCRIPTS, and Latin letters: a word with both is a disguise.
-_LOOKALIKE_LETTER = re.compile("[\u0370-\u03ff\u0400-\u052f\u0531-\u058f\u13a0-\u13ff"
-                               "\u1c80-\u1c8f\u1f00-\u1fff\u2c80-\u2cff\u2de0-\u2dff"
-                               "\ua640-\ua69f\uab70-\uabbf\ufb13-\ufb17]")
-_LATIN_LETTER = re.compile("[A-Za-z\u00c0-\u024f\u1e00-\u1eff]")
 _MARKER = re.compile(r"\\(?:u[0-9a-f]{4}|U[0-9a-f]{8}|[ntr])")
 _CLEAN = re.compile(r"[\x20-\x7e]*")
 
 
 @functools.lru_cache(maxsize=4096)
-def _why_hidden(char: str) -> str | None:
-    """Why a reader would not see this character for what it is, or None."""
-    if char in BIDI_CONTROLS:
-        return "bidi control: reorders the text around it"
-    if char in INVISIBLE:
-        return "invisible"
-    category = unicodedata.category(char)
-    if category in ("Cc", "Cf", "Zl", "Zp", "Co", "Cs", "Cn"):
-        return "invisible or control character"
-    if category == "Zs":
-        return "a space that is not a plain space"
-    if category[0] in "LN":
+def _looks_like(char: str) -> str | None:
+    """A full-width or styled variant of a plain letter or digit (``Ｒ``, ``𝐝``): a name may be
+    spelt with it (it is the same person), but a reader should see it is not the plain one."""
+    if unicodedata.category(char)[0] in "LN":
         plain = unicodedata.normalize("NFKC", char)
         if plain != char and plain.isascii() and plain.isalnum():
             return f"looks like {plain!r}"
     return None
-
-
-def _script(char: str) -> str:
-    return unicodedata.name(char, "UNKNOWN").split(" ")[0]
 
 
 def _marker(char: str) -> str:
@@ -85,20 +64,15 @@ def reveal(text: str, multiline: bool = False) -> tuple[str, list[str]]:
     text = str(text)
     if _CLEAN.fullmatch(text):
         return text, []
-    marked: dict[int, str] = {}
+    marked = {at: why for at, why in hidden_characters(text)
+              if not (multiline and text[at] == "\n")}
     for found in _NOT_PLAIN.finditer(text):
-        char = found.group()
-        if char == "\n" and multiline:
-            continue
-        why = _why_hidden(char)
+        why = _looks_like(found.group())
         if why:
-            marked[found.start()] = why
-    if _LOOKALIKE_LETTER.search(text):
-        for word in _WORD.finditer(text):
-            if _LOOKALIKE_LETTER.search(word.group()) and _LATIN_LETTER.search(word.group()):
-                for i, c in enumerate(word.group(), word.start()):
-                    if c.isalpha() and _script(c) in LOOKALIKE_SCRIPTS:
-                        marked.setdefault(i, "looks like a Latin letter, inside a Latin word")
+            marked.setdefault(found.start(), why)
+    for word in _WORD.finditer(text):
+        for at, why in mixed_script_letters(word.group()):
+            marked.setdefault(word.start() + at, why)
     if not marked:
         return text, []
     pieces, found_chars, last = [], {}, 0

@@ -8,8 +8,11 @@ for Slack of ``hitl_kit.fake_slack``) on a free port of 127.0.0.1. What each cli
   off after ``head_timeout_s`` (``408`` when it had started a request);
 * a body slower than ``body_timeout_s`` gets ``408``; a body over ``max_body_bytes`` gets ``413``,
   refused unread when its ``Content-Length`` says so;
+* a request head over ``max_head_bytes`` gets ``431`` (``400`` while it is still arriving);
 * an idle keep-alive connection is closed after ``keep_alive_s``; more than ``max_connections``
-  at once get ``503``; a malformed request ``400``; a method a route does not take ``405``.
+  at once get ``503``, and so do more than ``max_connections_per_client`` from one address (so
+  one client holding or re-opening hundreds of idle sockets leaves the others served); a
+  malformed request ``400``; a method a route does not take ``405``.
 
 All of it runs on one event loop, so a client that waits never blocks the others. The server
 stops on ``stop()`` (returning within ``shutdown_grace_s`` and a little more, whatever clients
@@ -37,9 +40,18 @@ import uvicorn
 from starlette.datastructures import Headers
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-REQUEST_TIMEOUT = (b"HTTP/1.1 408 Request Timeout\r\ncontent-type: text/plain; charset=utf-8\r\n"
-                   b"content-length: 35\r\nconnection: close\r\n\r\n"
-                   b"the request did not arrive in time\n")
+
+def _plain_reply(status: str, text: str) -> bytes:
+    """A whole HTTP/1.1 reply that closes the connection, written before h11 is involved."""
+    body = f"{text}\n".encode()
+    return (f"HTTP/1.1 {status}\r\ncontent-type: text/plain; charset=utf-8\r\n"
+            f"content-length: {len(body)}\r\nconnection: close\r\n\r\n").encode() + body
+
+
+REQUEST_TIMEOUT = _plain_reply("408 Request Timeout", "the request did not arrive in time")
+TOO_MANY_FROM_YOU = _plain_reply(
+    "503 Service Unavailable", "too many connections from your address at once; close some "
+    "and try again")
 
 
 @dataclass(frozen=True)
@@ -52,6 +64,7 @@ class Limits:
     max_body_bytes: int = 64 * 1024  # forms and Slack payloads are a few kB
     max_head_bytes: int = 16 * 1024
     max_connections: int = 512  # open at once; more get 503
+    max_connections_per_client: int = 64  # from one address at once (browsers open about 6)
     shutdown_grace_s: float = 2.0  # requests running at stop() may finish within this
 
 
@@ -59,16 +72,32 @@ DEFAULT_LIMITS = Limits()
 
 
 class _GuardedH11(H11Protocol):
-    """uvicorn's h11 protocol plus a deadline for each request head."""
+    """uvicorn's h11 protocol plus a deadline for each request head and a limit on the
+    connections one client address holds at once."""
 
     _head_timer: asyncio.TimerHandle | None = None
+    _counted: str | None = None  # the client address this connection is counted against
 
     def connection_made(self, transport) -> None:
         super().connection_made(transport)
+        address = self.client[0] if self.client else ""
+        per_client = self.config.connections_per_client
+        if per_client.get(address, 0) >= self.config.limits.max_connections_per_client:
+            transport.write(TOO_MANY_FROM_YOU)
+            transport.close()
+            return
+        per_client[address] = per_client.get(address, 0) + 1
+        self._counted = address
         self._arm_head_timer()
 
     def connection_lost(self, exc) -> None:
         self._cancel_head_timer()
+        if self._counted is not None:
+            per_client = self.config.connections_per_client
+            per_client[self._counted] -= 1
+            if not per_client[self._counted]:
+                del per_client[self._counted]
+            self._counted = None
         super().connection_lost(exc)
 
     def handle_events(self) -> None:
@@ -113,6 +142,10 @@ class BodyGuard:
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
+        head = _head_size(scope)
+        if head > self.limits.max_head_bytes:  # arrived whole: h11 only limits a partial head
+            return await _refuse(send, 431, f"the request head is {head:,} bytes; at most "
+                                            f"{self.limits.max_head_bytes:,} are accepted")
         length = Headers(scope=scope).get("content-length")
         if length is not None and int(length) > self.limits.max_body_bytes:
             return await _refuse(send, 413, f"the body is {int(length):,} bytes; at most "
@@ -143,6 +176,14 @@ class BodyGuard:
             return {"type": "http.request", "body": body, "more_body": False}
 
         return await self.app(scope, replay, send)
+
+
+def _head_size(scope) -> int:
+    """The request head's size as sent: request line, header lines, the blank line."""
+    target = len(scope.get("raw_path") or b"") + (len(scope["query_string"]) + 1
+                                                  if scope.get("query_string") else 0)
+    line = len(scope["method"]) + 1 + target + len(" HTTP/1.1\r\n")
+    return line + sum(len(name) + len(value) + 4 for name, value in scope["headers"]) + 2
 
 
 async def _refuse(send, status: int, text: str) -> None:
@@ -203,6 +244,8 @@ class LocalServer:
             timeout_graceful_shutdown=max(1, round(limits.shutdown_grace_s)),
             h11_max_incomplete_event_size=limits.max_head_bytes)
         config.head_timeout_s = limits.head_timeout_s
+        config.limits = limits
+        config.connections_per_client = {}  # client address -> connections open (one loop)
         self._server: _Server | None = None
         self._config = config
         self._thread: threading.Thread | None = None

@@ -299,7 +299,10 @@ def _block_action(body: bytes) -> dict:
     form = parse_qs(body.decode("utf-8"), strict_parsing=True, max_num_fields=8)
     if list(form) != ["payload"] or len(form["payload"]) != 1:
         raise ValueError("the form must hold one 'payload' field")
-    payload = json.loads(form["payload"][0])
+    try:
+        payload = json.loads(form["payload"][0])
+    except RecursionError:  # a signed body can still be hostile: nested past Python's stack
+        raise ValueError("the payload's JSON nests too deeply to read") from None
     if not isinstance(payload, dict) or payload.get("type") != "block_actions":
         raise ValueError("only block_actions (button clicks) are handled")
     user, actions = payload.get("user"), payload.get("actions")

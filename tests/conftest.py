@@ -171,6 +171,21 @@ class SqliteBackend:
         finally:
             conn.close()
 
+    def cut_newest_row(self, folder: Path) -> None:
+        """Delete the trail's newest row and leave no trace in the schema: the delete trigger
+        dropped and put back as it was, and ``PRAGMA schema_version`` set back too."""
+        import sqlite3
+        from contextlib import closing
+
+        from hitl_kit.audit import TRIGGER_SQL
+
+        with closing(sqlite3.connect(folder / "audit.db", isolation_level=None)) as conn:
+            version = conn.execute("PRAGMA schema_version").fetchone()[0]
+            conn.execute("DROP TRIGGER audit_log_no_delete")
+            conn.execute("DELETE FROM audit_log WHERE seq = (SELECT max(seq) FROM audit_log)")
+            conn.execute(TRIGGER_SQL["audit_log_no_delete"])
+            conn.execute(f"PRAGMA schema_version = {version}")
+
     def copy(self, source: Path, folder: Path) -> None:
         """Make ``folder`` hold what ``source`` holds (its connections closed): many trials
         start from one prepared state."""
@@ -339,6 +354,11 @@ class PostgresBackend:
             if dropped:
                 conn.execute("UPDATE pg_catalog.pg_constraint SET convalidated = true "
                              "WHERE conrelid = 'hitl.audit_log'::regclass")
+
+    def cut_newest_row(self, folder: Path) -> None:
+        """Delete the trail's newest row, as the server's superuser (no privilege stops it)."""
+        with self.tamperer(folder) as conn:
+            conn.execute("DELETE FROM audit_log WHERE seq = (SELECT max(seq) FROM audit_log)")
 
     def copy(self, source: Path, folder: Path) -> None:
         """The folder's files, and the source database's rows COPYed into the folder's own

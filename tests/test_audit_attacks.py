@@ -275,6 +275,128 @@ def test_schema_drift_is_reported(trail, db_path, change, problem):
         trail.append(proposal(6))
 
 
+# Another spelling of the table's name: SQLite keeps it as written and compares names without
+# regard to the case of ASCII letters.
+SPELLINGS = ['"AUDIT_LOG"', "[Audit_Log]", "`audit_LOG`", "'Audit_log'", "main.AUDIT_LOG",
+             'main."Audit_Log"', "AUDIT_LOG"]
+
+
+@pytest.mark.parametrize("spelling", SPELLINGS)
+@pytest.mark.parametrize("which", ["trail", "headless"])
+def test_a_trigger_that_drops_rows_is_found_however_the_table_is_spelled(request, db_path,
+                                                                         which, spelling):
+    """Before, the schema check compared names as written: the trigger went unseen, append
+    returned a row that was not there, and the head's allowance absorbed the gap."""
+    trail = request.getfixturevalue(which)
+    with closing(plain(db_path)) as conn:
+        conn.execute(f"CREATE TRIGGER drop_rows BEFORE INSERT ON {spelling} "
+                     "WHEN NEW.session_id = 'thread-1' BEGIN SELECT RAISE(IGNORE); END")
+
+    for result in (verify_file(db_path), trail.verify()):
+        assert not result.ok and "unexpected trigger drop_rows" in result.problem
+    with pytest.raises(AuditSchemaError, match="drop_rows"):
+        trail.append(proposal(6))
+    assert count_rows(db_path) == 5
+
+
+@pytest.mark.parametrize("change, found", [
+    ("CREATE VIEW recent AS SELECT * FROM Audit_Log", "unexpected view recent"),
+    ("CREATE INDEX by_session ON [AUDIT_LOG] (session_id)", "unexpected index by_session"),
+    ("CREATE TABLE notes (n TEXT); CREATE TRIGGER meddle AFTER INSERT ON notes "
+     "BEGIN INSERT INTO \"AUDIT_META\" VALUES ('x', 'y'); END", "unexpected trigger meddle"),
+    ("CREATE TRIGGER Audit_Log_No_Delete_2 BEFORE INSERT ON audit_meta /* audit_log */ "
+     "BEGIN SELECT 1; END", "unexpected trigger Audit_Log_No_Delete_2"),
+])
+def test_every_object_that_touches_the_audit_tables_is_compared(trail, db_path, change, found):
+    with closing(plain(db_path)) as conn:
+        conn.executescript(change)
+    for result in (verify_file(db_path), trail.verify()):
+        assert not result.ok and found in result.problem
+    with pytest.raises(AuditSchemaError, match=found):
+        trail.append(proposal(6))
+
+
+def test_objects_that_do_not_touch_the_trail_are_left_alone(trail, db_path):
+    with closing(plain(db_path)) as conn:
+        conn.executescript("CREATE TABLE notes (text TEXT); CREATE INDEX by_text ON notes (text);"
+                           "CREATE VIEW audit_notes AS SELECT 'audit log' AS what FROM notes")
+    assert verify_file(db_path).ok and trail.verify().ok
+    trail.append(proposal(6))
+
+
+def run_as_the_owner(backend, folder, *statements: str) -> None:
+    """Statements run by someone who gets round the writer's guard (a plain connection to the
+    file, the server's superuser)."""
+    if backend.name == "sqlite":
+        with closing(plain(folder / "audit.db")) as conn:
+            for statement in statements:
+                conn.execute(statement)
+        return
+    from hitl_kit.postgres import connect
+
+    with connect(backend.admin_url(folder)) as conn:
+        for statement in statements:
+            conn.execute(statement)
+
+
+@pytest.mark.parametrize("change, found", [
+    ("CREATE INDEX by_session ON {log} (session_id)", "by_session"),
+    ("CREATE VIEW recent AS SELECT seq FROM {log}", "view recent"),
+])
+def test_an_index_or_a_view_on_the_trail_is_reported_and_refused(stored, backend, tmp_path,
+                                                                 change, found):
+    log = "audit_log" if backend.name == "sqlite" else "hitl.audit_log"
+    run_as_the_owner(backend, tmp_path, change.format(log=log).replace(
+        "VIEW recent", "VIEW recent" if backend.name == "sqlite" else "VIEW hitl.recent"))
+    result = stored.verify()
+    assert not result.ok and found in result.problem
+    with pytest.raises(AuditSchemaError, match=found):
+        stored.append(proposal(6))
+    assert len(backend.audit_rows(tmp_path)) == 5
+
+
+def drop_every_insert(backend, folder) -> None:
+    """A trigger that makes every INSERT into the trail do nothing, without an error."""
+    if backend.name == "sqlite":
+        run_as_the_owner(backend, folder, "CREATE TRIGGER drop_rows BEFORE INSERT ON audit_log "
+                                          "BEGIN SELECT RAISE(IGNORE); END")
+        return
+    run_as_the_owner(backend, folder,
+                     "CREATE FUNCTION hitl.drop_row() RETURNS trigger LANGUAGE plpgsql "
+                     "AS $$ BEGIN RETURN NULL; END $$",
+                     "CREATE TRIGGER drop_rows BEFORE INSERT ON hitl.audit_log "
+                     "FOR EACH ROW EXECUTE FUNCTION hitl.drop_row()")
+
+
+def blind_schema_checks(monkeypatch) -> None:
+    """The checks of the schema made to miss everything, as a check with a gap would."""
+    import hitl_kit.postgres_audit as postgres_audit
+
+    monkeypatch.setattr(audit, "schema_problems", lambda conn: [])
+    monkeypatch.setattr(postgres_audit, "guard_problems", lambda conn: [])
+
+
+def test_an_append_sees_its_row_stored_even_when_the_schema_check_misses(stored, backend,
+                                                                          tmp_path, monkeypatch):
+    """The last line of defence: a check of the schema that missed the trigger (made blind
+    here on purpose) still leaves the append reading its row back."""
+    drop_every_insert(backend, tmp_path)
+    blind_schema_checks(monkeypatch)
+    with pytest.raises(AuditSchemaError, match="row 6 was not stored as written"):
+        stored.append(proposal(6))
+    assert len(backend.audit_rows(tmp_path)) == 5
+
+
+def test_the_one_statement_append_sees_its_row_stored(headless, db_path, monkeypatch):
+    from .conftest import SqliteBackend
+
+    drop_every_insert(SqliteBackend(), db_path.parent)
+    blind_schema_checks(monkeypatch)
+    with pytest.raises(AuditSchemaError, match="row 6 was not stored as written"):
+        headless.append(proposal(6))
+    assert count_rows(db_path) == 5
+
+
 # --- secrets and limits ---------------------------------------------------------------------------
 
 
@@ -350,35 +472,11 @@ def test_the_writer_cannot_edit_the_schema_table(headless):
     assert headless.verify().ok
 
 
-# --- a process that died between writing the head and committing its row ------------------------
-
-
-def test_an_append_that_died_before_its_commit_is_not_a_cut(trail, db_path, head_path,
-                                                          monkeypatch):
-    """The head is written first, the row committed second; a SIGKILL in between leaves the
-    head one row ahead. That is recognised (the head names where the trail ended before, and
-    the schema is unchanged, so no row can have been deleted) and the trail goes on."""
-    real_write = audit._write_head
-
-    def write_then_die(*args, **kwargs):
-        real_write(*args, **kwargs)
-        raise KeyboardInterrupt("killed between the head and the COMMIT")
-
-    monkeypatch.setattr(audit, "_write_head", write_then_die)
-    with pytest.raises(KeyboardInterrupt):
-        trail.append(proposal(6))
-    monkeypatch.undo()
-    assert audit.read_head(head_path)[0] == 6 and count_rows(db_path) == 5
-
-    for result in (trail.verify(), verify_file(db_path)):
-        assert result.ok, result.problem
-    trail.append(proposal(6))  # the same event again: written now
-    assert trail.verify().ok and count_rows(db_path) == 6
+# --- the newest row cut (the head protocol's own tests: tests/test_audit_head.py) ---------
 
 
 def test_a_cut_last_row_is_still_found(trail, db_path, head_path):
-    """The same look from outside (the head one row past the trail) after a row was really
-    cut: deleting it meant dropping a trigger, which changed the schema version the head saw."""
+    """The newest row cut behind a dropped and restored trigger: the head marks it committed."""
     cut_the_last_row_and_put_the_trigger_back(trail, db_path)
     result = verify_file(db_path)
     assert not result.ok and "rows 5..5 were removed" in result.problem

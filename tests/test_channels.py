@@ -10,10 +10,10 @@ from hitl_kit.cards import ApprovalCard
 from hitl_kit.channels import (
     ApproverDirectory,
     Person,
+    check_not_requester,
     decide,
     item_ref,
     parse_ref,
-    same_requester,
 )
 from hitl_kit.contract import ApprovalError
 from hitl_kit.fake_slack import FakeSlack
@@ -28,7 +28,15 @@ from .channel_kit import FAST, Forms, client, make_setup, sign_in
     ([Person("system")], "keeps for itself"),
     ([Person("Auto")], "keeps for itself"),
     ([Person("ana"), Person("ANA")], "listed twice"),
-    ([Person("ana"), Person("\u0430na")], "listed twice"),  # Cyrillic a
+    ([Person("ana"), Person("\u0430na")], "invisible|mixes scripts"),  # Cyrillic a
+    ([Person("ace"), Person("\u0430\u0441\u0435")], "listed twice"),  # асе, all Cyrillic
+    ([Person("ana"), Person("ANA")], "listed twice"),
+    ([Person("rita"), Person("r\u026ata")], "listed twice"),  # a small capital I
+    ([Person("s\u0443stem")], "mixes scripts"),
+    ([Person("\u0405\u03a5\u0405\u03a4\u0395\u039c")], "mixes scripts"),
+    ([Person("\u0405\u0423\u0405\u0422\u0415\u041c")], "keeps for itself"),  # SYSTEM, Cyrillic
+    ([Person("an\u034fa")], "invisible"), ([Person("bo\ufe0f")], "invisible"),
+    ([Person("\u3164")], "invisible"),
     ([Person("an\u200ba")], "invisible"),
     ([Person("ana\nbo")], "invisible"),
     ([Person("ana", email="not an address")], "not an email address"),
@@ -58,11 +66,24 @@ def test_a_directory_finds_people_by_each_channels_identity():
 
 @pytest.mark.parametrize(("approver", "requester", "same"), [
     ("rita", "rita", True), ("Rita", " RITA ", True), ("ＲＩＴＡ", "rita", True),
-    ("rit\u0430", "rita", True), ("rita", "\u0280ita", False), ("ΡΙΤΑ", "PITA", True),
-    ("rita", "ritb", False), ("ana", None, False), (None, "rita", False),
+    ("rit\u0430", "rita", True), ("ΡΙΤΑ", "PITA", True), ("ri\u200bta", "rita", True),
+    ("r\u026ata", "rita", True), ("\u0422\u041e\u041c", "Tom", True),  # ТОМ in Cyrillic
+    ("rita", "\u0280ita", True),  # a small capital R: ʀita in capitals is RITA
+    ("rita", "ritb", False), ("ana", "anna", False), ("ana", None, False),
 ])
-def test_same_requester_sees_through_case_width_and_lookalikes(approver, requester, same):
-    assert same_requester(approver, requester) is same
+def test_the_requester_may_not_decide_in_any_spelling(approver, requester, same):
+    if same:
+        with pytest.raises(ApprovalError, match="someone else must decide"):
+            check_not_requester(approver, requester)
+    else:
+        check_not_requester(approver, requester)
+
+
+@pytest.mark.parametrize("requester", ["ri\u200bta", "rit\u0430", "ri\u034fta", "rita\ufe0f",
+                                       "\u3164rita"])
+def test_a_requester_name_that_cannot_be_compared_stops_every_decision(requester):
+    with pytest.raises(ApprovalError, match="nothing is decided through this channel"):
+        check_not_requester("bo", requester)
 
 
 @pytest.mark.parametrize("text", [None, 3, "", "nope", "[]", '["a","b"]', '["a","b",3]',

@@ -92,6 +92,25 @@ def test_an_unreachable_model_server_is_one_clean_line(run_in, monkeypatch):
     assert line.startswith("error: the chat model failed:") and "OPENAI_BASE_URL" in line
 
 
+@pytest.mark.parametrize("garbage", [{"foo": "bar"}, {"choices": []},
+                                     {"choices": [{"index": 0, "message": None}]}])
+def test_a_garbage_model_reply_is_one_clear_line_not_a_bug(run_in, monkeypatch, garbage):
+    """A server that answers, but not with a completion: before, '(a bug in hitl_kit)'."""
+    from .openai_stub import OpenAIStub
+
+    stub = OpenAIStub(text="hi")
+    stub.completion = lambda model, reply: {"id": "x", "object": "chat.completion",
+                                            "created": 1, "model": model, **garbage}
+    with stub:
+        monkeypatch.setenv("OPENAI_API_KEY", "sk-test-not-real")
+        monkeypatch.setenv("OPENAI_BASE_URL", stub.base_url)
+        code, out = run_in("read customer 2")
+    assert code == 2
+    [line] = out.err.strip().splitlines()
+    assert line.startswith("error: the chat model failed:") and "OPENAI_BASE_URL" in line
+    assert "a bug in hitl_kit" not in line
+
+
 def test_an_unexpected_error_is_one_line_unless_debugging(monkeypatch, capsys):
     import hitl_kit.__main__ as cli
 

@@ -120,7 +120,8 @@ def test_approvals_of_a_two_person_request_are_judged_one_by_one():
     assert judge(with_approvals("ana", "di"), needs_two).approvals[-1].approver == "di"
     for names, says in ((("di",), "needs 2 approvals"), (("ana", "ANA"), "same person"),
                         (("rita", "di"), "asked for this task"),
-                        (("di", "ana", "di"), "same person")):
+                        (("di", "ana", "di"), "same person"),
+                        (("Tom", "\u0422\u041e\u041c"), "same person")):  # ТОМ in Cyrillic
         with pytest.raises(NotAllowed, match=says):
             judge(with_approvals(*names), needs_two)
 
@@ -277,3 +278,60 @@ def test_nothing_gated_runs_without_a_persons_valid_decision(tmp_path_factory, a
             [row] = [r for r in resolved(trail, thread) if r["action_type"] == tool]
             assert row["outcome"] == "success"
     assert trail.verify().ok
+
+
+# -- who is who, on every path (the identity module decides; issue 20's attacks) -------------------
+
+LOOKALIKES_OF_RITA = ["rit\u0430", "ri\u200bta", "r\u026ata", "RITA", "\uff52\uff49\uff54\uff41",
+                      "\u0280ita"]
+
+
+@pytest.mark.parametrize("spelling", LOOKALIKES_OF_RITA)
+def test_the_requester_approves_her_own_request_on_no_path_in_any_spelling(tmp_path, spelling):
+    from hitl_kit.cards import ApprovalCard
+    from hitl_kit.terminal import approve_in_terminal
+
+    world, agent, _ = make(tmp_path)
+    inbox = ApprovalInbox(agent, recover=False)
+    outcome = agent.start(DELETE, "t", requested_by="rita")
+    with pytest.raises(ApprovalError):
+        agent.resume("t", {"kind": "approve", "approver": spelling})
+    try:
+        assert not any(r.resumed for r in inbox.approve(inbox.items(), spelling))
+    except ApprovalError:
+        pass  # a name that cannot be compared is refused for the whole batch
+    card = ApprovalCard(agent, "t", outcome.pending[0], approver=spelling)
+    card.approve.click()
+    assert not card.decided and "refused" in card.note.value
+    answers = ["a"]
+
+    def ask(prompt):  # approve once, then close the terminal
+        if not answers:
+            raise EOFError
+        return answers.pop()
+
+    said = []
+    approve_in_terminal(agent, outcome, spelling, ask=ask, say=said.append)
+    assert any("refused" in line for line in said)
+    assert world.calls["delete_customer"] == 0 and agent.ledger.claims.listed() == []
+
+
+@pytest.mark.parametrize("spelling", ["\u0430n\u0430", "ANA", "an\u200ba", "\u0430na"])
+def test_two_spellings_of_one_person_are_one_approval_without_a_people_table(tmp_path, spelling):
+    approvers = Approvers(two_person=["deploy_to_prod"])
+    world, agent, _ = make(tmp_path, approvers=approvers)
+    agent.start(DEPLOY.format("2.5"), "t")
+    agent.resume("t", {"kind": "approve", "approver": "ana"})
+    with pytest.raises(ApprovalError):
+        agent.resume("t", {"kind": "approve", "approver": spelling})
+    assert world.calls["deploy_to_prod"] == 0
+
+
+@pytest.mark.parametrize("name", ["\u0455\u0443\u0455t\u0435m", "S\u0443stem", "\u0430uto",
+                                  "SYSTEM", "sys\u200btem", "\uff41\uff55\uff54\uff4f"])
+def test_no_lookalike_of_a_reserved_name_decides(tmp_path, name):
+    world, agent, _ = make(tmp_path)
+    agent.start(DELETE, "t")
+    with pytest.raises(ApprovalError):
+        agent.resume("t", {"kind": "approve", "approver": name})
+    assert world.calls["delete_customer"] == 0

@@ -15,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hitl_kit.approval import ApprovalAgent, ApprovalError
-from hitl_kit.audit import COLUMNS, AuditTrail
+from hitl_kit.audit import COLUMNS, AuditTrail, read_head
 from hitl_kit.backends import open_stores
 from hitl_kit.contract import as_decision
 from hitl_kit.llm import OfflineChatModel
@@ -74,8 +74,8 @@ def test_sigkill_while_pending_then_resume_exactly_once(backend, tmp_path, fault
     world = World(str(tmp_path / "world.db"))
     assert [c["id"] for c in world.rows("customers")] == [1, 2, 4]
 
-    head = json.loads((tmp_path / "audit.head.json").read_text())
-    assert backend.verify_outside(tmp_path, head=(head["seq"], head["row_hash"])).ok
+    head = read_head(tmp_path / "audit.head.json")  # (seq, row_hash): what to keep a copy of
+    assert backend.verify_outside(tmp_path, head=head).ok
     trail = backend.audit(tmp_path)
     keys = [r["event_key"] for r in trail.rows()]
     assert len(keys) == len(set(keys)) == 4  # find + delete, each proposed and resolved once

@@ -1,5 +1,8 @@
 """The learner's path: nothing read before a drill gives its answer away."""
 
+import json
+import re
+
 from hitl_kit.email_classes import EMAIL_ASSISTANT_ACTIONS
 from hitl_kit.policy import ACTION_TABLE, SHOWN_ACTIONS, Policy, Reversibility
 
@@ -107,3 +110,38 @@ def test_the_readme_names_every_module_of_the_kit():
                      if p.name != "__init__.py")
     missing = [m for m in modules if f"`{m}`" not in readme]
     assert not missing, f"README's module table does not name: {missing}"
+
+
+def reading_path() -> list[tuple[str, int]]:
+    """The README's reading path: (module, the line count it states), in order."""
+    text = (ROOT / "README.md").read_text()
+    block = text.split("<!-- reading-path -->")[1].split("<!-- /reading-path -->")[0]
+    return [(m.group(1), int(m.group(2)))
+            for m in re.finditer(r"\| `(hitl_kit/[\w/]+\.py)` \| (\d+) \|", block)]
+
+
+def test_the_reading_path_states_each_modules_true_size():
+    path = reading_path()
+    assert len(path) >= 4
+    wrong = {module: (stated, len((ROOT / module).read_text().splitlines()))
+             for module, stated in path
+             if stated != len((ROOT / module).read_text().splitlines())}
+    assert not wrong, f"README's reading path: (stated, actual) lines: {wrong}"
+    total = sum(stated for _, stated in path[:4])
+    text = (ROOT / "README.md").read_text()
+    assert f"(the first four rows) are {total:,} lines together" in text
+
+
+def test_each_module_of_the_reading_path_is_printed_by_its_notebook():
+    text = (ROOT / "README.md").read_text()
+    block = text.split("<!-- reading-path -->")[1].split("<!-- /reading-path -->")[0]
+    for module, number in re.findall(r"`hitl_kit/(\w+)\.py` \| \d+ \| notebook (\d+)", block):
+        [notebook] = (ROOT / "notebooks").glob(f"{number}_*.ipynb")
+        code = "\n".join("".join(cell["source"]) for cell in json.loads(
+            notebook.read_text())["cells"] if cell["cell_type"] == "code")
+        names = re.findall(rf"from hitl_kit import {module}(?: as (\w+))?", code)
+        names = [alias or module for alias in names]
+        for imported in re.findall(rf"from hitl_kit\.{module} import ([\w, ]+)", code):
+            names += [n.split()[-1] for n in imported.split(",") if n.strip()]
+        printed = [n for n in names if re.search(rf"getsource\(\s*{n}\b", code)]
+        assert printed, f"{notebook.name} does not print the code of hitl_kit/{module}.py"

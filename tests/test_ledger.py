@@ -202,6 +202,13 @@ def test_two_people_complete_a_request_and_one_person_counts_once(backend, tmp_p
     assert ledger.approve_with(claim(approver="cy"), 2, "h3")[0] == "decided"
 
 
+def test_one_person_counts_once_in_a_spelling_alike_only_in_capitals(backend, tmp_path):
+    ledger = backend.ledger(tmp_path)
+    assert ledger.approve_with(claim(approver="Tom"), 2, "h1")[0] == "partial"
+    state, again = ledger.approve_with(claim(approver="\u0422\u041e\u041c"), 2, "h1")  # ТОМ
+    assert (state, again.approver) == ("again", "Tom")
+
+
 # -- the run journal ------------------------------------------------------------------------------
 
 def test_the_journal_records_a_start_then_the_first_end_only(backend, tmp_path):

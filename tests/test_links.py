@@ -220,7 +220,7 @@ def test_a_link_for_a_request_decided_elsewhere_or_changed_is_refused(links, inb
 
 @pytest.mark.parametrize("approver", ["rita", " Rita ", "RITA", "ＲＩＴＡ", "rit\u0430"])
 def test_the_requester_cannot_be_sent_their_own_request(links, world, approver):
-    with pytest.raises(ValueError, match="someone else must decide"):
+    with pytest.raises(ValueError, match="someone else must decide|mixes scripts"):
         issued(links, "a", requester="rita", approver=approver)
     signed = links.sign({**fields_of(issued(links, "a")["approve"]), "approver": approver})
     result = links.resolve(signed)  # a validly signed link that names the requester anyway

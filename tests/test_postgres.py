@@ -191,23 +191,7 @@ def test_a_trail_with_a_head_is_not_opened_without_one(five, pg, tmp_path):
         PostgresAuditTrail(pg.url(tmp_path))
 
 
-# -- the head, when the process dies between the commit and the head file -----------------------
-
-def test_a_row_committed_before_the_head_moved_is_settled(five, pg, tmp_path, monkeypatch):
-    import hitl_kit.postgres_audit as module
-
-    def die_before_moving(self, seq, row_hash):
-        raise KeyboardInterrupt("killed after the commit")
-
-    monkeypatch.setattr(module.PostgresAuditTrail, "_move_head", die_before_moving)
-    with pytest.raises(KeyboardInterrupt):
-        five.append(proposal(6))
-    monkeypatch.undo()
-    assert (tmp_path / (HEAD + ".pending")).exists() and len(five.rows()) == 6
-    assert five.verify().ok  # the pending head is the trail's newest row: it counts
-    five.append(proposal(7))
-    assert five.verify().ok and not (tmp_path / (HEAD + ".pending")).exists()
-
+# -- the head, when an INSERT fails (a SIGKILL at each point: tests/test_audit_head.py) ---------
 
 def test_a_row_that_never_committed_leaves_the_head_where_it_was(five, pg, tmp_path,
                                                                    monkeypatch):

@@ -1,11 +1,15 @@
 """The local server under slow and hostile clients: each gets an answer within its timeout, the
 others are served meanwhile, and stop() returns whatever the clients do."""
 
+from __future__ import annotations
+
 import asyncio
 import contextlib
+import selectors
 import socket
 import subprocess
 import sys
+import threading
 import time
 
 import httpx
@@ -17,6 +21,8 @@ from starlette.routing import Route
 
 from benchmarks.channels import on_own_loop
 from hitl_kit.server import Limits, LocalServer
+
+from .channel_kit import Forms
 
 
 async def hello(request):
@@ -36,7 +42,8 @@ APP = Starlette(routes=[Route("/", hello), Route("/echo", echo, methods=["POST"]
                         Route("/stuck", stuck)])
 STRICT = Limits(head_timeout_s=0.5, body_timeout_s=0.5, keep_alive_s=1, max_body_bytes=1024,
                 shutdown_grace_s=1)
-PATIENT = Limits(head_timeout_s=60, body_timeout_s=60, keep_alive_s=60, max_connections=2000)
+PATIENT = Limits(head_timeout_s=60, body_timeout_s=60, keep_alive_s=60, max_connections=2000,
+                 max_connections_per_client=2000)
 
 
 @pytest.fixture(scope="module")
@@ -160,6 +167,102 @@ def test_others_are_served_while_hostile_clients_hold_connections(patient):
     assert status_of(reply) == 200
     for sock in [*idle, half_head, short_body]:
         sock.close()
+
+
+def test_a_whole_head_over_the_limit_is_refused_even_in_one_piece(strict):
+    """h11 limits a head that is still arriving; one that arrives whole in a single read was
+    served before (a 100 kB head, sent at once)."""
+    sock = connect(strict)
+    with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 100_000 + b"\r\n\r\n")
+    reply = reply_of(sock)
+    assert status_of(reply) == 431 and b"at most 16,384" in reply
+    fits = connect(strict)  # a head just under the limit is served
+    fits.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\nX-Pad: "
+                 + b"a" * 16_000 + b"\r\n\r\n")
+    assert status_of(reply_of(fits)) == 200
+
+
+class Flood:
+    """Idle sockets from one address (``source``, another loopback address than the other
+    client's), opened up to ``count`` at once and re-opened as the server cuts them, until
+    stopped or ``max_opens`` sockets were opened in all. Counts what it saw."""
+
+    def __init__(self, port: int, source: str, count: int, max_opens: int):
+        self.port, self.source, self.count, self.max_opens = port, source, count, max_opens
+        self.opened = self.cut = self.refused_with_503 = 0
+        self.failed_opens: list[str] = []
+        self.filled = threading.Event()
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _open(self, selector) -> None:
+        try:
+            sock = socket.create_connection(("127.0.0.1", self.port), timeout=10,
+                                            source_address=(self.source, 0))
+        except OSError as exc:  # (a loaded machine): noted, and the flood goes on
+            self.failed_opens.append(repr(exc))
+            return
+        sock.setblocking(False)
+        selector.register(sock, selectors.EVENT_READ)
+        self.opened += 1
+
+    def _run(self) -> None:
+        with selectors.DefaultSelector() as selector:
+            try:
+                while len(selector.get_map()) < self.count and len(self.failed_opens) < 100:
+                    self._open(selector)
+                self.filled.set()
+                while not self.stop.is_set() and self.opened < self.max_opens:
+                    for key, _ in selector.select(timeout=0.05):
+                        try:
+                            data = key.fileobj.recv(4096)
+                        except OSError:
+                            data = b""
+                        self.refused_with_503 += data.startswith(b"HTTP/1.1 503")
+                        selector.unregister(key.fileobj)
+                        key.fileobj.close()
+                        self.cut += 1
+                        self._open(selector)  # as cut, so again
+            finally:
+                self.filled.set()
+                for key in list(selector.get_map().values()):
+                    key.fileobj.close()
+
+    def __enter__(self) -> Flood:
+        self.thread.start()
+        assert self.filled.wait(60), "the flood never got its sockets open"
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop.set()
+        self.thread.join(60)
+
+
+def test_a_flood_of_idle_sockets_from_one_address_leaves_the_others_served(tmp_path):
+    """600 idle sockets from 127.0.0.2, re-opened as the server cuts them, while a person on
+    127.0.0.1 checks the health route, signs in and decides every pending request. Before,
+    the flood took every slot and everyone, the health check included, got 503."""
+    from .channel_kit import FAST, client, make_setup, sign_in
+    from .test_web import decide_on_dashboard
+
+    setup = make_setup(tmp_path)
+    with setup.app.serve(lifetime_s=120, limits=FAST) as server, \
+            Flood(server.port, "127.0.0.2", count=600, max_opens=5_000) as flood, \
+            client(server) as http:
+        health = [http.get("/healthz").status_code for _ in range(20)]
+        sign_in(http, setup.app, "ana")
+        page = http.get("/dashboard").text
+        refs = [ref for ref in Forms(page).refs().values()]
+        decided = decide_on_dashboard(http, refs, "approve", "checked")
+        health += [http.get("/healthz").status_code for _ in range(20)]
+    seen = (f"flood: {flood.opened} opened, {flood.cut} cut, {flood.refused_with_503} "
+            f"turned away with 503, failed opens {flood.failed_opens[:3]}")
+    assert health == [200] * 40, seen
+    assert decided.status_code == 200, seen
+    assert setup.inbox.items() == [] and setup.executed() == len(refs) == 3, seen
+    # the flood was held at the limit: its sockets past it were turned away at once
+    assert flood.opened >= 600 and flood.refused_with_503 > 0, seen
 
 
 def test_connections_beyond_the_limit_get_503_not_a_hang():

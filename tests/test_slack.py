@@ -290,6 +290,17 @@ def test_signed_payloads_that_are_not_a_click_decide_nothing(wired):
     assert setup.executed() == 0 and setup.agent.pending("del-4")
 
 
+def test_a_signed_payload_nested_too_deeply_gets_a_400_with_the_reason(wired):
+    """Correctly signed, within the size limit, and nested past what Python's JSON reader can
+    follow: before, a 500."""
+    setup, slack, server, posted = wired
+    payload = ('{"type": "block_actions", "user": {"id": "U0ANA"}, "actions": [], "x": '
+               + "[" * 5000 + "]" * 5000 + "}")
+    reply = post(server, *signed(urlencode({"payload": payload}).encode()))
+    assert reply.status_code == 400 and "nests too deeply" in reply.json()["error"]
+    assert setup.executed() == 0 and setup.agent.pending("del-4")
+
+
 def test_a_signed_click_on_a_garbled_value_is_refused(wired, fake):
     setup, slack, server, posted = wired
     for value in ("not json", '["del-4"]', json.dumps(["del-4", "x", "y"]), "a" * 5000):
