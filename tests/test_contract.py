@@ -296,10 +296,8 @@ def test_the_requester_approves_her_own_request_on_no_path_in_any_spelling(tmp_p
     outcome = agent.start(DELETE, "t", requested_by="rita")
     with pytest.raises(ApprovalError):
         agent.resume("t", {"kind": "approve", "approver": spelling})
-    try:
+    with contextlib.suppress(ApprovalError):  # a name that cannot be compared refuses the batch
         assert not any(r.resumed for r in inbox.approve(inbox.items(), spelling))
-    except ApprovalError:
-        pass  # a name that cannot be compared is refused for the whole batch
     card = ApprovalCard(agent, "t", outcome.pending[0], approver=spelling)
     card.approve.click()
     assert not card.decided and "refused" in card.note.value
