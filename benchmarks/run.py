@@ -314,7 +314,7 @@ def bench_timeout_accuracy() -> dict:
     for i, request in enumerate(pending):
         seconds = base + i * 0.025 - time.monotonic()
         due.append(time.monotonic() + seconds)
-        timers.append(ApprovalTimer(agent, f"timeout-{i}", request, Deadline(seconds)).start())
+        timers.append(ApprovalTimer(agent, request, Deadline(seconds)).start())
     settled_at = []
     for timer in timers:
         assert timer.wait(60) and timer.state == TIMED_OUT

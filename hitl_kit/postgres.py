@@ -217,8 +217,7 @@ class PostgresEngine:
     @contextmanager
     def transaction(self, thread_id: str | None = None) -> Iterator[_Portable]:
         """In pipeline mode: BEGIN, the lock and the statements up to the first read go in one
-        round trip, the writes after it and COMMIT in one more (measured: a decision's ledger
-        steps 8.7 -> 5.0 ms, benchmarks/profiles/)."""
+        round trip, the writes after it and COMMIT in one more."""
         with self._pool.connection() as conn, conn.pipeline(), conn.transaction():
             if thread_id is not None:
                 conn.execute("SELECT pg_advisory_xact_lock(%s, hashtext(%s))",
