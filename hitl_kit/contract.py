@@ -264,7 +264,13 @@ class DecisionForm:
 
     @classmethod
     def __get_pydantic_core_schema__(cls, source, handler):
-        return _decision_form()
+        form = _decision_form()
+        # Kept on the class, as pydantic keeps a model's: a later TypeAdapter(DecisionForm)
+        # (one per interrupt() call) takes them as built instead of building a validator.
+        cls.__pydantic_core_schema__ = form.core_schema
+        cls.__pydantic_validator__ = form.validator
+        cls.__pydantic_serializer__ = form.serializer
+        return form.core_schema
 
 
 @functools.cache
@@ -276,7 +282,7 @@ def _decision_form():
     schema = Decision.model_json_schema()
     shown = _inlined(schema, schema.pop("$defs", {}))  # a schema given as is has no $defs
     return TypeAdapter(Annotated[Any, PlainValidator(Decision.model_validate),
-                                 WithJsonSchema(shown)]).core_schema
+                                 WithJsonSchema(shown)])
 
 
 def _inlined(node: Any, defs: dict) -> Any:
