@@ -4,24 +4,41 @@
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 from pathlib import Path
+
+DESCRIPTION = """The kit's commands: check your drills, get hints and solutions, run a task and
+approve its actions in the terminal, resume what is pending, serve the approvals web app, open
+JupyterLab on your own copy of the notebooks."""
+SQLITE_HEADER = b"SQLite format 3\x00"  # the first 16 bytes of every SQLite database file
+STATE_FILES = ("world.db", "checkpoints.db", "audit.db")  # what a --state folder holds
+
+
+def _is_path(target: str) -> bool:
+    """A notebook path (``drills/x.ipynb``) rather than a drill key (``drill1``)."""
+    return target.endswith(".ipynb") or "/" in target or os.sep in target or Path(target).exists()
 
 
 def _drill_for(target: str):
     from hitl_kit.course.checks import get_drill
     from hitl_kit.course.selfcheck import drill_key_of
 
-    return get_drill(drill_key_of(Path(target)) if target.endswith(".ipynb") else target)
+    return get_drill(drill_key_of(Path(target)) if _is_path(target) else target)
 
 
-def cmd_check(path: str | None) -> int:
+def _notebook_for(target: str) -> Path:
+    """The notebook a command works on: the path given, or for a drill key your copy of it."""
+    return Path(target) if _is_path(target) else _drill_for(target).learner_path
+
+
+def cmd_check(target: str | None) -> int:
     from hitl_kit.course.checks import check_notebook
     from hitl_kit.course.selfcheck import CORRECT
 
-    if path:
-        report = check_notebook(path)
+    if target:
+        report = check_notebook(_notebook_for(target))
         print(report)
         return 0 if report.status == CORRECT else 1
     from hitl_kit.course.checks import progress_table
@@ -34,8 +51,7 @@ def cmd_check(path: str | None) -> int:
 def cmd_hint(target: str) -> int:
     from hitl_kit.course.checks import check_notebook
 
-    drill = _drill_for(target)
-    print(check_notebook(target if target.endswith(".ipynb") else drill.drill_path).hints())
+    print(check_notebook(_notebook_for(target)).hints())
     return 0
 
 
@@ -44,6 +60,43 @@ def cmd_solution(target: str) -> int:
     print(f"# {drill.title}: the solved cells of solutions/{drill.notebook}")
     drill.solution()
     return 0
+
+
+def _sqlite_file(option: str, path: str, *, must_exist: bool = False) -> str:
+    """``path`` when SQLite can keep a database there: an SQLite file, or a new file in a
+    folder that exists; else ValueError saying what is wrong with it and what to give."""
+    given = Path(path)
+    if given.is_dir():
+        raise ValueError(f"{option} {path} is a folder: give a file (a new name is fine)")
+    if not given.exists():
+        if must_exist:
+            raise ValueError(f"{option} {path}: no such file; give one an earlier run made "
+                             "(a --state folder's checkpoints.db)")
+        if not given.parent.is_dir():
+            raise ValueError(f"{option} {path}: the folder {given.parent} does not exist; create "
+                             "it, or give a path in a folder that does")
+        return path
+    try:
+        with given.open("rb") as file:
+            header = file.read(len(SQLITE_HEADER))
+    except OSError as exc:
+        raise ValueError(f"{option} {path} cannot be read ({exc.strerror})") from None
+    if header and header != SQLITE_HEADER:
+        raise ValueError(f"{option} {path} is not an SQLite database: give a file an earlier run "
+                         "made, or a new path")
+    return path
+
+
+def _state_folder(state: str) -> Path:
+    """The ``--state`` folder, created if missing; ValueError when it cannot be one."""
+    folder = Path(state)
+    if folder.exists() and not folder.is_dir():
+        raise ValueError(f"--state {state} is a file: give a folder (it is created if missing)")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ValueError(f"--state {state}: cannot create that folder ({exc.strerror})") from None
+    return folder
 
 
 def _open_agent(world_path: str | None, state: str | None):
@@ -55,9 +108,12 @@ def _open_agent(world_path: str | None, state: str | None):
     from hitl_kit.world import World
 
     if state is not None:
-        folder = Path(state)
-        folder.mkdir(parents=True, exist_ok=True)
+        folder = _state_folder(state)
+        for name in STATE_FILES:  # what an earlier run left there, if anything
+            _sqlite_file("--state", str(folder / name))
         world_path = str(folder / "world.db")
+    elif world_path is not None:
+        _sqlite_file("--world", world_path)
     if world_path is None:
         world = World()
         print("world: a fresh demo world, gone when this command ends "
@@ -161,14 +217,18 @@ def cmd_env() -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog=".venv/bin/python -m hitl_kit", description=__doc__)
+    parser = argparse.ArgumentParser(prog=".venv/bin/python -m hitl_kit",
+                                     description=DESCRIPTION)
     sub = parser.add_subparsers(dest="command", required=True)
     check = sub.add_parser("check", help="check a drill notebook, or show progress on all drills")
-    check.add_argument("notebook", nargs="?", help="a drill notebook (.ipynb); none: all drills")
+    check.add_argument("notebook", nargs="?", help="a drill notebook (.ipynb), or a drill key "
+                                                     "such as drill1 (your copy of it); none: "
+                                                     "all drills")
     for name, text in (("hint", "hints for the checks that do not pass yet"),
                        ("solution", "print a drill's solved cells")):
         p = sub.add_parser(name, help=text)
-        p.add_argument("drill", help="a drill notebook path or a drill key such as drill1")
+        p.add_argument("drill", help="a drill notebook path, or a drill key such as drill1 "
+                                     "(your copy of it)")
     sub.add_parser("env", help="offline or OpenAI mode, and the versions installed")
     lab = sub.add_parser("lab", help="open JupyterLab on notebook 00, with drills/ in reach")
     lab.add_argument("--port", type=int, help="listen on this port (default: 8888 or the next "
@@ -196,7 +256,8 @@ def main(argv: list[str] | None = None) -> int:
                           "unanswered approval outlives the run")
     resume = sub.add_parser("resume", help="recover what a crash left, then answer every "
                                            "approval pending in a --state folder")
-    resume.add_argument("--state", metavar="DIR", required=True, help="the folder `run` used")
+    resume.add_argument("--state", metavar="DIR", required=True,
+                        help="the folder given to run --state")
     resume.add_argument("--approver", default="cli-user", help="your name in the decisions")
     args = parser.parse_args(argv)
     try:
@@ -237,6 +298,13 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "serve":
         from hitl_kit.web import serve_from_cli
 
+        if not (math.isfinite(args.minutes) and args.minutes > 0):
+            raise ValueError(f"--minutes is how long the app runs: a positive number of minutes, "
+                             f"not {args.minutes:g}")
+        if args.world:
+            _sqlite_file("--world", args.world)
+        if args.checkpoints:
+            _sqlite_file("--checkpoints", args.checkpoints, must_exist=True)
         return serve_from_cli(args.approver, args.world, args.checkpoints, args.minutes)
     if args.command == "lab":
         from hitl_kit.lab import launch

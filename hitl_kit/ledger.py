@@ -140,8 +140,10 @@ class Claim:
         return self.thread_id, self.interrupt_id, self.fingerprint
 
     def describe(self) -> str:
-        """'ana (approved: fine) via slack at 2026-...'."""
-        return f"{self.decision.describe()} via {self.decision.channel} at {self.decided_at}"
+        """'ana (approved: fine) via slack at 2026-12-06 10:00:00 UTC'."""
+        when = datetime.fromisoformat(self.decided_at).astimezone(UTC)
+        return (f"{self.decision.describe()} via {self.decision.channel} at "
+                f"{when:%Y-%m-%d %H:%M:%S} UTC")
 
 
 @dataclass(frozen=True)

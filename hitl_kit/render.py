@@ -135,8 +135,8 @@ def payload_rows(request) -> list[tuple[str, str]]:
     if request.edited_by:
         rows.append(("arguments edited by", text(request.edited_by)))
     if request.expires_at:
-        rows.append(("request expires", f"{request.expires_at} (an approval after that does "
-                                        "not run)"))
+        rows.append(("request expires", f"{moment(text(request.expires_at))} (an approval "
+                                        "after that does not run)"))
     if request.problem:  # the call cannot run as proposed: edit or reject only
         rows.insert(0, ("CANNOT BE APPROVED", text(request.problem)))
     if request.error:
@@ -190,16 +190,44 @@ def context_html(request) -> str:
     return f"<details><summary>full context</summary>{payload_table_html(request)}</details>"
 
 
-def ago(when: str | datetime, now: datetime | None = None) -> str:
-    """'just now', '2 s ago', '5 min ago' for an ISO timestamp or a datetime."""
-    moment = datetime.fromisoformat(when) if isinstance(when, str) else when
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    seconds = max(0.0, ((now or datetime.now(UTC)) - moment).total_seconds())
+def _as_datetime(when: str | datetime) -> datetime:
+    parsed = datetime.fromisoformat(when) if isinstance(when, str) else when
+    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed
+
+
+def _span(seconds: float) -> str | None:
+    """'5 min', '2 s'; None under a second."""
     for unit, size in (("d", 86400), ("h", 3600), ("min", 60), ("s", 1)):
         if seconds >= size:
-            return f"{int(seconds // size)} {unit} ago"
-    return "just now"
+            return f"{int(seconds // size)} {unit}"
+    return None
+
+
+def ago(when: str | datetime, now: datetime | None = None) -> str:
+    """'just now', '2 s ago', '5 min ago' for an ISO timestamp or a datetime."""
+    seconds = max(0.0, ((now or datetime.now(UTC)) - _as_datetime(when)).total_seconds())
+    span = _span(seconds)
+    return f"{span} ago" if span else "just now"
+
+
+def moment(when: str | datetime, now: datetime | None = None) -> str:
+    """A point in time for people: to the second in UTC, and how far it is from now (an ISO
+    timestamp's microseconds and offset are for machines). Text that is not a timestamp is
+    returned as it is.
+
+    >>> moment("2026-12-06T19:00:10.727826+00:00", now=datetime(2026, 12, 6, 18, 0, tzinfo=UTC))
+    '2026-12-06 19:00:10 UTC (in 1 h)'
+    >>> moment("2026-12-06T17:55:00+00:00", now=datetime(2026, 12, 6, 18, 0, tzinfo=UTC))
+    '2026-12-06 17:55:00 UTC (5 min ago)'
+    """
+    try:
+        when = _as_datetime(when).astimezone(UTC)
+    except (TypeError, ValueError):
+        return str(when)
+    seconds = (when - (now or datetime.now(UTC))).total_seconds()
+    span = _span(abs(seconds))
+    relative = "now" if span is None else f"in {span}" if seconds > 0 else f"{span} ago"
+    return f"{when:%Y-%m-%d %H:%M:%S} UTC ({relative})"
 
 
 def claim_line(claim, now: datetime | None = None) -> str:

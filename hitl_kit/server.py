@@ -225,6 +225,32 @@ def _stop_all() -> None:  # the kernel or interpreter is exiting: no server outl
         server.stop()
 
 
+class ServersStopped(RuntimeError):
+    """What ``require_running`` raises: in a notebook, one line that says what to do, not a
+    connection error's traceback."""
+
+    def _render_traceback_(self) -> list[str]:  # IPython shows these lines instead
+        return [f"{type(self).__name__}: {self}"]
+
+
+def require_running(servers: dict, restart: str) -> None:
+    """Check that each named server (anything with ``running``) still runs before talking to it;
+    ``ServersStopped`` names the ones that stopped and says ``restart``.
+
+    >>> from starlette.applications import Starlette
+    >>> with LocalServer(Starlette(), lifetime_s=30) as server:
+    ...     require_running({"web app": server}, restart="start it again")
+    >>> require_running({"web app": server}, restart="start it again")
+    Traceback (most recent call last):
+    ...
+    hitl_kit.server.ServersStopped: the web app stopped (servers stop by themselves after their lifetime): start it again
+    """  # noqa: E501
+    stopped = [name for name, server in servers.items() if not server.running]
+    if stopped:
+        raise ServersStopped(f"the {' and the '.join(stopped)} stopped (servers stop by themselves "
+                             f"after their lifetime): {restart}")
+
+
 class LocalServer:
     """``app`` served on 127.0.0.1 in a background thread until ``stop()``, the end of a
     ``with`` block, ``lifetime_s`` (None: no limit) or the process exit."""

@@ -4,7 +4,8 @@
 =========================  ===================================================================
 ``GET /dashboard``         every pending request across threads: risk, action, who asked, age
                            and countdown, full context; sign-in required
-``POST /dashboard/decide`` approve or reject the ticked requests with a reason; one result each
+``POST /dashboard/decide`` approve or reject the ticked requests with a reason; one result each,
+                           shown on the dashboard it redirects to (a reload decides nothing)
 ``GET /links/{id}``        an approval link opened: a confirm page, never a decision (mail
                            scanners open links by themselves)
 ``POST /links/{id}``       the confirm page's button: the link's approver decides, once
@@ -121,7 +122,7 @@ class Row:
     anchor: str
     risk: str
     args: str
-    requester: str
+    requester: str | None  # None: nobody recorded who asked
     rows: list
     problem: str | None
     when: str
@@ -147,6 +148,7 @@ class ApprovalsApp:
         self._confirm_signer = _signer(secret, "hitl-kit link confirm")
         self._keys: dict[str, str] = {}  # sha256 of a sign-in key -> approver name
         self._sessions: dict[str, tuple[str, float]] = {}  # session id -> (approver, start)
+        self._last_action: dict[str, list[dict]] = {}  # session id -> results not shown yet
         self._requesters: dict[str, str | None] = {}
         self._lock = threading.Lock()
         self.public_url = "http://127.0.0.1"
@@ -216,6 +218,7 @@ class ApprovalsApp:
         with self._lock:
             for old in [s for s, (_, at) in self._sessions.items() if at < now - SESSION_S]:
                 del self._sessions[old]  # expired: its cookie is refused anyway
+                self._last_action.pop(old, None)
             self._sessions[sid] = (name, now)
         response = RedirectResponse("/dashboard", 303)
         response.set_cookie(SESSION_COOKIE, self._session_signer.dumps(sid), max_age=SESSION_S,
@@ -247,9 +250,11 @@ class ApprovalsApp:
         who = self.signed_in(request)
         if who is None:
             return RedirectResponse("/login", 303)
+        with self._lock:
+            answers = self._last_action.pop(who[1], None)  # shown once: a reload drops it
         rows, total = await run_in_threadpool(self._rows)
         return self._page(request, "dashboard.html", title="Approvals", items=rows,
-                          total=total, answers=None, error=None, who=who)
+                          total=total, answers=answers, error=None, who=who)
 
     async def dashboard_decide(self, request: Request):
         who = self.signed_in(request)
@@ -261,23 +266,28 @@ class ApprovalsApp:
                                                "decided")
         form = await request.form()
         kind, reason, refs = form.get("kind"), form.get("reason") or "", form.getlist("ref")
-        answers, error, status = None, None, 200
+        error = None
         if kind not in (Kind.APPROVE, Kind.REJECT):
-            error, status = "press Approve selected or Reject selected", 400
+            error = "press Approve selected or Reject selected"
         elif not refs:
-            error, status = "nothing selected: tick the requests to answer first", 400
+            error = "nothing selected: tick the requests to answer first"
         elif len(refs) > MAX_SELECTED or not all(isinstance(r, str) for r in refs):
-            error, status = f"select at most {MAX_SELECTED} requests at once", 400
+            error = f"select at most {MAX_SELECTED} requests at once"
         else:
             try:
                 found = await run_in_threadpool(decide, self.inbox, refs, kind, who[0],
                                                 str(reason), Channel.DASHBOARD)
-                answers = [_answer_row(a) for a in found]
             except ApprovalError as exc:
-                error, status = str(exc), 400
-        rows, total = await run_in_threadpool(self._rows)
-        return self._page(request, "dashboard.html", status, title="Approvals", items=rows,
-                          total=total, answers=answers, error=error, who=who)
+                error = str(exc)
+        if error is not None:  # nothing was decided: the form stays, with why
+            rows, total = await run_in_threadpool(self._rows)
+            return self._page(request, "dashboard.html", 400, title="Approvals", items=rows,
+                              total=total, answers=None, error=error, who=who)
+        with self._lock:
+            self._last_action[who[1]] = [_answer_row(a) for a in found]
+        # Redirect after the POST: the page that shows the results is a GET, so reloading it,
+        # or going back to it, never sends the answers again.
+        return RedirectResponse("/dashboard#results", 303)
 
     def _rows(self) -> tuple[list[Row], int]:
         """The first MAX_LISTED pending requests as rows, and how many are pending."""
@@ -286,7 +296,7 @@ class ApprovalsApp:
             risk = item.request.risk if item.request.risk in set(Risk) else Risk.HIGH
             rows.append(Row(item, item_ref(item), item_anchor(item), str(risk),
                 visible(canonical_json(item.request.args)),
-                self._requester(item) or "nobody recorded", payload_rows(item.request),
+                self._requester(item), payload_rows(item.request),
                 item.request.problem, self.inbox.when(item)))
         return rows, len(items)
 

@@ -2,6 +2,7 @@ import contextlib
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -33,16 +34,24 @@ def agent(world):
     return ApprovalAgent(OfflineChatModel(), world.tools(), world=world)
 
 
-def committed_copy(path: Path, tmp_path: Path) -> Path:
-    """The file as committed at HEAD (a learner's edits in drills/ must not change what the suite
-    sees as 'pristine'); the working copy when this is not a git checkout or the file is new."""
-    rel = path.relative_to(ROOT).as_posix()
-    shown = subprocess.run(["git", "show", f"HEAD:{rel}"], cwd=ROOT, capture_output=True)
-    if shown.returncode != 0:
-        return path
+def copy_of(path: Path, tmp_path: Path) -> Path:
+    """A copy of one of the kit's files in ``tmp_path``, to change or to check there. (A
+    learner's work never changes the kit's files: it lives in their own copy, ``my-work/``.)"""
     copy = tmp_path / path.name
-    copy.write_bytes(shown.stdout)
+    shutil.copyfile(path, copy)
     return copy
+
+
+@contextlib.contextmanager
+def rapid_switching():
+    """Make CPython switch threads every 100 microseconds (default: 5 ms), so racers
+    interleave inside the code under test instead of running one after the other."""
+    old = sys.getswitchinterval()
+    sys.setswitchinterval(1e-4)
+    try:
+        yield
+    finally:
+        sys.setswitchinterval(old)
 
 
 def run_cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
@@ -479,13 +488,30 @@ def fault_counts() -> dict[str, int]:
     return FAULT_COUNTS
 
 
+def tally(fault_counts: dict[str, int], what: str, **observed: int) -> None:
+    """Add one trial's observations to the run's counts, under ``what: name`` (a test records
+    what it observed first, then asserts)."""
+    for name, count in observed.items():
+        key = f"{what}: {name}"
+        fault_counts[key] = fault_counts.get(key, 0) + int(count)
+
+
 def pytest_sessionfinish(session):
-    """Under pytest-xdist, a worker hands its counts to the controller, which prints them."""
+    """Under pytest-xdist, a worker hands its counts to the controller, which prints them.
+
+    Its tests are over then, and it ignores SIGINT from here on: execnet sends a worker SIGINT
+    when the worker has not returned 5 s after the controller said it may go, which on a busy
+    machine happened once while a garbage collection ran; the KeyboardInterrupt then surfaced
+    as a traceback from hypothesis' gc callback at the end of the run's output. Nothing is
+    left to interrupt: the results have been handed over (execnet ends the process anyway)."""
     workeroutput = getattr(session.config, "workeroutput", None)
     if workeroutput is not None:
         workeroutput["fault_counts"] = json.dumps(FAULT_COUNTS)
+        with contextlib.suppress(ValueError):  # not the main thread: nothing to do there
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
+@pytest.hookimpl(optionalhook=True)  # pytest-xdist's hook: a run with -p no:xdist has none
 def pytest_testnodedown(node, error):
     counts = getattr(node, "workeroutput", {}).get("fault_counts")
     for name, count in json.loads(counts or "{}").items():

@@ -127,7 +127,8 @@ def test_a_decision_in_one_channel_shows_in_every_other(tmp_path):
             form = Forms(stale_dashboard)
             late = http.post("/dashboard/decide", data={"csrf": form.value("csrf"),
                                                         "kind": "reject",
-                                                        "ref": form.refs()["t"]})
+                                                        "ref": form.refs()["t"]},
+                            follow_redirects=True)
             assert "already decided by ana (approved: clicked Approve in Slack) via slack" in \
                 late.text
     widget.refresh()

@@ -17,7 +17,7 @@ def test_launcher_allows_root_only_as_root(monkeypatch, root):
     monkeypatch.setattr(lab, "is_root", lambda: root)
     argv = lab.lab_argv()
     assert ("--allow-root" in argv) is root
-    assert "--ServerApp.ip=127.0.0.1" in argv and f"--ServerApp.root_dir={lab.ROOT}" in argv
+    assert "--ServerApp.ip=127.0.0.1" in argv and f"--ServerApp.root_dir={lab.work_dir()}" in argv
     assert "--no-browser" not in argv and not any("port" in a for a in argv)
 
 
@@ -32,6 +32,66 @@ def test_launcher_keeps_the_learners_own_config_path(tmp_path):
     assert env["JUPYTER_CONFIG_PATH"].split(os.pathsep) == [str(tmp_path), "/theirs"]
     page_config = lab.write_page_config(tmp_path) / "labconfig" / "page_config.json"
     assert lab.NEWS_PLUGIN in page_config.read_text()
+
+
+# -- the learner's own copy ------------------------------------------------------------------------
+
+def kit_notebooks() -> list[str]:
+    return sorted(p.relative_to(lab.ROOT).as_posix() for folder in lab.COPIED_FOLDERS
+                  for p in (lab.ROOT / folder).glob("*.ipynb"))
+
+
+def test_the_learners_copy_is_made_once_and_never_overwritten(tmp_path):
+    import json
+
+    work = tmp_path / "my-work"
+    copied = lab.prepare_work_dir(work)
+    assert sorted(p.relative_to(work).as_posix() for p in copied) == kit_notebooks()
+    for rel in kit_notebooks():
+        source, copy = (json.loads((root / rel).read_text()) for root in (lab.ROOT, work))
+        assert copy["cells"] == source["cells"], rel  # the lesson as the kit has it
+        assert copy["metadata"] == {**source["metadata"], **lab.kernel_metadata()}, rel
+    assert (work / lab.PACKAGE_LINK).resolve() == lab.ROOT / "hitl_kit"
+
+    mine = work / "drills" / "01_classify_email_actions.ipynb"
+    mine.write_text(mine.read_text().replace("TODO = None", "TODO = 'mine'"))
+    gone = work / "notebooks" / "05_approval_patterns.ipynb"
+    gone.unlink()
+    assert lab.prepare_work_dir(work) == [gone]  # only what is missing comes back
+    assert "TODO = 'mine'" in mine.read_text()
+
+
+def test_the_committed_notebooks_carry_the_kernels_description_but_its_version():
+    """What JupyterLab writes when a kernel starts, so it has (almost) nothing to change when a
+    notebook opens; the Python version is per machine, and the launcher's copy carries it."""
+    import json
+
+    expected = lab.kernel_metadata()
+    del expected["language_info"]["version"]
+    for rel in kit_notebooks():
+        metadata = json.loads((lab.ROOT / rel).read_text())["metadata"]
+        assert {key: metadata.get(key) for key in expected} == expected, rel
+
+
+def test_check_and_hint_take_a_drill_key_and_read_the_learners_copy(tmp_path, monkeypatch,
+                                                                  capsys):
+    from hitl_kit.course.checks import get_drill
+    from hitl_kit.course.progress import records_progress
+
+    monkeypatch.setenv(lab.WORK_ENV, str(tmp_path / "my-work"))
+    drill = get_drill("drill1")
+    assert drill.learner_path == drill.drill_path  # no copy yet: the kit's own, not attempted
+    assert main(["check", "drill1"]) == 1 and "NOT ATTEMPTED" in capsys.readouterr().out
+    lab.prepare_work_dir()
+    mine = tmp_path / "my-work" / "drills" / drill.notebook
+    assert drill.learner_path == mine
+    mine.write_bytes(drill.solution_path.read_bytes())  # solved, in the learner's copy only
+    assert main(["check", "drill1"]) == 0
+    out = capsys.readouterr().out
+    assert "CORRECT" in out and "01_classify_email_actions.ipynb as saved" in out
+    assert main(["hint", "drill1"]) == 0 and "No hints needed" in capsys.readouterr().out
+    assert records_progress(mine.parent)
+    assert not records_progress(tmp_path / "my-work" / "solutions")
 
 
 def test_a_reader_that_stops_early_gets_no_traceback(root):
@@ -124,3 +184,55 @@ def test_an_unexpected_error_is_one_line_unless_debugging(monkeypatch, capsys):
     monkeypatch.setenv("HITL_KIT_DEBUG", "1")
     with pytest.raises(AttributeError):
         main(["hint", "drill1"])
+
+
+# -- bad input on the command line: one line saying what is wrong, never "a bug" ----------------
+
+@pytest.fixture
+def not_sqlite(tmp_path):
+    path = tmp_path / "notes.txt"
+    path.write_text("not a database\n")
+    return path
+
+
+BAD_INPUT = [  # (arguments, what the message must say)
+    (["run", "--world", "{not_sqlite}", "x"], "--world {not_sqlite} is not an SQLite database"),
+    (["run", "--world", "{tmp}/no/such/folder/w.db", "x"], "the folder {tmp}/no/such/folder does "
+                                                           "not exist"),
+    (["run", "--world", "{tmp}", "x"], "--world {tmp} is a folder: give a file"),
+    (["run", "--state", "{not_sqlite}", "x"], "--state {not_sqlite} is a file: give a folder"),
+    (["run", "--state", "{bad_state}", "x"], "--state {bad_state}/checkpoints.db is not an "
+                                             "SQLite database"),
+    (["serve", "--minutes", "-1"], "--minutes is how long the app runs: a positive number of "
+                                   "minutes, not -1"),
+    (["serve", "--minutes", "inf"], "a positive number of minutes, not inf"),
+    (["serve", "--checkpoints", "{not_sqlite}"], "--checkpoints {not_sqlite} is not an SQLite"),
+    (["serve", "--checkpoints", "{tmp}/none.db"], "--checkpoints {tmp}/none.db: no such file"),
+    (["serve", "--world", "{not_sqlite}"], "--world {not_sqlite} is not an SQLite database"),
+]
+
+
+@pytest.mark.parametrize(("args", "says"), BAD_INPUT, ids=[" ".join(a[:3]) for a, _ in BAD_INPUT])
+def test_bad_paths_and_numbers_get_one_line_saying_what_is_wrong(args, says, tmp_path, not_sqlite,
+                                                                 capsys):
+    bad_state = tmp_path / "state"
+    bad_state.mkdir()
+    (bad_state / "checkpoints.db").write_text("scribbled over")
+    names = {"tmp": tmp_path, "not_sqlite": not_sqlite, "bad_state": bad_state}
+    assert main([a.format(**names) for a in args]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and says.format(**names) in err, err
+    assert len(err.strip().splitlines()) == 1
+    for leak in ("a bug in hitl_kit", "Errno", "lifetime_s", "DatabaseError"):
+        assert leak not in err, err
+
+
+def test_help_reads_as_plain_text(capsys):
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    shown = capsys.readouterr().out
+    for command in ("check", "resume", "serve", "run"):
+        with pytest.raises(SystemExit):
+            main([command, "--help"])
+        shown += capsys.readouterr().out
+    assert "`" not in shown and "::" not in shown, shown

@@ -6,7 +6,8 @@ import importlib
 import pytest
 
 MODULES = ["vocabulary", "sqlite", "identity", "contract", "policy", "approvers", "provenance",
-           "graph", "ledger", "approval", "recovery", "timeouts", "audit", "backends"]
+           "graph", "ledger", "approval", "recovery", "timeouts", "audit", "backends", "render",
+           "server"]
 
 
 @pytest.mark.parametrize("name", MODULES)

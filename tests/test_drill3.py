@@ -9,7 +9,7 @@ from hitl_kit.course.checks import check_notebook, get_drill
 from hitl_kit.course.checks.d03_audit import every_field_is_a_text_column
 from hitl_kit.course.selfcheck import NOT_ATTEMPTED, PASS, NotAttempted
 
-from .conftest import committed_copy, with_cell_replaced
+from .conftest import copy_of, with_cell_replaced
 
 DRILL = get_drill("drill3")
 SCHEMA_CHECKS = [chk.name for chk in DRILL.checks[:4]]
@@ -22,7 +22,7 @@ def code_cells(path) -> list[str]:
 
 
 def test_schema_done_and_log_action_still_a_stub(tmp_path):
-    drill = committed_copy(DRILL.drill_path, tmp_path)
+    drill = copy_of(DRILL.drill_path, tmp_path)
     solved_schema = next(c for c in code_cells(DRILL.solution_path)
                          if c.startswith('SCHEMA = """\nCREATE'))
     stub_schema = next(c for c in code_cells(drill) if c.startswith("SCHEMA = "))

@@ -6,9 +6,7 @@ import hashlib
 import json
 import os
 import signal
-import sys
 import time
-from contextlib import contextmanager
 
 import pytest
 from hypothesis import given, settings
@@ -23,7 +21,7 @@ from hitl_kit.policy import ActionPolicy, PolicyTableError
 from hitl_kit.postgres import connect
 from hitl_kit.world import World
 
-from .conftest import BACKENDS, PostgresBackend, SqliteBackend, forked
+from .conftest import BACKENDS, PostgresBackend, SqliteBackend, forked, rapid_switching, tally
 from .test_audit import proposal, resolution
 
 # -- a process killed while an approval is pending -------------------------------------------------
@@ -62,14 +60,16 @@ def test_sigkill_while_pending_then_resume_exactly_once(backend, tmp_path, fault
             os._exit(3)
     os.close(write_end)
     try:
-        assert json.loads(os.read(read_end, 4096)) == {"paused": True}
+        started = json.loads(os.read(read_end, 4096) or b"{}")
     finally:
         os.close(read_end)
         os.kill(starter, signal.SIGKILL)
         _, status = os.waitpid(starter, 0)
-    assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL
-
-    resumed = forked(lambda: resume_in_a_new_process(url, folder))
+    killed = os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL
+    resumed = forked(lambda: resume_in_a_new_process(url, folder)) if killed else {}
+    fault_counts[f"SIGKILL while pending [{backend.name}]: executions after resume"] = \
+        resumed.get("delete_runs", 0)
+    assert started == {"paused": True} and killed, (started, status)
     assert resumed == {"found": ["delete_customer"], "paused": False, "delete_runs": 1}
     world = World(str(tmp_path / "world.db"))
     assert [c["id"] for c in world.rows("customers")] == [1, 2, 4]
@@ -82,8 +82,6 @@ def test_sigkill_while_pending_then_resume_exactly_once(backend, tmp_path, fault
     assert [(r["action_type"], r["event"], r["decision"]) for r in trail.rows()] == [
         ("find_customers", "proposed", None), ("find_customers", "resolved", "auto-approved"),
         ("delete_customer", "proposed", None), ("delete_customer", "resolved", "approved")]
-    fault_counts[f"SIGKILL while pending [{backend.name}]: executions after resume"] = \
-        resumed["delete_runs"]
 
 
 # -- the tamper matrix on a 10,000-row trail ------------------------------------------------------
@@ -182,6 +180,15 @@ json_values = st.recursive(
     max_leaves=6)
 
 
+def observe_refusal(call) -> str | None:
+    """The refusal's message when ``call`` raised ApprovalError, None when it went through."""
+    try:
+        call()
+    except ApprovalError as exc:
+        return str(exc)
+    return None
+
+
 @pytest.fixture(scope="module")
 def paused():
     """One agent with a delete pending; every malformed decision is thrown at it."""
@@ -206,13 +213,15 @@ def is_valid_decision(value) -> bool:
      "args": json_values}))
 def test_malformed_decisions_are_refused_and_execute_nothing(paused, decision, fault_counts):
     world, agent, pending = paused
-    with pytest.raises(ApprovalError) as refused:
-        agent.resume("hypothesis", {pending.interrupt_id: decision})
-    assert len(str(refused.value)) > 15  # says what is wrong
-    assert world.calls["delete_customer"] == 0
-    assert [p.interrupt_id for p in agent.pending("hypothesis")] == [pending.interrupt_id]
-    fault_counts["malformed decisions refused, nothing executed"] = \
-        fault_counts.get("malformed decisions refused, nothing executed", 0) + 1
+    refusal = observe_refusal(lambda: agent.resume("hypothesis", {pending.interrupt_id: decision}))
+    executed = world.calls["delete_customer"]
+    still_pending = [p.interrupt_id for p in agent.pending("hypothesis")]
+    tally(fault_counts, "malformed decisions", tried=1, refused=refusal is not None,
+          **{"executed something": executed > 0})
+    assert refusal is not None, f"{decision!r} was taken"
+    assert len(refusal) > 15, refusal  # says what is wrong
+    assert executed == 0
+    assert still_pending == [pending.interrupt_id]
 
 
 @settings(max_examples=200, deadline=None)
@@ -221,12 +230,14 @@ def test_edits_with_malformed_arguments_are_refused(paused, args, fault_counts):
     world, agent, pending = paused
     if set(args) == {"customer_id"} and type(args["customer_id"]) is int:
         return  # a well-formed edit (strictly an int): not this test's business
-    with pytest.raises(ApprovalError, match="delete_customer|argument"):
-        agent.resume("hypothesis", {pending.interrupt_id: {"kind": "edit", "approver": "ana",
-                                                          "args": args}})
-    assert world.calls["delete_customer"] == 0
-    fault_counts["malformed edit arguments refused"] = \
-        fault_counts.get("malformed edit arguments refused", 0) + 1
+    refusal = observe_refusal(lambda: agent.resume("hypothesis", {pending.interrupt_id: {
+        "kind": "edit", "approver": "ana", "args": args}}))
+    executed = world.calls["delete_customer"]
+    tally(fault_counts, "malformed edit arguments", tried=1, refused=refusal is not None,
+          **{"executed something": executed > 0})
+    assert refusal is not None, f"the edit {args!r} was taken"
+    assert "delete_customer" in refusal or "argument" in refusal, refusal
+    assert executed == 0
 
 
 CLASSES = ["fully_reversible", "partially_reversible", "irreversible_low", "irreversible_high"]
@@ -247,15 +258,18 @@ def test_classification_tables_load_only_when_well_formed(rows, policies, fault_
                    and all(p in ("auto_execute", "auto_with_logging", "soft_gate", "hard_gate")
                            for p in policies.values()))
     try:
-        table = ActionPolicy(rows, policies)
-    except PolicyTableError as error:
-        assert not well_formed, f"refused a good table: {error}"
-        assert len(str(error)) > 15
-        fault_counts["malformed classification tables refused at load"] = \
-            fault_counts.get("malformed classification tables refused at load", 0) + 1
-        return
-    assert well_formed, "accepted a malformed table"
-    assert table.classify("never_listed_" + "x" * 7).policy == "hard_gate"
+        table, error = ActionPolicy(rows, policies), None
+    except PolicyTableError as exc:
+        table, error = None, str(exc)
+    tally(fault_counts, "classification tables", tried=1,
+          **{"malformed, refused at load": not well_formed and error is not None,
+             "malformed, accepted": not well_formed and error is None,
+             "well formed, refused": well_formed and error is not None})
+    assert (error is None) == well_formed, error or "accepted a malformed table"
+    if error is not None:
+        assert len(error) > 15
+    else:
+        assert table.classify("never_listed_" + "x" * 7).policy == "hard_gate"
 
 
 POLICIES = ["auto_execute", "auto_with_logging", "soft_gate", "hard_gate"]
@@ -278,18 +292,6 @@ def test_well_formed_tables_load_and_fail_closed(names, data):
 RACES = 400  # threads switched every 100 us: the racers interleave inside the code under test
 
 
-@contextmanager
-def rapid_switching():
-    """Make CPython switch threads every 100 microseconds (default: 5 ms), so the racers
-    interleave inside the code under test instead of running one after the other."""
-    old = sys.getswitchinterval()
-    sys.setswitchinterval(1e-4)
-    try:
-        yield
-    finally:
-        sys.setswitchinterval(old)
-
-
 def test_click_double_click_and_timeout_racing_decide_once(tmp_path, fault_counts):
     """Each trial: a timer expires while the approver double-clicks, all three released by one
     barrier; the order the threads start in alternates, since the last to arrive tends to win."""
@@ -301,7 +303,7 @@ def test_click_double_click_and_timeout_racing_decide_once(tmp_path, fault_count
     world = World()
     trail = AuditTrail(tmp_path / "audit.db", durable=False)
     agent = ApprovalAgent(OfflineChatModel(), world.tools(), world=world, audit=trail)
-    outcomes = {TIMED_OUT: 0, DECIDED: 0}
+    settled = []  # each trial's timer state, as observed
     for trial in range(RACES):
         thread, version = f"race-{trial}", f"7.{trial}"
         pending = agent.start(f"deploy the billing service version {version} to prod",
@@ -323,19 +325,25 @@ def test_click_double_click_and_timeout_racing_decide_once(tmp_path, fault_count
                 racer.start()
             for racer in racers:
                 racer.join(30)
-        assert timer.wait(30), f"trial {trial}: the timer never settled"
-        outcomes[timer.state] += 1
+        settled.append(timer.state if timer.wait(60) else "never settled")
     deployed = world.rows("deployments")
     ran = [r for r in trail.rows() if r["event"] == "resolved" and r["outcome"] == "success"]
     versions = [d["version"] for d in deployed]
-    assert len(versions) == len(set(versions)), "a deploy ran twice"
-    assert world.calls["deploy_to_prod"] == len(deployed) == len(ran) == outcomes[DECIDED]
-    assert sum(r["event"] == "resolved" for r in trail.rows()) == RACES
+    counts = {"(with double clicks, 100 us switching): trials run": len(settled),
+              "won by the click": settled.count(DECIDED),
+              "won by the timeout": settled.count(TIMED_OUT),
+              "never settled": settled.count("never settled"),
+              "double executions": len(versions) - len(set(versions)),
+              "executions": len(deployed), "tool calls": world.calls["deploy_to_prod"],
+              "audit rows recording an execution": len(ran),
+              "requests resolved in the trail": sum(r["event"] == "resolved"
+                                                    for r in trail.rows())}
+    for name, count in counts.items():
+        fault_counts[f"click-vs-timeout races {name}" if name.startswith("(")
+                     else f"click-vs-timeout races: {name}"] = count
+    assert counts["never settled"] == 0, "a timer never settled"
+    assert counts["double executions"] == 0, "a deploy ran twice"
+    assert counts["tool calls"] == counts["executions"] == len(ran) == counts["won by the click"]
+    assert counts["requests resolved in the trail"] == len(settled) == RACES
     assert trail.verify().ok
-    assert outcomes[TIMED_OUT] > 0 and outcomes[DECIDED] > 0, outcomes  # both sides won some
-    fault_counts["click-vs-timeout races (with double clicks, 100 us switching)"] = RACES
-    fault_counts["click-vs-timeout races: won by the click"] = outcomes[DECIDED]
-    fault_counts["click-vs-timeout races: won by the timeout"] = outcomes[TIMED_OUT]
-    fault_counts["click-vs-timeout races: double executions"] = len(versions) - len(set(versions))
-    fault_counts["click-vs-timeout races: executions"] = len(deployed)
-    fault_counts["click-vs-timeout races: audit rows recording an execution"] = len(ran)
+    assert counts["won by the timeout"] > 0 and counts["won by the click"] > 0, counts

@@ -20,6 +20,7 @@ from hitl_kit.llm import OfflineChatModel, get_chat_model
 from hitl_kit.render import payload_rows
 from hitl_kit.world import World
 
+from .conftest import tally
 from .openai_stub import OpenAIStub
 
 APPROVE = {"kind": "approve", "approver": "ana"}
@@ -258,19 +259,24 @@ def test_whatever_the_model_proposes_nothing_gated_runs_unapproved_and_nothing_s
     world, agent = scripted(first, DONE)
     outcome = agent.start("do it", "h")
     gated = ("delete_customer", "send_reply", "deploy_to_prod")
+    unnamed = 0  # requests shown without the call id they answer
     for _ in range(4):  # reject everything a human is asked about
         if not outcome.paused:
             break
-        for pending in outcome.pending:
-            assert pending.request.tool_call_id
+        unnamed += sum(not p.request.tool_call_id for p in outcome.pending)
         outcome = agent.resume("h", {p.interrupt_id: REJECT for p in outcome.pending})
+    answered = [m.tool_call_id for m in tool_messages(agent, "h")]
+    tally(fault_counts, "model outputs (hypothesis)", tried=1, **{
+        "a gated tool ran": any(world.calls[name] for name in gated),
+        "stuck (paused or interrupted after every rejection)":
+            outcome.paused or bool(outcome.interrupted),
+        "a tool call left unanswered or answered twice":
+            not len(answered) == len(calls) + len(invalid) == len(set(answered))})
+    assert unnamed == 0
     assert not outcome.paused and not outcome.interrupted
     assert all(world.calls[name] == 0 for name in gated)
     assert len(world.rows("customers")) == 4
-    answered = [m.tool_call_id for m in tool_messages(agent, "h")]
     assert len(answered) == len(calls) + len(invalid) == len(set(answered))
-    fault_counts["model outputs tried (hypothesis), nothing gated ran, none stuck"] = \
-        fault_counts.get("model outputs tried (hypothesis), nothing gated ran, none stuck", 0) + 1
 
 
 @settings(max_examples=200, deadline=None)

@@ -6,7 +6,7 @@ import re
 from hitl_kit.email_classes import EMAIL_ASSISTANT_ACTIONS
 from hitl_kit.policy import ACTION_TABLE, SHOWN_ACTIONS, Policy, Reversibility
 
-from .conftest import ROOT
+from .conftest import ROOT, copy_of, with_cell_replaced
 
 # What a learner reads before drill 1: the first two notebooks, the modules they point to, the
 # README, and the drill itself.
@@ -145,3 +145,50 @@ def test_each_module_of_the_reading_path_is_printed_by_its_notebook():
             names += [n.split()[-1] for n in imported.split(",") if n.strip()]
         printed = [n for n in names if re.search(rf"getsource\(\s*{n}\b", code)]
         assert printed, f"{notebook.name} does not print the code of hitl_kit/{module}.py"
+
+
+def test_drill_1s_part_a_cell_can_be_replaced_whole_without_breaking_part_b(tmp_path):
+    """A learner pastes a whole table cell of their own (no TODO in it): part B's cells, which
+    still hold TODO blanks, must keep running (TODO is defined in the setup cell)."""
+    import json
+
+    from hitl_kit.course.checks import check_notebook, get_drill
+    from hitl_kit.course.selfcheck import NOT_ATTEMPTED, PASS
+
+    drill = get_drill("drill1")
+
+    def table_cell(path):
+        cells = json.loads(path.read_text())["cells"]
+        [source] = ["".join(c["source"]) for c in cells
+                    if c["cell_type"] == "code" and "EMAIL_TABLE = {" in "".join(c["source"])]
+        return source
+
+    stub = copy_of(drill.drill_path, tmp_path)
+    mine = with_cell_replaced(stub, tmp_path, table_cell(stub), table_cell(drill.solution_path))
+    report = check_notebook(mine)
+    assert report.cell_errors == [], report.cell_errors
+    statuses = {r.status for r in report.results}
+    assert PASS in statuses and NOT_ATTEMPTED in statuses, str(report)
+
+
+SERVER_USES = ("http.", "server.url", "fake_slack.click", "slack.post", "mailer.ask",
+               "mail_server.wait_for", "httpx.post")
+
+
+def test_notebook_05_says_which_cell_restarts_its_servers_and_checks_them_first():
+    """After the servers' fifteen minutes a cell that talks to them says so in one line and
+    names the cell to re-run (numbered as a learner counts cells, markdown included), instead
+    of a connection error."""
+    import json
+    import re
+
+    cells = json.loads((ROOT / "notebooks" / "05_approval_patterns.ipynb").read_text())["cells"]
+    sources = ["".join(c["source"]) for c in cells]
+    starts = next(n for n, source in enumerate(sources, start=1) if "app.serve(" in source)
+    said = re.findall(r"re-run cell (\d+)", sources[starts - 1])
+    assert said == [str(starts)], f"the servers start in cell {starts}, the hint says {said}"
+    unchecked = [n for n, (cell, source) in enumerate(zip(cells, sources, strict=True), start=1)
+                 if n > starts and cell["cell_type"] == "code" and "def stop_servers" not in source
+                 and any(use in source for use in SERVER_USES)
+                 and not source.startswith("servers_up()\n")]
+    assert not unchecked, f"cells {unchecked} talk to the servers without servers_up() first"

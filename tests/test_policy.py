@@ -1,3 +1,5 @@
+import math
+
 import pytest
 
 from hitl_kit.policy import (
@@ -87,3 +89,63 @@ def test_table_rows_cover_every_action_once():
     rows = DEFAULT.table()
     assert [r["action"] for r in rows] == [a for a, _ in ACTION_TABLE]
     assert all(r["policy"] == POLICY_BY_CLASS[r["class"]] for r in rows)
+
+
+# -- impact rules: the boundaries of every operator, and several rules on one tool ---------------
+
+ONE_TOOL = [("update_thing", "partially_reversible")]
+
+
+def raised(op: str, threshold, value) -> bool:
+    """Whether the rule ``args.n <op> threshold`` raised update_thing for n = ``value``."""
+    policy = ActionPolicy(ONE_TOOL, rules=[("update_thing", "args.n", op, threshold,
+                                            "irreversible_high")])
+    ruling = policy.classify("update_thing", {"n": value})
+    assert ruling.policy in (Policy.AUTO_WITH_LOGGING, Policy.HARD_GATE), ruling
+    return ruling.policy is Policy.HARD_GATE
+
+
+# What each operator must answer just below, at and just above its threshold, written out by hand
+# (not computed with the operator it checks).
+BOUNDARIES = {">": (False, False, True), ">=": (False, True, True), "<": (True, False, False),
+              "<=": (True, True, False), "==": (False, True, False), "!=": (True, False, True)}
+
+
+@pytest.mark.parametrize("op", list(BOUNDARIES))
+@pytest.mark.parametrize(("below", "at", "above"), [(99, 100, 101),
+                                                    (math.nextafter(1000.0, 0), 1000.0,
+                                                     math.nextafter(1000.0, 2000))],
+                         ids=["int", "float"])
+def test_every_operator_just_below_at_and_just_above_its_threshold(op, below, at, above):
+    assert (raised(op, at, below), raised(op, at, at), raised(op, at, above)) == BOUNDARIES[op]
+
+
+def test_in_and_not_in_hold_for_members_only():
+    allowed = ["enterprise", "gold"]
+    assert [raised("in", allowed, v) for v in ("gold", "silver", "")] == [True, False, False]
+    assert [raised("not in", allowed, v) for v in ("gold", "silver", "")] == [False, True, True]
+
+
+@pytest.mark.parametrize(("call", "policy"), [
+    (("issue_refund", {"customer_id": 1, "amount": 1000}, None), Policy.SOFT_GATE),
+    (("issue_refund", {"customer_id": 1, "amount": 1000.5}, None), Policy.HARD_GATE),
+    (("send_mass_email", {"list_name": "x"}, {"recipients": 100}), Policy.SOFT_GATE),
+    (("send_mass_email", {"list_name": "x"}, {"recipients": 101}), Policy.HARD_GATE),
+])
+def test_the_kits_own_rules_at_their_thresholds(call, policy):
+    assert DEFAULT.classify(*call).policy is policy
+
+
+@pytest.mark.parametrize("order", ["high rule first", "low rule first"])
+def test_two_rules_on_one_tool_keep_the_highest_class_whatever_their_order(order):
+    """Both rules hold: the later one must not lower what the earlier one raised."""
+    rules = [("update_thing", "args.n", ">", 10, "irreversible_high"),
+             ("update_thing", "args.n", ">", 5, "irreversible_low")]
+    if order == "low rule first":
+        rules.reverse()
+    ruling = ActionPolicy(ONE_TOOL, rules=rules).classify("update_thing", {"n": 50})
+    assert (ruling.reversibility, ruling.policy) == ("irreversible_high", Policy.HARD_GATE)
+    assert sorted(ruling.raised_by) == ["args.n is 50, > 10", "args.n is 50, > 5"]
+    only_low = ActionPolicy(ONE_TOOL, rules=rules).classify("update_thing", {"n": 7})
+    assert (only_low.reversibility, only_low.raised_by) == ("irreversible_low",
+                                                            ("args.n is 7, > 5",))

@@ -289,8 +289,8 @@ def test_eight_workers_decide_each_request_once_and_keep_one_chain(pg, tmp_path,
         agent = ApprovalAgent(OfflineChatModel(), world.tools(), world=world,
                               **stores.for_agent())
         threads = [f"w{n}" for n in range(REQUESTS)]
-        for n, thread in enumerate(threads):
-            assert agent.start(f"deploy the svc{n} service version 8.{n} to prod", thread).paused
+        paused = sum(agent.start(f"deploy the svc{n} service version 8.{n} to prod", thread)
+                     .paused for n, thread in enumerate(threads))
         world.close()
     reports, _ = decide_in_workers(url, tmp_path, threads, workers=WORKERS, victim=0,
                                    hook=_inside_the_tool)  # killed inside its first deploy
@@ -307,7 +307,8 @@ def test_eight_workers_decide_each_request_once_and_keep_one_chain(pg, tmp_path,
         killed_in = [c.thread_id for c in claims if c.decision.approver == "worker-0"]
         won_by = {r.worker: sorted(r.won) for r in reports if not r.killed}
         counts = {
-            "requests": REQUESTS,
+            "requests paused for approval": paused,
+            "requests decided": len({c.thread_id for c in claims}),
             "decisions per request, most": max(
                 [sum(c.thread_id == t for c in claims) for t in threads]),
             "requests with no decision": len(set(threads) - {c.thread_id for c in claims}),
@@ -327,6 +328,7 @@ def test_eight_workers_decide_each_request_once_and_keep_one_chain(pg, tmp_path,
         world.close()
     for name, count in counts.items():
         fault_counts[f"{WORKERS} workers on PostgreSQL: {name}"] = count
+    assert paused == REQUESTS, "a request did not pause for approval"
     assert killed == [0], "the victim never reached the deploy: it won nothing"
     assert counts["decisions per request, most"] == 1 and counts["requests with no decision"] == 0
     assert counts["reported wins not in the ledger"] == 0

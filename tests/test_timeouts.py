@@ -88,12 +88,19 @@ def test_no_answer_rejects_by_default_as_system(stored, world):
         agent.resume("t", {pending.interrupt_id: {"kind": "approve", "approver": "ana"}})
 
 
+def assert_cancelled(timer: RecordingTimer) -> None:
+    """The deadline's thread ended without firing: cancelled, not left to run (its deadline is
+    far away, so a timer left running would still be waiting after the ceiling)."""
+    timer._timer.join(SETTLE_S)
+    assert not timer._timer.is_alive() and not timer.fired.is_set()
+
+
 def test_a_person_deciding_first_cancels_the_timer(agent, world, trail):
     pending = agent.start(DEPLOY.format("2.5"), "t").pending[0]
-    timer = RecordingTimer(agent, pending, Deadline(0.3)).start()
+    timer = RecordingTimer(agent, pending, Deadline(600)).start()
     agent.resume("t", {"kind": "approve", "approver": "ana"})
     assert timer.done.is_set() and timer.state == DECIDED and timer.claim.decision.approver == "ana"
-    assert not timer.fired.wait(0.6)  # twice the deadline: a timer left running would fire
+    assert_cancelled(timer)
     assert world.calls["deploy_to_prod"] == 1
     assert [r["approver_id"] for r in resolved_rows(trail, "t")] == ["ana"]
 
@@ -134,10 +141,10 @@ def test_soft_gate_proceeds_when_nobody_rejects(agent, world, trail):
 
 def test_soft_gate_rejected_in_time_never_proceeds(agent, world):
     pending = agent.start(REPLY, "t").pending[0]
-    timer = RecordingTimer(agent, pending, Deadline(0.3, "proceed")).start()
+    timer = RecordingTimer(agent, pending, Deadline(600, "proceed")).start()
     agent.resume("t", {"kind": "reject", "approver": "ana", "reason": "not that tone"})
     assert timer.state == DECIDED
-    assert not timer.fired.wait(0.6)
+    assert_cancelled(timer)
     assert world.count("outbox") == 0
 
 
@@ -198,10 +205,11 @@ def test_the_escalation_target_can_still_decide(agent, world):
 
 def test_watcher_arms_follow_ups_after_an_edit(stored, world):
     agent, _ = stored
-    watcher = DeadlineWatcher(agent, {"hard_gate": Deadline(SHORT)})
+    watcher = DeadlineWatcher(agent, {"hard_gate": Deadline(600)})
     first = agent.start("delete customer 3", "t")
     [timer] = watcher.watch(first)
     timer.cancel()  # the first deadline is not what this test is about
+    watcher.deadlines["hard_gate"] = Deadline(SHORT)  # the follow-up's
     edited = agent.resume("t", {"kind": "edit", "approver": "ana", "args": {"customer_id": 4}})
     follow_up = watcher.timer_for(edited.pending[0])
     assert follow_up is not timer and len(watcher.timers) == 2
@@ -256,12 +264,13 @@ def test_a_bad_ttl_is_refused(world, ttl):
 # -- the countdown card ---------------------------------------------------------------------------
 
 def test_card_counts_down_then_shows_the_applied_default(agent, world):
-    watcher = DeadlineWatcher(agent, {"hard_gate": Deadline(0.6)})
+    watcher = DeadlineWatcher(agent, {"hard_gate": Deadline(600)})
     board = ApprovalBoard(agent, agent.start(DEPLOY.format("2.5"), "t"), approver="ana",
                           watcher=watcher)
     [card] = board.cards
     assert "s</b> left to decide" in card.countdown.value and "rejected by default" in (
         card.countdown.value)
+    card.timer.expire_now()  # the deadline passes (when it does is the timer tests' business)
     card.ticker.join(SETTLE_S)
     assert not card.ticker.is_alive()
     assert all(b.disabled for b in (card.approve, card.reject, card.edit))

@@ -14,9 +14,12 @@ from html.parser import HTMLParser
 import httpx
 import pytest
 
+from hitl_kit.approval import ApprovalAgent
 from hitl_kit.channels import Person
 from hitl_kit.inbox import ApprovalInbox
+from hitl_kit.llm import OfflineChatModel
 from hitl_kit.web import ApprovalsApp, templates
+from hitl_kit.world import World
 
 from .channel_kit import FAST, Forms, client, make_setup, message_of, results, sign_in
 from .conftest import ROOT
@@ -37,7 +40,7 @@ def decide_on_dashboard(http, refs, kind, reason="", csrf=None, **headers):
     page = http.get("/dashboard").text
     data = {"csrf": csrf if csrf is not None else Forms(page).value("csrf"), "kind": kind,
             "reason": reason, "ref": refs}
-    return http.post("/dashboard/decide", data=data, headers=headers)
+    return http.post("/dashboard/decide", data=data, headers=headers, follow_redirects=True)
 
 
 # -- signing in -----------------------------------------------------------------------------------
@@ -120,13 +123,54 @@ def test_submitting_the_same_form_twice_decides_nothing_twice(served):
     page = http.get("/dashboard").text
     form = {"csrf": Forms(page).value("csrf"), "kind": "approve", "reason": "",
             "ref": list(Forms(page).refs().values())}
-    first = http.post("/dashboard/decide", data=form)
-    second = http.post("/dashboard/decide", data=form)  # a double click, or a reload
+    first = http.post("/dashboard/decide", data=form, follow_redirects=True)
+    second = http.post("/dashboard/decide", data=form, follow_redirects=True)  # a double click
     assert all(r.startswith("ok:") for r in results(first.text).values())
     assert set(results(second.text)) == {"del-4", "del-2", "reply"}
     for outcome in results(second.text).values():
         assert outcome.startswith("refused: already decided by ana (approved) via dashboard")
     assert setup.executed() == 3
+
+
+def test_deciding_redirects_to_the_dashboard_and_a_reload_decides_nothing(served):
+    setup, server, http = served
+    sign_in(http, setup.app, "ana")
+    page = http.get("/dashboard").text
+    form = {"csrf": Forms(page).value("csrf"), "kind": "approve", "reason": "",
+            "ref": [Forms(page).refs()["del-4"]]}
+    posted = http.post("/dashboard/decide", data=form)
+    assert posted.status_code == 303 and posted.headers["location"] == "/dashboard#results"
+    shown = http.get("/dashboard")
+    assert results(shown.text) == {"del-4": "ok: approved by ana; thread finished"}
+    reloaded = http.get("/dashboard")  # what a browser's reload of that page sends
+    assert results(reloaded.text) == {} and "Last action" not in reloaded.text
+    assert setup.executed() == 1 and "2 approval(s) waiting" in reloaded.text
+    other = client(server)  # another approver's session never sees ana's results
+    sign_in(other, setup.app, "bo")
+    assert results(other.get("/dashboard").text) == {}
+
+
+def test_a_request_without_a_requester_says_who_asked_is_not_recorded(tmp_path):
+    setup = make_setup(tmp_path, {"t": "delete customer 4"}, requester=None)
+    with setup.app.serve(lifetime_s=60, limits=FAST) as server, client(server) as http:
+        sign_in(http, setup.app, "ana")
+        page = http.get("/dashboard").text
+    assert "who asked is not recorded" in page and "by nobody" not in page
+
+
+def test_the_dashboard_shows_times_as_people_read_them(tmp_path):
+    """No ISO timestamp with microseconds: the request's expiry reads as a time and how far."""
+    world = World()
+    agent = ApprovalAgent(OfflineChatModel(), world.tools(), world=world, approval_ttl=3600)
+    setup = make_setup(tmp_path, {"t": "delete customer 4"}, world=world)
+    setup.app.inbox = ApprovalInbox(agent)
+    setup.app.inbox.submit("delete customer 2", "ttl")
+    with setup.app.serve(lifetime_s=60, limits=FAST) as server, client(server) as http:
+        sign_in(http, setup.app, "ana")
+        page = http.get("/dashboard").text
+    assert re.search(r"request expires</th><td><pre>\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC "
+                     r"\(in (59 min|1 h)\)", page), page
+    assert not re.search(r"\d\d:\d\d:\d\d\.\d", page) and not re.search(r"\dT\d\d:", page)
 
 
 def test_a_request_decided_in_another_channel_says_who_decided(served):
@@ -138,6 +182,7 @@ def test_a_request_decided_in_another_channel_says_who_decided(served):
     reply = decide_on_dashboard(http, [refs["del-4"], refs["del-2"]], "approve")
     assert results(reply.text)["del-4"].startswith(
         "refused: already decided by bo (rejected: keep them) via inbox")
+    assert not re.search(r"\d\dT\d\d:", reply.text), "a person reads no ISO timestamps"
     assert results(reply.text)["del-2"].startswith("ok: approved by ana")
     assert setup.world.calls["delete_customer"] == 1
 
@@ -321,11 +366,45 @@ def test_hidden_characters_are_shown_on_the_pages(tmp_path):
     assert "by ri\\u200bta" in dashboard
 
 
+def unescaped_output(env, source: str) -> list[str]:
+    """Where a template would print text unescaped, read from its parsed form (so ``|safe``,
+    ``| safe``, ``{% filter safe %}`` and ``{% autoescape false %}`` are all found)."""
+    from jinja2 import nodes
+
+    found = []
+    for node in env.parse(source).find_all((nodes.Filter, nodes.FilterBlock, nodes.MarkSafe,
+                                            nodes.MarkSafeIfAutoescape,
+                                            nodes.ScopedEvalContextModifier)):
+        if isinstance(node, nodes.FilterBlock):
+            names = [f.name for f in node.filter.find_all(nodes.Filter)] + [node.filter.name]
+        else:
+            names = [getattr(node, "name", None)]
+        if "safe" in names:
+            found.append(f"line {node.lineno}: the safe filter")
+        elif isinstance(node, nodes.MarkSafe | nodes.MarkSafeIfAutoescape):
+            found.append(f"line {node.lineno}: marked safe")
+        elif isinstance(node, nodes.ScopedEvalContextModifier) and any(
+                k.key == "autoescape" and not (isinstance(k.value, nodes.Const) and k.value.value)
+                for k in node.options):
+            found.append(f"line {node.lineno}: autoescape turned off")
+    return found
+
+
+@pytest.mark.parametrize("source", ["{{ x|safe }}", "{{ x | safe }}", "{{ x|e|safe }}",
+                                    "{% filter safe %}{{ x }}{% endfilter %}",
+                                    "{% filter upper|safe %}{{ x }}{% endfilter %}",
+                                    "{% autoescape false %}{{ x }}{% endautoescape %}",
+                                    "{% autoescape flag %}{{ x }}{% endautoescape %}"])
+def test_unescaped_output_is_found_however_it_is_spelt(source):
+    assert unescaped_output(templates(), source)
+
+
 def test_the_templates_escape_everything():
     env = templates()
     assert env.autoescape is True or env.autoescape("x.html")
-    assert "| safe" not in "".join(env.loader.get_source(env, name)[0]
-                                   for name in env.list_templates())
+    assert not unescaped_output(env, "{{ x|e }}{% autoescape true %}{{ y }}{% endautoescape %}")
+    for name in env.list_templates():
+        assert unescaped_output(env, env.loader.get_source(env, name)[0]) == [], name
 
 
 ALLOWED_TAGS = {"html", "head", "meta", "title", "style", "body", "header", "main", "b", "i",

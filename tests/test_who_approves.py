@@ -5,7 +5,6 @@ approving twice, provenance missing."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import threading
 
@@ -22,6 +21,8 @@ from hitl_kit.render import payload_rows
 from hitl_kit.terminal import approve_in_terminal
 from hitl_kit.timeouts import DECIDED, TIMED_OUT, ApprovalTimer, Deadline
 from hitl_kit.world import World
+
+from .conftest import rapid_switching
 
 DEPLOY = "deploy the billing service version {} to prod"
 REFUND = "issue a refund of amount {} to customer 2"
@@ -202,39 +203,68 @@ def test_the_timeout_default_still_applies_with_one_approval(tmp_path):
         agent.resume("t", {"kind": "approve", "approver": "di"})
 
 
+TWO_PERSON_RACES = 90
+
+
 def test_two_approvals_and_the_timer_racing_decide_exactly_once(tmp_path, fault_counts):
+    """Each trial: ana and di approve while the timer expires, released by one barrier, the
+    timer starting first, second or last in turn. Every answer is observed and kept; the counts
+    are recorded from what was observed, then checked."""
     world, agent, trail = make(tmp_path)
-    outcomes = {"ran": 0, "timed out": 0}
-    for trial in range(60):
-        thread = f"race-{trial}"
-        pending = agent.start(DEPLOY.format(f"3.{trial}"), thread).pending[0]
+    trials = []
+    for trial in range(TWO_PERSON_RACES):
+        thread, version = f"race-{trial}", f"3.{trial}"
+        pending = agent.start(DEPLOY.format(version), thread).pending[0]
         timer = ApprovalTimer(agent, pending, Deadline(60)).start()
         barrier = threading.Barrier(3)
+        answers = {}
 
-        def approve(who, thread=thread, barrier=barrier):
+        def approve(who, thread=thread, barrier=barrier, answers=answers):
             barrier.wait()
-            with contextlib.suppress(ApprovalError):  # refused or second: the ledger said so
-                agent.resume(thread, {"kind": "approve", "approver": who})
+            try:
+                outcome = agent.resume(thread, {"kind": "approve", "approver": who})
+                answers[who] = "waits for another" if outcome.paused else "ran"
+            except ApprovalError as exc:
+                answers[who] = f"refused: {type(exc).__name__}: {exc}"
 
         def expire(timer=timer, barrier=barrier):
             barrier.wait()
             timer.expire_now()
 
         racers = [threading.Thread(target=t, args=a) for t, a in
-                  ((approve, ("ana",)), (approve, ("di",)), (expire, ()))]
-        for racer in racers:
-            racer.start()
-        for racer in racers:
-            racer.join(30)
-        assert timer.wait(30)
-        outcomes["ran" if timer.state == DECIDED else "timed out"] += 1
+                  ((expire, ()), (approve, ("ana",)), (approve, ("di",)))]
+        racers = racers[trial % 3:] + racers[:trial % 3]
+        with rapid_switching():
+            for racer in racers:
+                racer.start()
+            for racer in racers:
+                racer.join(60)
+        trials.append({"trial": trial, "settled": timer.wait(60), "timer": timer.state,
+                       "answers": dict(answers),
+                       "deploys": sum(d["version"] == version
+                                      for d in world.rows("deployments"))})
     deployed = [d["version"] for d in world.rows("deployments")]
     succeeded = [r for r in rows(trail, "resolved") if r["outcome"] == "success"]
-    assert len(deployed) == len(set(deployed)) == outcomes["ran"] == len(succeeded)
-    assert len(rows(trail, "resolved")) == 60 and trail.verify().ok
-    fault_counts["two-person races (2 approvers + timer)"] = 60
+    won_by_approvers = [t for t in trials if t["timer"] == DECIDED]
+    won_by_timer = [t for t in trials if t["timer"] == TIMED_OUT]
+    fault_counts["two-person races (2 approvers + timer): trials run"] = len(trials)
+    fault_counts["two-person races: won by the two approvers"] = len(won_by_approvers)
+    fault_counts["two-person races: won by the timer"] = len(won_by_timer)
     fault_counts["two-person races: deploys run"] = len(deployed)
     fault_counts["two-person races: double executions"] = len(deployed) - len(set(deployed))
+    assert all(t["settled"] for t in trials), [t for t in trials if not t["settled"]]
+    assert len(won_by_approvers) + len(won_by_timer) == len(trials) == TWO_PERSON_RACES
+    for t in won_by_approvers:  # both approvals went through, and the deploy ran once
+        assert sorted(t["answers"].values()) == ["ran", "waits for another"], t
+        assert t["deploys"] == 1, t
+    for t in won_by_timer:  # nothing ran; an approval was refused only as already decided
+        assert t["deploys"] == 0, t
+        assert all(a == "waits for another" or a.startswith("refused: ") and "system" in a
+                   for a in t["answers"].values()), t
+    assert len(deployed) == len(set(deployed)) == len(won_by_approvers) == len(succeeded)
+    assert len(rows(trail, "resolved")) == len(trials) and trail.verify().ok
+    assert won_by_approvers, "the approvers never won a race: no deploy ran, nothing was shown"
+    assert won_by_timer, "the timer never won a race"
 
 
 # -- prompt injection, caught at the gate ------------------------------------------------------

@@ -114,10 +114,16 @@ class Progress:
 
 
 def records_progress(where: Path) -> bool:
-    """Checking a notebook in ``solutions/`` proves nothing about the learner: don't record it."""
-    solutions = (ROOT / "solutions").resolve()
+    """Checking a notebook in ``solutions/`` (the kit's, or the learner's copy of it) proves
+    nothing about the learner: don't record it."""
+    from hitl_kit.lab import work_dir
+
     where = Path(where).resolve()
-    return where != solutions and solutions not in where.parents
+    for solutions in (ROOT / "solutions", work_dir() / "solutions"):
+        solutions = solutions.resolve()
+        if where == solutions or solutions in where.parents:
+            return False
+    return True
 
 
 def record(report, where: Path) -> None:

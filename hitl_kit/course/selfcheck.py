@@ -33,7 +33,10 @@ from __future__ import annotations
 import ast
 import asyncio
 import contextlib
+import difflib
+import dis
 import faulthandler
+import gc
 import inspect
 import io
 import json
@@ -43,7 +46,6 @@ import re
 import select
 import signal
 import sys
-import textwrap
 import threading
 import time
 import traceback
@@ -60,8 +62,22 @@ SOLUTION_TAG = "solution"  # cell tag of the cells ``Drill.solution()`` shows
 PASS, FAIL, NOT_ATTEMPTED = "pass", "fail", "not attempted"
 CORRECT, INCORRECT = "correct", "incorrect"
 
-CHECK_TIMEOUT_S = 10.0  # one check's deadline; a learner's hang ends here with a message
-CELL_TIMEOUT_S = 30.0  # one notebook cell's deadline when the shell runs the notebook
+# A verdict, hang or deadlock included, comes within VERDICT_S of asking for it (once the drill's
+# libraries are imported, which ``Drill.warm_up`` does first, once per process). The checks run
+# side by side (each in a child process), so the deadline that counts is one check's, not a sum:
+# a child stops itself at its deadline (and names where it hung); one still silent KILL_GRACE_S
+# later is killed. From the shell the notebook's cells run first, within CELLS_BUDGET_S together,
+# and the checks get what is left of VERDICT_S (never less than MIN_CHECK_S). Inside a check,
+# every wait is sized from ``time_left()``, so a slow answer is judged before the deadline.
+# 8 s: with the interpreter's start, the imports and the warm-up (about 1.5 s on a loaded
+# machine) a shell check of a hanging answer ends within 10 s.
+VERDICT_S = 8.0
+CHECK_TIMEOUT_S = 6.5  # one check's deadline; a learner's hang ends here with a message
+KILL_GRACE_S = 0.5
+MIN_CHECK_S = 4.0
+CELL_TIMEOUT_S = 2.5  # one notebook cell's deadline when the shell runs the notebook
+CELLS_BUDGET_S = 2.5  # all the cells together; a cell started after that gets LATE_CELL_S
+LATE_CELL_S = 0.3
 # How checks are isolated: a child process, or a watchdog thread where fork is missing or
 # HITL_KIT_SELFCHECK_FORK=0 asks for threads (an escape hatch for a platform where forking a
 # kernel misbehaves).
@@ -153,7 +169,7 @@ class Report:
         if self.source is None or self.saved_at is None:
             return ""
         ago = _ago(time.time() - self.saved_at)
-        return (f"  checked {_shown_path(self.source)} as saved "
+        return (f"  checked {shown_path(self.source)} as saved "
                 f"{datetime.fromtimestamp(self.saved_at):%Y-%m-%d %H:%M:%S} ({ago}): "
                 "save, then check")
 
@@ -215,6 +231,14 @@ class Drill:
     def solution_path(self) -> Path:
         return ROOT / "solutions" / self.notebook
 
+    @property
+    def learner_path(self) -> Path:
+        """The learner's copy of the drill (``my-work/drills/``, made by the launcher), or the
+        kit's own before there is one."""
+        from hitl_kit.lab import learner_copy
+
+        return learner_copy(self.drill_path)
+
     def check(self, namespace: dict | None = None, timeout: float = CHECK_TIMEOUT_S) -> Report:
         """Run every check against ``namespace`` (default: the caller's globals)."""
         if namespace is None:
@@ -226,10 +250,14 @@ class Drill:
     def check_notebook(self, path: str | Path) -> Report:
         """Run a saved notebook's code cells in a fresh namespace, then every check."""
         path = Path(path)
+        self.warm_up()  # the libraries imported first: a cell's deadline is for the learner's code
+        started = time.monotonic()
         with _threads_quiet():  # a timer the cells started may fail later: no traceback for it
             namespace, errors = run_notebook_cells(path)  # CheckError if it is not a notebook
             saved_at = path.stat().st_mtime
-            report = self.run(namespace, errors)
+            left = VERDICT_S - KILL_GRACE_S - (time.monotonic() - started)
+            report = self.run(namespace, errors,
+                              timeout=max(MIN_CHECK_S, min(CHECK_TIMEOUT_S, left)))
         report.source, report.saved_at = path, saved_at
         self._record(report, path.parent)
         return report
@@ -271,14 +299,94 @@ class Drill:
 
 # -- calling the learner's code --------------------------------------------------------------------
 
-def need(namespace: dict, *names: str):
-    """The learner's names; NotAttempted, naming every missing one, while any is undefined."""
+def need(namespace: dict, *names: str, known: Iterable[str] = ()):
+    """The learner's names; NotAttempted, naming every missing one, while any is undefined.
+
+    ``known`` are the other names the drill defines or asks for. A name that is missing, or
+    still the stub, while the learner wrote something that looks like it under another name is
+    a Flaw that names both: a renamed entry point is an attempt, not a blank.
+    """
+    known = {*known, *names}
     missing = [name for name in names if namespace.get(name) is None]
+    for name in missing:
+        _renamed(namespace, name, known, missing=True)
     if missing:
         verb = "is" if len(missing) == 1 else "are"
         raise NotAttempted(f"{_and(missing)} {verb} not defined yet: write it and run its cell")
     values = [namespace[name] for name in names]
+    for name, value in zip(names, values, strict=True):
+        if _is_stub_object(value):
+            _renamed(namespace, name, known, missing=False)
     return values[0] if len(values) == 1 else values
+
+
+def _renamed(namespace: dict, name: str, known: set[str], *, missing: bool) -> None:
+    """Raise the Flaw for ``name`` when the learner's code has a likely renamed version of it."""
+    found = _likely_rename(namespace, name, known)
+    if found is None:
+        return
+    if missing:
+        raise Flaw(f"your notebook defines `{found}`, the check looks for `{name}`",
+                   got=f"`{found}` is defined, `{name}` is not",
+                   expected=f"`{name}`: the drill, the agent and this check use that name",
+                   hint=f"Rename `{found}` to `{name}` (or add `{name} = {found}`), run its "
+                        "cell, then check again.")
+    raise Flaw(f"your notebook defines `{found}`, but `{name}`, the one the check calls, is "
+               "still the stub", got=f"`{found}` written, `{name}` still raises "
+               "NotImplementedError", expected=f"your code in `{name}` itself",
+               hint=f"Put your code in `{name}` (or rename `{found}` to `{name}`), run its "
+                    "cell, then check again.")
+
+
+def _likely_rename(namespace: dict, name: str, known: set[str]) -> str | None:
+    """The learner's own definition whose name is most like ``name``, if any is alike enough:
+    a function or class for a function or class, a value for a CONSTANT."""
+    best: tuple[float, str] | None = None
+    for other, value in list(namespace.items()):
+        if other in known or other.startswith("_") or value is None or inspect.ismodule(value):
+            continue
+        if name.isupper() != (not callable(value)):  # data for data, code for code
+            continue
+        if callable(value) and not _defined_by_learner(value):
+            continue
+        if not name.isupper() and _is_stub_object(value):
+            continue
+        score = _likeness(name, other)
+        if score and (best is None or score > best[0]):
+            best = (score, other)
+    return best[1] if best else None
+
+
+def _defined_by_learner(value) -> bool:
+    return any(is_learner_file(fn.__code__.co_filename) for fn in _functions_of(value))
+
+
+def _is_stub_object(value) -> bool:
+    """A function that is the stub, or a class whose every method is."""
+    functions = _functions_of(value)
+    return bool(functions) and all(is_stub(fn) for fn in functions)
+
+
+def _words(name: str) -> set[str]:
+    spaced = re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", name).lower()
+    return {word for word in spaced.split("_") if len(word) >= 4}
+
+
+def _likeness(wanted: str, other: str) -> float:
+    """How alike two names are, 0 when not alike enough to be the same thing renamed.
+
+    >>> [_likeness("review", name) for name in ("make_review", "rubber_stamp")]
+    [0.9, 0.0]
+    >>> _likeness("TimedApproval", "TimeoutApproval") >= 0.7
+    True
+    """
+    a, b = wanted.lower(), other.lower()
+    ratio = difflib.SequenceMatcher(None, a, b).ratio()
+    if min(len(a), len(b)) >= 4 and (a in b or b in a):
+        return max(ratio, 0.9)
+    if _words(wanted) & _words(other):
+        return max(ratio, 0.7)
+    return ratio if ratio >= 0.75 else 0.0
 
 
 def attempt(label: str, fn: Callable, *args, expected: str | None = None,
@@ -307,18 +415,33 @@ def learner_error(exc: BaseException, label: str, *, expected: str | None = None
                 hint=hint or "Read the line named above: that is where your code stopped.")
 
 
+_STUB_PROLOGUE = frozenset({"RESUME", "NOP", "RETURN_GENERATOR", "POP_TOP", "COPY_FREE_VARS",
+                            "MAKE_CELL"})  # what every function (a coroutine too) starts with
+_STUB_BETWEEN = frozenset({"LOAD_CONST", "PRECALL", "CALL", "PUSH_NULL", "KW_NAMES",
+                           "CALL_FUNCTION", "CALL_FUNCTION_KW"})
+
+
 def is_stub(fn) -> bool:
-    """True while ``fn``'s body is only the stub's ``raise NotImplementedError`` (docstring and
-    comments aside). Read from its source, so nothing of the learner's runs."""
-    try:
-        tree = ast.parse(textwrap.dedent(inspect.getsource(fn)))
-    except (OSError, TypeError, SyntaxError):
+    """True while ``fn``'s body is only the stub's ``raise NotImplementedError`` (or
+    ``raise NotImplementedError("...")``; docstring and comments aside). Read from its bytecode,
+    so nothing of the learner's runs (and no source file is searched for).
+
+    >>> def stub():
+    ...     "Docstring."
+    ...     raise NotImplementedError  # TODO
+    >>> def done():
+    ...     raise NotImplementedError("not for this shape") if False else None
+    >>> is_stub(stub), is_stub(done), is_stub(len)
+    (True, False, False)
+    """
+    code = getattr(fn, "__code__", None)
+    if code is None:
         return False
-    body = tree.body[0].body if tree.body and hasattr(tree.body[0], "body") else []
-    if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant):
-        body = body[1:]  # the docstring
-    return (len(body) == 1 and isinstance(body[0], ast.Raise) and body[0].exc is not None
-            and "NotImplementedError" in ast.unparse(body[0].exc))
+    ops = [i for i in dis.get_instructions(code) if i.opname not in _STUB_PROLOGUE]
+    return (len(ops) >= 2 and ops[-1].opname == "RAISE_VARARGS"
+            and ops[0].opname in ("LOAD_GLOBAL", "LOAD_NAME")
+            and ops[0].argval == "NotImplementedError"
+            and all(op.opname in _STUB_BETWEEN for op in ops[1:-1]))
 
 
 def describe(exc: BaseException) -> str:
@@ -367,8 +490,21 @@ def _functions_of(value) -> Iterable:
 
 # -- running checks, isolated and bounded ----------------------------------------------------------
 
-def _run_one(chk: Check, namespace: dict) -> tuple[str, str, str]:
+_check_ends_at: float | None = None  # when the running check's time is up (monotonic)
+
+
+def time_left() -> float:
+    """Seconds until the running check's deadline: a check sizes its waits with it, so a slow
+    answer gets its own message before the deadline turns it into a hang."""
+    if _check_ends_at is None:
+        return CHECK_TIMEOUT_S
+    return max(0.0, _check_ends_at - time.monotonic())
+
+
+def _run_one(chk: Check, namespace: dict, timeout: float) -> tuple[str, str, str]:
     """(status, message, hint) of one check, every exception turned into words."""
+    global _check_ends_at
+    _check_ends_at = time.monotonic() + timeout
     try:
         with contextlib.redirect_stdout(io.StringIO()):
             chk.run(namespace)
@@ -404,9 +540,13 @@ def _run_forked(checks: list[Check], namespace: dict, timeout: float) -> list[tu
     learner_files_of(namespace)
     children = []
     try:
-        for chk in checks:
-            children.append(_fork(chk, namespace, timeout))
-        outputs = _collect(children, timeout + 5.0)
+        gc.freeze()  # the children's collector then leaves the parent's objects (and pages) alone
+        try:
+            for chk in checks:
+                children.append(_fork(chk, namespace, timeout))
+        finally:
+            gc.unfreeze()
+        outputs = _collect(children, timeout + KILL_GRACE_S)
     finally:
         for pid, _ in children:
             with contextlib.suppress(OSError):
@@ -434,7 +574,7 @@ def _fork(chk: Check, namespace: dict, timeout: float) -> tuple[int, int]:
         sys.stdout = sys.stderr = io.StringIO()
         out = os.fdopen(write_end, "w", encoding="utf-8")
         faulthandler.dump_traceback_later(timeout, exit=True, file=out)
-        outcome = _run_one(chk, namespace)
+        outcome = _run_one(chk, namespace, timeout)
         faulthandler.cancel_dump_traceback_later()
         out.write(json.dumps({"outcome": outcome}))
         out.flush()
@@ -500,7 +640,8 @@ def _run_in_threads(checks: list[Check], namespace: dict, timeout: float) -> lis
     outcomes = []
     for chk in checks:
         box: list = []
-        worker = threading.Thread(target=lambda c=chk, b=box: b.append(_run_one(c, namespace)),
+        worker = threading.Thread(target=lambda c=chk, b=box: b.append(
+            _run_one(c, namespace, timeout)),
                                   daemon=True, name=f"selfcheck: {chk.name}")
         worker.start()
         worker.join(timeout)
@@ -513,6 +654,47 @@ def _run_in_threads(checks: list[Check], namespace: dict, timeout: float) -> lis
         status, message, hint = _hang(timeout, _hung_in(frames))
         outcomes.append((status, message, hint + " It is still running: restart the kernel."))
     return outcomes
+
+
+# -- the machine a check varies -------------------------------------------------------------------
+
+# Local time zones a check tries besides the machine's own, as POSIX TZ strings so they need no
+# time zone database: Kiritimati (UTC+14) and Adak (UTC-10, UTC-9 in summer), the two furthest
+# from UTC on either side. An answer that reads the local clock where it needs UTC passes on a
+# machine set to UTC and fails in one of these.
+FAR_TIME_ZONES = ("<+14>-14", "<-10>10<-09>,M3.2.0,M11.1.0")
+
+
+def time_zones() -> list[str | None]:
+    """The zones to try: None (the machine's own), then the far ones where the platform can
+    switch zones (``time.tzset``, POSIX)."""
+    return [None, *FAR_TIME_ZONES] if hasattr(time, "tzset") else [None]
+
+
+@contextlib.contextmanager
+def local_time_zone(zone: str | None):
+    """Make ``zone`` this process's local time zone while the block runs (None: leave it).
+
+    A check runs in a child process of its own, so the change reaches nothing else.
+
+    >>> with local_time_zone("<+14>-14"):
+    ...     datetime.now().astimezone().utcoffset().total_seconds() / 3600
+    14.0
+    """
+    if zone is None or not hasattr(time, "tzset"):
+        yield
+        return
+    before = os.environ.get("TZ")
+    os.environ["TZ"] = zone
+    time.tzset()
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop("TZ", None)
+        else:
+            os.environ["TZ"] = before
+        time.tzset()
 
 
 # -- reading and running a saved notebook ----------------------------------------------------------
@@ -590,70 +772,79 @@ def code_of_cells(cells: Iterable[tuple[int, str]], label: str) -> list[tuple[in
 
 
 def run_cells(compiled: list[tuple[int, object]], namespace: dict,
-              timeout: float = CELL_TIMEOUT_S) -> list[str]:
+              timeout: float = CELL_TIMEOUT_S, budget: float | None = None) -> list[str]:
     """Run compiled cells in order in ``namespace``; the errors, one line each. A cell that
     raises is reported and the next cells still run, so one mistake does not hide the others;
     a stub called at top level (NotImplementedError) is left for the checks to call not attempted.
+    Each cell gets ``timeout`` seconds, and all of them together ``budget`` (a cell started
+    after the budget is spent still gets LATE_CELL_S: defining a function takes less).
 
     The cells get an event loop of their own, as in a kernel. In a thread that already runs a
     loop (a kernel's cell calling this, say) they run on a thread of their own instead.
     """
     errors: list[str] = []
-    if threading.current_thread() is threading.main_thread() and not _loop_running():
-        _run_cells_here(compiled, namespace, timeout, errors, {})
+    if threading.current_thread() is threading.main_thread() and not in_event_loop():
+        _run_cells_here(compiled, namespace, timeout, budget, errors, {})
         return errors
-    return _run_cells_on_a_thread(compiled, namespace, timeout, errors)
+    return _run_cells_on_a_thread(compiled, namespace, timeout, budget, errors)
 
 
-def _run_cells_here(compiled, namespace: dict, timeout: float, errors: list[str],
-                    now_running: dict) -> None:
+def _run_cells_here(compiled, namespace: dict, timeout: float, budget: float | None,
+                    errors: list[str], now_running: dict) -> None:
     loop = asyncio.new_event_loop()  # one loop for the whole notebook, as a kernel keeps one
+    ends_at = None if budget is None else time.monotonic() + budget
     try:
         for number, code in compiled:
             if isinstance(code, SyntaxError):
-                errors.append(f"code cell {number} has a SyntaxError: {code.msg} "
+                errors.append(f"cell {number} has a SyntaxError: {code.msg} "
                               f"(line {code.lineno})")
                 continue
-            now_running.update(cell=number, since=time.monotonic())
+            allowed = timeout if ends_at is None else min(
+                timeout, max(LATE_CELL_S, ends_at - time.monotonic()))
+            now_running.update(cell=number, since=time.monotonic(), allowed=allowed)
             try:
-                with _quiet(), _deadline(timeout):
+                with _quiet(), _deadline(allowed):
                     loop.run_until_complete(_cell(code, namespace))
             except NotImplementedError:
                 continue
             except _CellTimeout as exc:
-                errors.append(f"code cell {number} did not finish within {timeout:g} s"
+                errors.append(f"cell {number} did not finish within {allowed:.2g} s"
                               f"{_hung_in(exc.frames)}")
             except Exception as exc:
-                errors.append(f"code cell {number} raised {describe(exc)} "
+                errors.append(f"cell {number} raised {describe(exc)} "
                               f"{_at(learner_frame(exc.__traceback__))}")
     finally:
         now_running.clear()
         _close(loop)
 
 
-def _run_cells_on_a_thread(compiled, namespace: dict, timeout: float,
+def _run_cells_on_a_thread(compiled, namespace: dict, timeout: float, budget: float | None,
                            errors: list[str]) -> list[str]:
     """The cells on a worker thread, watched from here: a cell past its deadline is reported
     and the cells after it are not run (the stuck thread cannot be stopped, only left)."""
     now_running: dict = {}
     streams = sys.stdout, sys.stderr
     worker = threading.Thread(target=_run_cells_here, daemon=True, name="hitl-kit cells",
-                              args=(compiled, namespace, timeout, errors, now_running))
+                              args=(compiled, namespace, timeout, budget, errors,
+                                    now_running))
     worker.start()
     while worker.is_alive():
         worker.join(0.02)
         running = dict(now_running)
-        if running and time.monotonic() - running["since"] > timeout and worker.is_alive():
+        if (running and time.monotonic() - running["since"] > running["allowed"]
+                and worker.is_alive()):
             sys.stdout, sys.stderr = streams  # the stuck cell never leaves its redirect
             stack = sys._current_frames().get(worker.ident)
             frames = [(f.f_code.co_filename, f.f_lineno, f.f_code.co_name)
                       for f, _ in traceback.walk_stack(stack)] if stack else []
-            return [*errors, f"code cell {running['cell']} did not finish within {timeout:g} s"
-                             f"{_hung_in(frames)}; the cells after it were not run"]
+            return [*errors, f"cell {running['cell']} did not finish within "
+                             f"{running['allowed']:.2g} s{_hung_in(frames)}; the cells after it "
+                             "were not run"]
     return errors
 
 
-def _loop_running() -> bool:
+def in_event_loop() -> bool:
+    """Whether this thread runs an event loop right now."""
     try:
         asyncio.get_running_loop()
     except RuntimeError:
@@ -669,13 +860,18 @@ async def _cell(code, namespace: dict) -> None:
         await result
 
 
-def run_notebook_cells(path: Path, timeout: float = CELL_TIMEOUT_S) -> tuple[dict, list[str]]:
-    """Run a saved notebook's code cells (not its self-check cell) in a fresh namespace."""
+def run_notebook_cells(path: Path, timeout: float = CELL_TIMEOUT_S,
+                       budget: float | None = CELLS_BUDGET_S) -> tuple[dict, list[str]]:
+    """Run a saved notebook's code cells (not its self-check cell) in a fresh namespace, each
+    within ``timeout`` seconds and all of them within ``budget``. A message names a cell by its
+    place among all the notebook's cells, markdown included, as a learner counts them in
+    JupyterLab from the top."""
     path = Path(path)
-    cells = [(number, _source(c)) for number, c in enumerate(_code_cells(path), start=1)
-             if SELFCHECK_TAG not in _tags(c)]
+    cells = [(number, _source(c))
+             for number, c in enumerate(_read_notebook(path)["cells"], start=1)
+             if c.get("cell_type") == "code" and SELFCHECK_TAG not in _tags(c)]
     namespace: dict = {"__name__": "__drill__"}
-    errors = run_cells(code_of_cells(cells, path.name), namespace, timeout)
+    errors = run_cells(code_of_cells(cells, path.name), namespace, timeout, budget)
     return namespace, errors
 
 
@@ -751,7 +947,7 @@ def _ago(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h ago"
 
 
-def _shown_path(path: Path) -> str:
+def shown_path(path: Path) -> str:
     with contextlib.suppress(ValueError):
         return str(Path(path).resolve().relative_to(Path.cwd().resolve()))
     return str(path)

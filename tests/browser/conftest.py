@@ -54,8 +54,10 @@ def page(browser):
 
 @dataclass
 class LiveLab:
-    """A JupyterLab serving the notebooks as a learner has them; ``kernel_tmp`` holds the temp
-    folders its kernels make (TMPDIR), so a test can open the databases a notebook wrote."""
+    """A JupyterLab serving the notebooks as a learner has them: their own copy, made as the
+    kit's launcher makes it (``notebooks/``, ``drills/``, ``solutions/`` under the root).
+    ``kernel_tmp`` holds the temp folders its kernels make (TMPDIR), so a test can open the
+    databases a notebook wrote."""
 
     server: JupyterLabServer
     kernel_tmp: Path
@@ -64,13 +66,17 @@ class LiveLab:
 @pytest.fixture(scope="package")
 def live_lab(tmp_path_factory):
     """One server for every browser scenario; nobody clicks for the learner here."""
+    from hitl_kit.lab import WORK_ENV, prepare_work_dir
+
     require_browser()
     work_dir = tmp_path_factory.mktemp("live-lab")
     kernel_tmp = work_dir / "kernel-tmp"
     kernel_tmp.mkdir()
-    env = {"HITL_KIT_UNATTENDED": "0", "TMPDIR": str(kernel_tmp)}
-    notebooks = sorted((REPO_ROOT / "notebooks").glob("*.ipynb"))
-    with JupyterLabServer(work_dir / "lab", files=notebooks, env=env) as server:
+    server = JupyterLabServer(work_dir / "lab", env={"HITL_KIT_UNATTENDED": "0",
+                                                     "TMPDIR": str(kernel_tmp)})
+    prepare_work_dir(server.root_dir)
+    server.env[WORK_ENV] = str(server.root_dir)  # the kernels' self-checks read this copy
+    with server:
         yield LiveLab(server, kernel_tmp)
 
 

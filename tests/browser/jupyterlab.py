@@ -177,6 +177,7 @@ class JupyterLabServer:
             "--LabApp.news_url=None",
             "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
             "--LabApp.extension_manager=readonly",
+            "--LabApp.expose_app_in_browser=True",  # window.jupyterapp, for what the UI hides
             f"--LabApp.workspaces_dir={lab_dir / 'workspaces'}",
             f"--LabApp.user_settings_dir={lab_dir / 'user-settings'}",
         ]  # fmt: skip

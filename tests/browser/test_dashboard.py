@@ -51,6 +51,14 @@ def test_sign_in_read_decide_in_bulk_and_confirm_a_link(page, tmp_path, artifact
         assert setup.world.calls["delete_customer"] == 1
         save_screenshot(page, artifacts_dir, "dashboard-results")
 
+        # The results page is the dashboard itself (redirected to after the POST): a reload
+        # fetches it again, sends no form, and the results are gone.
+        assert page.url == f"{server.url}/dashboard#results"
+        page.reload()
+        page.get_by_text("approval(s) waiting").wait_for()
+        assert page.locator("#results").count() == 0 and dialogs == []
+        assert setup.world.calls["delete_customer"] == 1 and setup.world.calls["send_reply"] == 1
+
         setup.inbox.submit("delete customer 1", "key-account", requested_by="rita")
         link = setup.links.issue(setup.item("key-account"), requester="rita",
                                  approver="bo")["reject"]

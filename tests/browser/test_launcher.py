@@ -1,11 +1,16 @@
-"""The README's learn command in a real browser: the kit's launcher opens notebook 00 with the
-repository as root, so a drill opens from the file browser, and the news pop-up stays away."""
+"""The README's learn command in a real browser: the kit's launcher makes the learner's copy and
+opens notebook 00 in it, a drill opens from the file browser, the package is one click away, and
+the news pop-up stays away. (The suite points HITL_KIT_WORK at a temporary folder, which the
+launcher inherits: the test never writes into the repository.)"""
 
-import contextlib
+import json
+import os
 import urllib.request
+from pathlib import Path
 
-import pytest
 from playwright.sync_api import expect
+
+from hitl_kit.lab import WORK_ENV
 
 from ..test_repo_rules import readme_command
 from .conftest import REPO_ROOT
@@ -19,24 +24,15 @@ def launcher_args() -> list[str]:
     return args
 
 
-@pytest.fixture
-def no_new_checkpoints():
-    """JupyterLab saves a checkpoint of each notebook it opens: remove the ones this test made in
-    the repository (the learner's own checkpoints stay)."""
-    before = set(REPO_ROOT.glob("*/.ipynb_checkpoints/*"))
-    yield
-    for made in set(REPO_ROOT.glob("*/.ipynb_checkpoints/*")) - before:
-        made.unlink()
-        with contextlib.suppress(OSError):
-            made.parent.rmdir()  # only when it is empty
-
-
 def test_the_launcher_opens_start_here_and_a_drill_from_the_file_browser(
-        page, tmp_path, artifacts_dir, no_new_checkpoints):
+        page, tmp_path, artifacts_dir):
+    work = Path(os.environ[WORK_ENV])
     with LauncherServer(tmp_path, REPO_ROOT, launcher_args()) as server:
+        assert (work / "drills" / "01_classify_email_actions.ipynb").is_file()  # the copy
         no_proxy = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-        with no_proxy.open(server.url("api/contents/drills"), timeout=10) as listing:
-            assert listing.status == 200  # drills/ is inside the served root
+        with no_proxy.open(server.url("api/contents"), timeout=60) as listing:
+            served = {item["name"] for item in json.loads(listing.read())["content"]}
+        assert {"notebooks", "drills", "solutions", "hitl_kit"} <= served  # the copy is the root
 
         page.goto(f"{server.base_url}/?token={server.token}")  # what the printed link opens
         expect(page.locator(".jp-RenderedMarkdown h1", has_text="00 · Start here")).to_be_visible(

@@ -37,7 +37,7 @@ def resolved_rows(kernel_tmp):
 
 
 def test_approve_and_reject_on_the_cards_resume_the_graph(page, live_lab, artifacts_dir):
-    open_notebook(page, live_lab.server, "02_interrupt_and_resume.ipynb")
+    open_notebook(page, live_lab.server, "notebooks/02_interrupt_and_resume.ipynb")
     run_all_cells(page)
     wait_for_output_text(page, "waiting for your decision")
     customer_ids = "SELECT id FROM customers ORDER BY id"

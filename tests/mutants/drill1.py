@@ -3,6 +3,7 @@
 from tests.mutants import Mutant
 
 CLASSIFIED = "every action is classified with a known class and policy"
+OWN = "contacts, mail rules and calendar events run without a human"
 FOLLOWS = "each policy follows from its class"
 UNDOABLE = "reads, searches, drafts and archiving run without a human"
 SENDS = "sending waits for a human"
@@ -24,9 +25,9 @@ MUTANTS = [
              '"read_inbox": ("irreversible_high", "hard_gate")'),),
            {UNDOABLE: "read_inbox: hard_gate"}),
     Mutant("policy-contradicts-class", "the class says one thing, the gate another",
-           (('"set_rule": ("partially_reversible", "auto_with_logging")',
-             '"set_rule": ("partially_reversible", "hard_gate")'),),
-           {FOLLOWS: "set_rule: partially_reversible calls for auto_with_logging"}),
+           (('"send_reply": ("irreversible_low", "soft_gate")',
+             '"send_reply": ("irreversible_low", "hard_gate")'),),
+           {FOLLOWS: "send_reply: irreversible_low calls for soft_gate"}),
     Mutant("deletion-behind-a-soft-gate",
            "a permanent deletion runs when the approver is away (soft and hard gates differ)",
            (('"delete_thread": ("irreversible_high", "hard_gate")',
@@ -91,13 +92,13 @@ MUTANTS = [
         if action.endswith(name):
             return policy
     return "hard_gate"'''),),
-           {UNKNOWN: "added or cut"}, subtle=True),
+           {UNKNOWN: "behind a namespace"}, subtle=True),
     Mutant("substring-match", "any name containing a known one runs as that one",
            ((BODY, '''    for name, (_klass, policy) in EMAIL_TABLE.items():
         if name in action:
             return policy
     return "hard_gate"'''),),
-           {UNKNOWN: "added or cut"}, subtle=True),
+           {UNKNOWN: "behind a namespace"}, subtle=True),
     Mutant("hard-gate-for-everything", "fails closed by gating every action, known ones too",
            ((BODY, '    return "hard_gate"'),),
            {KNOWN: "disagrees with EMAIL_TABLE"}),
@@ -252,4 +253,96 @@ MUTANTS += [
     Mutant("unknown-action-crashes", "an unclassified tool stops the agent with a KeyError",
            ((UNKNOWN_FIRST, ""),),
            {UNKNOWN_CALL: "crashes on an action that is not in the table"}),
+]
+
+# -- what an answer silently depends on (issue 22): a batch per part ------------------------------
+SIGNATURE = '''def policy_for_call(action: str, args: dict, target: dict | None,
+                    rules: list) -> tuple[str, list]:'''
+PATH_WALK = '''    for key in path.split("."):'''
+
+MUTANTS += [
+    # -- part A: names behind a namespace ----------------------------------------------------------
+    Mutant("namespace-cut-off", "'email.read_inbox' (another server's tool) runs as read_inbox",
+           ((LOOKUP, 'EMAIL_TABLE.get(action.split(".")[-1], (None, "hard_gate"))'),),
+           {UNKNOWN: "behind a namespace"}, subtle=True),
+    Mutant("mcp-prefix-removed", "an MCP server's prefix is taken off before the lookup",
+           ((LOOKUP, 'EMAIL_TABLE.get(action.removeprefix("mcp__email__"), '
+                     '(None, "hard_gate"))'),),
+           {UNKNOWN: "behind a namespace"}, subtle=True),
+    Mutant("path-tail-looked-up", "'mail/send_reply' is looked up as send_reply",
+           ((LOOKUP, 'EMAIL_TABLE.get(action.rpartition("/")[2], (None, "hard_gate"))'),),
+           {UNKNOWN: "behind a namespace"}, subtle=True),
+    Mutant("leading-separators-stripped", "'.read_inbox' is tidied into read_inbox",
+           ((LOOKUP, 'EMAIL_TABLE.get(action.lstrip("./:"), (None, "hard_gate"))'),),
+           {UNKNOWN: "behind a namespace"}, subtle=True),
+    # -- part A: state kept between lookups --------------------------------------------------------
+    Mutant("cache-under-a-folded-key", "a cache filled by read_inbox answers for READ_INBOX",
+           ((BODY, '''    key = action.casefold()  # cache: asked again and again
+    if key not in _SEEN:
+        _SEEN[key] = EMAIL_TABLE.get(action, (None, "hard_gate"))[1]
+    return _SEEN[key]'''),
+            ("def policy_for(action: str) -> str:",
+             "_SEEN = {}\n\n\ndef policy_for(action: str) -> str:")),
+           {UNKNOWN: "in other capitals"}, subtle=True),
+    # -- part A: the rows nobody looked at ---------------------------------------------------------
+    Mutant("contact-behind-a-soft-gate", "every new contact waits for a human: over-gating",
+           (('"add_contact": ("partially_reversible", "auto_with_logging")',
+             '"add_contact": ("irreversible_low", "soft_gate")'),),
+           {OWN: "add_contact: soft_gate"}, subtle=True),
+    Mutant("every-mail-rule-hard-gated", "a rule that labels a newsletter waits for a hard gate",
+           (('"set_rule": ("partially_reversible", "auto_with_logging")',
+             '"set_rule": ("irreversible_high", "hard_gate")'),),
+           {OWN: "set_rule: hard_gate"}, subtle=True),
+    Mutant("calendar-event-as-a-send", "an event on the user's own calendar treated like mail sent",
+           (('"create_calendar_event": ("partially_reversible", "auto_with_logging")',
+             '"create_calendar_event": ("irreversible_low", "soft_gate")'),),
+           {OWN: "create_calendar_event: soft_gate"}, subtle=True),
+    # -- part B: names -----------------------------------------------------------------------------
+    Mutant("rule-action-by-suffix", "a rule for 'email.send_reply' raises send_reply",
+           ((GUARD, "if not rule_action.endswith(action) or rank(raise_to) <= rank(base):"),),
+           {ONLY_RAISE: "a rule for another action changed this call"}, subtle=True),
+    Mutant("call-namespace-cut-off", "'email.send_reply' is judged as send_reply",
+           ((UNKNOWN_FIRST, '    action = action.rpartition(".")[2]  # "email.send_reply"\n'
+                            + UNKNOWN_FIRST),),
+           {UNKNOWN_CALL: "behind a namespace"}, subtle=True),
+    # -- part B: fields and values -----------------------------------------------------------------
+    Mutant("two-keys-at-most", "target.thread.sender.people is read two keys deep",
+           ((PATH_WALK, '''    for key in path.split(".")[:2]:  # args.x or target.x.y'''),),
+           {RAISE: "nested target field"}, subtle=True),
+    Mutant("falsy-means-missing", "0 and '' are taken for a missing field",
+           ((WALK, WALK + '''
+    if found in (None, "", 0):  # nothing there
+        raise CannotTell(f"{field} is empty")'''),),
+           {RAISE: "although it does not hold"}, subtle=True),
+    Mutant("none-means-missing", "a field that is there with None is taken for a missing one",
+           ((WALK, WALK + '''
+    if found is None:
+        raise CannotTell(f"{field} is None")'''),),
+           {RAISE: "although it does not hold"}, subtle=True),
+    # -- part B: state kept between calls ----------------------------------------------------------
+    Mutant("unknown-action-added-to-the-table", "every unknown call adds a row to EMAIL_TABLE",
+           ((UNKNOWN_FIRST, '''    if action not in EMAIL_TABLE:
+        EMAIL_TABLE.setdefault(action, ("irreversible_high", "hard_gate"))  # remember it
+        return "hard_gate", []
+'''),),
+           {UNKNOWN_CALL: "changes EMAIL_TABLE"}, subtle=True),
+    Mutant("memo-ignores-the-target", "a cache keyed by the action, args and rules, not target",
+           ((UNKNOWN_FIRST, '''    key = (action, repr(args), repr(rules))
+    if key in _MEMO:  # the agent asks about the same call again and again
+        return _MEMO[key]
+    _MEMO[key] = answer = _decide(action, args, target, rules)
+    return answer
+
+
+def _decide(action, args, target, rules):
+''' + UNKNOWN_FIRST),
+            (SIGNATURE, "_MEMO = {}\n\n\n" + SIGNATURE)),
+           {RAISE: "not read from target"}, subtle=True),
+]
+MUTANTS += [
+    Mutant("raised-by-in-a-default-list", "the list of reasons outlives the call it was made for",
+           ((SIGNATURE, '''def policy_for_call(action: str, args: dict, target: dict | None,
+                    rules: list, raised_by: list = []) -> tuple[str, list]:'''),
+            ("    klass, raised_by = base, []", "    klass = base")),
+           {EXPLAINS: "names a rule more than once"}, subtle=True),
 ]

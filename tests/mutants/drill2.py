@@ -75,7 +75,7 @@ MUTANTS = [
     Mutant("anything-but-rejected-approves", "'reject', a typo or {} approve the call",
            ((RETURN, '''    approved = decision.get("decision") != "rejected"
     return {"decision": {**decision, "decision": "approved" if approved else "rejected"}}'''),),
-           {EXACT: "the answer was 'reject', a verb"}, subtle=True),
+           {EXACT: "the answer was 'reject', a verb", WHOLE: "not kept as given"}, subtle=True),
     Mutant("rebuilds-the-answer", "the approver's reason never reaches the record",
            ((RETURN, '    return {"decision": {"decision": decision["decision"], '
                      '"approver": decision["approver"]}}'),),
@@ -84,7 +84,7 @@ MUTANTS = [
            "guarding the re-run with state['decision'] approves the thread's next task",
            ((GUARD, 'if state.get("decision"):  # decided already: don\'t ask twice\n'
                     '        return {}\n    ' + GUARD),),
-           {ONE_CALL: "leaks to the next task"}, subtle=True),
+           {ONE_CALL: "leaks to the next task", READS: "is not an auto-approval"}, subtle=True),
     Mutant("remembers-approvals-globally", "an approval on one thread approves the same call on "
            "every other", (("def review(state: State) -> dict:", '''APPROVED_CALLS = set()
 
@@ -127,4 +127,60 @@ def review(state: State) -> dict:'''),
            ((COMPILE, COMPILE.replace(COMPILED,
                                       "return builder.compile(checkpointer=MemorySaver())")),),
            {SAVER: "somewhere other than the checkpointer it was given"}, subtle=True),
+]
+
+# -- what an answer silently depends on (issue 22): a batch --------------------------------------
+AUTO_RETURN = '        return {"decision": {"decision": "auto-approved", "approver": "auto"}}'
+EVERY_RUN = (READS, PAUSES, ONCE, EXACT, WHOLE, ONE_CALL, THREADS, SAVER)  # each builds the graph
+
+MUTANTS += [
+    # -- names -------------------------------------------------------------------------------------
+    Mutant("namespace-cut-off", "'crm.read_customer', another server's tool, passes as a read",
+           ((NOT_READ_ONLY, 'return tool_name.split(".")[-1] not in READ_ONLY'),),
+           {NEEDS: "behind a namespace"}, subtle=True),
+    Mutant("function-prefix-removed", "'functions.read_customer' passes as a read",
+           ((NOT_READ_ONLY, 'return tool_name.removeprefix("functions.") not in READ_ONLY'),),
+           {NEEDS: "behind a namespace"}, subtle=True),
+    # -- the decision recorded for what needs no human ---------------------------------------------
+    Mutant("reads-recorded-as-approved", "the record claims a person approved every read",
+           ((AUTO_RETURN, '        return {"decision": {"decision": "approved", "approver": '
+                          '"auto"}}'),),
+           {READS: "is not an auto-approval"}, subtle=True),
+    Mutant("auto-decision-names-nobody", "the record cannot say who let the read through",
+           ((AUTO_RETURN, '        return {"decision": {"decision": "auto-approved"}}'),),
+           {READS: "is not an auto-approval"}, subtle=True),
+    Mutant("reads-keep-the-last-decision", "a read after ana's approval is recorded as hers",
+           ((AUTO_RETURN, '        return {"decision": state.get("decision") or '
+                          '{"decision": "auto-approved", "approver": "auto"}}'),),
+           {READS: "is not an auto-approval"}, subtle=True),
+    # -- who and in which order --------------------------------------------------------------------
+    Mutant("a-rejection-sticks-to-the-thread", "after one rejection, nothing more is asked there",
+           ((GUARD, 'if state.get("decision", {}).get("decision") == "rejected":\n'
+                    "        return {}  # this thread was turned down\n    " + GUARD),),
+           {ONE_CALL: "does not ask"}, subtle=True),
+    Mutant("normalises-the-decision-word", "'APPROVED' and 'approved ' run the call",
+           ((RETURN, '    return {"decision": {**decision, "decision": '
+                     'str(decision.get("decision", "")).strip().lower()}}'),),
+           {EXACT: "the answer was 'APPROVED'"}, subtle=True),
+    Mutant("updates-approved-whatever-the-answer", "updates only tell the human, then run",
+           ((RETURN, '''    if call["name"] == "update_customer":  # low risk: just inform
+        return {"decision": {**decision, "decision": "approved"}}
+''' + RETURN),),
+           {EXACT: "the answer was a rejection", WHOLE: "not kept as given"}, subtle=True),
+    Mutant("edits-dropped", "only the decision, approver and reason are kept",
+           ((RETURN, '    return {"decision": {key: decision[key] for key in ("decision", '
+                     '"approver", "reason") if key in decision}}'),),
+           {WHOLE: "not kept as given"}, subtle=True),
+    # -- what reaches the given code, and the names the check looks for ----------------------------
+    Mutant("decision-as-a-string", "the state's decision is the word, not the answer",
+           ((RETURN, '    return {"decision": decision.get("decision")}'),),
+           {ONCE: "the given `execute` failed on what your review returned",
+            WHOLE: "the given `execute` failed", ONE_CALL: "the given `execute` failed",
+            THREADS: "the given `execute` failed", SAVER: "the given `execute` failed"},
+           subtle=True),
+    Mutant("review-renamed", "the node is called review_node, and the check asks for review",
+           (("def review(state: State) -> dict:", "def review_node(state: State) -> dict:"),
+            (REVIEW_NODE, 'builder.add_node("review", review_node)')),
+           dict.fromkeys(EVERY_RUN, "your notebook defines `review_node`, the check looks for "
+                                    "`review`")),
 ]

@@ -135,3 +135,49 @@ MUTANTS = [
                      '({placeholders})", row)'),),
            {ROLLBACK: "lost when the caller rolls back"}, subtle=True),
 ]
+
+# -- what an answer silently depends on (issue 22): a batch --------------------------------------
+TO_UTC = "return moment.astimezone(UTC).isoformat()"
+OUTCOME_ROW = 'row["parameters"] = json.dumps(row["parameters"], sort_keys=True)'
+
+MUTANTS += [
+    # -- the connection ----------------------------------------------------------------------------
+    Mutant("temp-triggers", "the guards live on the connection that ran SCHEMA only",
+           (("CREATE TRIGGER audit_log_no_update", "CREATE TEMP TRIGGER audit_log_no_update"),
+            ("CREATE TRIGGER audit_log_no_delete", "CREATE TEMP TRIGGER audit_log_no_delete"),
+            ("CREATE TRIGGER audit_log_no_replace", "CREATE TEMP TRIGGER audit_log_no_replace")),
+           {STORED: "the triggers are TEMP"}, subtle=True),
+    Mutant("temp-table", "the audit table vanishes with the connection that made it",
+           (("CREATE TABLE audit_log (", "CREATE TEMP TABLE audit_log ("),),
+           dict.fromkeys((TEXT, NOT_NULL, ENUMS, STORED, INSERT_ONLY, AS_GIVEN, TIMESTAMPS, MISSING,
+                          ROLLBACK), "is a TEMP table"), subtle=True),
+    # -- the machine's clock -----------------------------------------------------------------------
+    Mutant("local-now-labelled-utc", "local time with +00:00 pasted on: right on a UTC machine",
+           ((NOW, 'row["timestamp"] = datetime.now().isoformat() + "+00:00"'),),
+           {TIMESTAMPS: "but the row was written at about"}, subtle=True, zone=True),
+    Mutant("now-in-the-local-zone", "datetime.now().astimezone(): the offset is the machine's",
+           ((NOW, 'row["timestamp"] = datetime.now().astimezone().isoformat()'),),
+           {TIMESTAMPS: "convert it to UTC"}, subtle=True, zone=True),
+    Mutant("converted-to-the-local-zone", "moment.astimezone() converts to the machine's zone",
+           ((TO_UTC, "return moment.astimezone().isoformat()  # normalised"),),
+           {TIMESTAMPS: "convert it to UTC"}, subtle=True, zone=True),
+    # -- rows of every age -------------------------------------------------------------------------
+    Mutant("old-rows-may-be-deleted", "a retention WHEN lets rows older than five years go",
+           (("BEFORE DELETE ON audit_log\nBEGIN",
+             "BEFORE DELETE ON audit_log WHEN OLD.timestamp >= datetime('now', '-5 years')"
+             "\nBEGIN"),),
+           {STORED: "DELETE FROM audit_log WHERE rowid"}, subtle=True),
+    Mutant("new-rows-may-be-corrected", "a row can be fixed up in its first hour",
+           (("BEFORE UPDATE ON audit_log\nBEGIN",
+             "BEFORE UPDATE ON audit_log WHEN OLD.timestamp < datetime('now', '-1 hour')\nBEGIN"),),
+           {STORED: "UPDATE audit_log SET"}, subtle=True),
+    # -- every value of every column ---------------------------------------------------------------
+    Mutant("outcome-worked-out-from-the-decision", "error and rollback are stored as success",
+           ((OUTCOME_ROW, OUTCOME_ROW + '\n    row["outcome"] = ("success" if row["decision"] in '
+                                        '("approved", "auto-approved") else "not_executed")'),),
+           {AS_GIVEN: "outcome is not stored as given"}, subtle=True),
+    Mutant("timeouts-stored-as-rejections", "the trail cannot tell a timeout from a person's no",
+           ((OUTCOME_ROW, OUTCOME_ROW + '\n    if row["decision"] == "timed-out":\n'
+                                        '        row["decision"] = "rejected"  # same effect'),),
+           {AS_GIVEN: "decision is not stored as given"}, subtle=True),
+]

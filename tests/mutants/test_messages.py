@@ -22,6 +22,9 @@ MESSAGES = {
     ("drill1", "a-send-left-ungated"): (
         "a message that leaves the mailbox is sent without a human",
         "Once a reply or an unsubscribe request has left"),
+    ("drill1", "contact-behind-a-soft-gate"): (
+        "a change the user can undo (a contact, a mail rule, a calendar event) waits for a human",
+        "These change only the user's own address book"),
     ("drill1", "deletion-behind-a-soft-gate"): (
         "a permanent deletion can happen without a human saying yes",
         "A soft gate runs the action when nobody rejects it in time"),
@@ -59,14 +62,14 @@ MESSAGES = {
         "interrupt() takes the payload the human sees"),
     ("drill2", "review-runs-the-call-too"): (
         "one approval ran delete_customer 2 times", "Only execute runs the call"),
-    ("drill2", "anything-but-rejected-approves"): (
-        "the call ran although the answer was 'reject', a verb",
+    ("drill2", "normalises-the-decision-word"): (
+        "the call ran although the answer was 'APPROVED', not the exact word",
         "Return the human's answer unchanged as the decision"),
     ("drill2", "rebuilds-the-answer"): (
         "the human's answer is not kept as given", "Return what interrupt() gave back as it is"),
-    ("drill2", "skips-when-state-has-a-decision"): (
-        "an approval leaks to the next task on the same thread",
-        "A thread's state keeps the last decision between tasks"),
+    ("drill2", "a-rejection-sticks-to-the-thread"): (
+        "after a rejection, the next task on the same thread does not ask",
+        "Every proposed call gets its own interrupt()"),
     ("drill2", "remembers-approvals-globally"): (
         "an approval given on one thread lets the same call run on another",
         "Don't remember approvals in a module-level dict or set"),
@@ -100,22 +103,75 @@ MESSAGES = {
         "nobody answered, and the thread is still paused after the 0.1 s deadline",
         "threading.Timer takes seconds"),
     ("drill4", "timer-never-cancelled"): (
-        "the timer still fired after ana had decided", "Cancel the timer in decide()"),
+        "the timer still fired after the approval was decided", "Cancel the timer in decide()"),
     ("drill4", "check-then-set-without-a-lock"): (
         "two callers at the same instant both decided",
         "A flag alone is not enough: both threads can read 'not decided yet'"),
     ("drill4", "timer-in-a-module-variable"): (
         "approvals alive at the same time share state",
         "Keep each approval's flag, lock, timer and config on the instance"),
+    ("drill4", "decided-threads-on-the-class"): (
+        "a thread paused again could not be decided by its new approval",
+        "An approval is one pause of one thread"),
     ("drill4", "async-deadline-cancels-itself"): (
         "nobody answered, and the thread is still paused after the 0.1 s deadline",
         "After the sleep, await self.time_out()"),
     ("drill4", "async-deadline-never-cancelled"): (
-        "the deadline task still called time_out() after ana had decided",
+        "the deadline task still called time_out() after the approval was decided",
         "Cancel the deadline task in decide()"),
     ("drill4", "async-flag-set-after-await"): (
-        "two coroutines started together both resumed the graph",
+        "two callers at the same instant both decided",
         "Every await is a point where another coroutine runs"),
+    ("drill4", "async-one-lock-for-every-approval"): (
+        "deciding one approval waits for another approval's slow resume",
+        "Don't hold an asyncio.Lock shared by every approval"),
+}
+# The flaws of the mistakes this kit's batch of issue 22 is about, as (drill, mutant, check):
+# each message names the flaw (never what the kit's given code did with it), then its hint.
+NAMED = {
+    ("drill1", "namespace-cut-off",
+     "policy_for fails closed for every action not in the table"): (
+        "policy_for lets an action nobody classified run without a hard gate",
+        "Compare the whole name: don't cut a prefix"),
+    ("drill2", "decision-as-a-string",
+     "an approval runs the call exactly once, even if sent twice"): (
+        "the given `execute` failed on what your review returned",
+        "execute reads state['decision'] as a dict"),
+    ("drill2", "review-renamed", "read-only tasks and tasks with no call finish without pausing"):
+        ("your notebook defines `review_node`, the check looks for `review`",
+         "Rename `review_node` to `review`"),
+    ("drill2", "reads-recorded-as-approved",
+     "read-only tasks and tasks with no call finish without pausing"): (
+        "the decision recorded for 'read customer 2' is not an auto-approval by 'auto'",
+        "The record must say nobody was asked"),
+    ("drill3", "temp-triggers", "no statement can change or remove a stored row"): (
+        "a stored row can be changed or removed from any other connection: the triggers are TEMP",
+        "CREATE TRIGGER, not CREATE TEMP TRIGGER"),
+    ("drill3", "local-now-labelled-utc", "timestamps are ISO 8601 in UTC with an offset"): (
+        "a timestamp is not ISO 8601 in UTC with an offset, or is another moment",
+        "datetime.now(UTC).isoformat() for timestamp"),
+    ("drill4", "resumes-with-the-bare-decision",
+     "an answer in time wins, keeps its reason, and the timer never fires"): (
+        "the given `gate` failed on what your code resumed the graph with",
+        "The gate reads answer['decision']"),
+    ("drill4", "time-out-holds-the-lock",
+     "an answer in time wins, keeps its reason, and the timer never fires"): (
+        "time_out() after decide('approved', 'ana', 'looks right') waits forever: it waits for "
+        "a lock its own thread already holds", "A threading.Lock taken twice by the same thread"),
+    ("drill4", "deadline-on-the-local-clock",
+     "no answer within N seconds (or a deadline already due): rejected, logged as timed-out by "
+     "system"): ("nobody answered, and the thread is still paused after the 0.1 s deadline",
+                 "A deadline is a duration"),
+    ("drill4", "timer-started-before-the-object-is-ready",
+     "no answer within N seconds (or a deadline already due): rejected, logged as timed-out by "
+     "system"): ("a deadline already due (0 s) never timed out",
+                 "Start the timer last in __init__"),
+    ("drill4", "async-blocking-invoke",
+     "asyncio: no answer within N seconds (or a deadline already due): rejected by system"): (
+        "your coroutine calls the graph's blocking invoke", "A coroutine must never wait"),
+    ("drill4", "async-event-wait",
+     "asyncio: no answer within N seconds (or a deadline already due): rejected by system"): (
+        "your coroutine blocks the event loop", "A coroutine must never wait"),
 }
 LABEL = re.compile(r"^  (tried|got|expected|also): +\S|^ {12}\S")
 
@@ -144,6 +200,27 @@ def test_the_flaw_then_the_evidence_then_its_hint(key, mutant_id):
     shown = str(report)  # as printed: the message, then the hint, under the check's name
     at = shown.index(result.check.name)
     assert shown.index(flaw, at) < shown.index("hint: " + hint, at)
+
+
+@pytest.mark.parametrize(("key", "mutant_id", "check"), list(NAMED),
+                         ids=[f"{key}-{mutant_id}" for key, mutant_id, _ in NAMED])
+def test_the_mistake_is_named_not_what_the_given_code_did(key, mutant_id, check):
+    flaw, hint = NAMED[key, mutant_id, check]
+    report, _ = report_of(key, mutant_id)
+    result = next(r for r in report.results if r.check.name == check)
+    assert result.status == FAIL, str(report)
+    assert result.message.splitlines()[0] == flaw, result.message
+    assert (result.hint or result.check.hint).startswith(hint), result.hint
+
+
+def test_a_renamed_entry_point_is_named_once():
+    """One missing name fails every check that needs it: the report says it once, in full."""
+    report, _ = report_of("drill2", "review-renamed")
+    shown = str(report)
+    failed = [r for r in report.results if r.status == FAIL]
+    assert len(failed) > 1 and "not attempted" not in shown.lower()
+    assert shown.count("`review_node` is defined, `review` is not") == 1, shown
+    assert shown.count("the check looks for `review` (as above)") == len(failed) - 1, shown
 
 
 @pytest.mark.parametrize("key", DRILL_KEYS)

@@ -12,7 +12,14 @@ import importlib
 from pathlib import Path
 
 from hitl_kit.course import progress
-from hitl_kit.course.selfcheck import CORRECT, CheckError, Drill, Report, drill_key_of
+from hitl_kit.course.selfcheck import (
+    CORRECT,
+    CheckError,
+    Drill,
+    Report,
+    drill_key_of,
+    shown_path,
+)
 
 DRILL_MODULES = {
     "drill1": "hitl_kit.course.checks.d01_classify",
@@ -44,14 +51,16 @@ def check_notebook(path: str | Path) -> Report:
 
 
 def progress_table() -> tuple[str, bool]:
-    """Check every drill notebook now; a text table of their status, and whether all pass."""
+    """Check every drill notebook now (your copy, once the launcher made it); a text table of
+    their status, and whether all pass."""
     rows = [("drill", "status", "checks", "notebook")]
     all_correct = True
     for drill in all_drills():
-        report = check_notebook(drill.drill_path)
+        path = drill.learner_path
+        report = check_notebook(path)
         all_correct &= report.status == CORRECT
         rows.append((drill.title, report.status, f"{report.passed}/{len(report.results)}",
-                     f"drills/{drill.notebook}"))
+                     shown_path(path)))
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
              for row in rows]

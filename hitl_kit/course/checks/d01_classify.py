@@ -11,10 +11,26 @@ rules are judged by what they do to calls, not by their text; the function is pr
 fields, values and actions it has never seen (every operator at and around its threshold, fields
 missing or of the wrong type, rules that would lower a class, rules of other actions, unknown
 actions), each answer compared with the kit's own rule evaluator run on the learner's table.
+
+What an answer could silently depend on, and how the checks vary it:
+
+* every row judged: each of the ten rows is held to what a reviewer expects of its class (the
+  contacts, mail rules and calendar events included, not only the reads, sends and deletes), and
+  part B puts every row of the learner's table below the top class through the rule probes, not
+  one action per class;
+* names: besides other capitals, spacing, look-alikes and affixes, every known name behind a
+  namespace or a separator (``email.read_inbox``, ``mcp__email__read_inbox``, ``/read_inbox``),
+  for actions and for the actions rules are written for;
+* order and state: the unknown names are asked after every known one (a cache filled by a known
+  name must not answer for a look-alike), rules come in both orders, and EMAIL_TABLE, args,
+  target and rules must be unchanged by any call;
+* values: thresholds at, under and over, ints and floats, 0, fields one, two and three keys deep,
+  and None, 0 and "" where == and != compare anything.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dis
 import inspect
@@ -39,16 +55,21 @@ EMAIL_ACTIONS = (
     "add_contact", "set_rule", "archive_thread", "search_mail", "create_calendar_event",
 )
 UNDOABLE = ("read_inbox", "search_mail", "draft_reply", "archive_thread")
+OWN_STATE = ("add_contact", "set_rule", "create_calendar_event")  # the user can remove them
 SENDS = ("send_reply", "unsubscribe")  # they leave the mailbox: nobody can call them back
 DESTROYS = ("delete_thread",)  # past the trash: a soft gate's timeout would destroy it
 GATES = (Policy.SOFT_GATE, Policy.HARD_GATE)
 CLASSES = [k.value for k in Reversibility]
 POLICIES = [p.value for p in Policy]
 OTHER_KIT_TOOLS = ("delete_customer", "send_mass_email", "deploy_to_prod")  # not email actions
+# The names the drill asks for, and those its notebook gives (a renamed answer is told apart).
+NAMES = ("EMAIL_TABLE", "policy_for", "EMAIL_RULES", "policy_for_call", "EMAIL_ACTIONS",
+         "POLICY_BY_CLASS", "World", "CLASS_ORDER", "world", "call", "EXAMPLE_CALLS", "TODO",
+         "tool", "klass", "policy", "action", "args", "target")
 
 
 def _table(ns: dict) -> dict:
-    table = need(ns, "EMAIL_TABLE")
+    table = need(ns, "EMAIL_TABLE", known=NAMES)
     if not isinstance(table, dict):
         raise Flaw("EMAIL_TABLE is not a dict", got=f"{type(table).__name__}: {table!r:.80}",
                    expected="a dict of action -> (class, policy)",
@@ -127,6 +148,12 @@ sends_wait_for_a_human = _rule(
     SENDS, GATES, "a message that leaves the mailbox is sent without a human",
     "Once a reply or an unsubscribe request has left, nobody can call it back: it is "
     "irreversible, whatever it costs.")
+own_changes_run_without_a_human = _rule(
+    OWN_STATE, (Policy.AUTO_EXECUTE, Policy.AUTO_WITH_LOGGING),
+    "a change the user can undo (a contact, a mail rule, a calendar event) waits for a human",
+    "These change only the user's own address book, mail rules and calendar, and the user can "
+    "remove what was added: partially_reversible (auto_with_logging), or fully_reversible. A "
+    "gate here is over-gating; part B raises the one kind of mail rule that deletes mail.")
 destruction_waits_for_a_hard_gate = _rule(
     DESTROYS, (Policy.HARD_GATE,), "a permanent deletion can happen without a human saying yes",
     "A soft gate runs the action when nobody rejects it in time. Deleting past the trash cannot "
@@ -134,7 +161,7 @@ destruction_waits_for_a_hard_gate = _rule(
 
 
 def _policy_for(ns: dict):
-    policy_for = need(ns, "policy_for")
+    policy_for = need(ns, "policy_for", known=NAMES)
     if not callable(policy_for):
         raise Flaw("policy_for is not a function", got=repr(policy_for),
                    hint="def policy_for(action: str) -> str: ...")
@@ -173,24 +200,34 @@ def known_actions_get_their_policy(ns: dict) -> None:
                                     "gives it, spelt exactly as there.")
 
 
+@contextlib.contextmanager
+def _table_kept(ns: dict, who: str, tried: str):
+    """The block's probes must leave EMAIL_TABLE as it was: deciding a policy only reads."""
+    table = _table(ns)
+    before = copy.deepcopy(table)
+    yield
+    if table != before:
+        added = sorted(set(table) - set(before), key=str)[:3]
+        raise Flaw(f"{who} changes EMAIL_TABLE while it decides", tried=tried,
+                   got=f"the table changed; new keys include {added!r}" if added
+                   else "rows of the table were changed",
+                   expected="EMAIL_TABLE as it was: deciding a policy only reads",
+                   hint="dict.setdefault writes the default into the table, and an assignment "
+                        "keeps a call's raised class for every later call; dict.get only reads.")
+
+
 def unknown_actions_fail_closed(ns: dict) -> None:
     table, policy_for = _table(ns), _policy_for(ns)
-    before = copy.deepcopy(table)
     probes = unseen_names(list(table) or EMAIL_ACTIONS)
     probes += [Unseen(name, NEW, "") for name in OTHER_KIT_TOOLS if name not in table]
     failed = []  # (probe, text, error, raw)
-    for probe in probes:
-        text, error, raw = _ask(policy_for, probe.name)
-        if error is not None or text != Policy.HARD_GATE:
-            failed.append((probe, text, error, raw))
-    if table != before:
-        added = sorted(set(table) - set(before), key=str)[:3]
-        raise Flaw("policy_for changes EMAIL_TABLE while it looks names up",
-                   tried=f"{len(probes)} names not in the table",
-                   got=f"the table changed; new keys include {added!r}" if added
-                   else "rows of the table were changed",
-                   expected="EMAIL_TABLE as it was: a lookup only reads",
-                   hint="dict.setdefault writes the default into the table; dict.get only reads.")
+    with _table_kept(ns, "policy_for", f"{len(probes)} names not in the table"):
+        for action in list(table):  # first each known name: a cache it fills must not answer
+            _ask(policy_for, action)
+        for probe in probes:
+            text, error, raw = _ask(policy_for, probe.name)
+            if error is not None or text != Policy.HARD_GATE:
+                failed.append((probe, text, error, raw))
     if failed:
         raise _fail_open(failed, len(probes))
 
@@ -293,7 +330,7 @@ def _expected(rows: dict, call: Call) -> tuple[str, list]:
 
 def _policy_for_call(ns: dict):
     """The learner's function, once it is more than the stub and takes the rules it is given."""
-    fn = need(ns, "policy_for_call")
+    fn = need(ns, "policy_for_call", known=NAMES)
     if not callable(fn):
         raise Flaw("policy_for_call is not a function", got=f"{fn!r:.80}",
                    hint="def policy_for_call(action, args, target, rules): ...")
@@ -438,7 +475,7 @@ def _expected_text(rows: dict, call: Call) -> str:
 # -- part B, the rules as data ---------------------------------------------------------------------
 
 def _email_rules(ns: dict) -> list:
-    rules = need(ns, "EMAIL_RULES")
+    rules = need(ns, "EMAIL_RULES", known=NAMES)
     if not isinstance(rules, list | tuple):
         raise Flaw("EMAIL_RULES is not a list", got=f"{type(rules).__name__}: {rules!r:.80}",
                    expected="a list of (action, field, operator, value, raise to) rules",
@@ -544,19 +581,16 @@ def _gated_hint(call: Call) -> str:
 # -- part B, the function: probes ------------------------------------------------------------------
 
 def _subjects(rows: dict) -> list[str]:
-    """One action per class below the top (the first in the table), lowest class first."""
-    first: dict[str, str] = {}
-    for action, (klass, _) in rows.items():
-        if klass != TOP:
-            first.setdefault(klass, action)
-    return [first[k] for k in CLASSES if k in first]
+    """Every action below the top class (rules can raise it), lowest class first."""
+    below = [action for action, (klass, _) in rows.items() if klass != TOP]
+    return sorted(below, key=lambda action: _rank(rows[action][0]))
 
 
 def _above(rows: dict, action: str) -> list[str]:
     return CLASSES[_rank(rows[action][0]) + 1:]
 
 
-FIELDS = ("args.count", "target.size", "target.thread.people")
+FIELDS = ("args.count", "target.size", "target.thread.people", "target.thread.sender.people")
 
 
 def _placed(field: str, found) -> tuple[dict, dict | None]:
@@ -576,24 +610,31 @@ def _threshold_values(op: str) -> list[tuple[object, list]]:
     """(rule value, values found): at, just under and just over each threshold, ints and
     floats; for == and !=, equal values that are other objects (1000 built at run time, a
     string joined at run time) and near misses."""
-    values = [(10, [11, 10, 9, 10.0, 10.5, 9.5]), (0.5, [1, 0.5, 0])]
+    values = [(10, [11, 10, 9, 10.0, 10.5, 9.5]), (0.5, [1, 0.5, 0]), (0, [1, 0, -1, -0.5])]
     if op in ("==", "!="):
-        values += [(1000, [int("1000"), 999]),
-                   ("delete", ["".join(["del", "ete"]), "Delete", "archive"])]
+        values += [(1000, [int("1000"), 999, None]),
+                   ("delete", ["".join(["del", "ete"]), "Delete", "archive", None, ""]),
+                   ("", ["", None, 0])]
     return values
 
 
 def _threshold_calls(rows: dict) -> list[Call]:
     """One rule per call, for each action below the top raised to the next class and to the
-    top, over a field of args, of target and nested in target."""
+    top, over a field of args, of target and nested in target, two and three keys deep: every
+    value over the first three fields for the first action of each class; at, under and over
+    one threshold for the rest (every row and every depth is judged; the grid is what costs)."""
     calls = []
+    classes_seen: set[str] = set()
     for action in _subjects(rows):
         above = _above(rows, action)
+        first = rows[action][0] not in classes_seen
+        classes_seen.add(rows[action][0])
         for raise_to in dict.fromkeys((above[0], above[-1])):
             for field in FIELDS:
+                full = first and field != FIELDS[-1]
                 for op in OPERATORS:
-                    for value, founds in _threshold_values(op):
-                        for found in founds:
+                    for value, founds in _threshold_values(op)[:None if full else 1]:
+                        for found in founds if full else founds[:3]:
                             args, target = _placed(field, found)
                             rule = (action, field, op, value, raise_to)
                             calls.append(Call(action, args, target, (rule,), kind=field))
@@ -603,6 +644,13 @@ def _threshold_calls(rows: dict) -> list[Call]:
 def rules_raise_exactly_when_they_hold(ns: dict) -> None:
     rows, fn = _rows(ns), _policy_for_call(ns)
     failed, answered = [], []  # answered: (call, policy) of every probe
+    with _table_kept(ns, "policy_for_call", "calls with one rule each, holding or not"):
+        _threshold_answers(rows, fn, failed, answered)
+    if failed:
+        raise _threshold_flaw(rows, failed, answered)
+
+
+def _threshold_answers(rows: dict, fn, failed: list, answered: list) -> None:
     for call in _threshold_calls(rows):
         expected, _ = _expected(rows, call)
         answer = _ask_call(
@@ -612,8 +660,6 @@ def rules_raise_exactly_when_they_hold(ns: dict) -> None:
         answered.append((call, answer.policy))
         if answer.policy != expected:
             failed.append((call, answer))
-    if failed:
-        raise _threshold_flaw(rows, failed, answered)
 
 
 def _threshold_flaw(rows: dict, failed: list, answered: list) -> Flaw:
@@ -719,7 +765,8 @@ def _other_action_calls(rows: dict) -> list[Call]:
     names = list(rows)
     for action in _subjects(rows):
         others = [n for n in names if n != action][:1] + [
-            action.upper(), action + " ", action + "_all", action[:-1]]
+            action.upper(), action + " ", action + "_all", action[:-1], "email." + action,
+            "mcp__email__" + action, "/" + action]
         args, target = _placed("args.count", 5)
         for other in others:
                 calls.append(Call(action, args, target, ((other, "args.count", ">", 0, TOP),),
@@ -942,7 +989,10 @@ def raised_by_names_the_rules(ns: dict) -> None:
                             "each is a reason the approver should see.")
         if Counter(map(repr, got)) != Counter(map(repr, expected)):
             raise Flaw("raised_by names a rule more than once", **evidence,
-                       hint="Add each rule that counts once, as you go through the rules.")
+                       hint="Add each rule that counts once, as you go through the rules, to a "
+                            "list made for this call: a default argument (raised_by=[]) or a "
+                            "module-level list is shared by every call and keeps the last "
+                            "call's rules.")
 
 
 # -- part B, the function: unknown actions ---------------------------------------------------------
@@ -953,14 +1003,15 @@ def unknown_calls_fail_closed(ns: dict) -> None:
     probes = [p for p in unseen_names(list(table)) if p.name not in table]
     probes += [Unseen(name, NEW, "") for name in OTHER_KIT_TOOLS if name not in table]
     failed = []  # (probe, call, answer)
-    for probe in probes:
-        args, target = _placed("args.count", 5)
-        for rules in ((), ((probe.name, "args.count", ">", 0, CLASSES[2]),)):
-            call = Call(probe.name, args, target, rules, kind="ruled" if rules else "")
-            answer = _answer(fn, call)
-            if (answer.error is not None or answer.policy != HARD
-                    or _as_rules(answer.raw[1]) != []):
-                failed.append((probe, call, answer))
+    with _table_kept(ns, "policy_for_call", f"calls of {len(probes)} actions not in the table"):
+        for probe in probes:
+            args, target = _placed("args.count", 5)
+            for rules in ((), ((probe.name, "args.count", ">", 0, CLASSES[2]),)):
+                call = Call(probe.name, args, target, rules, kind="ruled" if rules else "")
+                answer = _answer(fn, call)
+                if (answer.error is not None or answer.policy != HARD
+                        or _as_rules(answer.raw[1]) != []):
+                    failed.append((probe, call, answer))
     if failed:
         raise _unknown_flaw(rows, failed, len(probes))
 
@@ -1006,6 +1057,10 @@ CHECKS = [
     Check("sending waits for a human", sends_wait_for_a_human,
           "Once a reply or an unsubscribe request has left, nobody can take it back. Which "
           "classes are irreversible?"),
+    Check("contacts, mail rules and calendar events run without a human",
+          own_changes_run_without_a_human,
+          "They change only the user's own things, which the user can remove: partially_"
+          "reversible, auto_with_logging. Gating them is over-gating."),
     Check("permanent deletion waits for a hard gate", destruction_waits_for_a_hard_gate,
           "A soft gate proceeds when nobody answers; a thread deleted past the trash is gone for "
           "good. Which class costs the most?"),
@@ -1046,9 +1101,17 @@ IMPACT_CHECKS = [
           "any rule is read."),
 ]
 
+def _warm_up() -> None:
+    """Import what the drill's first cell uses (the demo world's tools) before its clock starts."""
+    from hitl_kit.world import World
+
+    World().tools(list(EMAIL_ACTIONS))
+
+
 DRILL = Drill(
     key="drill1",
     title="Drill 1: classify the email assistant's actions",
     notebook="01_classify_email_actions.ipynb",
     checks=CHECKS + IMPACT_CHECKS,
+    prepare=_warm_up,
 )

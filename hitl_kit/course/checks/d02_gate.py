@@ -6,24 +6,51 @@ offline model on fresh demo worlds and count what really happened: every table o
 compared before and after (not only the tool calls), every plausible answer is tried, several
 tasks share a thread and several threads run at once, and one check hands in a durable
 SqliteSaver and resumes from a new graph, as after a restart.
+
+What an answer could silently depend on, and how the checks vary it:
+
+* names: every known tool name behind a namespace or separator (``crm.read_customer``,
+  ``mcp__crm__read_customer``), besides other capitals, spacing, look-alikes and affixes;
+* the decision recorded for calls that need no human: reads and a turn with no call must record
+  an auto-approval by 'auto', also on a thread whose last task a person approved;
+* who and in which order: an approval and a rejection of each modifying tool, from two
+  approvers, with a reason, a ticket and an edit the answer carries along; a rejection first and
+  then an approval on one thread, and the reverse; the same approval sent twice;
+* lifetime: several tasks on one thread, several threads, and a new graph on the same
+  checkpoint file.
+
+When the learner's review makes the drill's given code fail (execute reading a decision that is
+not a dict), the message says what review returned.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
+import inspect
 import sqlite3
 import tempfile
 from pathlib import Path
 from types import SimpleNamespace
 
 from langgraph.checkpoint.memory import InMemorySaver
-from langgraph.errors import GraphInterrupt, GraphRecursionError
+from langgraph.errors import GraphInterrupt, GraphRecursionError, InvalidUpdateError
 from langgraph.types import Command
 
 from hitl_kit.course.checks.names import HINTS, most_common_kind_first, unseen_names
-from hitl_kit.course.selfcheck import Check, Drill, Flaw, NotAttempted, attempt, learner_error, need
+from hitl_kit.course.selfcheck import (
+    Check,
+    Drill,
+    Flaw,
+    NotAttempted,
+    attempt,
+    describe,
+    learner_error,
+    learner_frame,
+    need,
+)
 from hitl_kit.llm import OfflineChatModel
-from hitl_kit.vocabulary import Verdict
+from hitl_kit.vocabulary import Approver, Verdict
 from hitl_kit.world import World
 
 READS = ("find_customers", "read_customer")
@@ -36,6 +63,18 @@ UPDATE_2 = ('update customer 2 plan "enterprise"', "update_customer",
 ODD_NOTES = ("update customer 3 notes \"O'Brien: 50% off, \u00fc \\\\ {}\"", "update_customer",
              {"customer_id": 3, "field": "notes", "value": "O'Brien: 50% off, \u00fc \\\\ {}"})
 WRITE_TASKS = (DELETE_4, UPDATE_2, ODD_NOTES)
+VIP_1 = ('update customer 1 notes "vip"', "update_customer",
+         {"customer_id": 1, "field": "notes", "value": "vip"})
+PRO_1 = ('update customer 1 plan "pro"', "update_customer",
+         {"customer_id": 1, "field": "plan", "value": "pro"})
+AUTO = {"decision": Verdict.AUTO_APPROVED.value, "approver": Approver.AUTO.value}
+# The names the drill asks for, and those its notebook gives (a renamed answer is told apart).
+NAMES = ("needs_approval", "review", "build_gated_agent", "State", "make_plan", "make_execute",
+         "rubber_stamp", "build_ungated_agent", "CUSTOMER_TOOLS", "World", "world",
+         "get_chat_model", "ungated", "gated", "config", "paused", "final", "MemorySaver",
+         "StateGraph", "START", "END", "Command", "interrupt", "HumanMessage", "TypedDict")
+GIVEN_FUNCTIONS = ("make_plan", "make_execute", "plan", "execute", "rubber_stamp",
+                   "build_ungated_agent")
 
 
 def _answer(decision, approver: str = "ana", **more) -> dict:
@@ -45,6 +84,8 @@ def _answer(decision, approver: str = "ana", **more) -> dict:
 APPROVE = _answer(Verdict.APPROVED.value)
 NOT_APPROVALS = (  # (what it stands for, the resume value): none of these may run the call
     ("a rejection", _answer("rejected")),
+    ("a rejection by another approver, with a reason", _answer("rejected", "bo",
+                                                              reason="wrong customer")),
     ("'reject', a verb", _answer("reject")),
     ("'APPROVED', not the exact word", _answer("APPROVED")),
     ("'approved ' with a space", _answer("approved ")),
@@ -53,17 +94,21 @@ NOT_APPROVALS = (  # (what it stands for, the resume value): none of these may r
     ("no 'decision' key", {"approver": "ana"}),
     ("an empty dict", {}),
     ("a timed-out default", _answer("timed-out", "system")),
+    ("an edit (the drill runs only 'approved')", _answer("edited", "ana",
+                                                         args={"customer_id": 5})),
 )
 
 
 # -- running the learner's graph -------------------------------------------------------------------
 
-def _build(ns: dict, world: World, checkpointer=None):
-    build = need(ns, "build_gated_agent")
-    need(ns, "review")
+def _build(ns: dict, world: World, returned: list, checkpointer=None):
+    """The learner's graph; each value its review node returns is appended to ``returned``."""
+    build = need(ns, "build_gated_agent", known=NAMES)
+    review = need(ns, "review", known=NAMES)
     checkpointer = InMemorySaver() if checkpointer is None else checkpointer
-    graph = attempt("build_gated_agent(world, checkpointer, model)", build, world, checkpointer,
-                    OfflineChatModel())
+    with _recording(ns, review, returned):
+        graph = attempt("build_gated_agent(world, checkpointer, model)", build, world,
+                        checkpointer, OfflineChatModel())
     if not (hasattr(graph, "invoke") and hasattr(graph, "get_state")):
         raise Flaw("build_gated_agent does not return a compiled graph",
                    got=f"{type(graph).__name__}", expected="what builder.compile(...) returns",
@@ -77,14 +122,43 @@ def _build(ns: dict, world: World, checkpointer=None):
     return graph
 
 
+@contextlib.contextmanager
+def _recording(ns: dict, review, returned: list):
+    """While the graph is built, ``review`` in the learner's namespace is a stand-in that passes
+    every call on and keeps what it returned (so a message can show it)."""
+    if not inspect.isfunction(review) or review.__globals__ is not ns:
+        yield
+        return
+
+    @functools.wraps(review)
+    def recorded(*args, **kwargs):
+        result = review(*args, **kwargs)
+        returned.append(result)
+        return result
+
+    ns["review"] = recorded
+    try:
+        yield
+    finally:
+        ns["review"] = review
+
+
 def _config(thread: str) -> dict:
     return {"configurable": {"thread_id": thread}}
 
 
-def _invoke(graph, value, thread: str, label: str):
+def _invoke(graph, value, thread: str, label: str, returned: list | None = None):
     """graph.invoke, with LangGraph's errors and the learner's turned into a flaw in words."""
     try:
         return graph.invoke(value, _config(thread))
+    except InvalidUpdateError as exc:
+        shown = f"review returned {returned[-1]!r:.160}" if returned else "a node returned it"
+        raise Flaw("your review returned something LangGraph cannot use as a state update",
+                   tried=label, got=f"{shown}; LangGraph: {describe(exc)}",
+                   expected="a dict of updates, e.g. {'decision': decision}",
+                   hint="A node returns a dict of state updates: return {'decision': "
+                        "interrupt(payload)} (or the auto-approval), not the decision itself."
+                   ) from None
     except GraphRecursionError:
         raise Flaw("your graph runs in a loop", tried=label,
                    got="LangGraph stopped it after 25 steps (GraphRecursionError)",
@@ -99,6 +173,18 @@ def _invoke(graph, value, thread: str, label: str):
                             "builder.compile(checkpointer=checkpointer).") from None
         raise learner_error(exc, label) from None
     except Exception as exc:
+        where = learner_frame(exc.__traceback__)
+        if where is not None and where.name in GIVEN_FUNCTIONS and returned:
+            raise Flaw(f"the given `{where.name}` failed on what your review returned",
+                       tried=label, got=f"review returned {returned[-1]!r:.160}; then "
+                                        f"`{where.name}` (given) raised {describe(exc)}, line "
+                                        f"{where.lineno}: {(where.line or '').strip()}",
+                       expected="{'decision': <the dict the human resumed with>}, or the "
+                                "auto-approval {'decision': {'decision': 'auto-approved', "
+                                "'approver': 'auto'}}",
+                       hint="execute reads state['decision'] as a dict (decision.get('decision'))"
+                            ": return {'decision': interrupt(payload)}, the human's answer as "
+                            "it came, not a part of it.") from None
         raise learner_error(exc, label) from None
 
 
@@ -153,14 +239,16 @@ class _Run:
     def __init__(self, ns: dict, checkpointer=None, world: World | None = None):
         self.ns = ns
         self.world = world or World()
-        self.graph = _build(ns, self.world, checkpointer)
+        self.returned: list = []  # what the learner's review returned, newest last
+        self.graph = _build(ns, self.world, self.returned, checkpointer)
 
     def start(self, task: str, thread: str):
-        return _invoke(self.graph, {"task": task}, thread, f"graph.invoke({{'task': {task!r}}})")
+        return _invoke(self.graph, {"task": task}, thread, f"graph.invoke({{'task': {task!r}}})",
+                       self.returned)
 
     def resume(self, answer, thread: str, label: str):
         return _invoke(self.graph, Command(resume=answer), thread,
-                       f"{label}: graph.invoke(Command(resume={answer!r}))")
+                       f"{label}: graph.invoke(Command(resume={answer!r}))", self.returned)
 
     def pause(self, task: str, tool: str, thread: str) -> dict:
         """Start ``task`` and require a pause before anything changed; return the payload."""
@@ -237,7 +325,7 @@ def _values(payload) -> list:
 # -- the checks ------------------------------------------------------------------------------------
 
 def modifying_tools_need_approval(ns: dict) -> None:
-    needs_approval = need(ns, "needs_approval")
+    needs_approval = need(ns, "needs_approval", known=NAMES)
     expected = {**dict.fromkeys(WRITES, True), **dict.fromkeys(READS, False)}
     for name, want in expected.items():
         got = attempt(f"needs_approval({name!r})", needs_approval, name,
@@ -299,6 +387,29 @@ def read_only_tasks_do_not_pause(ns: dict) -> None:
                    got=f"tool runs: {dict(run.world.calls)}", expected="each read ran once",
                    hint="Reads are auto-approved: review returns {'decision': {'decision': "
                         "'auto-approved', 'approver': 'auto'}} and execute runs them.")
+    for number, task in enumerate((*READ_TASKS, NO_CALL_TASK)):
+        _recorded_auto(run, task, f"read-{number}", "")
+    # the same on a thread whose last task a person approved: its own decision, not that one
+    with contextlib.suppress(Flaw):  # whether the approval works is judged elsewhere
+        run.start(DELETE_4[0], "read-after-approval")
+        run.resume(APPROVE, "read-after-approval", "approving the first task")
+    run.start(READ_TASKS[0], "read-after-approval")
+    _recorded_auto(run, READ_TASKS[0], "read-after-approval",
+                   f", on a thread whose last task ({DELETE_4[0]!r}) ana approved")
+
+
+def _recorded_auto(run: _Run, task: str, thread: str, where: str) -> None:
+    """The decision a task that needs no human left in the thread's state: an auto-approval."""
+    kept = run.decision(thread)
+    if not (isinstance(kept, dict) and kept.get("decision") == AUTO["decision"]
+            and kept.get("approver") == AUTO["approver"]):
+        raise Flaw(f"the decision recorded for {task!r} is not an auto-approval by 'auto'",
+                   tried=f"graph.invoke({{'task': {task!r}}}){where}",
+                   got=f"the state's decision: {kept!r}", expected=f"{AUTO!r}",
+                   hint="The record must say nobody was asked: for a read, or a turn with no "
+                        "call, review returns {'decision': {'decision': 'auto-approved', "
+                        "'approver': 'auto'}}, never a person's approval, and never nothing "
+                        "(the state would keep the last task's decision).")
 
 
 def modifying_task_pauses_with_action_and_args(ns: dict) -> None:
@@ -323,6 +434,25 @@ def approval_runs_the_call_exactly_once(ns: dict) -> None:
     task, tool, args = DELETE_4
     run.pause(task, tool, "approve")
     error = _resume_counting(run, APPROVE, "approve", "one approval")
+    _approved_once(run, task, tool, args, error)
+    # the other modifying tool, approved by another approver with a reason
+    task, tool, args = UPDATE_2
+    answer = _answer("approved", "bo", reason="checked the contract")
+    run.pause(task, tool, "approve-update")
+    before = run.world.calls[tool]
+    error = _resume_counting(run, answer, "approve-update", "bo's approval")
+    if error is not None:
+        raise error
+    if run.world.calls[tool] - before != 1:
+        raise Flaw(f"an approval of {tool} did not run it exactly once",
+                   tried=f"{task!r}, then Command(resume={answer!r})",
+                   got=f"{tool} ran {run.world.calls[tool] - before} time(s); the state's "
+                       f"decision: {run.decision('approve-update')!r}", expected="exactly 1 run",
+                   hint="Every modifying tool is gated the same way: an approval, by whoever "
+                        "sends it, runs the call once; pass the answer on as it came.")
+
+
+def _approved_once(run: _Run, task: str, tool: str, args: dict, error: Flaw | None) -> None:
     ran = run.world.calls[tool]
     tried = f"{task!r}, then Command(resume={APPROVE!r})"
     if ran > 1:
@@ -364,14 +494,15 @@ def _resume_counting(run: _Run, answer, thread: str, label: str) -> Flaw | None:
 
 def only_an_approval_runs_the_call(ns: dict) -> None:
     run = _Run(ns)
-    task, tool, _ = DELETE_4
-    for number, (what, answer) in enumerate(NOT_APPROVALS):
+    for number, ((task, tool, _), (what, answer)) in enumerate(
+            [(DELETE_4, answer) for answer in NOT_APPROVALS]
+            + [(UPDATE_2, answer) for answer in NOT_APPROVALS[:2] + NOT_APPROVALS[-1:]]):
         thread = f"answer-{number}"
         run.pause(task, tool, thread)
-        before = _snapshot(run.world)
+        before, calls = _snapshot(run.world), run.world.calls[tool]
         with contextlib.suppress(Flaw):  # stopping with an error runs nothing: that is closed
             run.resume(answer, thread, what)
-        if run.world.calls[tool] or _snapshot(run.world) != before:
+        if run.world.calls[tool] != calls or _snapshot(run.world) != before:
             decision = run.decision(thread)
             raise Flaw(f"the call ran although the answer was {what}",
                        tried=f"{task!r}, then Command(resume={answer!r})",
@@ -387,7 +518,12 @@ def the_answer_is_kept_whole(ns: dict) -> None:
     for number, ((task, tool, _), answer) in enumerate((
             (UPDATE_2, _answer("approved", "ana", reason='fine by me, "quoted" \u00fc',
                                ticket=42)),
-            (ODD_NOTES, _answer("rejected", "bo", reason="not this quarter")))):
+            (ODD_NOTES, _answer("rejected", "bo", reason="not this quarter")),
+            (VIP_1, _answer("approved", "O'Brien", reason="known account",
+                            args={"customer_id": 1}, edited=False)),
+            (PRO_1, _answer("edited", "cy", reason="pro, not enterprise",
+                            args={"customer_id": 1, "field": "plan", "value": "enterprise"})),
+    )):
         thread = f"whole-{number}"
         run.pause(task, tool, thread)
         run.resume(answer, thread, "an answer with a reason")
@@ -422,6 +558,28 @@ def an_approval_covers_one_call(ns: dict) -> None:
         raise Flaw("a rejected second task on the same thread ran anyway",
                    tried=f"{task!r} after an approved task on the same thread, then rejected",
                    got=_difference(before, _snapshot(run.world)), expected="nothing changed",
+                   hint="Return this call's own answer as the decision, not an earlier one.")
+    # the reverse: a rejection first, then the next task on the thread approved
+    run.pause(UPDATE_2[0], UPDATE_2[1], "rejected-first")
+    with contextlib.suppress(Flaw):  # judged elsewhere
+        run.resume(_answer("rejected", "bo"), "rejected-first", "rejecting the first task")
+    task, tool, _ = ODD_NOTES
+    calls = run.world.calls[tool]
+    result = run.start(task, "rejected-first")
+    tried = f"on one thread: {UPDATE_2[0]!r}, rejected by bo; then {task!r}"
+    if "__interrupt__" not in result:
+        raise Flaw("after a rejection, the next task on the same thread does not ask",
+                   tried=tried, got=f"{task!r} did not pause; {tool} ran "
+                                    f"{run.world.calls[tool] - calls} more time(s)",
+                   expected="the second task pauses for its own approval",
+                   hint="Every proposed call gets its own interrupt(), whatever the thread's "
+                        "last decision was: a rejection is about that call only.")
+    run.resume(_answer("approved", "ana"), "rejected-first", "approving the second task")
+    if run.world.calls[tool] == calls:  # (more than once is the exactly-once check's to say)
+        raise Flaw("after a rejection, an approval of the next task on the thread did not run it",
+                   tried=f"{tried}, approved by ana",
+                   got=f"{tool} ran {run.world.calls[tool] - calls} time(s); the state's "
+                       f"decision: {run.decision('rejected-first')!r}", expected="1 run",
                    hint="Return this call's own answer as the decision, not an earlier one.")
 
 

@@ -7,20 +7,47 @@ tries things on it: good rows and bad rows; every way SQL can change or remove a
 connection that records each statement it runs, with values full of quotes and odd characters
 that are read back and parsed; a rollback by the caller after the call. No check compares the
 SQL with one answer.
+
+What an answer could silently depend on, and how the checks vary it:
+
+* the connection: SCHEMA runs on one connection and every probe (``log_action`` included) goes
+  through a second one, as the agent's and a reader's would: a TEMP trigger or table lives only
+  on the connection that made it;
+* the machine's clock: the timestamps are judged with the local time zone set to the machine's
+  own, to UTC+14 and to UTC-10, so local time passed off as UTC fails wherever the machine is;
+* time: the stored rows are dated long ago, recently and now, so a trigger that guards rows of
+  one age only (a "retention" or "correction window" WHEN) is found;
+* every row judged: the valid rows use every allowed class, decision and outcome, every row is
+  attacked, and log_action gets an entry with each allowed value, so an answer that recomputes
+  or maps a value for some of them is found.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
+import os
 import re
 import sqlite3
 from contextlib import closing
 from datetime import UTC, datetime, timedelta, timezone
 
-from hitl_kit.course.selfcheck import Check, Drill, Flaw, NotAttempted, attempt, need
+from hitl_kit.course.selfcheck import (
+    Check,
+    Drill,
+    Flaw,
+    NotAttempted,
+    attempt,
+    local_time_zone,
+    need,
+    time_zones,
+)
 from hitl_kit.vocabulary import Execution, Reversibility, Verdict
 
 TABLE = "audit_log"
+# The names the drill asks for, and those its notebook gives (a renamed answer is told apart).
+NAMES = ("SCHEMA", "log_action", "ENTRY_FIELDS", "example_entries", "approved", "rejected",
+         "datetime", "UTC")
 # The keys of the entry log_action receives; each one is also a column.
 ENTRY_FIELDS = (
     "session_id", "action_type", "parameters", "reversibility_class", "approver_id",
@@ -68,6 +95,23 @@ def example_entries() -> list[dict]:
     return [approved, rejected]
 
 
+def every_value_entries() -> list[dict]:
+    """Entries that between them carry every allowed class, decision and outcome (with moments
+    in offsets far from UTC), so a log_action that maps or recomputes a value is found."""
+    approved, rejected = example_entries()
+    far_west = timezone(timedelta(hours=-10))
+    return [
+        {**approved, "reversibility_class": "fully_reversible", "approver_id": "auto",
+         "decision": "auto-approved", "outcome": "error", "session_id": "run-10",
+         "proposed_at": datetime(2026, 1, 31, 23, 59, 59, tzinfo=far_west)},
+        {**approved, "reversibility_class": "partially_reversible", "outcome": "rollback",
+         "approver_id": "cy", "session_id": "run-11",
+         "executed_at": datetime(2026, 3, 1, 13, 0, tzinfo=timezone(timedelta(hours=14)))},
+        {**rejected, "reversibility_class": "irreversible_low", "approver_id": "system",
+         "decision": "timed-out", "session_id": "run-12"},
+    ]
+
+
 def hostile_entries() -> list[dict]:
     """Entries whose values a string-built INSERT or a Python repr would garble."""
     approved, rejected = example_entries()
@@ -89,7 +133,8 @@ def _utc_text(moment: datetime) -> str:
 
 
 def _valid_rows() -> list[dict]:
-    """Rows any sensible schema accepts; between them they use every allowed value."""
+    """Rows any sensible schema accepts; between them they use every allowed value, and they
+    are dated long ago, recently and now (a guard that depends on a row's age must show)."""
     base = {
         "timestamp": _utc_text(_EXECUTED + timedelta(seconds=1)),
         "session_id": "run-7",
@@ -111,7 +156,16 @@ def _valid_rows() -> list[dict]:
          "decision": "auto-approved"},
         {**base, "approver_id": "bo", "decision": "rejected", **not_run},
         {**base, "approver_id": "system", "decision": "timed-out", **not_run},
+        {**base, **_dated(datetime(2003, 2, 1, 9, 0, tzinfo=UTC)), "session_id": "run-1"},
+        {**base, **_dated(datetime.now(UTC).replace(microsecond=0)), "session_id": "run-99",
+         "approver_id": "cy", "decision": "rejected", **not_run},
     ]
+
+
+def _dated(moment: datetime) -> dict:
+    """The three timestamps of a row proposed a minute before ``moment`` and run at it."""
+    return {"timestamp": _utc_text(moment), "proposed_at": _utc_text(moment - timedelta(
+        minutes=1)), "executed_at": _utc_text(moment)}
 
 
 # -- building the learner's database ---------------------------------------------------------------
@@ -121,24 +175,61 @@ def _has_sql(text: str) -> bool:
     return bool(without_comments.strip())
 
 
-def _schema_db(ns: dict) -> sqlite3.Connection:
-    """A fresh in-memory database built from the learner's SCHEMA."""
-    schema = need(ns, "SCHEMA")
+class _Probe(sqlite3.Connection):
+    """A second connection to a database whose SCHEMA ran on ``creator``; closing it closes
+    both (and the in-memory database with them)."""
+
+    creator: sqlite3.Connection | None = None
+
+    def close(self) -> None:
+        super().close()
+        if self.creator is not None:
+            self.creator.close()
+
+
+_databases = itertools.count()
+
+
+def _schema_db(ns: dict) -> _Probe:
+    """A fresh in-memory database built from the learner's SCHEMA by one connection, and a
+    second connection to it: the one every probe uses, as the agent's own would be."""
+    schema = need(ns, "SCHEMA", known=NAMES)
     if not isinstance(schema, str):
         raise Flaw("SCHEMA is not a string of SQL", got=type(schema).__name__,
                    hint='Keep the stub\'s shape: SCHEMA = """CREATE TABLE audit_log (...); ..."""')
     if not _has_sql(schema):
         raise NotAttempted("SCHEMA has no SQL yet, only comments")
-    conn = sqlite3.connect(":memory:")
+    uri = f"file:hitl-drill3-{os.getpid()}-{next(_databases)}?mode=memory&cache=shared"
+    creator = sqlite3.connect(uri, uri=True)
     try:
-        conn.executescript(schema)
+        creator.executescript(schema)
+        if creator.in_transaction:  # a BEGIN without COMMIT in SCHEMA
+            creator.commit()
     except sqlite3.Error as exc:
-        conn.close()
+        creator.close()
         raise Flaw("SCHEMA does not run", tried="conn.executescript(SCHEMA)",
                    got=f"{type(exc).__name__}: {exc}",
                    hint="Run the SQL in the cell yourself: sqlite3.connect(':memory:')"
                         ".executescript(SCHEMA) shows the same error.") from None
-    return conn
+    probe = sqlite3.connect(uri, uri=True, factory=_Probe)
+    probe.creator = creator
+    if TABLE in _temporary(probe, "table") and not probe.execute(
+            f"PRAGMA table_info({TABLE})").fetchall():
+        probe.close()
+        raise Flaw(f"{TABLE} is a TEMP table: it exists only on the connection that ran SCHEMA",
+                   tried="SCHEMA run on one connection, then audit_log used from another",
+                   got=f"no table named {TABLE} on the second connection",
+                   expected=f"{TABLE} for every connection, and kept after they close",
+                   hint="CREATE TABLE, not CREATE TEMP TABLE: a temporary table is private to "
+                        "its connection and vanishes with it.")
+    return probe
+
+
+def _temporary(conn: sqlite3.Connection, kind: str) -> list[str]:
+    """The TEMP objects of ``kind`` SCHEMA made: they exist only on the connection that ran it."""
+    creator = getattr(conn, "creator", None) or conn
+    return [row[0] for row in creator.execute(
+        "SELECT name FROM sqlite_temp_master WHERE type = ?", (kind,))]
 
 
 def _declared_types(conn: sqlite3.Connection) -> dict[str, str]:
@@ -368,6 +459,16 @@ def stored_rows_cannot_change(ns: dict) -> None:
     with closing(_schema_db(ns)) as conn:
         _insert_valid_rows(conn)
         got_through = _changes_that_got_through(conn)
+        temporary = _temporary(conn, "trigger")
+    if got_through and temporary:
+        first, *rest = got_through
+        raise Flaw("a stored row can be changed or removed from any other connection: the "
+                   "triggers are TEMP", tried=f"{first[0]}  (on a second connection)",
+                   got=f"{first[1]}; TEMP triggers: {', '.join(temporary)}",
+                   expected="an error, and the row as it was, whichever connection asks",
+                   hint="CREATE TRIGGER, not CREATE TEMP TRIGGER: a temporary trigger guards "
+                        "only the connection that created it; the agent's, a reader's or an "
+                        "attacker's connection goes around it.")
     if got_through:
         first, *rest = got_through
         kinds = sorted({sql.split()[0].upper() + (" OR REPLACE" if "OR REPLACE" in sql else "")
@@ -456,7 +557,7 @@ class _StatementWatch:
 
 
 def _log_action(ns: dict):
-    log_action = need(ns, "log_action")
+    log_action = need(ns, "log_action", known=NAMES)
     if not callable(log_action):
         raise Flaw("log_action is not a function", got=repr(log_action)[:80],
                    hint="def log_action(conn, entry): ...")
@@ -503,7 +604,7 @@ def fields_are_stored_as_given(ns: dict) -> None:
     with closing(_schema_db(ns)) as conn:
         for entry in example_entries():
             _log(log_action, conn, entry, f"{entry['decision']} entry")
-        for entry in hostile_entries():
+        for entry in (*hostile_entries(), *every_value_entries()):
             shown = f"entry with session_id={entry['session_id']!r}"
             seen = {row[0] for row in conn.execute(f"SELECT rowid FROM {TABLE}")}
             _log(log_action, conn, entry, shown, expected="one row holding these values exactly",
@@ -558,16 +659,28 @@ def _as_utc(column: str, value) -> tuple[datetime | None, str]:
 
 def timestamps_are_utc_iso(ns: dict) -> None:
     log_action = _log_action(ns)
-    with closing(_schema_db(ns)) as conn:
-        problems = _timestamp_problems(log_action, conn)
+    for zone in time_zones():
+        with local_time_zone(zone), closing(_schema_db(ns)) as conn:
+            problems = _timestamp_problems(log_action, conn)
+        if problems:
+            break
     if problems:
+        where = ("" if zone is None else
+                 f", with the machine's local time set to UTC{_offset_of(zone)}")
         raise Flaw("a timestamp is not ISO 8601 in UTC with an offset, or is another moment",
-                   tried="log_action(conn, approved entry), then the stored timestamps",
+                   tried="log_action(conn, approved entry), then the stored timestamps" + where,
                    got="\n".join(problems),
                    expected="e.g. 2026-11-26T21:30:00+00:00, the same moment as given",
                    hint="datetime.now(UTC).isoformat() for timestamp; "
                         "moment.astimezone(UTC).isoformat() for the others. A datetime without "
                         "tzinfo must be refused, not guessed.")
+
+
+def _offset_of(zone: str) -> str:
+    """'+14:00' for the zone the checks use: what local time is, against UTC, right now."""
+    with local_time_zone(zone):
+        minutes = round(datetime.now().astimezone().utcoffset().total_seconds() / 60)
+    return f"{'+' if minutes >= 0 else '-'}{abs(minutes) // 60:02}:{abs(minutes) % 60:02}"
 
 
 def _timestamp_problems(log_action, conn: sqlite3.Connection) -> list[str]:

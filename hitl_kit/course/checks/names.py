@@ -1,8 +1,9 @@
 """Action names a drill never shows, for probing a lookup that must fail closed.
 
 Most are built from the names the learner knows, because that is where lookups fail open: a
-``.lower()``, a ``startswith`` or a fuzzy match turns ``Read_Inbox`` or ``read_inbox_and_forward``
-into a known, harmless action. Each name comes with the way it was made, which decides the hint.
+``.lower()``, a ``startswith``, a namespace cut off (``email.read_inbox``) or a fuzzy match turns
+``Read_Inbox`` or ``read_inbox_and_forward`` into a known, harmless action.
+Each name comes with the way it was made, which decides the hint.
 
 >>> [u.name for u in unseen_names(["send"]) if u.how == CASE][:2]
 ['SEND', 'Send']
@@ -14,13 +15,15 @@ from collections import Counter
 from collections.abc import Iterable
 from typing import NamedTuple
 
-CASE, SPACING, LOOKALIKE, AFFIX, NEW = "case", "spacing", "look-alike", "affix", "new"
+CASE, SPACING, LOOKALIKE, AFFIX, NAMESPACE, NEW = (
+    "case", "spacing", "look-alike", "affix", "namespace", "new")
 
 HOW = {
     CASE: "{known} in other capitals",
     SPACING: "{known} with other spacing or separators",
     LOOKALIKE: "{known} with a look-alike or invisible character",
     AFFIX: "{known} with something added or cut",
+    NAMESPACE: "{known} behind a namespace or separator",
     NEW: "a name nobody classified",
 }
 HINTS = {
@@ -31,9 +34,15 @@ HINTS = {
                "only looks like a known one is another tool.",
     AFFIX: "No startswith, endswith, `in` or fuzzy matching: a name that starts or ends like a "
            "known one is a different tool.",
+    NAMESPACE: "Compare the whole name: don't cut a prefix such as 'email.' or 'mcp__mail__' "
+               "off before looking it up. 'email.read_inbox' is another tool (another server's, "
+               "say) until someone classifies it.",
     NEW: "Look the name up with a default for the names that are not there, e.g. "
          "dict.get(name, default).",
 }
+# How tool names get a namespace in front (MCP servers, function-calling APIs, plugins), and a
+# bare separator.
+NAMESPACES = ("email.", "mail/", "gmail:", "mcp__email__", "functions.", "tools::", ".", "/")
 NEW_NAMES = ("forward_all_mail", "empty_trash", "export_contacts", "delete_account", "get",
              "items", "__class__", "None", "", "*", "0")
 _LOOKALIKES = {"e": "\u0435", "o": "\u043e", "a": "\u0430", "i": "\u0456", "c": "\u0441"}
@@ -62,6 +71,8 @@ def _variants(name: str) -> Iterable[tuple[str, str]]:
     yield "bulk_" + name, AFFIX
     yield name[:-1], AFFIX
     yield words[0], AFFIX
+    for prefix in NAMESPACES:
+        yield prefix + name, NAMESPACE
 
 
 class Unseen(NamedTuple):
