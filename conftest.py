@@ -14,3 +14,26 @@ os.environ["HITL_KIT_WORK"] = os.path.join(tempfile.mkdtemp(prefix="hitl-work-")
 os.environ.pop("OPENAI_API_KEY", None)
 # ...nor a PostgreSQL server of yours: the PostgreSQL tests start a private one.
 os.environ.pop("HITL_KIT_DATABASE_URL", None)
+
+# The files that take longest (seconds of one run, `pytest --durations=0`, 2026-12-06) start
+# first: pytest-xdist hands out whole files in collection order, so a long file collected last
+# leaves one worker busy while the others idle. Only the order changes; each file's own stays.
+LONGEST_FIRST = (
+    "tests/mutants/test_mutants.py",  # 79 s: every mutant of every drill (one shared run)
+    "tests/mutants/test_messages.py",  # waits for the same run
+    "tests/test_learner_work.py",  # 61 s
+    "tests/browser/test_notebook04_countdown.py",  # 48 s, most of it a deadline running out
+    "tests/test_selfcheck.py",  # 52 s
+    "tests/test_crash.py",  # 49 s
+    "tests/test_notebooks_attended.py",  # 46 s
+    "tests/browser/test_notebook02_cards.py",  # 41 s
+    "tests/browser/test_notebook05_inbox.py",  # 36 s
+    "tests/browser/test_learner_copy.py",  # 35 s
+    "tests/test_audit.py",  # 29 s
+)
+
+
+def pytest_collection_modifyitems(session, config, items):
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    root = config.rootpath
+    items.sort(key=lambda item: rank.get(item.path.relative_to(root).as_posix(), len(rank)))

@@ -39,7 +39,7 @@ from langchain_core.messages import AIMessage
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.types import Command
 
-from hitl_kit import recovery
+from hitl_kit import identity, recovery
 from hitl_kit.approvers import Approvers
 from hitl_kit.audit_chain import audit_row
 from hitl_kit.backends import durable_checkpointer, ledger_for
@@ -158,6 +158,11 @@ class ApprovalAgent:
             raise ApprovalError("a task is a non-empty text")
         if not isinstance(thread_id, str) or not thread_id.strip():
             raise ApprovalError(f"a thread id is a non-empty text, not {thread_id!r}")
+        if requested_by is not None:  # compared with every approver later: it must be a name
+            try:
+                requested_by = identity.check_name(requested_by, "requester")
+            except identity.NameRefused as exc:
+                raise ApprovalError(str(exc)) from None
         self._recover_if_left(thread_id)
         holder = self._take_turn(thread_id)
         try:
@@ -204,7 +209,7 @@ class ApprovalAgent:
         return self._decide(thread_id, {interrupt_id: decision}, Channel.TIMER, by_kit=True)
 
     def _decide(self, thread_id: str, decisions, channel: str | None, by_kit: bool) -> Outcome:
-        self._recover_if_left(thread_id)
+        self._settle_first(thread_id, decisions)  # a lost race costs one query, not a run
         pending = {p.interrupt_id: p for p in self._pending(thread_id)}
         checked = []
         for interrupt_id, value in self._match(thread_id, decisions, pending).items():
@@ -306,25 +311,37 @@ class ApprovalAgent:
         turn = self.ledger.turns.of(claim.thread_id)
         return AlreadyDecided(claim, in_flight=turn is not None and not turn.stale)
 
+    def _settle_first(self, thread_id: str, decisions) -> None:
+        """Before the graph is read: recover the thread when a dead process left it mid-resume,
+        and raise ``AlreadyDecided`` when the ledger holds the winner of a request the decisions
+        name. The turn and the first named request's winner come from one query."""
+        named = _named(decisions)
+        turn, earlier = self.ledger.standing(thread_id, **(named[0] if named else {}))
+        if turn is not None and turn.stale:
+            self._recover_if_left(thread_id)
+            turn, earlier = self.ledger.standing(thread_id, **(named[0] if named else {}))
+        if earlier is not None:
+            raise AlreadyDecided(earlier, in_flight=turn is not None and not turn.stale)
+        self._raise_if_decided(thread_id, named[1:])
+
+    def _raise_if_decided(self, thread_id: str, named: list[dict]) -> None:
+        """``AlreadyDecided`` when the ledger holds the winner of one of these requests (each
+        named as ``_named`` names it)."""
+        for name in named:
+            earlier = self.ledger.claims.winner(thread_id, **name)
+            if earlier is not None:
+                raise self._already(earlier)
+
     def _match(self, thread_id: str, decisions, pending: dict[str, Pending]) -> dict:
         """The decisions keyed by interrupt id, each for a request that is pending now."""
+        self._raise_if_decided(thread_id, _named(decisions, pending))  # decided, and gone
         if not isinstance(decisions, dict) or "kind" in decisions:
-            fingerprint = (decisions.get("fingerprint") if isinstance(decisions, dict)
-                           else getattr(decisions, "fingerprint", None))
-            if fingerprint and fingerprint not in {p.fingerprint for p in pending.values()}:
-                earlier = self.ledger.claims.winner(thread_id, fingerprint=fingerprint)
-                if earlier is not None:
-                    raise self._already(earlier)
             if len(pending) > 1:
                 raise ApprovalError(f"{len(pending)} approvals are pending on {thread_id!r}; "
                                     "answer them by interrupt id: {id: decision, ...}")
             decisions = {next(iter(pending)): decisions} if pending else {}
         elif not decisions:
             raise ApprovalError("give a decision, or a dict {interrupt_id: decision, ...}")
-        for interrupt_id in decisions.keys() - pending.keys():
-            earlier = self.ledger.claims.winner(thread_id, interrupt_id)
-            if earlier is not None:
-                raise self._already(earlier)
         if not pending:
             raise ApprovalError(self._why_nothing_pending(thread_id))
         unknown = set(decisions) - set(pending)
@@ -348,6 +365,13 @@ class ApprovalAgent:
         """The thread's pending requests, as the checkpointer has them (the ledger's index,
         for listing, may lag behind a graph resumed without the agent)."""
         return self.outcome(thread_id).pending  # raises for an unknown thread
+
+    def _pending_keys(self, thread_id: str) -> set[tuple[str, str, str]]:
+        """The keys of the thread's pending requests: a check of what a claim names, so each
+        request is not validated again (``_pending`` validated what was claimed)."""
+        state = self.graph.get_state(self.config(thread_id))
+        return {(thread_id, i.id, i.value.get("fingerprint")) for i in state.interrupts
+                if isinstance(i.value, dict)}
 
     def _take_turn(self, thread_id: str) -> str:
         with self._turn_errors(thread_id):
@@ -378,7 +402,8 @@ class ApprovalAgent:
         """Invoke the graph while holding the thread's turn, then give the turn back with the
         index in step. On an error the claims the graph did not take are withdrawn; a thread
         left mid-run keeps a stale turn, so ``recover()`` finds it."""
-        gone = [c for c in claims if c.key not in {p.key for p in self._pending(thread_id)}]
+        gone = [c for c in claims if c.key not in self._pending_keys(thread_id)] if claims \
+            else []
         if gone:  # asked again meanwhile by a resume that skipped the agent: nothing applies
             self.ledger.claims.withdraw(claims)
             self.ledger.finish_turn(thread_id, holder, (), self._pending(thread_id))
@@ -419,6 +444,19 @@ class ApprovalAgent:
     def recover(self) -> list[recovery.Recovered]:
         """Finish every thread a crash left between states (see ``hitl_kit.recovery``)."""
         return recovery.recover(self)
+
+
+def _named(decisions, pending: dict | None = None) -> list[dict]:
+    """The requests some decisions name, as ``Claims.winner`` takes them: by interrupt id, or one
+    decision by the fingerprint it was made on; with ``pending``, only those not pending now."""
+    if not isinstance(decisions, dict) or "kind" in decisions:
+        fingerprint = (decisions.get("fingerprint") if isinstance(decisions, dict)
+                       else getattr(decisions, "fingerprint", None))
+        return [{"fingerprint": fingerprint}] if isinstance(fingerprint, str) and (
+            pending is None or fingerprint not in {p.fingerprint for p in pending.values()}
+        ) else []
+    return [{"interrupt_id": i} for i in decisions
+            if isinstance(i, str) and (pending is None or i not in pending)]
 
 
 def _with_channel(value: Any, channel: str | None) -> Any:

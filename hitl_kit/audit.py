@@ -77,6 +77,7 @@ from hitl_kit.audit_chain import (  # noqa: F401  (re-exported: the trail's publ
     chain_row,
     check_row,
     check_rules,
+    column_definitions,
     compute_row_hash,
     normalize_entry,
     one_of,
@@ -99,45 +100,13 @@ from hitl_kit.redaction import sanitize  # noqa: F401  (re-exported)
 
 # --- the schema ----------------------------------------------------------------------------------
 
-# The shape of datetime.isoformat(timespec="microseconds") in UTC: fixed width, so text order is
-# time order. (LIKE checks the shape; a GLOB of digits costs three times as much on every insert,
-# and append writes only what to_utc_iso made.)
-_UTC_LIKE = "____-__-__T__:__:__.______+00:00"
-
-
-def _json_object(column: str, *, nullable: bool = False) -> str:
+def _json_object(column: str, nullable: bool) -> str:
     # json_valid(NULL) is 0, not NULL: a nullable column says so itself
     check = f"json_valid({column}) AND substr({column}, 1, 1) = '{{'"
     return f"{column} IS NULL OR ({check})" if nullable else check
 
 
-def _hash(column: str) -> str:
-    return f"length({column}) = 64"  # a GLOB for hex digits costs ~3 us a row: verify rehashes
-
-
-# name, type, CHECK on the column alone (None: no check)
-_COLUMN_DEFINITIONS = (
-    ("seq", "INTEGER PRIMARY KEY", None),
-    ("event_key", "TEXT NOT NULL UNIQUE", "event_key <> ''"),
-    ("recorded_at", "TEXT NOT NULL", f"recorded_at LIKE '{_UTC_LIKE}'"),
-    ("session_id", "TEXT NOT NULL", "session_id <> ''"),
-    ("action_type", "TEXT NOT NULL", "action_type <> ''"),
-    ("parameters", "TEXT NOT NULL", _json_object("parameters")),
-    ("reversibility_class", "TEXT NOT NULL",
-     one_of("reversibility_class", REVERSIBILITY_CLASSES)),
-    ("event", "TEXT NOT NULL", one_of("event", EVENTS)),
-    ("channel", "TEXT", one_of("channel", CHANNELS)),
-    ("approver_id", "TEXT", "approver_id <> ''"),
-    ("approver_role", "TEXT", "approver_role <> ''"),
-    ("decision", "TEXT", one_of("decision", DECISIONS)),
-    ("outcome", "TEXT", one_of("outcome", OUTCOMES)),
-    ("reason", "TEXT", None),
-    ("details", "TEXT", _json_object("details", nullable=True)),
-    ("proposed_at", "TEXT NOT NULL", f"proposed_at LIKE '{_UTC_LIKE}'"),
-    ("executed_at", "TEXT", f"executed_at LIKE '{_UTC_LIKE}'"),
-    ("prev_hash", "TEXT NOT NULL", _hash("prev_hash")),
-    ("row_hash", "TEXT NOT NULL", _hash("row_hash")),
-)
+_COLUMN_DEFINITIONS = column_definitions(integer="INTEGER", like="LIKE", json_object=_json_object)
 assert tuple(name for name, _, _ in _COLUMN_DEFINITIONS) == COLUMNS
 
 TABLE_SQL = "CREATE TABLE audit_log (\n" + ",\n".join(

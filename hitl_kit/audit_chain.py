@@ -204,6 +204,46 @@ ROW_RULES_SQL = (
     "event <> 'resolved' OR ((outcome = 'not_executed') = (executed_at IS NULL))",
 )
 
+
+# The shape of datetime.isoformat(timespec="microseconds") in UTC: fixed width, so text order is
+# time order. (LIKE checks the shape; a GLOB of digits costs three times as much on every insert,
+# and append writes only what to_utc_iso made.)
+UTC_LIKE = "____-__-__T__:__:__.______+00:00"
+
+
+def column_definitions(*, integer: str, like: str, json_object) -> tuple[tuple, ...]:
+    """The trail's columns, once for every engine: (name, type, CHECK on the column alone or
+    None), in the engine's words: ``integer`` the type of ``seq``, ``like`` the operator that
+    checks a timestamp's shape, ``json_object(column, nullable)`` the check of a JSON object."""
+    def stamp(column: str) -> str:
+        return f"{column} {like} '{UTC_LIKE}'"
+
+    def digest(column: str) -> str:  # a GLOB for hex digits costs ~3 us a row: verify rehashes
+        return f"length({column}) = 64"
+
+    return (
+        ("seq", f"{integer} PRIMARY KEY", None),
+        ("event_key", "TEXT NOT NULL UNIQUE", "event_key <> ''"),
+        ("recorded_at", "TEXT NOT NULL", stamp("recorded_at")),
+        ("session_id", "TEXT NOT NULL", "session_id <> ''"),
+        ("action_type", "TEXT NOT NULL", "action_type <> ''"),
+        ("parameters", "TEXT NOT NULL", json_object("parameters", False)),
+        ("reversibility_class", "TEXT NOT NULL",
+         one_of("reversibility_class", REVERSIBILITY_CLASSES)),
+        ("event", "TEXT NOT NULL", one_of("event", EVENTS)),
+        ("channel", "TEXT", one_of("channel", CHANNELS)),
+        ("approver_id", "TEXT", "approver_id <> ''"),
+        ("approver_role", "TEXT", "approver_role <> ''"),
+        ("decision", "TEXT", one_of("decision", DECISIONS)),
+        ("outcome", "TEXT", one_of("outcome", OUTCOMES)),
+        ("reason", "TEXT", None),
+        ("details", "TEXT", json_object("details", True)),
+        ("proposed_at", "TEXT NOT NULL", stamp("proposed_at")),
+        ("executed_at", "TEXT", stamp("executed_at")),
+        ("prev_hash", "TEXT NOT NULL", digest("prev_hash")),
+        ("row_hash", "TEXT NOT NULL", digest("row_hash")),
+    )
+
 # What the table's CHECKs accept, the same in Python: the shape of UTC ISO text (SQL LIKE: "_" is
 # any character, letters match either case) and hashes of 64 characters.
 _UTC_LIKE = re.compile(r".{4}-.{2}-.{2}[Tt].{2}:.{2}:.{2}\..{6}\+00:00", re.DOTALL)

@@ -40,13 +40,14 @@ from __future__ import annotations
 
 import json
 import operator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import Annotated, Any, TypedDict
 
 from langchain_core.messages import AIMessage, AnyMessage, HumanMessage, ToolMessage
 from langgraph.checkpoint.memory import InMemorySaver
+from langgraph.errors import GraphInterrupt
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.message import add_messages
 from langgraph.types import Command, Send, interrupt
@@ -57,13 +58,13 @@ from hitl_kit.contract import (
     ApprovalError,
     ApprovalRequest,
     Decision,
+    DecisionForm,
     judge,
     key_text,
     target_digest,
     validate_args,
 )
 from hitl_kit.ledger import DecisionLedger
-from hitl_kit.llm import storable_reply
 from hitl_kit.policy import ActionPolicy
 from hitl_kit.provenance import provenance as what_was_read
 from hitl_kit.vocabulary import (
@@ -118,7 +119,6 @@ class Kit:
     audit: Any = None
     approvers: Any = None  # hitl_kit.approvers.Approvers: who may decide what
     approval_ttl: float | None = None
-    proposed: set = field(default_factory=set)  # proposal rows this process wrote (a cache)
 
     def target(self, tool: str, args: Any) -> Any:
         """What the call would touch now (the world's ``target_of``), or None."""
@@ -148,6 +148,8 @@ def plan(state: AgentState, *, kit: Kit) -> dict:
         detail = " ".join(str(exc).split())[:300] or "no details"
         raise ModelError(f"the chat model failed ({type(exc).__name__}: {detail}); nothing "
                          "after the model call ran, and agent.recover() asks it again") from exc
+    from hitl_kit.llm import storable_reply  # here: llm pulls in LangChain's chat models
+
     reply = storable_reply(reply, messages)
     new = [reply] if state.get("messages") else [messages[0], reply]
     return {"messages": new, "turns": state.get("turns", 0) + 1}
@@ -249,12 +251,16 @@ def gate(item: dict, config, *, kit: Kit) -> Command:
 def decide(kit: Kit, thread_id: str, request: ApprovalRequest) -> Decided | ApprovalRequest:
     """The decision on one shown request, pausing for a person when it needs one; or the
     request to show next (an edit, a refused answer, a change)."""
-    _audit_proposal(kit, thread_id, request)
     if not request.policy.needs_human:
+        _audit_proposal(kit, thread_id, request)
         decision = Decision(kind=Kind.PROCEED, approver=Approver.AUTO, channel=Channel.POLICY,
                             fingerprint=request.fingerprint)
         return Decided(request=request, decision=decision)
-    answer = interrupt(request.as_json(), response_schema=Decision)
+    try:
+        answer = interrupt(request.as_json(), response_schema=DecisionForm)
+    except GraphInterrupt:  # asked now: recorded before the pause is saved, once (not on resume)
+        _audit_proposal(kit, thread_id, request)
+        raise
     if answer.kind == Kind.REFRESH:  # harmless whoever sends it: nothing runs, it is shown anew
         return show_again(kit, request, answer.reason or "it changed")
     try:
@@ -328,12 +334,12 @@ def _changed_since_approval(kit: Kit, thread_id: str, decided: Decided) -> str |
     saw), or None. Only before its run started: after a crash inside the run, what it touches
     may be its own effect."""
     request = decided.request
-    if not decided.verdict.runs or request.target is None \
-            or kit.ledger.journal.record(thread_id, request.tool_call_id) is not None:
+    if not decided.verdict.runs or request.target is None:
         return None
     now = kit.target(request.tool, request.args)
-    if target_digest(now) == target_digest(request.target):
-        return None
+    if target_digest(now) == target_digest(request.target) \
+            or kit.ledger.journal.record(thread_id, request.tool_call_id) is not None:
+        return None  # the journal is read only when it matters (carry_out reads it anyway)
     return ("not run: what it would touch changed after the approval (approved: "
             f"{json.dumps(request.target, default=str)}; now: {json.dumps(now, default=str)}); "
             "it is shown again, look at it and decide anew")
@@ -412,17 +418,12 @@ def _why_not_now(request: ApprovalRequest) -> str | None:
 # -- audit rows -----------------------------------------------------------------------------------
 
 def _audit_proposal(kit: Kit, thread_id: str, request: ApprovalRequest) -> None:
-    """The "proposed" row, when the call is first shown. The gate runs again on every resume:
-    the row's key makes a repeat write nothing, and this process remembers what it wrote."""
+    """The "proposed" row, when the call is first shown: before its pause is saved, so a
+    pending request always has its row. The gate runs again on resume, but writes it only when
+    it pauses (or passes); a repeat after a crash writes nothing new (the row's key)."""
     if kit.audit is None or request.revision:
         return
-    row = audit_row(thread_id, request, Event.PROPOSED, key=("proposed",))
-    if row["event_key"] in kit.proposed:
-        return
-    kit.audit.append(row)
-    if len(kit.proposed) > 10_000:
-        kit.proposed.clear()
-    kit.proposed.add(row["event_key"])
+    kit.audit.append(audit_row(thread_id, request, Event.PROPOSED, key=("proposed",)))
 
 
 def _audit(kit: Kit, row: dict) -> None:

@@ -116,7 +116,8 @@ class Engine(Protocol):
         """A write transaction; serialises at least every writer of ``thread_id``."""
 
     def reading(self) -> AbstractContextManager[Any]:
-        """A connection to read from."""
+        """A connection outside any transaction: to read, or to write with one statement (which
+        commits by itself)."""
 
     def close(self) -> None: ...
 
@@ -210,7 +211,8 @@ def _alive(pid: int) -> bool:
 
 class Store:
     """One of the ledger's stores on an engine. Every method runs inside ``conn`` when it is given
-    (a step of a larger transaction), else in a transaction or a read of its own."""
+    (a step of a larger transaction), else in a transaction of its own, or, to read or to write
+    one statement, on a connection outside any transaction."""
 
     def __init__(self, engine: Engine):
         self.engine = engine
@@ -237,11 +239,8 @@ class Claims(Store):
         if interrupt_id is None and fingerprint is None:
             raise ValueError("name the request: an interrupt id, a fingerprint, or both")
         with self._in(conn) as conn:
-            row = conn.execute(
-                "SELECT thread_id, interrupt_id, fingerprint, decision, decided_at, applied "
-                "FROM hitl_claims WHERE thread_id = ? AND (? IS NULL OR interrupt_id = ?) "
-                "AND (? IS NULL OR fingerprint = ?) ORDER BY decided_at DESC LIMIT 1",
-                (thread_id, interrupt_id, interrupt_id, fingerprint, fingerprint)).fetchone()
+            row = conn.execute(_WINNER_SQL, (thread_id, interrupt_id, interrupt_id, fingerprint,
+                                             fingerprint)).fetchone()
         return None if row is None else _claim(row)
 
     def listed(self, thread_id: str | None = None, conn=None) -> list[Claim]:
@@ -249,7 +248,7 @@ class Claims(Store):
         with self._in(conn) as conn:
             rows = conn.execute(
                 "SELECT thread_id, interrupt_id, fingerprint, decision, decided_at, applied "
-                "FROM hitl_claims WHERE ? IS NULL OR thread_id = ? "
+                "FROM hitl_claims WHERE CAST(? AS TEXT) IS NULL OR thread_id = ? "
                 "ORDER BY decided_at, thread_id, interrupt_id", (thread_id, thread_id)).fetchall()
         return [_claim(row) for row in rows]
 
@@ -284,6 +283,14 @@ class Claims(Store):
             conn.execute("INSERT INTO hitl_approvals VALUES (?, ?, ?, ?, ?)",
                          (*key, identity.person_key(approval.approver),
                           approval.model_dump_json()))
+
+
+# The claim that decided a request named by interrupt id, fingerprint or both: the newest.
+_WINNER_SQL = ("SELECT thread_id, interrupt_id, fingerprint, decision, decided_at, applied "
+               "FROM hitl_claims WHERE thread_id = ? "
+               "AND (CAST(? AS TEXT) IS NULL OR interrupt_id = ?) "
+               "AND (CAST(? AS TEXT) IS NULL OR fingerprint = ?) "
+               "ORDER BY decided_at DESC LIMIT 1")
 
 
 def _claim(row) -> Claim:
@@ -342,6 +349,9 @@ class PendingIndex(Store):
         pending = list(pending)
         keep = {p.key[1:] for p in pending}
         with self._in(conn, thread_id) as conn:
+            if not pending:  # the usual end of a resume: one statement, nothing to read
+                conn.execute("DELETE FROM hitl_requests WHERE thread_id = ?", (thread_id,))
+                return
             have = set(map(tuple, conn.execute("SELECT interrupt_id, fingerprint FROM "
                                                "hitl_requests WHERE thread_id = ?",
                                                (thread_id,)).fetchall()))
@@ -358,7 +368,7 @@ class PendingIndex(Store):
         with self._in(conn) as conn:
             rows = conn.execute(
                 "SELECT thread_id, interrupt_id, request, asked_at, deadline_at, deadline_stage "
-                "FROM hitl_requests WHERE ? IS NULL OR thread_id = ? "
+                "FROM hitl_requests WHERE CAST(? AS TEXT) IS NULL OR thread_id = ? "
                 "ORDER BY asked_at, thread_id, interrupt_id", (thread_id, thread_id)).fetchall()
         return [Pending(thread_id=r[0], interrupt_id=r[1],
                         request=ApprovalRequest.model_validate_json(r[2]), asked_at=r[3],
@@ -396,7 +406,7 @@ class PendingIndex(Store):
         with self._in(conn) as conn:
             rows = conn.execute(
                 "SELECT thread_id, interrupt_id, fingerprint, escalated_to, reason, escalated_at"
-                " FROM hitl_escalations WHERE ? IS NULL OR thread_id = ? "
+                " FROM hitl_escalations WHERE CAST(? AS TEXT) IS NULL OR thread_id = ? "
                 "ORDER BY escalated_at, thread_id, interrupt_id", (thread_id, thread_id))
             return [Escalation(*row) for row in rows.fetchall()]
 
@@ -415,14 +425,14 @@ class RunJournal(Store):
 
     def started(self, thread_id: str, call_id: str, tool: str, conn=None) -> None:
         """Record that a call is about to run (before its side effect)."""
-        with self._in(conn, thread_id) as conn:
+        with self._in(conn) as conn:  # one statement, atomic by itself: no transaction
             conn.execute("INSERT INTO hitl_runs (thread_id, call_id, tool) VALUES (?, ?, ?) "
                          "ON CONFLICT DO NOTHING", (thread_id, call_id, tool))
 
     def finished(self, thread_id: str, call_id: str, tool: str, result: str, is_error: bool,
                  finished_at: str | None, why_not: str = "", conn=None) -> None:
         """Record how a call ended; the first record stands (a re-run after a crash finds it)."""
-        with self._in(conn, thread_id) as conn:
+        with self._in(conn) as conn:  # one statement, atomic by itself: no transaction
             conn.execute(
                 "INSERT INTO hitl_runs VALUES (?, ?, ?, 1, ?, ?, ?, ?) ON CONFLICT (thread_id, "
                 "call_id) DO UPDATE SET finished = 1, result = excluded.result, is_error = "
@@ -453,6 +463,23 @@ class DecisionLedger:
     @property
     def where(self) -> str:
         return self.engine.where
+
+    def standing(self, thread_id: str, interrupt_id: str | None = None,
+                 fingerprint: str | None = None) -> tuple[Turn | None, Claim | None]:
+        """Who holds the thread's turn and, for a request named by interrupt id or fingerprint,
+        the claim that decided it: one query, so the winner's turn is read with its claim."""
+        if interrupt_id is None and fingerprint is None:
+            return self.turns.of(thread_id), None
+        with self.engine.reading() as conn:
+            row = conn.execute(
+                "SELECT t.thread_id, t.holder, t.host, t.pid, t.lease_ends, c.* FROM "
+                "(SELECT CAST(? AS TEXT) AS thread_id) AS k "
+                "LEFT JOIN hitl_turns AS t ON t.thread_id = k.thread_id "
+                f"LEFT JOIN ({_WINNER_SQL}) AS c ON 1 = 1",
+                (thread_id, thread_id, interrupt_id, interrupt_id, fingerprint, fingerprint)
+            ).fetchone()
+        return (None if row[0] is None else Turn(*row[:5]),
+                None if row[5] is None else _claim(row[5:]))
 
     def claim(self, claims: list[Claim]) -> Claim | None:
         """Record these decisions, all or none. None when they won, else the claim that was

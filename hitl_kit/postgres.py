@@ -137,26 +137,26 @@ def open_pool(url: str, *, name: str, max_size: int = 4, **kwargs):
 
 class _Portable:
     """The connection as the ledger's portable SQL expects it: ``?`` placeholders, ``execute``
-    and ``executemany`` returning a cursor. Values are bound on the client (``ClientCursor``):
-    ``? IS NULL`` then needs no declared type."""
+    and ``executemany`` returning a cursor. Values are bound on the server, so each statement is
+    prepared once per connection (the pool's ``prepare_threshold``); inside a transaction the
+    connection is in pipeline mode and a statement costs a round trip only when its rows are
+    fetched."""
 
     def __init__(self, conn):
         self._conn = conn
 
     def execute(self, sql: str, params=()):
-        import psycopg
         from psycopg.rows import tuple_row
 
-        cursor = psycopg.ClientCursor(self._conn, row_factory=tuple_row)
+        cursor = self._conn.cursor(row_factory=tuple_row)
         cursor.execute(_placeholders(sql), params)
         return cursor
 
     def executemany(self, sql: str, rows):
-        import psycopg
         from psycopg.rows import tuple_row
 
         rows = list(rows)
-        cursor = psycopg.ClientCursor(self._conn, row_factory=tuple_row)
+        cursor = self._conn.cursor(row_factory=tuple_row)
         if rows:
             cursor.executemany(_placeholders(sql), rows)
         return cursor
@@ -216,10 +216,12 @@ class PostgresEngine:
 
     @contextmanager
     def transaction(self, thread_id: str | None = None) -> Iterator[_Portable]:
-        with self._pool.connection() as conn, conn.transaction():
+        """In pipeline mode: BEGIN, the lock and the statements up to the first read go in one
+        round trip, the writes after it and COMMIT in one more."""
+        with self._pool.connection() as conn, conn.pipeline(), conn.transaction():
             if thread_id is not None:
-                conn.execute(f"SELECT pg_advisory_xact_lock({LEDGER_LOCKS}, hashtext(%s))",
-                             (thread_id,))
+                conn.execute("SELECT pg_advisory_xact_lock(%s, hashtext(%s))",
+                             (LEDGER_LOCKS, thread_id))
             yield _Portable(conn)
 
     @contextmanager

@@ -44,14 +44,9 @@ from contextlib import nullcontext
 from pathlib import Path
 
 from hitl_kit.audit_chain import (
-    CHANNELS,
     COLUMNS,
-    DECISIONS,
-    EVENTS,
     GENESIS_HASH,
     HASHED_COLUMNS,
-    OUTCOMES,
-    REVERSIBILITY_CLASSES,
     ROW_RULES_SQL,
     AuditHeadError,
     AuditIntegrityError,
@@ -59,6 +54,7 @@ from hitl_kit.audit_chain import (
     ChainWalk,
     VerifyResult,
     chain_row,
+    column_definitions,
     normalize_entry,
     one_of,
     same_or_conflict,
@@ -81,42 +77,13 @@ AUDIT_TABLES = ("audit_log", "audit_meta")
 LOG = f"{SCHEMA}.audit_log"
 META = f"{SCHEMA}.audit_meta"
 
-# The same shapes the SQLite trail checks, which Python's check_columns mirrors: timestamps by
-# the shape of UTC ISO text (ILIKE: SQLite's LIKE ignores the case of the "T"), hashes by length.
-_UTC_LIKE = "____-__-__T__:__:__.______+00:00"
-
-
-def _json_object(column: str) -> str:
+def _json_object(column: str, nullable: bool) -> str:  # IS JSON of NULL is NULL: it passes
     return f"{column} IS JSON OBJECT AND left({column}, 1) = '{{'"
 
 
-def _hash(column: str) -> str:
-    return f"length({column}) = 64"
-
-
-# name, type, CHECK on the column alone (None: no check): the SQLite trail's, in PostgreSQL
-_COLUMN_DEFINITIONS = (
-    ("seq", "BIGINT PRIMARY KEY", None),
-    ("event_key", "TEXT NOT NULL UNIQUE", "event_key <> ''"),
-    ("recorded_at", "TEXT NOT NULL", f"recorded_at ILIKE '{_UTC_LIKE}'"),
-    ("session_id", "TEXT NOT NULL", "session_id <> ''"),
-    ("action_type", "TEXT NOT NULL", "action_type <> ''"),
-    ("parameters", "TEXT NOT NULL", _json_object("parameters")),
-    ("reversibility_class", "TEXT NOT NULL",
-     one_of("reversibility_class", REVERSIBILITY_CLASSES)),
-    ("event", "TEXT NOT NULL", one_of("event", EVENTS)),
-    ("channel", "TEXT", one_of("channel", CHANNELS)),
-    ("approver_id", "TEXT", "approver_id <> ''"),
-    ("approver_role", "TEXT", "approver_role <> ''"),
-    ("decision", "TEXT", one_of("decision", DECISIONS)),
-    ("outcome", "TEXT", one_of("outcome", OUTCOMES)),
-    ("reason", "TEXT", None),
-    ("details", "TEXT", _json_object("details")),
-    ("proposed_at", "TEXT NOT NULL", f"proposed_at ILIKE '{_UTC_LIKE}'"),
-    ("executed_at", "TEXT", f"executed_at ILIKE '{_UTC_LIKE}'"),
-    ("prev_hash", "TEXT NOT NULL", _hash("prev_hash")),
-    ("row_hash", "TEXT NOT NULL", _hash("row_hash")),
-)
+# The SQLite trail's columns and checks, in PostgreSQL's words (ILIKE: SQLite's LIKE ignores
+# the case of the "T").
+_COLUMN_DEFINITIONS = column_definitions(integer="BIGINT", like="ILIKE", json_object=_json_object)
 assert tuple(name for name, _, _ in _COLUMN_DEFINITIONS) == COLUMNS
 _CHECKS = {f"audit_log_{name}_check": check for name, _, check in _COLUMN_DEFINITIONS if check}
 _CHECKS.update({f"audit_log_rule_{n}": rule for n, rule in enumerate(ROW_RULES_SQL, 1)})

@@ -83,6 +83,9 @@ class _GuardedH11(H11Protocol):
         address = self.client[0] if self.client else ""
         per_client = self.config.connections_per_client
         if per_client.get(address, 0) >= self.config.limits.max_connections_per_client:
+            # Out of uvicorn's count at once: a flood of refused sockets, each waiting for its
+            # close to be processed, must not fill the server-wide limit and turn others away.
+            self.connections.discard(self)
             transport.write(TOO_MANY_FROM_YOU)
             transport.close()
             return

@@ -34,11 +34,13 @@ from dataclasses import dataclass, field
 
 @dataclass
 class WorkerReport:
-    """What one worker did: the threads it won, how many attempts found another winner, the
-    threads its ``recover()`` finished, or that it was killed."""
+    """What one worker did: the threads it won (and how long each winning ``resume`` took, in
+    seconds), how many attempts found another winner, the threads its ``recover()`` finished,
+    or that it was killed."""
 
     worker: int
     won: list[str] = field(default_factory=list)
+    took: list[float] = field(default_factory=list)
     lost: int = 0
     refused: int = 0  # attempts refused for another reason (e.g. finished meanwhile)
     recovered: list[str] = field(default_factory=list)
@@ -205,7 +207,9 @@ def _work(n, url, folder, thread_ids, workers, answer, hook, from_parent, to_par
             if recovered.applied or recovered.continued_from:
                 report.recovered.append(request.thread_id)
         try:
+            began = time.perf_counter()
             agent.resume(request.thread_id, {request.interrupt_id: answer(n, request)})
+            report.took.append(time.perf_counter() - began)
             report.won.append(request.thread_id)
         except AlreadyDecided:
             report.lost += 1

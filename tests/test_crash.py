@@ -37,7 +37,7 @@ from hitl_kit.world import World
 
 from .conftest import AGENT_KINDS, agent_of_kind, tally
 
-TRIALS = int(os.environ.get("HITL_KIT_CRASH_TRIALS", "50"))  # per point and backend
+TRIALS = int(os.environ.get("HITL_KIT_CRASH_TRIALS", "20"))  # per point and backend
 # The middleware runs the same gate and execute steps (hitl_kit.graph.decide, run_decided) at
 # LangChain's hooks: its trials check where the hooks put them, in a fifth of the time.
 TRIALS_OF = {"graph": TRIALS, "middleware": max(2, TRIALS // 5)}

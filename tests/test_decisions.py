@@ -8,6 +8,7 @@ import threading
 import warnings
 
 import pytest
+from langgraph.types import Command
 
 from hitl_kit.approval import AlreadyDecided, ApprovalError
 from hitl_kit.contract import Decision
@@ -158,6 +159,50 @@ def test_a_resume_that_fails_before_the_graph_takes_it_withdraws_the_claim(agent
     agent.graph.invoke = real_invoke
     assert agent.ledger.claims.listed() == []
     agent.resume("t", approve("bo"))  # not "already decided by ana": ana's answer never landed
+    assert world.calls["deploy_to_prod"] == 1
+
+
+def test_a_claim_for_a_request_asked_again_while_it_waited_is_withdrawn_not_applied(agent,
+                                                                                     world):
+    """Between reading what is pending and taking the thread's turn, a raw Command shows the
+    request again: the claim names a request that is gone, so nothing is applied, the claim is
+    withdrawn and the turn given back."""
+    shown = agent.start(DEPLOY.format("2.5"), "t").pending[0]
+    claim_and_take_turn = agent.ledger.claim_and_take_turn
+
+    def asked_again_first(*args, **kwargs):
+        refresh = Decision(kind="refresh", approver="system", reason="shown again meanwhile")
+        agent.graph.invoke(Command(resume={shown.interrupt_id: refresh.model_dump(mode="json")}),
+                           agent.config("t"))
+        return claim_and_take_turn(*args, **kwargs)
+
+    agent.ledger.claim_and_take_turn = asked_again_first
+    with pytest.raises(ApprovalError, match="changed while this decision waited"):
+        agent.resume("t", {shown.interrupt_id: approve("ana")})
+    agent.ledger.claim_and_take_turn = claim_and_take_turn
+    again = agent.pending("t")
+    assert agent.ledger.claims.listed() == [] and agent.ledger.turns.of("t") is None
+    assert [p.request.revision for p in again] == [1] and world.calls["deploy_to_prod"] == 0
+    agent.resume("t", {again[0].interrupt_id: approve("ana")})
+    assert world.calls["deploy_to_prod"] == 1
+
+
+def test_a_second_answer_while_the_first_is_being_applied_is_told_so(agent, world):
+    """The loser learns the winner and that it is being applied now, from the claim and the
+    thread's turn read together (not that the winner's process stopped)."""
+    shown = agent.start(DEPLOY.format("2.5"), "t").pending[0]
+    invoke, told = agent.graph.invoke, []
+
+    def second_answer_meanwhile(graph_input, *args, **kwargs):
+        if isinstance(graph_input, Command) and not told:
+            with pytest.raises(AlreadyDecided) as refused:
+                agent.resume("t", {shown.interrupt_id: approve("bo")})
+            told.append(str(refused.value))
+        return invoke(graph_input, *args, **kwargs)
+
+    agent.graph.invoke = second_answer_meanwhile
+    agent.resume("t", {shown.interrupt_id: approve("ana")})
+    assert "already decided by ana" in told[0] and "is being applied right now" in told[0]
     assert world.calls["deploy_to_prod"] == 1
 
 

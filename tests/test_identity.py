@@ -355,7 +355,11 @@ def test_the_requester_cannot_approve_through_a_channel_in_any_spelling(tmp_path
     setup = make_setup(tmp_path, {"t": "delete customer 4"}, requester="rita")
     ref = item_ref(setup.item("t"))
     for spelling in ATTACKS:
-        [answer] = decide(setup.inbox, [ref], "approve", spelling, "", Channel.DASHBOARD)
+        try:  # a name that cannot be used at all is refused for the whole batch
+            [answer] = decide(setup.inbox, [ref], "approve", spelling, "", Channel.DASHBOARD)
+        except ApprovalError as refused:
+            assert "invisible" in str(refused) or "mixes scripts" in str(refused), spelling
+            continue
         assert not answer.ok and "someone else must decide" in answer.message, spelling
     assert setup.executed() == 0
     [answer] = decide(setup.inbox, [ref], "approve", "bo", "", Channel.DASHBOARD)

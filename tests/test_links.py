@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from hitl_kit.approval import ApprovalAgent
+from hitl_kit.approval import ApprovalAgent, ApprovalError
 from hitl_kit.channels import ApproverDirectory, Person
 from hitl_kit.inbox import ApprovalInbox
 from hitl_kit.links import ApprovalLinks, request_id
@@ -245,16 +245,18 @@ def test_names_with_hidden_characters_are_refused_outright(links, name):
         issued(links, "a", approver=name)
 
 
-def test_a_requester_recorded_with_hidden_characters_blocks_the_link(agent, secret, tmp_path,
-                                                                     world):
+def test_a_requester_recorded_under_another_spelling_cannot_use_a_link(agent, secret, tmp_path,
+                                                                        world):
     box = ApprovalInbox(agent)
-    box.submit("delete customer 4", "z", requested_by="rita\u200b")  # how the thread was started
+    with pytest.raises(ApprovalError, match="invisible"):  # a task's requester is a plain name
+        box.submit("delete customer 4", "z", requested_by="rita\u200b")
+    box.submit("delete customer 4", "z", requested_by="RITA")  # how the thread was started
     links = ApprovalLinks(box, secret, str(tmp_path / "claims.db"))
     token = token_of(links.issue(box.items()[0], requester="someone", approver="rita")
                      ["approve"])
     result = links.resolve(token)
     assert (result.ok, result.reason) == (False, "refused") and deleted(world) == 0
-    assert "invisible" in result.message
+    assert "someone else must decide" in result.message
 
 
 def test_a_directory_limits_who_links_go_to(inbox, secret, tmp_path, world):

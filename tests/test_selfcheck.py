@@ -141,7 +141,7 @@ HANGS = {
 # A forked check's deadline here: long enough for the checks that do finish (forked beside the
 # spinning ones, on a busy machine) to finish, so only the hung ones run out of it. In threads
 # (one after the other) a spinning check may starve the next anyway: 1 s keeps that test short.
-HUNG_CHECK_S = {True: 10, False: 1}
+HUNG_CHECK_S = {True: 4, False: 1}
 
 
 @pytest.mark.parametrize("fork", [True, False], ids=["forked-child", "watchdog-thread"])

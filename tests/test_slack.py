@@ -248,7 +248,8 @@ def test_the_requester_cannot_approve_their_own_request_in_slack(wired, fake):
     setup, slack, server, posted = wired
     reply = fake.click(endpoint(server), posted.ts, "U0RITA", "approve")
     assert reply.json()["response_type"] == "ephemeral"
-    assert "rita asked for this; someone else must decide it" in reply.json()["text"]
+    assert "rita asked for this task and may not approve its actions; someone else must decide " \
+        "it" in reply.json()["text"]
     assert setup.executed() == 0 and buttons(fake.messages[posted.ts]["blocks"])
 
 

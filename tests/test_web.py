@@ -16,6 +16,7 @@ import pytest
 
 from hitl_kit.approval import ApprovalAgent
 from hitl_kit.channels import Person
+from hitl_kit.contract import ApprovalError
 from hitl_kit.inbox import ApprovalInbox
 from hitl_kit.llm import OfflineChatModel
 from hitl_kit.web import ApprovalsApp, templates
@@ -213,14 +214,18 @@ def test_the_requester_cannot_approve_on_the_dashboard(served):
     sign_in(http, setup.app, "rita")
     refs = Forms(http.get("/dashboard").text).refs()
     reply = decide_on_dashboard(http, [refs["del-4"]], "approve")
-    assert results(reply.text)["del-4"] == ("refused: refused, nothing ran: rita asked for "
-                                            "this; someone else must decide it")
+    assert results(reply.text)["del-4"] == (
+        "refused: refused, nothing ran: rita asked for this task and may not approve its "
+        "actions; someone else must decide it; nothing was applied")
     assert setup.executed() == 0
 
 
 def test_the_requester_in_any_spelling_cannot_approve(tmp_path):
-    spellings = ["RITA", "rit\u0430", "ＲＩＴＡ", "rita\u200b"]
+    spellings = ["RITA", "ＲＩＴＡ", "r\u026ata", "\u0280ita"]
     setup = make_setup(tmp_path, {})
+    for unusable in ("rit\u0430", "rita\u200b"):  # a requester is a name that can be compared
+        with pytest.raises(ApprovalError, match="mixes scripts|invisible"):
+            setup.inbox.submit("delete customer 1", "refused", requested_by=unusable)
     for n, requested_by in enumerate(spellings):
         setup.inbox.submit(f"delete customer {n + 1}", f"t{n}", requested_by=requested_by)
     with setup.app.serve(lifetime_s=60, limits=FAST) as server, client(server) as http:
@@ -229,8 +234,8 @@ def test_the_requester_in_any_spelling_cannot_approve(tmp_path):
         reply = decide_on_dashboard(http, list(refs.values()), "approve")
     outcomes = results(reply.text)
     assert len(outcomes) == len(spellings)
-    assert all(o.startswith("refused: refused, nothing ran") for o in outcomes.values())
-    assert "invisible" in outcomes["t3"]  # rita\u200b cannot even be compared: fail closed
+    assert all(o.startswith("refused: refused, nothing ran") and "someone else must decide"
+               in o for o in outcomes.values()), outcomes
     assert setup.executed() == 0
 
 
@@ -359,7 +364,7 @@ def test_every_page_forbids_framing_scripts_referrers_and_caching(served):
 
 def test_hidden_characters_are_shown_on_the_pages(tmp_path):
     setup = make_setup(tmp_path, {"bidi": 'send a reply to thread 3 saying "ok\u202e\u200b"'},
-                       requester="ri\u200bta")
+                       requester="rita")
     with setup.app.serve(lifetime_s=30, limits=FAST) as server, client(server) as http:
         confirm = http.get(link_urls(setup, "bidi")["approve"]).text
         sign_in(http, setup.app, "ana")
@@ -367,7 +372,6 @@ def test_hidden_characters_are_shown_on_the_pages(tmp_path):
     for page in (confirm, dashboard):
         assert "\u202e" not in page and "\u200b" not in page
         assert "ok\\u202e\\u200b" in page and "WARNING" in page
-    assert "by ri\\u200bta" in dashboard
 
 
 def unescaped_output(env, source: str) -> list[str]:

@@ -54,7 +54,7 @@ RACE_RUNS = 20
 # The checks' and the cells' deadline here: a verdict must not depend on the deadline, and many
 # checks run at once on a loaded machine, so the ceiling only catches hangs (a learner's check
 # gets CHECK_TIMEOUT_S, a cell CELL_TIMEOUT_S).
-HARNESS_TIMEOUT_S = 30.0
+HARNESS_TIMEOUT_S = 15.0
 FAR_ZONE = "Pacific/Kiritimati"  # UTC+14: as far from UTC as a machine's clock is set
 
 
