@@ -8,16 +8,20 @@ form (``drawn``), not through the module's code. The properties build such spell
 names (any character the data lists, cased letters, compatibility forms, one character standing
 for two letters and two for one, invisible characters) and check that none is judged another
 person, that the module agrees with ``drawn`` both ways, that no look-alike of the kit's own names
-is accepted, and that every invisible character Unicode lists is refused. Where PyICU is installed
-(a developer's machine; never a requirement), ICU itself checks every code point and the pairs.
+is accepted, and that every invisible character Unicode lists is refused. ICU itself checks every
+code point and the pairs where PyICU is installed (a developer's machine; never a requirement);
+elsewhere the module's answers are compared with ICU's, recorded by
+``python -m tests.test_identity``.
 """
 
 import contextlib
+import hashlib
 import json
 import re
 import string
 import sys
 import unicodedata
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -445,41 +449,93 @@ def test_missing_data_is_a_clear_error_not_a_wrong_answer(monkeypatch):
     assert identity_data.table().icu == DATA["icu"]
 
 
-def test_every_code_point_is_compared_as_icu_compares_it():
-    """The module's skeleton of every code point is ICU's; so are the three keys of every
-    character a name may hold, and which mixes of scripts are refused. Stale data fails here:
-    regenerate it."""
-    icu = pytest.importorskip("icu", reason="PyICU is a developer's install, not a requirement")
-    table = identity_data.table()
-    stale = (f"data from ICU {table.icu} (Unicode {table.unicode}), PyICU here has ICU "
-             f"{icu.ICU_VERSION}: regenerate it with {identity_data.COMMAND}")
+# ICU's answers to the questions the module answers for itself, as digests: recorded where PyICU
+# is installed (``python -m tests.test_identity``), so every machine compares against ICU.
+ICU_ANSWERS = Path(__file__).parent / "data" / "icu_answers.json"
+
+
+def answers_of(skeleton, keys, refuses_mix) -> dict[str, list[str]]:
+    """Every question ICU and the module both answer: the skeleton of every code point; the
+    three keys of every character a name may hold (the module says which may); whether each
+    mix of scripts is refused. ``keys`` takes a name already through ``check_name``."""
+    chars = [chr(c) for c in range(sys.maxunicode + 1) if not 0xD800 <= c <= 0xDFFF]
+    allowed = []
+    for char in chars:
+        if not char.isspace() and identity.hidden_reason(char) is None:
+            with contextlib.suppress(NameRefused):
+                allowed.append((char, check_name(char)))
+    mixes = [a + b + c for a in SCRIPT_SAMPLE for b in SCRIPT_SAMPLE for c in "a\u0430\u4e2d"]
+    return {"skeleton": [f"U+{ord(c):04X} {skeleton(c)}" for c in chars],
+            "keys": [f"U+{ord(c):04X} {keys(name)}" for c, name in allowed],
+            "mixes": [f"{text} {bool(refuses_mix(text))}" for text in mixes]}
+
+
+def ours() -> dict[str, list[str]]:
+    return answers_of(identity.skeleton, identity.lookalike_keys, identity.mixed_script_letters)
+
+
+def icus(icu) -> dict[str, list[str]]:
     checker, spoof = icu.SpoofChecker(), icu.SpoofChecker()
     spoof.setRestrictionLevel(icu.URestrictionLevel.HIGHLY_RESTRICTIVE)
     spoof.setChecks(icu.USpoofChecks.RESTRICTION_LEVEL)
-    nfkc_icu = icu.Normalizer2.getNFKCInstance()
-    fold_icu = icu.Normalizer2.getNFKCCasefoldInstance()
+    return answers_of(lambda char: checker.getSkeleton(0, char),
+                      lambda text: icus_keys(icu, text), spoof.check)
 
-    def icu_keys(text: str) -> tuple[str, str, str]:
-        plain = " ".join(nfkc_icu.normalize(text).split())
-        return tuple(checker.getSkeleton(0, form)
-                     for form in (fold_icu.normalize(plain), plain, plain.upper()))
 
-    differ = {"skeleton": [], "keys": []}
-    for code in range(sys.maxunicode + 1):
-        char = "" if 0xD800 <= code <= 0xDFFF else chr(code)
-        if char and identity.skeleton(char) != checker.getSkeleton(0, char):
-            differ["skeleton"].append(f"U+{code:04X}")
-        if char and not char.isspace() and identity.hidden_reason(char) is None:
-            with contextlib.suppress(NameRefused):
-                if icu_keys(check_name(char)) != identity.lookalike_keys(char):
-                    differ["keys"].append(f"U+{code:04X}")
-    assert differ == {"skeleton": [], "keys": []}, (stale, {k: v[:20] for k, v in differ.items()})
+def digests(answers: dict[str, list[str]]) -> dict[str, str]:
+    return {part: hashlib.sha256("\n".join(lines).encode("utf-8", "surrogatepass")).hexdigest()
+            for part, lines in answers.items()}
+
+
+def test_every_code_point_is_compared_as_icu_compares_it():
+    """The module's skeleton of every code point is ICU's; so are the three keys of every
+    character a name may hold, and which mixes of scripts are refused. Against ICU itself where
+    PyICU is installed, else against ICU's answers recorded from it. Stale data fails here:
+    regenerate it."""
+    table = identity_data.table()
+    mine = ours()
+    try:
+        import icu
+    except ImportError:
+        recorded = json.loads(ICU_ANSWERS.read_text(encoding="utf-8"))
+        assert recorded["icu"] == table.icu, (
+            f"{ICU_ANSWERS.name} holds ICU {recorded['icu']}'s answers, the data is from ICU "
+            f"{table.icu}: record them again where PyICU is installed "
+            "(python -m tests.test_identity)")
+        differ = sorted(part for part, digest in digests(mine).items()
+                        if recorded["digests"][part] != digest)
+        assert differ == [], (f"the module's answers differ from ICU {table.icu}'s in {differ}; "
+                              "install PyICU and run this test to see which code points")
+        return
+    stale = (f"data from ICU {table.icu} (Unicode {table.unicode}), PyICU here has ICU "
+             f"{icu.ICU_VERSION}: regenerate it with {identity_data.COMMAND}")
+    theirs = icus(icu)
+    differ = {part: [a for a, b in zip(mine[part], theirs[part], strict=True) if a != b][:20]
+              for part in mine}
+    assert differ == {part: [] for part in mine}, (stale, differ)
     assert [(name, spelling) for name, spelling, views in ICU_PAIRS
-            if alike_in(icu_keys(name), icu_keys(spelling)) != views] == [], stale
-    mixes = [a + b + c for a in SCRIPT_SAMPLE for b in SCRIPT_SAMPLE for c in "a\u0430\u4e2d"]
-    refused = [text for text in mixes if bool(identity.mixed_script_letters(text))
-               != bool(spoof.check(text))]
-    assert refused == [], (stale, refused[:20])
+            if alike_in(icus_keys(icu, name), icus_keys(icu, spelling)) != views] == [], stale
+
+
+def icus_keys(icu, text: str) -> tuple[str, str, str]:
+    """ICU's skeletons of ``text`` in the three views (small letters, as typed, capitals)."""
+    checker = icu.SpoofChecker()
+    nfkc, fold = icu.Normalizer2.getNFKCInstance(), icu.Normalizer2.getNFKCCasefoldInstance()
+    plain = " ".join(nfkc.normalize(text).split())
+    return tuple(checker.getSkeleton(0, form) for form in (fold.normalize(plain), plain,
+                                                             plain.upper()))
+
+
+def record_icus_answers() -> None:
+    """Write ICU's answers' digests to tests/data/icu_answers.json (needs PyICU)."""
+    import icu
+
+    table = identity_data.table()
+    assert table.icu == icu.ICU_VERSION, f"PyICU has ICU {icu.ICU_VERSION}, the data {table.icu}"
+    ICU_ANSWERS.write_text(json.dumps({"icu": table.icu, "unicode": table.unicode,
+                                       "digests": digests(icus(icu))}, indent=1) + "\n",
+                           encoding="utf-8")
+    print(f"recorded ICU {table.icu}'s answers in {ICU_ANSWERS}")
 
 
 # Letters, digits, marks and signs of many scripts, some in several at once (Script_Extensions):
@@ -487,3 +543,7 @@ def test_every_code_point_is_compared_as_icu_compares_it():
 # Hangul, Bopomofo, the ideographic comma, Arabic and its digits, Devanagari's udatta, an acute.
 SCRIPT_SAMPLE = ("aZ1-é\u0430\u0416\u03b1\u0561\u13a0\u4e2d\u3042\u30a2\u30fc\ud55c\u3105"
                  "\u3001\u0628\u0661\u0951\u0301\u00b7\u02bc\U0001d41a\uff41")
+
+
+if __name__ == "__main__":
+    record_icus_answers()

@@ -1,5 +1,6 @@
 """The learner's path: nothing read before a drill gives its answer away."""
 
+import ast
 import json
 import re
 
@@ -112,30 +113,56 @@ def test_the_readme_names_every_module_of_the_kit():
     assert not missing, f"README's module table does not name: {missing}"
 
 
-def reading_path() -> list[tuple[str, int]]:
-    """The README's reading path: (module, the line count it states), in order."""
+def reading_path() -> list[tuple[str, int, int]]:
+    """The README's reading path: (module, the lines it states, the code lines it states)."""
     text = (ROOT / "README.md").read_text()
     block = text.split("<!-- reading-path -->")[1].split("<!-- /reading-path -->")[0]
-    return [(m.group(1), int(m.group(2)))
-            for m in re.finditer(r"\| `(hitl_kit/[\w/]+\.py)` \| (\d+) \|", block)]
+    return [(m.group(1), int(m.group(2)), int(m.group(3)))
+            for m in re.finditer(r"\| `(hitl_kit/[\w/]+\.py)` \| (\d+) \| (\d+) \|", block)]
+
+
+def code_lines(source: str) -> int:
+    """Lines that are neither blank, nor a comment alone, nor part of a docstring (a module's,
+    a class's, a function's, or one under a field)."""
+    tree = ast.parse(source)
+    docs = set()
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
+            for i, statement in enumerate(node.body):
+                if (isinstance(statement, ast.Expr) and isinstance(statement.value, ast.Constant)
+                        and isinstance(statement.value.value, str)
+                        and (i == 0 or isinstance(node, ast.ClassDef))):
+                    docs.update(range(statement.lineno, statement.end_lineno + 1))
+    return sum(1 for n, line in enumerate(source.splitlines(), start=1)
+               if line.strip() and not line.strip().startswith("#") and n not in docs)
 
 
 def test_the_reading_path_states_each_modules_true_size():
     path = reading_path()
     assert len(path) >= 4
-    wrong = {module: (stated, len((ROOT / module).read_text().splitlines()))
-             for module, stated in path
-             if stated != len((ROOT / module).read_text().splitlines())}
-    assert not wrong, f"README's reading path: (stated, actual) lines: {wrong}"
-    total = sum(stated for _, stated in path[:4])
-    text = (ROOT / "README.md").read_text()
-    assert f"(the first four rows) are {total:,} lines together" in text
+    wrong = {}
+    for module, lines, code in path:
+        source = (ROOT / module).read_text()
+        if (lines, code) != (len(source.splitlines()), code_lines(source)):
+            wrong[module] = ((lines, code), (len(source.splitlines()), code_lines(source)))
+    assert not wrong, f"README's reading path: (stated, actual) (lines, code lines): {wrong}"
+    lines, code = (sum(row[i] for row in path[:4]) for i in (1, 2))
+    text = " ".join((ROOT / "README.md").read_text().split())
+    assert f"(the first four rows) are {lines:,} lines together, {code:,} of them code" in text
+
+
+def test_code_lines_leave_out_docstrings_comments_and_blank_lines():
+    source = ('"""Module."""\n\nimport os  # why\n\n\nclass A:\n    """A."""\n\n    x: int\n'
+              '    """Field."""\n\n    def f(self):\n        """F,\n        on two lines."""\n'
+              '        # alone\n        return "not a docstring"\n')
+    assert code_lines(source) == 5  # import, class, field, def, return
 
 
 def test_each_module_of_the_reading_path_is_printed_by_its_notebook():
     text = (ROOT / "README.md").read_text()
     block = text.split("<!-- reading-path -->")[1].split("<!-- /reading-path -->")[0]
-    for module, number in re.findall(r"`hitl_kit/(\w+)\.py` \| \d+ \| notebook (\d+)", block):
+    for module, number in re.findall(r"`hitl_kit/(\w+)\.py` \| \d+ \| \d+ \| notebook (\d+)",
+                                     block):
         [notebook] = (ROOT / "notebooks").glob(f"{number}_*.ipynb")
         code = "\n".join("".join(cell["source"]) for cell in json.loads(
             notebook.read_text())["cells"] if cell["cell_type"] == "code")
