@@ -31,7 +31,8 @@ from .conftest import agent_of_kind
 
 DEPLOY = "deploy the billing service version {} to prod"
 REPLY = 'send a reply to thread 3 saying "see you"'
-SETTLE_S = 20  # generous: waits end on an event, this only bounds a broken run
+SETTLE_S = 120  # waits end on an event; only a hang reaches this (a loaded machine never does)
+LONG_S = 600  # a deadline that never comes during a test
 SHORT = 0.05
 
 
@@ -198,7 +199,7 @@ def test_the_escalation_target_can_still_decide(agent, world):
         agent.resume("t", {pending.interrupt_id: {"kind": "approve", "approver": to,
                                                   "fingerprint": pending.fingerprint}})
 
-    deadline = Deadline(SHORT, "escalate", escalate_to="oncall", then=Deadline(SETTLE_S))
+    deadline = Deadline(SHORT, "escalate", escalate_to="oncall", then=Deadline(LONG_S))
     timer = ApprovalTimer(agent, pending, deadline, on_escalate=oncall_approves).start()
     assert timer.wait(SETTLE_S) and timer.state == DECIDED
     assert timer.claim.decision.approver == "oncall"
@@ -221,7 +222,7 @@ def test_watcher_arms_follow_ups_after_an_edit(stored, world):
 
 
 def test_watcher_leaves_policies_without_a_deadline_alone(agent):
-    watcher = DeadlineWatcher(agent, {"soft_gate": Deadline(SETTLE_S, "proceed")})
+    watcher = DeadlineWatcher(agent, {"soft_gate": Deadline(LONG_S, "proceed")})
     assert watcher.watch(agent.start(DEPLOY.format("2.5"), "t")) == []
     watcher.close()
     assert watcher._on_decided not in agent.on_decided
@@ -286,7 +287,7 @@ def test_card_counts_down_then_shows_the_applied_default(agent, world):
 
 
 def test_card_clicked_in_time_keeps_its_own_result(agent, world):
-    watcher = DeadlineWatcher(agent, {"hard_gate": Deadline(SETTLE_S)})
+    watcher = DeadlineWatcher(agent, {"hard_gate": Deadline(LONG_S)})
     board = ApprovalBoard(agent, agent.start(DEPLOY.format("2.5"), "t"), approver="ana",
                           watcher=watcher)
     [card] = board.cards
@@ -298,7 +299,7 @@ def test_card_clicked_in_time_keeps_its_own_result(agent, world):
 
 
 def test_card_shows_a_decision_made_elsewhere(agent, world):
-    watcher = DeadlineWatcher(agent, {"hard_gate": Deadline(SETTLE_S)})
+    watcher = DeadlineWatcher(agent, {"hard_gate": Deadline(LONG_S)})
     board = ApprovalBoard(agent, agent.start(DEPLOY.format("2.5"), "t"), watcher=watcher)
     [card] = board.cards
     agent.resume("t", {"kind": "reject", "approver": "bo", "reason": "freeze week"})
@@ -311,6 +312,9 @@ def test_card_shows_a_decision_made_elsewhere(agent, world):
 def test_soft_gate_card_proceeds_and_shows_it(agent, world):
     watcher = DeadlineWatcher(agent, {"soft_gate": Deadline(SHORT, "proceed")})
     board = ApprovalBoard(agent, agent.start(REPLY, "t"), watcher=watcher)
-    board.cards[0].ticker.join(SETTLE_S)
-    assert "Proceeded" in board.cards[0].status.value and world.count("outbox") == 1
+    card = board.cards[0]
+    card.ticker.join(SETTLE_S)
+    assert not card.ticker.is_alive(), "the card's countdown never settled"
+    assert "Proceeded" in card.status.value and world.count("outbox") == 1, (
+        card.status.value, card.countdown.value, card.note.value, watcher.timers)
     assert json.loads(agent.audit.rows()[-1]["parameters"])["thread_id"] == 3
