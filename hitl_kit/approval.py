@@ -115,7 +115,9 @@ class ApprovalAgent:
 
     ``ledger`` judges which decision wins each request (default: one in the checkpointer's
     database, else in memory). ``on_decided`` holds callables ``(claims, outcome)`` run after
-    the graph took decisions; the timers of ``hitl_kit.timeouts`` listen there.
+    the graph took decisions; the timers of ``hitl_kit.timeouts`` listen there. ``on_recovered``
+    holds callables ``(recovered)`` run after this agent finished a thread a dead process left
+    (in ``recover()``, or first thing in a ``resume`` of that thread).
     """
 
     def __init__(self, model, tools: list, policy: ActionPolicy | None = None, world=None,
@@ -142,6 +144,7 @@ class ApprovalAgent:
         self.ledger, self.tools = kit.ledger, kit.tools
         self.approvers, self.audit = kit.approvers, kit.audit
         self.on_decided: list[Callable[[list[Claim], Outcome], None]] = []
+        self.on_recovered: list[Callable[[recovery.Recovered], None]] = []
         # A durable checkpointer saves every step before the next starts, so a crash loses no
         # finished step (the run journal and idempotent audit rows make repeating one safe).
         # In memory there is nothing to survive a crash: save once, when the run stops.
@@ -395,7 +398,7 @@ class ApprovalAgent:
         turn = self.ledger.turns.of(thread_id)
         if turn is None or not turn.stale:
             return ""
-        return str(recovery.recover_thread(self, thread_id))
+        return str(self._told(recovery.recover_thread(self, thread_id)))
 
     def run(self, thread_id: str, holder: str, graph_input, claims: list[Claim] = ()
             ) -> Outcome:
@@ -435,15 +438,23 @@ class ApprovalAgent:
 
     def notify(self, claims: list[Claim], outcome: Outcome) -> None:
         """Tell the ``on_decided`` listeners; a broken listener must not hide the decision."""
-        for listener in list(self.on_decided):
+        self._tell(self.on_decided, claims, outcome)
+
+    def _told(self, recovered: recovery.Recovered) -> recovery.Recovered:
+        self._tell(self.on_recovered, recovered)
+        return recovered
+
+    @staticmethod
+    def _tell(listeners: list[Callable], *heard) -> None:
+        for listener in list(listeners):
             try:
-                listener(claims, outcome)
+                listener(*heard)
             except Exception as exc:
-                warnings.warn(f"on_decided listener {listener!r} failed: {exc!r}", stacklevel=3)
+                warnings.warn(f"listener {listener!r} failed: {exc!r}", stacklevel=4)
 
     def recover(self) -> list[recovery.Recovered]:
         """Finish every thread a crash left between states (see ``hitl_kit.recovery``)."""
-        return recovery.recover(self)
+        return [self._told(found) for found in recovery.recover(self)]
 
 
 def _named(decisions, pending: dict | None = None) -> list[dict]:

@@ -176,7 +176,6 @@ def _work(n, url, folder, thread_ids, workers, answer, hook, from_parent, to_par
     from hitl_kit.approval import AlreadyDecided, ApprovalAgent, ApprovalError
     from hitl_kit.backends import open_stores
     from hitl_kit.llm import OfflineChatModel
-    from hitl_kit.recovery import recover_thread
     from hitl_kit.world import World
 
     def say(text: str) -> None:
@@ -200,12 +199,11 @@ def _work(n, url, folder, thread_ids, workers, answer, hook, from_parent, to_par
     # worker gets to a request another may have decided it: the ledger tells it who.
     pending = [r for r in agent.ledger.index.listed() if r.thread_id in wanted]
     order = {t: i for i, t in enumerate(thread_ids[start:] + thread_ids[:start])}
+    # A thread whose worker died mid-resume is finished first, by the resume that finds it
+    # (or by the sweep's recover()): the agent tells what it recovered, wherever it did.
+    agent.on_recovered.append(lambda found: report.recovered.append(found.thread_id)
+                              if found.applied or found.continued_from else None)
     for request in sorted(pending, key=lambda r: order[r.thread_id]):
-        turn = agent.ledger.turns.of(request.thread_id)
-        if turn is not None and turn.stale:  # its worker died mid-resume: finish it first
-            recovered = recover_thread(agent, request.thread_id)
-            if recovered.applied or recovered.continued_from:
-                report.recovered.append(request.thread_id)
         try:
             began = time.perf_counter()
             agent.resume(request.thread_id, {request.interrupt_id: answer(n, request)})
@@ -217,7 +215,7 @@ def _work(n, url, folder, thread_ids, workers, answer, hook, from_parent, to_par
             report.refused += 1
     say("passed")
     os.read(from_parent, 1)  # sweep
-    report.recovered += [r.thread_id for r in agent.recover() if r.applied or r.continued_from]
+    agent.recover()
     say(json.dumps({k: v for k, v in vars(report).items() if k != "worker"}))
     stores.close()
     world.close()
