@@ -16,8 +16,9 @@ os.environ.pop("OPENAI_API_KEY", None)
 os.environ.pop("HITL_KIT_DATABASE_URL", None)
 
 # The files that take longest (seconds of one run, `pytest --durations=0`, 2026-12-06) start
-# first: pytest-xdist hands out whole files in collection order, so a long file collected last
-# leaves one worker busy while the others idle. Only the order changes; each file's own stays.
+# first: pytest-xdist hands out whole files in collection order (once told not to put the files
+# with most tests first, below), so a long file handed out last leaves one worker busy while the
+# others idle. Only the order changes; each file's own stays.
 LONGEST_FIRST = (
     "tests/mutants/test_mutants.py",  # 79 s: every mutant of every drill (one shared run)
     "tests/mutants/test_messages.py",  # waits for the same run
@@ -37,3 +38,8 @@ def pytest_collection_modifyitems(session, config, items):
     rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
     root = config.rootpath
     items.sort(key=lambda item: rank.get(item.path.relative_to(root).as_posix(), len(rank)))
+
+
+def pytest_configure(config):
+    if hasattr(config.option, "loadscopereorder"):  # pytest-xdist's --no-loadscope-reorder
+        config.option.loadscopereorder = False
