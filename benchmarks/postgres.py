@@ -17,6 +17,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from measure import interleaved, load, median_seconds, percentile, table  # this file's folder
@@ -73,18 +74,10 @@ def bare_postgres_graph(pool):
     return builder.compile(checkpointer=postgres_checkpointer(pool))
 
 
-def bench_cycle(url: str, rounds: int) -> dict:
+def cycles(agent, graph) -> dict[str, Callable[[int], None]]:
+    """The i-th gated approve cycle of ``agent`` and the i-th pause + resume of the bare
+    ``graph``, each on a thread of its own: what the PostgreSQL cycle row interleaves."""
     from langgraph.types import Command
-
-    from hitl_kit.approval import ApprovalAgent
-    from hitl_kit.backends import open_stores
-    from hitl_kit.llm import OfflineChatModel
-    from hitl_kit.world import World
-
-    stores = open_stores(url)  # no folder: no head file, as run.py's SQLite cycle
-    world = World()
-    agent = ApprovalAgent(OfflineChatModel(), world.tools(), world=world, **stores.for_agent())
-    graph = bare_postgres_graph(stores.checkpointer.conn)
 
     def kit(i):
         agent.start(TASK, f"kit-{i}")
@@ -95,7 +88,19 @@ def bench_cycle(url: str, rounds: int) -> dict:
         graph.invoke({}, config, durability="sync")
         graph.invoke(Command(resume="approved"), config, durability="sync")
 
-    took = interleaved({"bare": bare, "kit": kit}, 20, rounds)
+    return {"bare": bare, "kit": kit}
+
+
+def bench_cycle(url: str, rounds: int) -> dict:
+    from hitl_kit.approval import ApprovalAgent
+    from hitl_kit.backends import open_stores
+    from hitl_kit.llm import OfflineChatModel
+    from hitl_kit.world import World
+
+    stores = open_stores(url)  # no folder: no head file, as run.py's SQLite cycle
+    world = World()
+    agent = ApprovalAgent(OfflineChatModel(), world.tools(), world=world, **stores.for_agent())
+    took = interleaved(cycles(agent, bare_postgres_graph(stores.checkpointer.conn)), 20, rounds)
     stores.close()
     bare_s, kit_s = took["bare"], took["kit"]
     return row("PostgreSQL: gated approve cycle (plan, classify, pause, resume, execute once, "

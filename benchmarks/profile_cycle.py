@@ -105,8 +105,7 @@ def sqlite_profiles(rounds: int = 5) -> None:
 
 
 def postgres_profiles() -> None:
-    from langgraph.types import Command
-    from postgres import bare_postgres_graph
+    from postgres import bare_postgres_graph, cycles
 
     from hitl_kit.approval import ApprovalAgent
     from hitl_kit.backends import local_server, open_stores
@@ -121,15 +120,7 @@ def postgres_profiles() -> None:
         agent = ApprovalAgent(OfflineChatModel(), world.tools(), world=world,
                               **stores.for_agent())
         graph = bare_postgres_graph(stores.checkpointer.conn)
-
-        def kit(i):
-            agent.start(TASK, f"k{i}")
-            agent.resume(f"k{i}", {"kind": "approve", "approver": "ana"})
-
-        def bare(i):
-            config = {"configurable": {"thread_id": f"b{i}"}}
-            graph.invoke({}, config, durability="sync")
-            graph.invoke(Command(resume="ok"), config, durability="sync")
+        cycle = cycles(agent, graph)
 
         def decide_listed(i):
             """What a worker of hitl_kit.workers does for each request it lists."""
@@ -144,11 +135,11 @@ def postgres_profiles() -> None:
 
         worker = profiled(decide_listed, 1, "PostgreSQL: 64 requests started, then listed and "
                           "decided as a worker does")
-        took = interleaved({"bare": bare, "kit": kit}, 20, 3)
+        took = interleaved(cycle, 20, 3)
         text = (f"PostgreSQL gated cycle: kit {took['kit'] * 1e3:.1f} ms, bare graph "
                 f"{took['bare'] * 1e3:.1f} ms ({took['kit'] / took['bare']:.2f}x)\n\n")
         text += statements(server, agent, graph) + "\n"
-        text += profiled(kit, 100, "PostgreSQL gated approve cycle", 40) + "\n" + worker
+        text += profiled(cycle["kit"], 100, "PostgreSQL gated approve cycle", 40) + "\n" + worker
         (OUT / "cycle_postgres.txt").write_text(text)
         stores.close()
     finally:

@@ -15,6 +15,7 @@ elsewhere the module's answers are compared with ICU's, recorded by
 """
 
 import contextlib
+import functools
 import hashlib
 import json
 import re
@@ -519,11 +520,17 @@ def test_every_code_point_is_compared_as_icu_compares_it():
 
 def icus_keys(icu, text: str) -> tuple[str, str, str]:
     """ICU's skeletons of ``text`` in the three views (small letters, as typed, capitals)."""
-    checker = icu.SpoofChecker()
-    nfkc, fold = icu.Normalizer2.getNFKCInstance(), icu.Normalizer2.getNFKCCasefoldInstance()
+    checker, nfkc, fold = _icu_tools(icu)
     plain = " ".join(nfkc.normalize(text).split())
     return tuple(checker.getSkeleton(0, form) for form in (fold.normalize(plain), plain,
                                                              plain.upper()))
+
+
+@functools.cache
+def _icu_tools(icu):
+    """One spoof checker and the two normalizers, made once (not per character)."""
+    return (icu.SpoofChecker(), icu.Normalizer2.getNFKCInstance(),
+            icu.Normalizer2.getNFKCCasefoldInstance())
 
 
 def record_icus_answers() -> None:
